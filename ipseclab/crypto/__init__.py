@@ -1,0 +1,63 @@
+"""Cryptography for IKEv2, ESP and AH: the only package that touches the primitives.
+
+Transforms are looked up by their IANA id (``get_encr``, ``get_prf``,
+``get_integ``, ``get_ke_group``); key derivation and AUTH computation are plain
+functions over bytes.
+"""
+
+from .auth import AuthMethod, psk_auth, sign_auth, signed_octets, verify_auth
+from .cipher import Encr, KeyedCipher, get_encr, supported_encrs
+from .dh import KeGroup, KeyExchange, get_ke_group, modp_prime, supported_ke_groups
+from .integ import Integ, get_integ, supported_integs
+from .keys import (
+    ChildSaKeys,
+    IkeSaKeys,
+    IkeSuite,
+    child_sa_keys,
+    derive_ike_sa,
+    ike_sa_keys,
+    rekey_skeyseed,
+    skeyseed,
+)
+from .prf import Prf, get_prf, supported_prfs
+from .random import random_bytes
+from .registry import EncrId, EsnId, IntegId, KeId, PrfId, TransformType, transform_name
+
+__all__ = [
+    "AuthMethod",
+    "ChildSaKeys",
+    "Encr",
+    "EncrId",
+    "EsnId",
+    "IkeSaKeys",
+    "IkeSuite",
+    "Integ",
+    "IntegId",
+    "KeGroup",
+    "KeId",
+    "KeyExchange",
+    "KeyedCipher",
+    "Prf",
+    "PrfId",
+    "TransformType",
+    "child_sa_keys",
+    "derive_ike_sa",
+    "get_encr",
+    "get_integ",
+    "get_ke_group",
+    "get_prf",
+    "ike_sa_keys",
+    "modp_prime",
+    "psk_auth",
+    "random_bytes",
+    "rekey_skeyseed",
+    "sign_auth",
+    "signed_octets",
+    "skeyseed",
+    "supported_encrs",
+    "supported_integs",
+    "supported_ke_groups",
+    "supported_prfs",
+    "transform_name",
+    "verify_auth",
+]
