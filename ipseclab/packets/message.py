@@ -138,7 +138,12 @@ def _short(p: Payload) -> str:
         return f"N({enum_name(NotifyType, p.notify_type)})"
     if isinstance(p, EncryptedFragment):
         return f"SKF({p.number}/{p.total})"
-    return enum_name(PayloadType, payload_type_of(p))
+    return _SHORT_NAMES.get(payload_type_of(p)) or enum_name(PayloadType, payload_type_of(p))
+
+
+# the names strongSwan and Wireshark print
+_SHORT_NAMES = {PayloadType.IDI: "IDi", PayloadType.IDR: "IDr", PayloadType.TSI: "TSi", PayloadType.TSR: "TSr",
+                PayloadType.NONCE: "No", PayloadType.VENDOR: "V", PayloadType.CERTREQ: "CERTREQ"}
 
 
 # --- keys for the SK payload ------------------------------------------------------------------

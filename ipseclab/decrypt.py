@@ -1,0 +1,118 @@
+"""Decrypt the IKE messages of a capture with Wireshark key files: the engine behind ``ipseclab decrypt``.
+
+Every UDP datagram on port 500 or 4500 is read; IKE messages are decoded and,
+when the key table has their IKE SA, their SK/SKF payloads are verified and
+decrypted (fragments are reassembled).  A datagram that fails becomes a record
+with a one-line reason; the rest of the capture is still reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .crypto import get_encr, get_integ
+from .errors import IpsecLabError
+from .packets.enums import ExchangeType, enum_name
+from .packets.fragment import Reassembler
+from .packets.message import EncryptedFragment, IkeSaCrypto, Message, SkCrypto, decode
+from .packets.natt import IKE_PORT, NATT_PORT, Udp4500Kind, classify_udp4500
+from .pcap.keyfiles import IkeSaKeyRow
+from .pcap.reader import BadFrame, UdpDatagram, read_udp
+
+
+@dataclass(slots=True)
+class IkeRecord:
+    """One IKE datagram of a capture, decoded as far as the keys allow."""
+
+    frame: int
+    time: float
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    raw: bytes = b""
+    message: Message | None = None
+    decrypted: bool = False
+    reassembled: Message | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def direction(self) -> str:
+        if self.message is None:
+            return "?"
+        who = "initiator" if self.message.initiator else "responder"
+        return f"{'response' if self.message.response else 'request'} from {who}"
+
+    def line(self) -> str:
+        where = f"{self.src}:{self.sport} -> {self.dst}:{self.dport}"
+        if self.message is None:
+            return f"#{self.frame} {where} ERROR {self.error}"
+        text = f"#{self.frame} {where} {self.message.summary()} ({self.direction})"
+        if self.reassembled is not None:
+            text += f"\n    reassembled: {self.reassembled.summary()}"
+        if self.error:
+            text += f"\n    ERROR {self.error}"
+        return text
+
+
+def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
+    """Both directions' SK crypto from one ikev2_decryption_table row."""
+    encr = get_encr(row.encr_id, row.encr_key_bits or None)
+    integ = get_integ(row.integ_id) if row.integ_id else None
+    return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
+
+
+def ike_datagrams(path: str | Path) -> Iterator[UdpDatagram | BadFrame]:
+    """UDP datagrams on the IKE ports (500, 4500) and broken frames, in capture order."""
+    for d in read_udp(path):
+        if isinstance(d, BadFrame) or IKE_PORT in (d.sport, d.dport) or NATT_PORT in (d.sport, d.dport):
+            yield d
+
+
+def decrypt_capture(path: str | Path, rows: list[IkeSaKeyRow]) -> list[IkeRecord]:
+    """Decode every IKE message of a capture, decrypting with the key rows; see the module docstring."""
+    keys = {(r.spi_i, r.spi_r): crypto_from_row(r) for r in rows}
+    reassembler = Reassembler()
+    out: list[IkeRecord] = []
+    for d in ike_datagrams(path):
+        if isinstance(d, BadFrame):
+            out.append(IkeRecord(d.frame, 0.0, "?", "?", 0, 0, error=d.reason))
+            continue
+        rec = IkeRecord(d.frame, d.time, d.src, d.dst, d.sport, d.dport)
+        data = d.payload
+        if NATT_PORT in (d.sport, d.dport):
+            try:
+                kind, data = classify_udp4500(data)
+            except IpsecLabError as exc:
+                rec.error = str(exc)
+                out.append(rec)
+                continue
+            if kind is not Udp4500Kind.IKE:
+                continue  # ESP-in-UDP and keepalives are not IKE
+        rec.raw = data
+        try:
+            rec.message = decode(data)
+        except IpsecLabError as exc:
+            rec.error = f"malformed IKE message: {exc}"
+            out.append(rec)
+            continue
+        msg = rec.message
+        protected = msg.payloads and (msg.encrypted is not None or isinstance(msg.payloads[-1], EncryptedFragment))
+        if protected:
+            crypto = keys.get((msg.spi_i, msg.spi_r))
+            if crypto is None:
+                rec.error = f"no keys for IKE SA {msg.spi_i.hex()}_i {msg.spi_r.hex()}_r; SK payload left encrypted"
+            else:
+                try:
+                    rec.message = decode(data, crypto)
+                    rec.decrypted = True
+                    if isinstance(rec.message.payloads[-1], EncryptedFragment):
+                        rec.reassembled = reassembler.add(rec.message)
+                except IpsecLabError as exc:
+                    what = enum_name(ExchangeType, msg.exchange)
+                    rec.error = f"{what} #{msg.message_id}: {exc} (wrong keys for this IKE SA, or a modified packet)"
+        out.append(rec)
+    return out

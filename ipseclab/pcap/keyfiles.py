@@ -1,0 +1,146 @@
+"""Wireshark's own key file formats, so any ipseclab capture opens decrypted in Wireshark.
+
+``ikev2_decryption_table`` (Preferences > Protocols > ISAKMP > IKEv2 Decryption
+Table; the file of that name in a Wireshark profile) has one row per IKE SA::
+
+    ISPI,RSPI,SK_ei,SK_er,"ENC NAME",SK_ai,SK_ar,"INTEG NAME"
+
+hex without 0x; for AEAD ciphers SK_e includes the 4-byte salt and the
+integrity algorithm is ``NONE [RFC4306]`` with empty SK_a.  The names are the
+ones Wireshark 4.0 lists (read off libwireshark).  Wireshark 4.0 has no
+ChaCha20-Poly1305 and no AES-XCBC for IKEv2: rows for those use names of our
+own (marked ``ipseclab-only``) that ipseclab reads and Wireshark rejects, and
+:func:`wireshark_can_decrypt` says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..crypto import EncrId, IntegId
+from ..errors import KeyFileError
+
+# Wireshark name -> (ENCR id, key bits)
+IKEV2_ENCR_NAMES: dict[str, tuple[int, int]] = {
+    "NULL [RFC2410]": (EncrId.NULL, 0),
+    **{f"AES-CBC-{b} [RFC3602]": (EncrId.AES_CBC, b) for b in (128, 192, 256)},
+    **{
+        f"AES-GCM-{b} with {icv} octet ICV [RFC5282]": (eid, b)
+        for b in (128, 192, 256)
+        for icv, eid in ((8, EncrId.AES_GCM_8), (12, EncrId.AES_GCM_12), (16, EncrId.AES_GCM_16))
+    },
+    "CHACHA20-POLY1305 [RFC7634] (ipseclab-only)": (EncrId.CHACHA20_POLY1305, 256),
+}
+IKEV2_INTEG_NAMES: dict[str, int] = {
+    "NONE [RFC4306]": IntegId.NONE,
+    "HMAC_MD5_96 [RFC2403]": IntegId.HMAC_MD5_96,
+    "HMAC_SHA1_96 [RFC2404]": IntegId.HMAC_SHA1_96,
+    "HMAC_SHA2_256_128 [RFC4868]": IntegId.HMAC_SHA2_256_128,
+    "HMAC_SHA2_384_192 [RFC4868]": IntegId.HMAC_SHA2_384_192,
+    "HMAC_SHA2_512_256 [RFC4868]": IntegId.HMAC_SHA2_512_256,
+    "AES_XCBC_96 [RFC3566] (ipseclab-only)": IntegId.AES_XCBC_96,
+}
+_ENCR_BY_ID = {v: k for k, v in IKEV2_ENCR_NAMES.items()}
+_INTEG_BY_ID = {v: k for k, v in IKEV2_INTEG_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaKeyRow:
+    """One ikev2_decryption_table row: what it takes to decrypt one IKE SA's SK payloads."""
+
+    spi_i: bytes
+    spi_r: bytes
+    sk_ei: bytes
+    sk_er: bytes
+    encr_id: int
+    encr_key_bits: int
+    sk_ai: bytes
+    sk_ar: bytes
+    integ_id: int
+
+    @property
+    def encr_name(self) -> str:
+        try:
+            return _ENCR_BY_ID[(self.encr_id, self.encr_key_bits)]
+        except KeyError:
+            raise KeyFileError(
+                f"no Wireshark IKEv2 name for encryption {self.encr_id} with {self.encr_key_bits}-bit keys"
+            ) from None
+
+    @property
+    def integ_name(self) -> str:
+        try:
+            return _INTEG_BY_ID[self.integ_id]
+        except KeyError:
+            raise KeyFileError(f"no Wireshark IKEv2 name for integrity algorithm {self.integ_id}") from None
+
+    @property
+    def wireshark_can_decrypt(self) -> bool:
+        return "ipseclab-only" not in self.encr_name + self.integ_name
+
+    def to_row(self) -> str:
+        return ",".join([
+            self.spi_i.hex(), self.spi_r.hex(), self.sk_ei.hex(), self.sk_er.hex(), f'"{self.encr_name}"',
+            self.sk_ai.hex(), self.sk_ar.hex(), f'"{self.integ_name}"',
+        ])
+
+
+def _hex(field: str, what: str, line: int) -> bytes:
+    try:
+        return bytes.fromhex(field.strip().removeprefix("0x"))
+    except ValueError:
+        raise KeyFileError(f"line {line}: {what} is not hex: {field!r}") from None
+
+
+def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeSaKeyRow]:
+    """Parse the rows of an ikev2_decryption_table; KeyFileError names the line and field at fault."""
+    rows = []
+    for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
+            continue
+        if len(fields) != 8:
+            raise KeyFileError(
+                f"{source} line {n}: expected 8 fields (ISPI,RSPI,SK_ei,SK_er,\"ENC\",SK_ai,SK_ar,\"INTEG\"), "
+                f"got {len(fields)}"
+            )
+        spi_i, spi_r = _hex(fields[0], "ISPI", n), _hex(fields[1], "RSPI", n)
+        if len(spi_i) != 8 or len(spi_r) != 8:
+            raise KeyFileError(f"{source} line {n}: SPIs must be 8 bytes (16 hex digits)")
+        enc_name, integ_name = fields[4].strip(), fields[7].strip()
+        if enc_name not in IKEV2_ENCR_NAMES:
+            raise KeyFileError(
+                f"{source} line {n}: unknown encryption algorithm {enc_name!r} "
+                f"(known: {', '.join(sorted(IKEV2_ENCR_NAMES))})"
+            )
+        if integ_name not in IKEV2_INTEG_NAMES:
+            raise KeyFileError(
+                f"{source} line {n}: unknown integrity algorithm {integ_name!r} "
+                f"(known: {', '.join(sorted(IKEV2_INTEG_NAMES))})"
+            )
+        eid, bits = IKEV2_ENCR_NAMES[enc_name]
+        rows.append(IkeSaKeyRow(spi_i, spi_r, _hex(fields[2], "SK_ei", n), _hex(fields[3], "SK_er", n), eid, bits,
+                                _hex(fields[5], "SK_ai", n), _hex(fields[6], "SK_ar", n),
+                                IKEV2_INTEG_NAMES[integ_name]))
+    return rows
+
+
+def read_ikev2_decryption_table(path: str | Path) -> list[IkeSaKeyRow]:
+    """Read an ikev2_decryption_table file; KeyFileError for a missing or malformed file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    return parse_ikev2_decryption_table(text, str(path))
+
+
+def write_ikev2_decryption_table(path: str | Path, rows: list[IkeSaKeyRow]) -> None:
+    """Write rows in Wireshark's format (a profile's ``ikev2_decryption_table`` file)."""
+    Path(path).write_text("".join(r.to_row() + "\n" for r in rows), encoding="utf-8")
+
+
+def tshark_ikev2_options(rows: list[IkeSaKeyRow]) -> list[str]:
+    """``-o uat:ikev2_decryption_table:...`` arguments for tshark, one per row Wireshark can use."""
+    return [arg for r in rows if r.wireshark_can_decrypt for arg in ("-o", f"uat:ikev2_decryption_table:{r.to_row()}")]
