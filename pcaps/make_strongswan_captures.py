@@ -36,7 +36,7 @@ How it runs (root only; only for regenerating fixtures, CI never runs it):
 
 Needs: strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
 libstrongswan-extra-plugins libcharon-extra-plugins (strongSwan 5.9.8), tcpdump,
-iproute2, util-linux; tshark (optional) for ``--verify``.
+iproute2, util-linux; tshark (optional: without it, or with ``--no-verify``, the decryption check is skipped).
 
 Usage::
 
@@ -120,51 +120,94 @@ SUITES: tuple[Suite, ...] = (
         name="strongswan-aes256gcm16-prfsha256-ecp256",
         ike_proposal="aes256gcm16-prfsha256-ecp256",
         esp_proposal="aes256gcm16",
-        encr_id=20, encr_key_bits=256, prf_id=5, integ_id=None, dh_group=19,
-        esp_encr_id=20, esp_encr_key_bits=256, esp_integ_id=None,
-        ws_encr="AES-GCM-256 with 16 octet ICV [RFC5282]", ws_integ="NONE [RFC4306]",
+        encr_id=20,
+        encr_key_bits=256,
+        prf_id=5,
+        integ_id=None,
+        dh_group=19,
+        esp_encr_id=20,
+        esp_encr_key_bits=256,
+        esp_integ_id=None,
+        ws_encr="AES-GCM-256 with 16 octet ICV [RFC5282]",
+        ws_integ="NONE [RFC4306]",
     ),
     Suite(
         name="strongswan-aes256-sha256-modp2048",
         ike_proposal="aes256-sha256-modp2048",
         esp_proposal="aes128-sha256",
-        encr_id=12, encr_key_bits=256, prf_id=5, integ_id=12, dh_group=14,
-        esp_encr_id=12, esp_encr_key_bits=128, esp_integ_id=12,
-        ws_encr="AES-CBC-256 [RFC3602]", ws_integ="HMAC_SHA2_256_128 [RFC4868]",
+        encr_id=12,
+        encr_key_bits=256,
+        prf_id=5,
+        integ_id=12,
+        dh_group=14,
+        esp_encr_id=12,
+        esp_encr_key_bits=128,
+        esp_integ_id=12,
+        ws_encr="AES-CBC-256 [RFC3602]",
+        ws_integ="HMAC_SHA2_256_128 [RFC4868]",
     ),
     Suite(
         name="strongswan-aes128-sha1-prfaesxcbc-modp2048",
         ike_proposal="aes128-sha1-prfaesxcbc-modp2048",
         esp_proposal="aes128-sha1",
-        encr_id=12, encr_key_bits=128, prf_id=4, integ_id=2, dh_group=14,
-        esp_encr_id=12, esp_encr_key_bits=128, esp_integ_id=2,
-        ws_encr="AES-CBC-128 [RFC3602]", ws_integ="HMAC_SHA1_96 [RFC2404]",
+        encr_id=12,
+        encr_key_bits=128,
+        prf_id=4,
+        integ_id=2,
+        dh_group=14,
+        esp_encr_id=12,
+        esp_encr_key_bits=128,
+        esp_integ_id=2,
+        ws_encr="AES-CBC-128 [RFC3602]",
+        ws_integ="HMAC_SHA1_96 [RFC2404]",
         fallback=Suite(
             name="strongswan-aes128-sha1-modp2048",
             ike_proposal="aes128-sha1-modp2048",
             esp_proposal="aes128-sha1",
-            encr_id=12, encr_key_bits=128, prf_id=2, integ_id=2, dh_group=14,
-            esp_encr_id=12, esp_encr_key_bits=128, esp_integ_id=2,
-            ws_encr="AES-CBC-128 [RFC3602]", ws_integ="HMAC_SHA1_96 [RFC2404]",
+            encr_id=12,
+            encr_key_bits=128,
+            prf_id=2,
+            integ_id=2,
+            dh_group=14,
+            esp_encr_id=12,
+            esp_encr_key_bits=128,
+            esp_integ_id=2,
+            ws_encr="AES-CBC-128 [RFC3602]",
+            ws_integ="HMAC_SHA1_96 [RFC2404]",
         ),
     ),
     Suite(
         name="strongswan-chacha20poly1305-prfsha256-x25519",
         ike_proposal="chacha20poly1305-prfsha256-x25519",
         esp_proposal="chacha20poly1305",
-        encr_id=28, encr_key_bits=256, prf_id=5, integ_id=None, dh_group=31,
-        esp_encr_id=28, esp_encr_key_bits=256, esp_integ_id=None,
-        ws_encr=None, ws_integ="NONE [RFC4306]",
+        encr_id=28,
+        encr_key_bits=256,
+        prf_id=5,
+        integ_id=None,
+        dh_group=31,
+        esp_encr_id=28,
+        esp_encr_key_bits=256,
+        esp_integ_id=None,
+        ws_encr=None,
+        ws_integ="NONE [RFC4306]",
         note="Wireshark 4.0 has no ChaCha20-Poly1305 in its IKEv2 decryption table.",
     ),
     Suite(
         name="strongswan-aes256-sha256-modp2048-frag",
         ike_proposal="aes256-sha256-modp2048",
         esp_proposal="aes256-sha256",
-        encr_id=12, encr_key_bits=256, prf_id=5, integ_id=12, dh_group=14,
-        esp_encr_id=12, esp_encr_key_bits=256, esp_integ_id=12,
-        ws_encr="AES-CBC-256 [RFC3602]", ws_integ="HMAC_SHA2_256_128 [RFC4868]",
-        fragment_size=200, fragmentation=True,
+        encr_id=12,
+        encr_key_bits=256,
+        prf_id=5,
+        integ_id=12,
+        dh_group=14,
+        esp_encr_id=12,
+        esp_encr_key_bits=256,
+        esp_integ_id=12,
+        ws_encr="AES-CBC-256 [RFC3602]",
+        ws_integ="HMAC_SHA2_256_128 [RFC4868]",
+        fragment_size=200,
+        fragmentation=True,
         note="IKE_AUTH sent as RFC 7383 Encrypted Fragment (SKF) payloads.",
     ),
 )
@@ -181,6 +224,14 @@ IKE_KEY_LABELS = {
     "Sk_pi secret": "sk_pi",
     "Sk_pr secret": "sk_pr",
 }
+AUTH_LABELS = {
+    "IDx'": "idx",
+    "SK_p": "sk_p",
+    "octets = message + nonce + prf(Sk_px, IDx')": "octets",
+    "secret": "psk",
+    "prf(secret, keypad)": "prf_psk_keypad",
+    "AUTH = prf(prf(secret, keypad), octets)": "auth",
+}
 CHILD_KEY_LABELS = {
     "encryption initiator key": "encr_i",
     "integrity initiator key": "integ_i",
@@ -193,15 +244,19 @@ class FixtureError(RuntimeError):
     """A step of the capture run failed."""
 
 
+class ProposalRejected(FixtureError):
+    """strongSwan refused the suite (config not loaded or negotiation failed): try its fallback."""
+
+
 def log(msg: str) -> None:
     print(f"[make_strongswan_captures] {msg}", file=sys.stderr, flush=True)
 
 
-def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run an argument list (never a shell string) and capture its output."""
-    proc = subprocess.run(list(cmd), env=env, timeout=timeout, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(list(cmd), env=env, timeout=timeout, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise FixtureError(f"{' '.join(cmd)} -> rc {proc.returncode}\n{proc.stdout}{proc.stderr}")
     return proc
@@ -210,6 +265,7 @@ def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float
 # --------------------------------------------------------------------------------------
 # Preflight
 # --------------------------------------------------------------------------------------
+
 
 def preflight() -> None:
     if os.geteuid() != 0:
@@ -235,13 +291,16 @@ def preflight() -> None:
 # Configuration files
 # --------------------------------------------------------------------------------------
 
+
 def strongswan_conf(vici: Path, logfile: Path, fragment_size: int) -> str:
     frag = f"    fragment_size = {fragment_size}\n" if fragment_size else ""
     return f"""# generated by pcaps/make_strongswan_captures.py
 charon {{
     load_modular = no
     load = {CHARON_PLUGINS}
-    threads = 8
+    # kernel-libipsec keeps 9 worker threads busy (TUN reader, ESP processor, ...):
+    # with 8 threads no worker is left for vici and swanctl hangs. 16 is the default.
+    threads = 16
     # no NAT keep-alives: kernel-libipsec fakes a NAT to force UDP encapsulation
     keep_alive = 0s
 {frag}    plugins {{
@@ -316,6 +375,7 @@ secrets {{
 # The lab: namespaces, daemons, capture; always torn down
 # --------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Side:
     role: str  # "i" or "r"
@@ -335,8 +395,11 @@ class Side:
         return f"unix://{self.vici}"
 
     def env(self) -> dict[str, str]:
-        return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STRONGSWAN_CONF": str(self.conf),
-                "SWANCTL_DIR": str(self.dir)}
+        return {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "STRONGSWAN_CONF": str(self.conf),
+            "SWANCTL_DIR": str(self.dir),
+        }
 
 
 class Lab:
@@ -350,9 +413,18 @@ class Lab:
         for role, veth, addr, ts in (("i", VETH_I, ADDR_I, TS_I), ("r", VETH_R, ADDR_R, TS_R)):
             d = workdir / role
             d.mkdir(parents=True, exist_ok=True)
-            self.sides[role] = Side(role, f"{NS_PREFIX}{role}{tag}", veth, addr, ts, d,
-                                    d / "strongswan.conf", d / "swanctl.conf", d / "charon.vici",
-                                    d / "charon.log")
+            self.sides[role] = Side(
+                role,
+                f"{NS_PREFIX}{role}{tag}",
+                veth,
+                addr,
+                ts,
+                d,
+                d / "strongswan.conf",
+                d / "swanctl.conf",
+                d / "charon.vici",
+                d / "charon.log",
+            )
         self.created_ns: list[str] = []
         self.tcpdump: subprocess.Popen[bytes] | None = None
         self.pcap = workdir / "capture.pcap"
@@ -367,8 +439,7 @@ class Lab:
                 raise FixtureError(f"namespace {side.netns} already exists")
             run(["ip", "netns", "add", side.netns])
             self.created_ns.append(side.netns)
-        run(["ip", "link", "add", i.veth, "netns", i.netns, "type", "veth",
-             "peer", "name", r.veth, "netns", r.netns])
+        run(["ip", "link", "add", i.veth, "netns", i.netns, "type", "veth", "peer", "name", r.veth, "netns", r.netns])
         for side in (i, r):
             ns = ["ip", "-n", side.netns]
             run([*ns, "link", "set", "lo", "up"])
@@ -376,8 +447,10 @@ class Lab:
             run([*ns, "addr", "add", f"{side.addr}/{PREFIXLEN}", "dev", side.veth])
             run([*ns, "link", "set", side.veth, "up"])
             # no IPv6 on the veth: keeps the capture to the IKE traffic and nothing else
-            run(["ip", "netns", "exec", side.netns, "sysctl", "-q", "-w",
-                 f"net.ipv6.conf.{side.veth}.disable_ipv6=1"], check=False)
+            run(
+                ["ip", "netns", "exec", side.netns, "sysctl", "-q", "-w", f"net.ipv6.conf.{side.veth}.disable_ipv6=1"],
+                check=False,
+            )
 
     # -- daemons --------------------------------------------------------------------
     def write_configs(self) -> None:
@@ -387,9 +460,21 @@ class Lab:
 
     def start_charon(self, side: Side) -> None:
         out = (side.dir / "charon.stdout").open("wb")
-        cmd = ["ip", "netns", "exec", side.netns,
-               "unshare", "--mount", "--propagation", "private", "--",
-               sys.executable, str(Path(__file__).resolve()), "--exec-charon", str(side.conf)]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            side.netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--exec-charon",
+            str(side.conf),
+        ]
         # ip netns exec, unshare and the helper all exec(): the pid is charon's own.
         side.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         out.close()
@@ -398,8 +483,10 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if side.proc is not None and side.proc.poll() is not None:
-                raise FixtureError(f"charon ({side.role}) exited: rc {side.proc.returncode}; "
-                                   f"see {side.dir / 'charon.stdout'} and {side.log}")
+                raise FixtureError(
+                    f"charon ({side.role}) exited: rc {side.proc.returncode}; "
+                    f"see {side.dir / 'charon.stdout'} and {side.log}"
+                )
             if side.vici.exists():
                 proc = run(["swanctl", "--stats", "--uri", side.uri], env=side.env(), check=False)
                 if proc.returncode == 0:
@@ -416,9 +503,27 @@ class Lab:
         i = self.sides["i"]
         err = self.tcpdump_err.open("wb")
         self.tcpdump = subprocess.Popen(
-            ["ip", "netns", "exec", i.netns, "tcpdump", "-i", i.veth, "-n", "-U", "-Z", "root",
-             "-w", str(self.pcap), "udp port 500 or udp port 4500"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            [
+                "ip",
+                "netns",
+                "exec",
+                i.netns,
+                "tcpdump",
+                "-i",
+                i.veth,
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-Z",
+                "root",
+                "-w",
+                str(self.pcap),
+                "udp port 500 or udp port 4500",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         err.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -447,9 +552,11 @@ class Lab:
 
     def teardown(self) -> None:
         errors: list[str] = []
-        for step in (self.stop_tcpdump,
-                     lambda: self._stop(self.sides["i"].proc, signal.SIGTERM, "charon i"),
-                     lambda: self._stop(self.sides["r"].proc, signal.SIGTERM, "charon r")):
+        for step in (
+            self.stop_tcpdump,
+            lambda: self._stop(self.sides["i"].proc, signal.SIGTERM, "charon i"),
+            lambda: self._stop(self.sides["r"].proc, signal.SIGTERM, "charon r"),
+        ):
             try:
                 step()
             except Exception as exc:  # keep tearing down whatever happens
@@ -484,12 +591,18 @@ def run_lab(suite: Suite, workdir: Path) -> Lab:
         for role in ("r", "i"):
             lab.wait_vici(lab.sides[role])
         for role in ("r", "i"):
-            lab.swanctl(lab.sides[role], "--load-all", "--file", str(lab.sides[role].swanctl))
+            try:
+                lab.swanctl(lab.sides[role], "--load-all", "--file", str(lab.sides[role].swanctl))
+            except FixtureError as exc:
+                raise ProposalRejected(f"swanctl --load-all ({role}) failed: {exc}") from exc
         lab.start_tcpdump()
         i = lab.sides["i"]
-        out = lab.swanctl(i, "--initiate", "--child", CONN, "--timeout", "30", timeout=60)
+        try:
+            out = lab.swanctl(i, "--initiate", "--child", CONN, "--timeout", "30", timeout=60)
+        except FixtureError as exc:
+            raise ProposalRejected(f"initiate failed: {exc}") from exc
         if "initiate completed successfully" not in out:
-            raise FixtureError(f"initiate failed:\n{out}")
+            raise ProposalRejected(f"initiate failed:\n{out}")
         # INFORMATIONAL #1: the initiator's DPD liveness check (empty INFORMATIONAL request)
         if not wait_for_log(i.log, r"parsed INFORMATIONAL response \d+ \[ \]", DPD_DELAY_S * 4 + 5):
             log("warning: no DPD liveness exchange seen")
@@ -505,8 +618,7 @@ def run_lab(suite: Suite, workdir: Path) -> Lab:
 
 def exec_charon(conf: str) -> NoReturn:
     """Helper mode, run inside ``ip netns exec NS unshare --mount``: private /run, exec charon."""
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=4m", "ipl-fx-run", "/run"],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=4m", "ipl-fx-run", "/run"], check=True)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STRONGSWAN_CONF": conf}
     os.execve(CHARON, [CHARON], env)
 
@@ -515,22 +627,31 @@ def exec_charon(conf: str) -> NoReturn:
 # charon log parsing
 # --------------------------------------------------------------------------------------
 
-_DUMP_HEAD = re.compile(r"\] (?:<[^>]*> )?(?P<label>[A-Za-z_][^=]*?) => (?P<n>\d+) bytes @ \S+\s*$")
+_DUMP_HEAD = re.compile(r"\] (?:<[^>]*> )?(?P<label>\S.*?) => (?P<n>\d+) bytes @ \S+\s*$")
 _DUMP_ROW = re.compile(r"\] (?:<[^>]*> )?\s*(?P<off>\d+): (?P<hex>(?:[0-9A-F]{2} ){1,16})")
 
 
-def parse_dumps(text: str) -> list[tuple[str, bytes, list[str]]]:
-    """All ``label => N bytes @ 0x...`` hex dumps of a charon log, with their raw lines."""
+@dataclasses.dataclass(frozen=True)
+class Dump:
+    """One ``label => N bytes @ 0x...`` hex dump of a charon log (lines first..last)."""
+
+    label: str
+    data: bytes
+    first: int
+    last: int
+
+
+def parse_dumps(text: str) -> list[Dump]:
+    """All hex dumps (charon's ``%B`` format) of a charon log."""
     lines = text.splitlines()
-    dumps: list[tuple[str, bytes, list[str]]] = []
+    dumps: list[Dump] = []
     idx = 0
     while idx < len(lines):
         head = _DUMP_HEAD.search(lines[idx])
         if not head:
             idx += 1
             continue
-        label, size = head.group("label").strip(), int(head.group("n"))
-        raw = [lines[idx]]
+        label, size, first = head.group("label").strip(), int(head.group("n")), idx
         data = bytearray()
         idx += 1
         while len(data) < size and idx < len(lines):
@@ -538,31 +659,48 @@ def parse_dumps(text: str) -> list[tuple[str, bytes, list[str]]]:
             if not row or int(row.group("off")) != len(data):
                 break
             data += bytes.fromhex(row.group("hex").replace(" ", ""))
-            raw.append(lines[idx])
             idx += 1
         if len(data) != size:
             raise FixtureError(f"truncated hex dump for {label!r}: {len(data)}/{size} bytes")
-        dumps.append((label, bytes(data), raw))
+        dumps.append(Dump(label, bytes(data), first, idx - 1))
     return dumps
 
 
-def extract_keys(text: str) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
-    """IKE SA and Child SA keys of the (only) IKE SA in a charon log, plus the raw lines."""
-    ike: dict[str, bytes] = {}
-    child: dict[str, bytes] = {}
-    raw: list[str] = []
-    for label, data, lines in parse_dumps(text):
-        if label in IKE_KEY_LABELS:
-            key = IKE_KEY_LABELS[label]
-            if key in ike:
-                raise FixtureError(f"{label!r} logged twice: expected one IKE SA per run")
-            ike[key], raw = data, raw + lines
-        elif label in CHILD_KEY_LABELS:
-            key = CHILD_KEY_LABELS[label]
-            if key in child:
-                raise FixtureError(f"{label!r} logged twice: expected one Child SA per run")
-            child[key], raw = data, raw + lines
-    return ike, child, raw
+@dataclasses.dataclass
+class LogKeys:
+    """What one charon log says about the run's single IKE SA and Child SA."""
+
+    ike: dict[str, bytes]
+    child: dict[str, bytes]
+    # PSK AUTH computations (keymat_v2.c get_psk_sig), in log order: charon dumps one for the
+    # AUTH it sends and one for the AUTH it verifies.
+    auth: list[dict[str, bytes]]
+    kept: set[int]  # line numbers of the dumps above
+
+
+def extract_keys(text: str) -> LogKeys:
+    out = LogKeys({}, {}, [], set())
+    for d in parse_dumps(text):
+        if d.label in IKE_KEY_LABELS:
+            target, key = out.ike, IKE_KEY_LABELS[d.label]
+        elif d.label in CHILD_KEY_LABELS:
+            target, key = out.child, CHILD_KEY_LABELS[d.label]
+        elif d.label in AUTH_LABELS:
+            key = AUTH_LABELS[d.label]
+            if key == "idx":
+                out.auth.append({})
+            if not out.auth:
+                continue
+            target = out.auth[-1]
+        elif d.label == "seed" and "[CHD]" in text.splitlines()[d.first]:
+            target, key = out.child, "seed"
+        else:
+            continue
+        if key in target:
+            raise FixtureError(f"{d.label!r} logged twice: expected one IKE SA per run")
+        target[key] = d.data
+        out.kept.update(range(d.first, d.last + 1))
+    return out
 
 
 def extract_child_spis(text: str) -> tuple[str, str]:
@@ -573,12 +711,17 @@ def extract_child_spis(text: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def context_lines(text: str) -> list[str]:
-    """Lines worth keeping next to the keys: proposals, exchanges, SA state."""
-    keep = re.compile(r"selected proposal|established|parsed |generating |sending packet|"
-                      r"received packet|faking NAT|splitting|received fragment|reassembled|"
-                      r"deleting|deleted|SPIs|sending DPD|DH group")
-    return [ln for ln in text.splitlines() if keep.search(ln) and "=>" not in ln]
+_CONTEXT = re.compile(
+    r"Starting IKE charon|selected proposal|established|parsed |generating |"
+    r"sending packet|received packet|faking NAT|splitting|received fragment|"
+    r"reassembled|deleting|deleted|SPIs|sending DPD|authentication of|"
+    r"using \S+ for (encryption|integrity)"
+)
+
+
+def trimmed_log(text: str, kept: set[int]) -> list[str]:
+    """The key dumps plus the lines that say what happened (proposals, messages, SA state)."""
+    return [ln for n, ln in enumerate(text.splitlines()) if n in kept or (_CONTEXT.search(ln) and "=>" not in ln)]
 
 
 # --------------------------------------------------------------------------------------
@@ -586,9 +729,34 @@ def context_lines(text: str) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 EXCHANGES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}
-PAYLOADS = {33: "SA", 34: "KE", 35: "IDi", 36: "IDr", 37: "CERT", 38: "CERTREQ", 39: "AUTH",
-            40: "Ni/Nr", 41: "N", 42: "D", 43: "V", 44: "TSi", 45: "TSr", 46: "SK", 47: "CP",
-            48: "EAP", 53: "SKF"}
+PAYLOADS = {
+    33: "SA",
+    34: "KE",
+    35: "IDi",
+    36: "IDr",
+    37: "CERT",
+    38: "CERTREQ",
+    39: "AUTH",
+    40: "Ni/Nr",
+    41: "N",
+    42: "D",
+    43: "V",
+    44: "TSi",
+    45: "TSr",
+    46: "SK",
+    47: "CP",
+    48: "EAP",
+    53: "SKF",
+}
+NOTIFIES = {
+    16388: "NAT_DETECTION_SOURCE_IP",
+    16389: "NAT_DETECTION_DESTINATION_IP",
+    16404: "MULTIPLE_AUTH_SUPPORTED",
+    16406: "REDIRECT_SUPPORTED",
+    16418: "CHILDLESS_IKEV2_SUPPORTED",
+    16430: "IKEV2_FRAGMENTATION_SUPPORTED",
+    16431: "SIGNATURE_HASH_ALGORITHMS",
+}
 
 
 @dataclasses.dataclass
@@ -628,6 +796,11 @@ class IkePacket:
             if t == 53 and len(body) >= 4:
                 num, total = struct.unpack("!HH", body[:4])
                 names.append(f"SKF {num}/{total}")
+            elif t == 40:
+                names.append("Ni" if self.from_initiator else "Nr")
+            elif t == 41 and len(body) >= 4:
+                ntype = struct.unpack("!H", body[2:4])[0]
+                names.append(f"N({NOTIFIES.get(ntype, ntype)})")
             else:
                 names.append(PAYLOADS.get(t, str(t)))
         return " ".join(names)
@@ -649,10 +822,10 @@ def read_pcap(path: Path) -> Iterator[tuple[int, float, bytes]]:
         raise FixtureError(f"{path}: link type {linktype}, expected Ethernet")
     off, frame = 24, 0
     while off + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[off:off + 16])
+        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[off : off + 16])
         off += 16
         frame += 1
-        yield frame, sec + frac / tsdiv, data[off:off + caplen]
+        yield frame, sec + frac / tsdiv, data[off : off + caplen]
         off += caplen
 
 
@@ -667,8 +840,8 @@ def parse_ike_packets(path: Path) -> list[IkePacket]:
             continue
         src = str(ipaddress.IPv4Address(ip[12:16]))
         dst = str(ipaddress.IPv4Address(ip[16:20]))
-        sport, dport, ulen = struct.unpack("!HHH", ip[ihl:ihl + 6])
-        udp = ip[ihl + 8:ihl + ulen]
+        sport, dport, ulen = struct.unpack("!HHH", ip[ihl : ihl + 6])
+        udp = ip[ihl + 8 : ihl + ulen]
         marker = False
         if 4500 in (sport, dport):
             if len(udp) < 4 or udp[:4] != b"\x00\x00\x00\x00":
@@ -682,13 +855,14 @@ def parse_ike_packets(path: Path) -> list[IkePacket]:
         payloads: list[tuple[int, bytes]] = []
         p = 28
         while next_pl != 0 and p + 4 <= len(udp):
-            nxt, _crit, plen = udp[p], udp[p + 1], struct.unpack("!H", udp[p + 2:p + 4])[0]
-            payloads.append((next_pl, udp[p + 4:p + plen]))
+            nxt, _crit, plen = udp[p], udp[p + 1], struct.unpack("!H", udp[p + 2 : p + 4])[0]
+            payloads.append((next_pl, udp[p + 4 : p + plen]))
             if next_pl in (46, 53):  # everything after is encrypted
                 break
             next_pl, p = nxt, p + plen
-        out.append(IkePacket(frame, ts, src, sport, dst, dport, marker, ispi, rspi, exch, flags,
-                             msgid, length, payloads))
+        out.append(
+            IkePacket(frame, ts, src, sport, dst, dport, marker, ispi, rspi, exch, flags, msgid, length, payloads)
+        )
     return out
 
 
@@ -705,14 +879,17 @@ def check_capture(pkts: list[IkePacket]) -> None:
 # Outputs
 # --------------------------------------------------------------------------------------
 
+
 def decryption_row(suite: Suite, spi_i: bytes, spi_r: bytes, keys: dict[str, bytes]) -> str | None:
     if suite.ws_encr is None:
         return None
     aead = suite.integ_id is None
     sk_ai = "" if aead else keys["sk_ai"].hex()
     sk_ar = "" if aead else keys["sk_ar"].hex()
-    return (f'{spi_i.hex()},{spi_r.hex()},{keys["sk_ei"].hex()},{keys["sk_er"].hex()},'
-            f'"{suite.ws_encr}",{sk_ai},{sk_ar},"{suite.ws_integ}"')
+    return (
+        f"{spi_i.hex()},{spi_r.hex()},{keys['sk_ei'].hex()},{keys['sk_er'].hex()},"
+        f'"{suite.ws_encr}",{sk_ai},{sk_ar},"{suite.ws_integ}"'
+    )
 
 
 def tshark_args(pcap: str, row: str) -> list[str]:
@@ -721,8 +898,14 @@ def tshark_args(pcap: str, row: str) -> list[str]:
 
 def verify_with_tshark(pcap: Path, row: str, pkts: list[IkePacket]) -> str:
     """Check that tshark decrypts every SK/SKF payload; returns a one-line result."""
-    fields = ["frame.number", "isakmp.exchtype", "isakmp.enc.decrypted", "isakmp.frag.number",
-              "isakmp.reassembled.in", "_ws.expert.message"]
+    fields = [
+        "frame.number",
+        "isakmp.exchangetype",
+        "isakmp.enc.decrypted",
+        "isakmp.frag.number",
+        "isakmp.reassembled.length",
+        "_ws.expert.message",
+    ]
     cmd = [*tshark_args(str(pcap), row), "-T", "fields", "-E", "separator=|", "-E", "occurrence=a"]
     for f in fields:
         cmd += ["-e", f]
@@ -736,22 +919,53 @@ def verify_with_tshark(pcap: Path, row: str, pkts: list[IkePacket]) -> str:
             bad.append(f"frame {p.frame}: not decrypted")
         elif "incorrect" in r[5].lower() or "error" in r[5].lower():
             bad.append(f"frame {p.frame}: {r[5]}")
+    # RFC 7383 fragments: the frame with the last fragment must carry the reassembled message
+    for p in pkts:
+        skf = p.payload(53)
+        if skf is not None and len(skf) >= 4:
+            num, total = struct.unpack("!HH", skf[:4])
+            r = rows.get(p.frame)
+            if num == total and (r is None or r[4] == ""):
+                bad.append(f"frame {p.frame}: fragments not reassembled")
     if bad:
         raise FixtureError(f"tshark could not decrypt {pcap.name}: {'; '.join(bad)}")
-    return f"{len(encrypted)}/{len(encrypted)} encrypted IKE messages decrypted, no ICV error"
+    frags = [p for p in pkts if p.payload(53) is not None]
+    msgs = {(p.exchange, p.msgid, p.is_response) for p in frags}
+    return f"{len(encrypted)}/{len(encrypted)} encrypted packets decrypted, no ICV error" + (
+        f"; {len(frags)} SKF fragments reassembled into {len(msgs)} messages" if frags else ""
+    )
 
 
-def packet_table(pkts: list[IkePacket]) -> list[str]:
+def logged_messages(*texts: str) -> dict[tuple[str, str, int], str]:
+    """(exchange, request|response, message id) -> payloads, from charon's 'generating' lines."""
+    out: dict[tuple[str, str, int], str] = {}
+    for text in texts:
+        for m in re.finditer(r"generating (\S+) (request|response) (\d+) \[ (.*?) ?\]", text):
+            if m.group(4).startswith("EF("):
+                continue  # the per-fragment lines that follow the whole message's line
+            out[(m.group(1), m.group(2), int(m.group(3)))] = m.group(4)
+    return out
+
+
+def packet_table(pkts: list[IkePacket], logged: dict[tuple[str, str, int], str]) -> list[str]:
     t0 = pkts[0].time if pkts else 0.0
-    rows = ["| frame | time (s) | direction | UDP ports | exchange | msg id | type | payloads | IKE length |",
-            "|---:|---:|---|---|---|---:|---|---|---:|"]
+    rows = [
+        "| frame | time (s) | dir | UDP ports | exchange | msg id | type | payloads on the wire "
+        "| inside SK/SKF (strongSwan log) | IKE length |",
+        "|---:|---:|---|---|---|---:|---|---|---|---:|",
+    ]
     for p in pkts:
         direction = "I→R" if p.src == ADDR_I else "R→I"
-        ports = f"{p.sport}→{p.dport}" + (" (non-ESP marker)" if p.non_esp_marker else "")
+        ports = f"{p.sport}→{p.dport}" + (" + non-ESP marker" if p.non_esp_marker else "")
         kind = "response" if p.is_response else "request"
-        rows.append(f"| {p.frame} | {p.time - t0:.3f} | {direction} | {ports} | "
-                    f"{EXCHANGES.get(p.exchange, p.exchange)} | {p.msgid} | {kind} | {p.summary()} | "
-                    f"{p.length} |")
+        exch = EXCHANGES.get(p.exchange, str(p.exchange))
+        inner = ""
+        if p.payload(46) is not None or p.payload(53) is not None:
+            inner = logged.get((exch, kind, p.msgid), "?") or "(empty)"
+        rows.append(
+            f"| {p.frame} | {p.time - t0:.3f} | {direction} | {ports} | {exch} | {p.msgid} | "
+            f"{kind} | {p.summary()} | {inner} | {p.length} |"
+        )
     return rows
 
 
@@ -762,6 +976,7 @@ class Result:
     table_row: str | None
     packets: list[IkePacket]
     verify: str
+    logged: dict[tuple[str, str, int], str]
 
 
 def produce(suite: Suite, *, keep_workdir: bool, verify: bool) -> Result:
@@ -771,15 +986,26 @@ def produce(suite: Suite, *, keep_workdir: bool, verify: bool) -> Result:
         lab = run_lab(suite, workdir)
         i_text = lab.sides["i"].log.read_text(errors="replace")
         r_text = lab.sides["r"].log.read_text(errors="replace")
-        ike_i, child_i, raw_i = extract_keys(i_text)
-        ike_r, child_r, raw_r = extract_keys(r_text)
+        keys_i, keys_r = extract_keys(i_text), extract_keys(r_text)
+        ike_i, child_i = keys_i.ike, keys_i.child
+        if suite.integ_id is None:
+            # AEAD: no integrity keys; charon does not dump the zero-length SK_ai/SK_ar
+            for keys in (keys_i, keys_r):
+                for k in ("sk_ai", "sk_ar"):
+                    if keys.ike.get(k, b""):
+                        raise FixtureError(f"AEAD suite but {k} logged")
+                    keys.ike[k] = b""
         missing = [k for k in IKE_KEY_LABELS.values() if k not in ike_i]
         if missing:
             raise FixtureError(f"initiator log lacks {missing}")
-        if ike_i != ike_r:
+        if ike_i != keys_r.ike:
             raise FixtureError("initiator and responder logged different IKE SA keys")
-        if child_i != child_r:
+        if child_i != keys_r.child:
             raise FixtureError("initiator and responder logged different Child SA keys")
+        if len(keys_i.auth) != 2 or keys_i.auth != keys_r.auth:
+            raise FixtureError("expected the same two PSK AUTH computations in both logs")
+        if keys_i.auth[0].get("sk_p") != ike_i["sk_pi"] or keys_i.auth[1].get("sk_p") != ike_i["sk_pr"]:
+            raise FixtureError("AUTH computations not in the expected order (initiator's first)")
         child_spi_i, child_spi_r = extract_child_spis(i_text)
 
         pkts = parse_ike_packets(lab.pcap)
@@ -789,27 +1015,38 @@ def produce(suite: Suite, *, keep_workdir: bool, verify: bool) -> Result:
         ni, nr = init_req.payload(40), init_resp.payload(40)
         if ni is None or nr is None:
             raise FixtureError("IKE_SA_INIT without nonce")
+        if child_i.get("seed") != ni + nr:
+            raise FixtureError("the Child SA seed in the log is not Ni | Nr from the capture")
         spi_i, spi_r = init_resp.ispi, init_resp.rspi
+
+        row = decryption_row(suite, spi_i, spi_r, ike_i)
+        result = "not verified"
+        if verify and row is not None:
+            result = verify_with_tshark(lab.pcap, row, pkts)
+            log(f"{suite.name}: tshark: {result}")
+        elif verify:
+            result = "not verifiable with tshark 4.0 (no ChaCha20-Poly1305 in its IKEv2 table)"
 
         pcap_out = HERE / f"{suite.name}.pcap"
         shutil.copyfile(lab.pcap, pcap_out)
-        row = decryption_row(suite, spi_i, spi_r, ike_i)
         table_out = HERE / f"{suite.name}.ikev2_decryption_table"
         table_out.write_text(
-            f"# This file is automatically generated, DO NOT MODIFY.\n{row}\n" if row else
-            "# This file is automatically generated, DO NOT MODIFY.\n"
+            f"# This file is automatically generated, DO NOT MODIFY.\n{row}\n"
+            if row
+            else "# This file is automatically generated, DO NOT MODIFY.\n"
             f"# {suite.note}\n"
-            f'# {spi_i.hex()},{spi_r.hex()},{ike_i["sk_ei"].hex()},{ike_i["sk_er"].hex()},'
-            f'"<no Wireshark 4.0 name for ENCR {suite.encr_id}>",,,"NONE [RFC4306]"\n')
+            f"# {spi_i.hex()},{spi_r.hex()},{ike_i['sk_ei'].hex()},{ike_i['sk_er'].hex()},"
+            f'"<no Wireshark 4.0 name for ENCR {suite.encr_id}>",,,"NONE [RFC4306]"\n'
+        )
         keys_out = HERE / f"{suite.name}.keys.log"
         keys_out.write_text(
-            "# strongSwan 5.9.8 charon log lines (ike/chd level 4) carrying the derived keys;\n"
-            "# made by pcaps/make_strongswan_captures.py. Only these lines and a few context\n"
-            "# lines are kept from the full logs.\n"
-            "# ---- initiator (198.51.100.1) ----\n" + "\n".join(context_lines(i_text)) + "\n"
-            + "\n".join(raw_i) + "\n"
-            "# ---- responder (198.51.100.2) ----\n" + "\n".join(context_lines(r_text)) + "\n"
-            + "\n".join(raw_r) + "\n")
+            "# strongSwan charon logs (filelog: default 1, ike 4, chd 4) of this capture, trimmed\n"
+            "# by pcaps/make_strongswan_captures.py to the hex dumps of the derived keys and AUTH\n"
+            "# computations plus the lines that say what happened. The vectors in\n"
+            "# tests/vectors/strongswan_kdf.json are read from these dumps.\n"
+            f"# ---- initiator {ADDR_I} ----\n" + "\n".join(trimmed_log(i_text, keys_i.kept)) + "\n"
+            f"# ---- responder {ADDR_R} ----\n" + "\n".join(trimmed_log(r_text, keys_r.kept)) + "\n"
+        )
 
         selected = re.search(r"selected proposal: (IKE:\S+)", i_text)
         child_sel = re.search(r"selected proposal: (ESP:\S+)", i_text)
@@ -828,6 +1065,19 @@ def produce(suite: Suite, *, keep_workdir: bool, verify: bool) -> Result:
             "ni": ni.hex(),
             "nr": nr.hex(),
             **{k: ike_i[k].hex() for k in IKE_KEY_LABELS.values()},
+            "auth": {
+                "method": 2,  # Shared Key Message Integrity Code
+                "psk": keys_i.auth[0]["psk"].hex(),
+                **{
+                    who: {
+                        "idx": a["idx"].hex(),
+                        "octets": a["octets"].hex(),
+                        "prf_psk_keypad": a["prf_psk_keypad"].hex(),
+                        "auth": a["auth"].hex(),
+                    }
+                    for who, a in zip(("initiator", "responder"), keys_i.auth, strict=True)
+                },
+            },
         }
         if child_i:
             vector["child"] = {
@@ -843,13 +1093,7 @@ def produce(suite: Suite, *, keep_workdir: bool, verify: bool) -> Result:
                 "encr_r": child_i["encr_r"].hex(),
                 "integ_r": child_i["integ_r"].hex() if "integ_r" in child_i else None,
             }
-        result = "not verified"
-        if verify and row is not None:
-            result = verify_with_tshark(pcap_out, row, pkts)
-            log(f"{suite.name}: tshark: {result}")
-        elif verify:
-            result = "not verifiable with tshark 4.0 (no ChaCha20-Poly1305 in its IKEv2 table)"
-        return Result(suite, vector, row, pkts, result)
+        return Result(suite, vector, row, pkts, result, logged_messages(i_text, r_text))
     finally:
         if keep_workdir:
             log(f"kept {workdir}")
@@ -862,16 +1106,22 @@ def strongswan_version() -> str:
     return proc.stdout.strip() or "unknown"
 
 
-def write_vectors(results: list[Result]) -> None:
-    old: dict[str, object] = {}
+def suite_order() -> list[str]:
+    return [s.name for s in SUITES] + [s.fallback.name for s in SUITES if s.fallback]
+
+
+def write_vectors(results: list[Result], drop: set[str]) -> None:
+    # Vectors of suites not rerun this time are kept.
+    by_name: dict[str, dict[str, object]] = {}
     if VECTORS.exists():
         for v in json.loads(VECTORS.read_text()).get("vectors", []):
-            old[v["name"]] = v
+            by_name[str(v["name"])] = v
     for r in results:
-        old[r.suite.name] = r.vector
-    order = [s.name for s in SUITES] + [s.fallback.name for s in SUITES if s.fallback]
-    vectors = sorted(old.values(), key=lambda v: order.index(v["name"])  # type: ignore[index]
-                     if v["name"] in order else len(order))  # type: ignore[index]
+        by_name[r.suite.name] = r.vector
+    for name in drop:
+        by_name.pop(name, None)
+    order = suite_order()
+    vectors = [by_name[n] for n in sorted(by_name, key=lambda n: order.index(n) if n in order else len(order))]
     doc = {
         "source": (
             f"strongSwan {strongswan_version()} (Debian 12 strongswan-charon), two charon daemons in "
@@ -884,8 +1134,12 @@ def write_vectors(results: list[Result]) -> None:
             "X_i Y_o' line (spi_i = SPI chosen by the initiator, spi_r = chosen by the responder). "
             "encr_i/integ_i protect initiator->responder traffic (ESP SPI spi_r), encr_r/integ_r "
             "responder->initiator (SPI spi_i). AEAD keys (sk_ei/sk_er, child encr_*) include the "
-            "4-byte salt; integ fields are null for AEAD. Nothing here was computed by ipseclab. "
-            "Transform ids are IANA IKEv2 ids."
+            "4-byte salt; for AEAD integ_id and the child integ_* are null and sk_ai/sk_ar are empty "
+            "(charon derives and logs no integrity key). 'auth' holds charon's PSK AUTH dumps "
+            "(RFC 7296 2.15): idx = IDx' (ID payload body), octets = the signed octets, "
+            "prf_psk_keypad = prf(PSK, 'Key Pad for IKEv2'), auth = the AUTH data; checked equal in "
+            "both logs, and the child 'seed' dump checked equal to Ni | Nr from the capture. Nothing "
+            "here was computed by ipseclab. Transform ids are IANA IKEv2 ids."
         ),
         "vectors": vectors,
     }
@@ -899,13 +1153,18 @@ README_END = "<!-- END GENERATED -->"
 
 def readme_section(r: Result) -> list[str]:
     s, v = r.suite, r.vector
-    lines = [f"### `{s.name}`", "",
-             f"IKE proposal `{s.ike_proposal}` (selected `{v.get('strongswan_selected')}`), "
-             f"ESP proposal `{s.esp_proposal}`."
-             + (f" fragment_size = {s.fragment_size}, fragmentation = yes." if s.fragmentation else "")
-             + (f" {s.note}" if s.note else ""), "",
-             f"IKE SPIs {v['spi_i']} / {v['spi_r']}. tshark check: {r.verify}.", ""]
-    lines += packet_table(r.packets)
+    lines = [
+        f"### `{s.name}`",
+        "",
+        f"IKE proposal `{s.ike_proposal}` (selected `{v.get('strongswan_selected')}`), "
+        f"ESP proposal `{s.esp_proposal}`."
+        + (f" fragment_size = {s.fragment_size}, fragmentation = yes." if s.fragmentation else "")
+        + (f" {s.note}" if s.note else ""),
+        "",
+        f"IKE SPIs {v['spi_i']} / {v['spi_r']}. tshark check: {r.verify}.",
+        "",
+    ]
+    lines += packet_table(r.packets, r.logged)
     lines.append("")
     if r.table_row:
         args = tshark_args(f"pcaps/{s.name}.pcap", r.table_row)
@@ -916,7 +1175,7 @@ def readme_section(r: Result) -> list[str]:
     return lines
 
 
-def update_readme(results: list[Result]) -> None:
+def update_readme(results: list[Result], drop: set[str]) -> None:
     if not README.exists():
         log("pcaps/README.md missing: generated section not written")
         return
@@ -938,7 +1197,9 @@ def update_readme(results: list[Result]) -> None:
             sections[current].append(line)
     for r in results:
         sections[r.suite.name] = readme_section(r)
-    order = [s.name for s in SUITES] + [s.fallback.name for s in SUITES if s.fallback]
+    for name in drop:
+        sections.pop(name, None)
+    order = suite_order()
     names = sorted(sections, key=lambda n: order.index(n) if n in order else len(order))
     out = [README_BEGIN, ""]
     for n in names:
@@ -971,23 +1232,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("tshark not found: skipping verification")
         verify = False
     preflight()
+    # Make SIGTERM unwind through the finally blocks (namespaces, daemons) like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: list[Result] = []
+    drop: set[str] = set()  # fallbacks made unnecessary: their old outputs go
     failures: list[str] = []
     for suite in suites:
         candidate: Suite | None = suite
         while candidate is not None:
             try:
                 results.append(produce(candidate, keep_workdir=args.keep_workdir, verify=verify))
+                if candidate is suite and suite.fallback is not None:
+                    drop.add(suite.fallback.name)
                 break
             except FixtureError as exc:
                 log(f"{candidate.name}: FAILED: {exc}")
                 failures.append(f"{candidate.name}: {str(exc).splitlines()[0]}")
-                candidate = candidate.fallback
+                candidate = candidate.fallback if isinstance(exc, ProposalRejected) else None
                 if candidate is not None:
                     log(f"trying fallback {candidate.name}")
+    for name in drop:
+        for ext in (".pcap", ".ikev2_decryption_table", ".keys.log"):
+            (HERE / f"{name}{ext}").unlink(missing_ok=True)
     if results:
-        write_vectors(results)
-        update_readme(results)
+        write_vectors(results, drop)
+        update_readme(results, drop)
     for f in failures:
         log(f"failure: {f}")
     log(f"done: {len(results)} capture(s) written")

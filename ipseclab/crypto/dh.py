@@ -69,7 +69,7 @@ def modp_prime(group: int) -> int:
         n, x = _MODP[group]
     except KeyError:
         raise UnsupportedTransformError(f"key exchange group {group} is not a MODP group") from None
-    return 2**n - 2 ** (n - 64) - 1 + 2**64 * (_pi_times_2_pow(n - 130) + x)
+    return (1 << n) - (1 << (n - 64)) - 1 + (1 << 64) * (_pi_times_2_pow(n - 130) + x)
 
 
 @cache
@@ -193,14 +193,15 @@ class _EcpExchange:
 class _XExchange:
     def __init__(self, group: KeGroup, private: int | bytes | None) -> None:
         self.group = group
-        mod = x25519 if group.id == KeId.CURVE25519 else x448
-        priv_cls = mod.X25519PrivateKey if group.id == KeId.CURVE25519 else mod.X448PrivateKey
-        if private is None:
-            self._key = priv_cls.generate()
-        elif isinstance(private, bytes):
-            self._key = priv_cls.from_private_bytes(private)
-        else:
+        self._key: x25519.X25519PrivateKey | x448.X448PrivateKey
+        if isinstance(private, int):
             raise CryptoError(f"{group.name} private keys are raw bytes, not integers")
+        if group.id == KeId.CURVE25519:
+            self._key = (x25519.X25519PrivateKey.generate() if private is None
+                         else x25519.X25519PrivateKey.from_private_bytes(private))
+        else:
+            self._key = (x448.X448PrivateKey.generate() if private is None
+                         else x448.X448PrivateKey.from_private_bytes(private))
         self._public = self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -216,9 +217,11 @@ class _XExchange:
                 _INVALID_SYNTAX,
             )
         try:
-            if self.group.id == KeId.CURVE25519:
-                return self._key.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))  # type: ignore[arg-type]
-            return self._key.exchange(x448.X448PublicKey.from_public_bytes(peer_public))  # type: ignore[arg-type]
+            key = self._key
+            if isinstance(key, x25519.X25519PrivateKey):
+                return key.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
+            assert isinstance(key, x448.X448PrivateKey)
+            return key.exchange(x448.X448PublicKey.from_public_bytes(peer_public))
         except ValueError:
             # RFC 8031 2.3: an all-zero shared secret must be rejected
             raise RemoteProtocolError(f"{self.group.name} shared secret is all zero", _INVALID_SYNTAX) from None

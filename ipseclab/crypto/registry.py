@@ -127,13 +127,14 @@ class TransformAttr(IntEnum):
 
 def transform_enum(ttype: int) -> type[IntEnum] | None:
     """The id enum for a transform type, or None for a type we do not know."""
-    return {
+    enums: dict[int, type[IntEnum]] = {
         TransformType.ENCR: EncrId,
         TransformType.PRF: PrfId,
         TransformType.INTEG: IntegId,
         TransformType.KE: KeId,
         TransformType.ESN: EsnId,
-    }.get(ttype)  # type: ignore[call-overload]
+    }
+    return enums.get(ttype)
 
 
 def transform_name(ttype: int, tid: int) -> str:

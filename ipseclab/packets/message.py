@@ -142,8 +142,10 @@ def _short(p: Payload) -> str:
 
 
 # the names strongSwan and Wireshark print
-_SHORT_NAMES = {PayloadType.IDI: "IDi", PayloadType.IDR: "IDr", PayloadType.TSI: "TSi", PayloadType.TSR: "TSr",
-                PayloadType.NONCE: "No", PayloadType.VENDOR: "V", PayloadType.CERTREQ: "CERTREQ"}
+_SHORT_NAMES: dict[int, str] = {
+    PayloadType.IDI: "IDi", PayloadType.IDR: "IDr", PayloadType.TSI: "TSi", PayloadType.TSR: "TSr",
+    PayloadType.NONCE: "No", PayloadType.VENDOR: "V",
+}
 
 
 # --- keys for the SK payload ------------------------------------------------------------------

@@ -305,7 +305,9 @@ class TrafficSelector:
     def __str__(self) -> str:
         proto = f"proto {self.ip_protocol} " if self.ip_protocol else ""
         ports = "" if (self.start_port, self.end_port) == (0, 65535) else f" ports {self.start_port}-{self.end_port}"
-        return f"{proto}{self.start_addr}-{self.end_addr}{ports}"
+        start = self.start_addr.hex() if isinstance(self.start_addr, bytes) else str(self.start_addr)
+        end = self.end_addr.hex() if isinstance(self.end_addr, bytes) else str(self.end_addr)
+        return f"{proto}{start}-{end}{ports}"
 
 
 @dataclass(slots=True)

@@ -149,7 +149,8 @@ def read_ip(path: str | Path) -> Iterator[IpPacket | BadFrame]:
             n += 1
             data, meta = rec
             ts = _timestamp(meta)
-            linktype = getattr(meta, "linktype", None) or getattr(reader, "linktype", LINKTYPE_ETHERNET)
+            lt = getattr(meta, "linktype", None) or getattr(reader, "linktype", None)
+            linktype = int(lt) if lt is not None else LINKTYPE_ETHERNET
             off = _link_offset(linktype, data)
             if off is None:
                 yield BadFrame(n, f"not an IP frame (link type {linktype})")

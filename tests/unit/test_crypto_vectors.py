@@ -32,7 +32,7 @@ def _rsp_blocks(path: Path):
     """(section parameters, record) pairs of a NIST-style .rsp/.txt vector file."""
     params: dict[str, str] = {}
     block: dict[str, str] = {}
-    for raw in path.read_text().splitlines() + [""]:
+    for raw in [*path.read_text().splitlines(), ""]:
         line = raw.strip()
         if line.startswith("#"):
             continue

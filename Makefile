@@ -1,0 +1,23 @@
+# ipseclab: `make test` sets up everything the tests need and runs them (the README's test command).
+.PHONY: setup test lint unit bench clean
+
+PY ?= .venv/bin/python
+
+setup:
+	./scripts/setup.sh
+
+lint: setup
+	$(PY) -m ruff check ipseclab tests testcases conftest.py
+	$(PY) -m mypy ipseclab
+
+test: setup
+	./scripts/test.sh
+
+unit:
+	$(PY) -m pytest tests/unit -q
+
+bench: setup
+	$(PY) -m tests.bench.bench_ike_codec
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,35 @@
+"""Wireshark (tshark 4.0, through pyshark) decrypts strongSwan's captures with the key tables ipseclab writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
+from ipseclab.pcap.wireshark import ike_records
+from tests.unit.test_strongswan_fixtures import ROOT, _row
+from tests.vectors import cases
+
+pytestmark = pytest.mark.tshark
+
+
+@pytest.mark.parametrize("v", [c for c in cases("strongswan_kdf") if int(c.values[0]["encr_id"]) != 28])
+def test_tshark_decrypts_every_sk_payload_with_ipseclab_key_table(v, tmp_path: Path):
+    table = tmp_path / "ikev2_decryption_table"
+    write_ikev2_decryption_table(table, [_row(v)])
+    records = ike_records(ROOT / v["capture"], read_ikev2_decryption_table(table))
+    encrypted = [r for r in records if r.encrypted]
+    assert len(records) >= 8 and len(encrypted) >= 6
+    bad = [(r.frame, r.icv_text) for r in encrypted if not (r.decrypted and r.icv_ok)]
+    assert not bad, f"frames Wireshark did not decrypt with a correct ICV: {bad}"
+
+
+def test_tshark_reports_a_wrong_key_so_the_check_can_fail(tmp_path: Path):
+    v = cases("strongswan_kdf")[1].values[0]
+    row = _row(v)
+    wrong = IkeSaKeyRow(row.spi_i, row.spi_r, row.sk_ei, row.sk_er, row.encr_id, row.encr_key_bits,
+                        bytes(len(row.sk_ai)), bytes(len(row.sk_ar)), row.integ_id)
+    records = ike_records(ROOT / v["capture"], [wrong])
+    encrypted = [r for r in records if r.encrypted]
+    assert encrypted and all(r.icv_ok is False for r in encrypted)
