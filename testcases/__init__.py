@@ -1,0 +1,1 @@
+"""Declarative interop test cases (one module per theme): what to set up and what to check in the pcaps."""
