@@ -193,3 +193,24 @@ def test_prf_plus_is_the_rfc7296_construction():
     t2 = hmac.digest(k, t1 + s + b"\x02", "sha256")
     t3 = hmac.digest(k, t2 + s + b"\x03", "sha256")
     assert prf.plus(k, s, 80) == (t1 + t2 + t3)[:80]
+
+
+@pytest.mark.parametrize("v", cases("acvp_ikev2_kdf"))
+def test_acvp_ikev2_kdf(v):
+    """NIST ACVP kdf-components IKEv2 (SP 800-135 4.2) cases, as carried in OpenSSL's evpkdf_ikev2.txt:
+    SKEYSEED, DKM, Child SA DKM with and without a fresh DH, and the rekeyed SKEYSEED (RFC 7296 2.13-2.18)."""
+    from ipseclab.crypto import rekey_skeyseed, skeyseed
+
+    prf = get_prf({"sha1": PrfId.HMAC_SHA1, "sha256": PrfId.HMAC_SHA2_256, "sha384": PrfId.HMAC_SHA2_384,
+                   "sha512": PrfId.HMAC_SHA2_512}[v["hash"].lower().replace("-", "")])
+    ni, nr = H(v["ni"]), H(v["nr"])
+    seed = skeyseed(prf, ni, nr, H(v["g_ir"]))
+    assert seed.hex() == v["skeyseed"]
+    n = int(v["dkm_length_bytes"])
+    dkm = prf.plus(seed, ni + nr + H(v["spi_i"]) + H(v["spi_r"]), n)
+    assert dkm.hex() == v["dkm"]
+    sk_d = dkm[: prf.key_size]
+    assert sk_d.hex() == v["sk_d"]
+    assert prf.plus(sk_d, ni + nr, len(H(v["dkm_child"]))).hex() == v["dkm_child"]
+    assert prf.plus(sk_d, H(v["g_ir_new"]) + ni + nr, len(H(v["dkm_child_dh"]))).hex() == v["dkm_child_dh"]
+    assert rekey_skeyseed(prf, sk_d, ni, nr, H(v["g_ir_new"])).hex() == v["skeyseed_rekey"]
