@@ -1,5 +1,5 @@
 # ipseclab: `make test` sets up everything the tests need and runs them (the README's test command).
-.PHONY: setup test lint unit bench clean
+.PHONY: setup test lint unit bench interop clean
 
 PY ?= .venv/bin/python
 
@@ -15,6 +15,10 @@ test: setup
 
 unit:
 	$(PY) -m pytest tests/unit -q
+
+# the main job (root): build the peer images if needed, run every test case both ways, print the matrix
+interop: setup
+	.venv/bin/ipseclab interop
 
 bench: setup
 	$(PY) -m tests.bench.bench_ike_codec

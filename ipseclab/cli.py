@@ -9,6 +9,7 @@ be decoded or decrypted (they are still listed), 0 when all were.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -46,6 +47,86 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _pairs(specs: list[str] | None) -> list[tuple[str, str]]:
+    from .errors import ConfigError
+    from .interop import IMPLEMENTATIONS
+
+    if not specs:
+        return [("strongswan", "libreswan"), ("libreswan", "strongswan")]
+    out = []
+    for spec in specs:
+        init, sep, resp = spec.partition(":")
+        if not sep or init not in IMPLEMENTATIONS or resp not in IMPLEMENTATIONS:
+            raise ConfigError(f"--pair {spec!r}: write INITIATOR:RESPONDER, each one of {', '.join(IMPLEMENTATIONS)}")
+        out.append((init, resp))
+    return out
+
+
+def _cmd_interop(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from testcases import ALL_CASES, by_name
+
+    from .errors import ConfigError
+    from .interop import PASSED, UNSUPPORTED, matrix_markdown, run_matrix
+
+    try:
+        cases = [by_name(n) for n in args.case] if args.case else ALL_CASES
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    pairs = _pairs(args.pair)
+    out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
+    print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
+    results = run_matrix(cases, pairs, out)
+    print()
+    print(matrix_markdown(results))
+    print(f"results: {out / 'results.md'} and {out / 'results.json'}")
+    bad = [r for r in results if r.status not in (PASSED, UNSUPPORTED)]
+    return 1 if bad else 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lab import cleanup
+
+    if args.action == "cleanup":
+        found = cleanup.sweep(dry_run=args.dry_run)
+        print(("would remove: " if args.dry_run else "removed: ") + found.describe())
+        return 0
+    if args.action == "status":
+        found = cleanup.sweep(dry_run=True)
+        print("lab resources: " + found.describe())
+        return 0
+    if args.action == "down":
+        found = cleanup.sweep(args.run_id)
+        print("removed: " + found.describe())
+        return 0
+    # up: boot a pair, negotiate, ping, and keep it running until Enter/SIGINT (then tear down)
+    from testcases import by_name
+
+    from .interop import case_configs
+    from .lab.lab import Lab, LabSpec
+    from .lab.topology import make_topology
+
+    case = by_name(args.case)
+    left, right = case_configs(case, make_topology(case.topology, "probe"))
+    spec = LabSpec(left, right, case.topology, args.initiator, args.responder)
+    with Lab(spec, run_dir=Path(args.out).resolve() if args.out else None) as lab:
+        print(f"lab {lab.run_id} up in {lab.run_dir}: {args.initiator} (left) -> {args.responder} (right), "
+              f"{case.topology} topology; guests ready in {max(lab.timings.boot.values()):.1f} s")
+        print(lab.initiate("left").strip().splitlines()[-1])
+        print(lab.ping("left", count=case.pings).strip().splitlines()[-2])
+        if not args.no_wait:
+            with contextlib.suppress(EOFError):
+                input("lab is up; press Enter (or Ctrl-C) to tear it down ")
+    print(f"lab {lab.run_id} down; pcaps, keys (ikev2_decryption_table, esp_sa) and logs in {lab.run_dir}")
+    for p in sorted(lab.run_dir.glob("*.pcap")):
+        print(f"  {p}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipseclab", description="IPsec packet lab and interoperability tester")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an ikev2_decryption_table file (Wireshark's format); may be repeated")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_decrypt)
+
+    p = sub.add_parser("interop", help="run the interop matrix: test cases x initiator->responder pairs (root)")
+    p.add_argument("--case", action="append", help="a test case name (default: all); may be repeated")
+    p.add_argument("--pair", action="append", metavar="INIT:RESP",
+                   help="e.g. strongswan:libreswan (default: both directions of strongSwan/Libreswan)")
+    p.add_argument("--out", help="directory for the runs and the results matrix")
+    p.set_defaults(func=_cmd_interop)
+
+    p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
+    p.add_argument("action", choices=["up", "status", "down", "cleanup"])
+    p.add_argument("--case", default="esp-tunnel", help="the test case whose setup 'up' boots")
+    p.add_argument("--initiator", default="strongswan", choices=["strongswan", "libreswan"])
+    p.add_argument("--responder", default="libreswan", choices=["strongswan", "libreswan"])
+    p.add_argument("--out", help="run directory for 'up'")
+    p.add_argument("--run-id", help="the run whose resources 'down' removes (default: every lab's)")
+    p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")
+    p.add_argument("--dry-run", action="store_true", help="'cleanup' only lists what it would remove")
+    p.set_defaults(func=_cmd_lab)
     return parser
 
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark tcpdump)
+# tshark/tcpdump: captures and Wireshark's view; user-mode-linux, mmdebstrap, nftables, iproute2: the lab
+APT_PACKAGES=(tshark tcpdump user-mode-linux mmdebstrap nftables iproute2 procps)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,143 @@
+"""The interop runner: test cases x initiator->responder pairs, each in a fresh lab, into a results matrix.
+
+For each cell: the case's declaration becomes two PeerConfigs, a Lab boots the pair (left =
+initiator, right = responder), the initiator negotiates and pings, the lab is torn down, and
+the case checks Wireshark's view of the run's pcaps with the run's key files.  A peer that
+cannot express the case (its renderer refuses the configuration) is UNSUPPORTED, not FAILED.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import ConfigError, IpsecLabError
+from .lab.lab import Lab, LabSpec
+from .lab.peerconfig import Identity, PeerConfig
+from .lab.peers import driver
+from .lab.topology import Topology, make_topology
+
+IMPLEMENTATIONS = ("strongswan", "libreswan")
+PSK = "ipseclab-interop-psk"
+
+PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    case: str
+    initiator: str
+    responder: str
+    status: str
+    reason: str
+    run_dir: str
+    seconds: float
+
+
+def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
+    """The initiator's (left) and responder's (right) configuration for a test case."""
+    from testcases.base import TestCase
+
+    assert isinstance(case, TestCase)
+    left, right = topo.hosts["left"], topo.hosts["right"]
+    tunnel = case.mode == "tunnel"
+    common = dict(
+        name="lab",
+        psk=PSK,
+        ike_proposals=(case.ike_proposal,),
+        esp_proposals=(case.child_proposal,) if case.protocol == "esp" else ("aes128-sha256",),
+        ah_proposals=(case.child_proposal,) if case.protocol == "ah" else ("sha256",),
+        protocol=case.protocol,
+        mode=case.mode,
+        encap=case.encap,
+    )
+    init = PeerConfig(
+        local_address=left.address, remote_address=right.address,
+        local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
+        local_ts=(left.protected,) if tunnel else (), remote_ts=(right.protected,) if tunnel else (),
+        role="initiator", **common,  # type: ignore[arg-type]
+    )
+    nat = topo.kind == "nat"
+    resp = PeerConfig(
+        local_address=right.address,
+        remote_address=None if nat else left.address,
+        local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
+        local_ts=(right.protected,) if tunnel else (),
+        remote_ts=(left.protected,) if tunnel else (),
+        role="responder", **common,  # type: ignore[arg-type]
+    )
+    return init, resp
+
+
+def run_case(case: object, initiator: str, responder: str, out_dir: Path) -> CaseResult:
+    """One cell of the matrix; never raises for a peer or lab failure (that is the cell's result)."""
+    from testcases.base import TestCase
+
+    from .pcap.trace import Trace
+
+    assert isinstance(case, TestCase)
+    run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
+    started = time.monotonic()
+
+    def result(status: str, reason: str = "") -> CaseResult:
+        return CaseResult(case.name, initiator, responder, status, reason, str(run_dir),
+                          round(time.monotonic() - started, 1))
+
+    topo = make_topology(case.topology, "probe")
+    try:
+        left_cfg, right_cfg = case_configs(case, topo)
+        driver(initiator).check_supported(left_cfg)
+        driver(responder).check_supported(right_cfg)
+    except ConfigError as exc:
+        return result(UNSUPPORTED, str(exc))
+    try:
+        with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder), run_dir=run_dir) as lab:
+            lab.initiate("left")
+            lab.ping("left", count=case.pings)
+        case.check(Trace.load(run_dir))
+    except AssertionError as exc:
+        return result(FAILED, str(exc) or "assertion failed")
+    except IpsecLabError as exc:
+        return result(ERROR, str(exc))
+    return result(PASSED)
+
+
+def run_matrix(cases: Sequence[object], pairs: Sequence[tuple[str, str]], out_dir: Path,
+               progress: bool = True) -> list[CaseResult]:
+    """Run every case for every pair; writes results.json and results.md into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for case in cases:
+        for initiator, responder in pairs:
+            res = run_case(case, initiator, responder, out_dir)
+            results.append(res)
+            if progress:
+                print(f"{res.case:<16} {res.initiator:>10} -> {res.responder:<10} {res.status.upper():<11} "
+                      f"{res.seconds:5.1f}s {res.reason.splitlines()[0] if res.reason else ''}", flush=True)
+            write_results(results, out_dir)
+    return results
+
+
+def write_results(results: list[CaseResult], out_dir: Path) -> None:
+    (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    (out_dir / "results.md").write_text(matrix_markdown(results))
+
+
+def matrix_markdown(results: list[CaseResult]) -> str:
+    """Cases as rows, initiator->responder pairs as columns."""
+    pairs = list(dict.fromkeys(f"{r.initiator} -> {r.responder}" for r in results))
+    cases = list(dict.fromkeys(r.case for r in results))
+    cell = {(r.case, f"{r.initiator} -> {r.responder}"): r for r in results}
+    lines = ["| case | " + " | ".join(pairs) + " |", "|---|" + "---|" * len(pairs)]
+    for c in cases:
+        row = []
+        for p in pairs:
+            r = cell.get((c, p))
+            row.append("" if r is None else f"{r.status.upper()} ({r.seconds:.0f}s)")
+        lines.append(f"| {c} | " + " | ".join(row) + " |")
+    notes = [f"- {r.case}, {r.initiator} -> {r.responder}: {r.reason.splitlines()[0]}"
+             for r in results if r.status != PASSED and r.reason]
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")

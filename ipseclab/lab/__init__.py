@@ -1,0 +1,1 @@
+"""The lab: real strongSwan and Libreswan peers, their configuration, topology and capture."""

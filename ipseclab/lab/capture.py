@@ -1,0 +1,52 @@
+"""Packet capture on every link of the lab, independent of the peers: one tcpdump per capture point."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+from .proc import in_netns, require_tool, spawn, stop, tail
+from .topology import Link
+
+
+@dataclass(slots=True)
+class Capture:
+    """A running tcpdump writing ``pcap`` for one link."""
+
+    link: Link
+    pcap: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def log(self) -> Path:
+        return self.pcap.with_suffix(".tcpdump.log")
+
+
+def start_capture(link: Link, run_dir: Path, timeout: float = 10) -> Capture:
+    """Start tcpdump on the link's capture end; returns once tcpdump is listening."""
+    require_tool("tcpdump")
+    pcap = run_dir / f"{link.name}.pcap"
+    log = pcap.with_suffix(".tcpdump.log")
+    # -U and --immediate-mode: every packet reaches the file at once, so stopping loses nothing
+    cmd = in_netns(link.capture_ns, ["tcpdump", "-n", "-i", link.capture_if, "-s", "0", "-U", "--immediate-mode",
+                                     "-w", str(pcap)])
+    proc = spawn(cmd, log)
+    cap = Capture(link, pcap, proc)
+    deadline = time.monotonic() + timeout
+    while "listening on" not in tail(log):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise LabError(f"tcpdump on {link.capture_if} ({link.capture_ns}) did not start", command=cmd,
+                           output=tail(log))
+        time.sleep(0.02)
+    return cap
+
+
+def stop_capture(cap: Capture) -> None:
+    """Stop tcpdump with SIGINT so it flushes and closes the file."""
+    import signal
+
+    stop(cap.proc, sig=signal.SIGINT, grace=5)

@@ -1,0 +1,149 @@
+"""Peer images: root filesystems built with mmdebstrap from ``containers/<impl>/packages.txt``, cached by content.
+
+One image per implementation (Debian's libreswan conflicts with strongswan-libcharon).
+The cache key is a hash of everything that goes into the image: the package list, the
+guest init script, the UML kernel version whose modules are copied in, and this
+builder's version.  A second run finds the directory and starts in milliseconds.
+
+The same package list feeds ``containers/<impl>/Dockerfile``; where Docker is present
+``docker_import()`` turns a built root filesystem into a base image (no registry needed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+from .proc import require_tool, run
+
+BUILDER_VERSION = "1"
+SUITE = "bookworm"
+UML_MODULES = Path("/usr/lib/uml/modules")
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS = REPO / "containers"
+
+# The guest's PID 1: mount the basics and the peer's own host directory, then run the peer's script.
+GUEST_INIT = """#!/bin/sh
+# ipseclab guest init (User-Mode Linux, hostfs root): the per-peer host directory is passed
+# on the kernel command line as ipl_dir=..., mounted on /ipl, and /ipl/init.sh takes over.
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /var/tmp
+mkdir -p /ipl
+mount -t hostfs none /ipl -o "$ipl_dir"
+exec /bin/sh /ipl/init.sh > /ipl/init.log 2>&1
+"""
+
+
+def cache_root() -> Path:
+    """Where built images live: $IPSECLAB_CACHE, else /var/cache/ipseclab as root, else ~/.cache/ipseclab."""
+    env = os.environ.get("IPSECLAB_CACHE")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/ipseclab")
+    return Path.home() / ".cache" / "ipseclab"
+
+
+def uml_kernel_version() -> str:
+    """The version of the installed UML kernel's modules (one directory under /usr/lib/uml/modules)."""
+    versions = sorted(p.name for p in UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
+    if not versions:
+        raise LabError("no User-Mode Linux kernel modules found in /usr/lib/uml/modules",
+                       hint="apt-get install user-mode-linux")
+    return versions[-1]
+
+
+def packages(impl: str) -> list[str]:
+    """The Debian packages of an implementation's image (``containers/<impl>/packages.txt``)."""
+    path = CONTAINERS / impl / "packages.txt"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        known = sorted(p.name for p in CONTAINERS.iterdir() if (p / "packages.txt").exists())
+        raise LabError(f"no image definition for {impl!r} ({path} missing)",
+                       hint=f"known implementations: {', '.join(known)}") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A built root filesystem ready to boot under UML."""
+
+    impl: str
+    key: str
+    path: Path
+    kernel: str
+
+
+def image_key(impl: str, kernel: str) -> str:
+    h = hashlib.sha256()
+    for part in (BUILDER_VERSION, SUITE, kernel, GUEST_INIT, "\n".join(packages(impl))):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def build_image(impl: str, log_dir: Path | None = None, timeout: float = 600) -> Image:
+    """The image of ``impl``, from the cache or built now (mmdebstrap, then UML modules and init)."""
+    kernel = uml_kernel_version()
+    key = image_key(impl, kernel)
+    root = cache_root() / "images"
+    target = root / f"{impl}-{key}"
+    if (target / ".ipseclab-image").exists():
+        return Image(impl, key, target, kernel)
+    require_tool("mmdebstrap")
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{impl}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs building the same image wait for each other
+        if (target / ".ipseclab-image").exists():
+            return Image(impl, key, target, kernel)
+        tmp = root / f".{impl}-{key}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        started = time.monotonic()
+        proc = run(["mmdebstrap", "--variant=apt", "--include=" + ",".join(packages(impl)), SUITE, str(tmp)],
+                   timeout=timeout, check=False)
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / f"image-{impl}.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise LabError(f"building the {impl} image with mmdebstrap failed",
+                           command=["mmdebstrap", "--variant=apt", "--include=...", SUITE, str(tmp)],
+                           output=proc.stdout + proc.stderr,
+                           hint="check that Debian's package mirrors are reachable (apt-get update works)")
+        modules = tmp / "lib" / "modules"
+        modules.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(UML_MODULES / kernel, modules / kernel, symlinks=True)
+        init = tmp / "sbin" / "ipseclab-init"
+        init.write_text(GUEST_INIT)
+        init.chmod(0o755)
+        (tmp / ".ipseclab-image").write_text(f"{impl} {key} built in {time.monotonic() - started:.1f} s\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return Image(impl, key, target, kernel)
+
+
+def docker_import(image: Image, tag: str | None = None) -> str:
+    """Import a built root filesystem as a local Docker base image (no registry needed); returns its tag."""
+    import io
+    import tarfile
+
+    import docker
+
+    tag = tag or f"ipseclab/{image.impl}-base:{image.key}"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(str(image.path), arcname=".")
+    buf.seek(0)
+    repository, _, version = tag.partition(":")
+    docker.from_env().api.import_image_from_data(buf.getvalue(), repository=repository, tag=version or "latest")
+    return tag

@@ -1,0 +1,254 @@
+"""The lab as a context manager: images, topology, captures and two UML peers, always torn down.
+
+::
+
+    with Lab(LabSpec(topology="nat", left="strongswan", right="libreswan", ...)) as lab:
+        lab.initiate()
+        lab.ping()
+    # run directory: <link>.pcap per link, ikev2_decryption_table, esp_sa, left/ and right/ logs, lab.json
+
+Teardown runs on success, on exceptions, on SIGINT/SIGTERM (turned into LabInterrupted while
+the lab is up) and after a peer dies: keys are collected while the guests still run, then
+guests are halted, captures stopped and namespaces removed, and a final sweep for this run id
+catches anything left.  The run directory is kept in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from ..errors import LabError
+from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
+from . import cleanup, netns
+from .capture import Capture, start_capture, stop_capture
+from .images import Image, build_image
+from .keys import XfrmState, match_ike_keys, parse_xfrm_state
+from .peerconfig import PeerConfig
+from .peers import PeerDriver, driver
+from .proc import require_root, require_tool
+from .topology import Topology, check_host_routes, make_topology
+from .uml import UmlHost, network_script
+
+
+class LabInterrupted(LabError):
+    """SIGINT or SIGTERM arrived while the lab was up."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabSpec:
+    """What to boot: topology kind, the implementation on each side, and each side's configuration."""
+
+    left_config: PeerConfig
+    right_config: PeerConfig
+    topology: str = "direct"
+    left: str = "strongswan"
+    right: str = "libreswan"
+
+
+@dataclass(slots=True)
+class PeerRun:
+    """One booted peer: its driver, config and guest."""
+
+    side: str
+    driver: PeerDriver
+    config: PeerConfig
+    host: UmlHost
+
+
+@dataclass(slots=True)
+class Timings:
+    images: float = 0.0
+    topology: float = 0.0
+    boot: dict[str, float] = field(default_factory=dict)
+    teardown: float = 0.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def default_run_dir(run_id: str) -> Path:
+    return Path.cwd() / "runs" / time.strftime("%Y%m%d-%H%M%S") / run_id
+
+
+class Lab:
+    """A running two-peer lab (see the module docstring)."""
+
+    def __init__(self, spec: LabSpec, run_dir: Path | None = None, run_id: str | None = None) -> None:
+        self.spec = spec
+        self.run_id = run_id or new_run_id()
+        self.run_dir = (run_dir or default_run_dir(self.run_id)).resolve()
+        self.topology: Topology = make_topology(spec.topology, self.run_id)
+        self.captures: list[Capture] = []
+        self.peers: dict[str, PeerRun] = {}
+        self.timings = Timings()
+        self.ike_rows: list[IkeSaKeyRow] = []
+        self.xfrm: dict[str, list[XfrmState]] = {}
+        self._old_handlers: dict[int, Any] = {}
+        self._up = False
+        self._pid = os.getpid()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.down()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:
+            # a forked helper (pyroute2 runs NetNS work in a fork) inherits this handler: it must
+            # die as it would have, not unwind into the lab's code
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise LabInterrupted(f"interrupted by {signal.Signals(signum).name}; tearing the lab down")
+
+    def up(self) -> None:
+        require_root("the lab")
+        for tool in ("linux.uml", "tcpdump", "ip"):
+            require_tool(tool)
+        check_host_routes()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._up = True
+        started = time.monotonic()
+        impls = {self.spec.left, self.spec.right}
+        with ThreadPoolExecutor(len(impls)) as ex:
+            images: dict[str, Image] = dict(zip(impls, ex.map(lambda i: build_image(i, self.run_dir), impls),
+                                                strict=True))
+        self.timings.images = time.monotonic() - started
+        started = time.monotonic()
+        self._write_state()
+        netns.create(self.topology)
+        self.timings.topology = time.monotonic() - started
+        for link in self.topology.links:
+            self.captures.append(start_capture(link, self.run_dir))
+        for side, impl, cfg in (("left", self.spec.left, self.spec.left_config),
+                                ("right", self.spec.right, self.spec.right_config)):
+            drv = driver(impl)
+            ns, ifname = self.topology.attach[side]
+            peer_dir = self.run_dir / side
+            peer_dir.mkdir(parents=True, exist_ok=True)
+            host = UmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir)
+            drv.write_config(cfg, peer_dir)
+            addressing = self.topology.hosts[side]
+            host.boot(network_script(addressing, side) + drv.start_script(cfg, addressing))
+            self.peers[side] = PeerRun(side, drv, cfg, host)
+        for side, peer in self.peers.items():
+            started = time.monotonic()
+            peer.host.wait_ready()
+            self.timings.boot[side] = time.monotonic() - started
+
+    def down(self) -> None:
+        """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""
+        if not self._up:
+            return
+        started = time.monotonic()
+        try:
+            self._collect_keys()
+        except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
+            (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
+        for peer in self.peers.values():
+            peer.host.halt()
+        for cap in self.captures:
+            stop_capture(cap)
+        netns.destroy(self.topology)
+        left = cleanup.sweep(self.run_id)
+        if left:
+            (self.run_dir / "teardown.warning").write_text(f"swept after teardown: {left.describe()}\n")
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+        self._up = False
+        self.timings.teardown = time.monotonic() - started
+        self._write_state(final=True)
+
+    def _write_state(self, final: bool = False) -> None:
+        state = {
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "spec": {"topology": self.spec.topology, "left": self.spec.left, "right": self.spec.right},
+            "namespaces": self.topology.namespaces,
+            "pcaps": [str(c.pcap) for c in self.captures],
+            "timings": asdict(self.timings),
+            "finished": final,
+        }
+        (self.run_dir / "lab.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    # --- what test cases do -------------------------------------------------------------------
+
+    def peer(self, side: str) -> PeerRun:
+        try:
+            peer = self.peers[side]
+        except KeyError:
+            raise LabError(f"no peer {side!r} in this lab", hint="sides are 'left' and 'right'") from None
+        if not peer.host.alive:
+            raise LabError(f"the {side} peer ({peer.driver.impl}) is not running", hint=f"see {peer.host.dir}")
+        return peer
+
+    def initiate(self, side: str = "left", timeout: float = 60) -> str:
+        """Start the IKE SA and Child SA from ``side``; returns the daemon's output; LabError if it failed."""
+        peer = self.peer(side)
+        return peer.driver.initiate(peer.host, peer.config, timeout)
+
+    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
+        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+        peer = self.peer(side)
+        other = "right" if side == "left" else "left"
+        if peer.config.mode == "transport":
+            src, dst = self.topology.hosts[side].address, self.topology.public_address(other)
+        else:
+            src, dst = self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
+        _, out = peer.host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
+        return out
+
+    def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
+        return self.peer(side).host.exec(script, timeout=timeout, check=check)
+
+    def _collect_keys(self) -> None:
+        messages: list[bytes] = []
+        from ..decrypt import ike_datagrams
+        from ..packets.natt import NATT_PORT
+        from ..pcap.reader import UdpDatagram
+
+        for cap in self.captures:
+            if not cap.pcap.exists():
+                continue
+            for d in ike_datagrams(cap.pcap):
+                if isinstance(d, UdpDatagram):
+                    data = d.payload
+                    if NATT_PORT in (d.sport, d.dport):
+                        if data[:4] != b"\0\0\0\0":
+                            continue
+                        data = data[4:]
+                    messages.append(data)
+        keysets = []
+        for peer in self.peers.values():
+            keysets += peer.driver.ike_keys(peer.host.dir)
+            if peer.host.alive:
+                _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
+                (peer.host.dir / "xfrm-state.txt").write_text(out)
+                self.xfrm[peer.side] = parse_xfrm_state(out)
+        self.ike_rows = match_ike_keys(keysets, messages)
+        write_ikev2_decryption_table(self.run_dir / "ikev2_decryption_table", self.ike_rows)
+        from .esp_keys import write_esp_sa
+
+        write_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states])

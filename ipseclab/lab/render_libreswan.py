@@ -1,0 +1,311 @@
+"""Render a :class:`PeerConfig` as Libreswan 4.10's ``ipsec.conf`` and ``ipsec.secrets``.
+
+Pure functions, text in and out; :func:`write_libreswan_config` is the only one that writes.
+What the translation relies on (Libreswan's own sources and ipsec.conf(5) of the 4.x series):
+
+* IKEv2 is ``ikev2=yes``: 4.x reads the old ``insist`` as yes and dropped propose/permit;
+  ``keyexchange=ikev2`` is the newer spelling (5.x marks ``ikev2=`` obsolete but still maps
+  it), while 3.x-era parsers took only ``keyexchange=ike``.  ``ikev2=yes`` reads the same in both.
+* Proposals: ``ENCR-PRF;DH`` for IKE (Libreswan derives IKE integrity from the PRF, by design),
+  ``ENCR-INTEG;DH`` for ESP, ``INTEG;DH`` for AH, ``+`` joins alternatives.  Encryption is
+  ``aes256`` (CBC), ``aes_gcm_16_256`` / ``_12_`` / ``_8_`` (``<name>_<keylen>``),
+  ``aes_gmac_256``, ``chacha20_poly1305``, ``null``; integrity/PRF ``sha1``, ``md5``,
+  ``sha2_256``, ``sha2_384``, ``sha2_512``, and for ESP/AH only ``aes_xcbc``, ``aes_cmac``;
+  DH ``dh5``, ``dh14``-``dh18``, ``dh19``-``dh21`` (ECP), ``dh31`` (Curve25519).  Not there:
+  modp768, modp1024 (not compiled in since 4.0), ECP-192/224, brainpool and Curve448 (NSS).
+* A DH group in ``esp=``/``ah=`` is the PFS group of rekeys; without one, ``pfs=no`` keeps
+  Libreswan from adding the IKE group, which a strongSwan peer without PFS would reject.
+* ``replay-window=0`` silently turns ESN off; ``salifetime``/``ikelifetime`` are capped at 24 h;
+  one ``rekeymargin`` serves both SAs; ``fragmentation=force`` is IKEv1-only.
+* ``leftupdown=%disabled``: the updown script forks per SA and under UML made IKE_AUTH take
+  7-14 s instead of ~1 s (LAB-NOTES); the harness adds routes itself.
+
+Key logging: ``plutodebug`` with ``crypt`` dumps the ESP keys pluto hands to the kernel and
+``private`` the bytes of its NSS symmetric keys (SKEYSEED, SK_*); the child SA keys are more
+simply read from ``ip xfrm state`` in the guest (the only source here for AH keys).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from ..crypto.proposals import TransformSpec
+from ..crypto.registry import EncrId, IntegId, KeId, PrfId, TransformType
+from ..errors import ConfigError
+from .peerconfig import Identity, PeerConfig, psk_text
+
+IMPL = "libreswan"
+MAX_LIFETIME = 86400  # ikelifetime and salifetime are capped at 24h
+KEY_DEBUG = "crypt private"
+
+_GCM = {EncrId.AES_GCM_8: "aes_gcm_8", EncrId.AES_GCM_12: "aes_gcm_12", EncrId.AES_GCM_16: "aes_gcm_16"}
+# HMAC integrity: also the PRF names, and the integrity Libreswan derives from each PRF
+_HMAC_INTEG = {
+    IntegId.HMAC_MD5_96: "md5",
+    IntegId.HMAC_SHA1_96: "sha1",
+    IntegId.HMAC_SHA2_256_128: "sha2_256",
+    IntegId.HMAC_SHA2_384_192: "sha2_384",
+    IntegId.HMAC_SHA2_512_256: "sha2_512",
+}
+_CHILD_ONLY_INTEG = {IntegId.AES_XCBC_96: "aes_xcbc", IntegId.AES_CMAC_96: "aes_cmac"}
+_PRF = {
+    PrfId.HMAC_MD5: ("md5", IntegId.HMAC_MD5_96),
+    PrfId.HMAC_SHA1: ("sha1", IntegId.HMAC_SHA1_96),
+    PrfId.HMAC_SHA2_256: ("sha2_256", IntegId.HMAC_SHA2_256_128),
+    PrfId.HMAC_SHA2_384: ("sha2_384", IntegId.HMAC_SHA2_384_192),
+    PrfId.HMAC_SHA2_512: ("sha2_512", IntegId.HMAC_SHA2_512_256),
+}
+_DH = {
+    KeId.MODP1536: "dh5", KeId.MODP2048: "dh14", KeId.MODP3072: "dh15", KeId.MODP4096: "dh16",
+    KeId.MODP6144: "dh17", KeId.MODP8192: "dh18", KeId.ECP256: "dh19", KeId.ECP384: "dh20",
+    KeId.ECP521: "dh21", KeId.CURVE25519: "dh31",
+}
+_DH_MISSING = {
+    KeId.MODP768: "removed from Libreswan",
+    KeId.MODP1024: "not compiled into Libreswan since 4.0 (USE_DH2)",
+    KeId.ECP192: "not implemented by Libreswan",
+    KeId.ECP224: "not implemented by Libreswan",
+    KeId.BRAINPOOL256: "not implemented by Libreswan (NSS has no brainpool ECDH)",
+    KeId.BRAINPOOL384: "not implemented by Libreswan (NSS has no brainpool ECDH)",
+    KeId.BRAINPOOL512: "not implemented by Libreswan (NSS has no brainpool ECDH)",
+    KeId.CURVE448: "not implemented by Libreswan 4.x (NSS has no Curve448)",
+}
+
+
+def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
+    """The error for what Libreswan cannot be configured to do, naming the setting and the peer."""
+    return ConfigError(f"{IMPL}: peer {peer.name!r}: {setting}: {problem}")
+
+
+# --- proposals -----------------------------------------------------------------------------
+
+
+def _encr(t: TransformSpec) -> str | None:
+    eid = EncrId(t.id)
+    if eid == EncrId.AES_CBC:
+        return f"aes{t.key_bits}"
+    if eid in _GCM:
+        return f"{_GCM[eid]}_{t.key_bits}"
+    if eid == EncrId.NULL_AUTH_AES_GMAC:
+        return f"aes_gmac_{t.key_bits}"
+    if eid == EncrId.CHACHA20_POLY1305:
+        return "chacha20_poly1305"
+    if eid == EncrId.NULL:
+        return "null"
+    return None
+
+
+def _dh(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> list[str]:
+    out = []
+    for t in (s for s in specs if s.type == TransformType.KE):
+        kid = KeId(t.id)
+        if kid not in _DH:
+            raise refuse(peer, setting, f"{text!r}: key exchange {kid.name} is "
+                         f"{_DH_MISSING.get(kid, 'not supported by Libreswan')}")
+        out.append(_DH[kid])
+    return out
+
+
+def _encrs(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> list[str]:
+    out = []
+    for t in (s for s in specs if s.type == TransformType.ENCR):
+        name = _encr(t)
+        if name is None:
+            raise refuse(peer, setting, f"{text!r}: cipher {EncrId(t.id).name} has no Libreswan mapping")
+        out.append(name)
+    return out
+
+
+def ike_proposal(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> str:
+    """One IKE proposal as ``ENCR[+ENCR]-PRF[+PRF];DH[+DH]``.
+
+    Libreswan names the PRF and derives integrity from it (HMAC PRF -> the HMAC integrity of the
+    same hash; none for AEAD), so a strongSwan proposal whose integrity is not the one its PRF
+    implies cannot be written.
+    """
+    encrs = _encrs(peer, setting, text, specs)
+    integs = {IntegId(t.id) for t in specs if t.type == TransformType.INTEG}
+    for i in integs:
+        if i not in _HMAC_INTEG:
+            raise refuse(peer, setting, f"{text!r}: integrity {i.name} is offered by Libreswan for ESP/AH only, "
+                         "not IKE")
+    prfs: list[str] = []
+    derived: set[IntegId] = set()
+    for t in (s for s in specs if s.type == TransformType.PRF):
+        pid = PrfId(t.id)
+        if pid not in _PRF:
+            raise refuse(peer, setting, f"{text!r}: PRF {pid.name} is not translated for Libreswan "
+                         "(use prfsha256/prfsha384/prfsha512/prfsha1)")
+        name, integ = _PRF[pid]
+        prfs.append(name)
+        derived.add(integ)
+    if integs and integs != derived:
+        raise refuse(peer, setting, f"{text!r}: Libreswan derives IKE integrity from the PRF, so integrity "
+                     f"{'+'.join(sorted(i.name for i in integs))} cannot go with PRF "
+                     f"{'+'.join(sorted(p for p in prfs))}; drop the prf... keyword or make them match")
+    dhs = _dh(peer, setting, text, specs)
+    return f"{'+'.join(encrs)}-{'+'.join(prfs)};{'+'.join(dhs)}"
+
+
+def child_proposal(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> str:
+    """One ESP (``ENCR[-INTEG][;DH]``) or AH (``INTEG[;DH]``) proposal; the DH is the rekey PFS group."""
+    parts = []
+    if peer.protocol == "esp":
+        parts.append("+".join(_encrs(peer, setting, text, specs)))
+    integs = []
+    for t in (s for s in specs if s.type == TransformType.INTEG):
+        iid = IntegId(t.id)
+        name = _HMAC_INTEG.get(iid) or _CHILD_ONLY_INTEG.get(iid)
+        if name is None:
+            raise refuse(peer, setting, f"{text!r}: integrity {iid.name} has no Libreswan mapping")
+        integs.append(name)
+    if integs:
+        parts.append("+".join(integs))
+    out = "-".join(parts)
+    dhs = _dh(peer, setting, text, specs)
+    return f"{out};{'+'.join(dhs)}" if dhs else out
+
+
+def ike_proposals(peer: PeerConfig) -> list[str]:
+    return [ike_proposal(peer, f"ike_proposals[{i}]", text, specs)
+            for i, (text, specs) in enumerate(zip(peer.ike_proposals, peer.parsed_ike_proposals(), strict=True))]
+
+
+def child_proposals(peer: PeerConfig) -> tuple[list[str], bool]:
+    """The ``esp=``/``ah=`` proposals and whether they ask for PFS (all of them, or none may)."""
+    attr = f"{peer.protocol}_proposals"
+    out, pfs = [], []
+    for i, (text, specs) in enumerate(zip(peer.child_proposals, peer.parsed_child_proposals(), strict=True)):
+        out.append(child_proposal(peer, f"{attr}[{i}]", text, specs))
+        pfs.append(any(t.type == TransformType.KE for t in specs))
+    if any(pfs) and not all(pfs):
+        raise refuse(peer, attr, "Libreswan has one pfs= per connection: either every proposal names a "
+                     "key exchange (PFS on rekey) or none does")
+    return out, all(pfs)
+
+
+# --- identities and secrets ------------------------------------------------------------------
+
+
+def identity(ident: Identity) -> str:
+    """Libreswan's spelling: ``@name`` keeps a host name from being resolved in DNS."""
+    return f"@{ident.value}" if ident.kind == "fqdn" else ident.value
+
+
+def render_ipsec_secrets(peer: PeerConfig) -> str:
+    """``ipsec.secrets``: ``LOCALID REMOTEID : PSK "..."`` (hex when the key is not plain text)."""
+    text = psk_text(peer.psk_bytes)
+    value = f'"{text}"' if text is not None else "0x" + peer.psk_bytes.hex()
+    return (f"# generated by ipseclab.lab.render_libreswan for peer {peer.name}\n"
+            f"{identity(peer.effective_local_id)} {identity(peer.effective_remote_id)} : PSK {value}\n")
+
+
+# --- ipsec.conf ------------------------------------------------------------------------------
+
+
+def _check(peer: PeerConfig) -> None:
+    if peer.fragmentation == "force":
+        raise refuse(peer, "fragmentation", "'force' exists in Libreswan for IKEv1 only; IKEv2 takes yes or no")
+    if peer.esn and peer.replay_window == 0:
+        raise refuse(peer, "esn", "Libreswan turns ESN off when replay-window=0 (and the kernel needs a "
+                     "replay window for ESN)")
+    for setting in ("ike_lifetime", "child_lifetime"):
+        if getattr(peer, setting) > MAX_LIFETIME:
+            raise refuse(peer, setting, f"{getattr(peer, setting)} s is over Libreswan's maximum of 24h, "
+                         "which it would silently apply")
+    if peer.ike_rekey_margin != peer.child_rekey_margin:
+        raise refuse(peer, "child_rekey_margin", f"Libreswan has one rekeymargin for both SAs; "
+                     f"ike_rekey_margin={peer.ike_rekey_margin} differs from {peer.child_rekey_margin}")
+    for setting, nets in (("local_ts", peer.local_ts), ("remote_ts", peer.remote_ts)):
+        if len(nets) > 1:
+            raise refuse(peer, setting, "Libreswan 4.x takes one subnet per side in an IKEv2 conn, not "
+                         f"{', '.join(map(str, nets))}")
+
+
+def _encapsulation(peer: PeerConfig) -> str:
+    if peer.encap:
+        return "yes"
+    return "auto" if peer.nat_t else "no"
+
+
+def render_ipsec_conf(peer: PeerConfig, *, log_path: str | Path, secrets_path: str | Path | None = None) -> str:
+    """``ipsec.conf``: ``config setup`` (log file, key-logging debug) and one conn.
+
+    Paths are as pluto sees them (inside the guest).  ``auto=add`` unless ``auto_start``: the
+    harness initiates with ``ipsec whack --initiate --name NAME``.
+    """
+    _check(peer)
+    ike = ike_proposals(peer)
+    child, pfs = child_proposals(peer)
+    setup = [
+        f"\tlogfile={log_path}",
+        "\tlogtime=yes",
+        "\tlogappend=no",
+    ]
+    if peer.log_keys:
+        setup.append("\t# crypt: the ESP keys given to the kernel; private: SKEYSEED and SK_* bytes")
+        setup.append(f'\tplutodebug="{KEY_DEBUG}"')
+    if secrets_path is not None:
+        setup.append(f"\tsecretsfile={secrets_path}")
+    right = str(peer.remote_address) if peer.remote_address is not None else "%any"
+    conn = [
+        "\tikev2=yes",
+        "\tauthby=secret",
+        f"\tleft={peer.local_address}",
+        f"\tleftid={identity(peer.effective_local_id)}",
+    ]
+    if peer.mode == "tunnel" and peer.local_ts:
+        conn.append(f"\tleftsubnet={peer.local_ts[0]}")
+    conn.append(f"\tleftupdown={peer.updown if peer.updown is not None else '%disabled'}")
+    conn += [f"\tright={right}", f"\trightid={identity(peer.effective_remote_id)}"]
+    if peer.mode == "tunnel" and peer.remote_ts:
+        conn.append(f"\trightsubnet={peer.remote_ts[0]}")
+    conn += [
+        f"\tike={','.join(ike)}",
+        f"\tphase2={peer.protocol}",
+        f"\t{peer.protocol}={','.join(child)}",
+        f"\tpfs={'yes' if pfs else 'no'}",
+        f"\ttype={peer.mode}",
+        f"\tencapsulation={_encapsulation(peer)}",
+        f"\treplay-window={peer.replay_window}",
+        f"\tesn={'yes' if peer.esn else 'no'}",
+        f"\tikelifetime={peer.ike_lifetime}s",
+        f"\tsalifetime={peer.child_lifetime}s",
+        f"\trekeymargin={peer.ike_rekey_margin}s",
+        "\trekeyfuzz=0%",
+        f"\tfragmentation={peer.fragmentation}",
+        "\tmobike=no",
+    ]
+    if peer.dpd_delay:
+        # IKEv2 liveness needs only dpddelay in 4.x (dpdtimeout is IKEv1's; 5.x warns that IKEv2 ignores it)
+        conn.append(f"\tdpddelay={peer.dpd_delay}s")
+    conn.append(f"\tauto={'start' if peer.auto_start else 'add'}")
+    lines = [f"# generated by ipseclab.lab.render_libreswan for peer {peer.name}", "config setup", *setup, "",
+             f"conn {peer.name}", *conn]
+    return "\n".join(lines) + "\n"
+
+
+class LibreswanFiles(NamedTuple):
+    ipsec_conf: Path
+    ipsec_secrets: Path
+
+
+def write_libreswan_config(peer: PeerConfig, directory: str | Path, *, log_path: str | Path,
+                           secrets_path: str | Path | None = None) -> LibreswanFiles:
+    """Write ``ipsec.conf`` and ``ipsec.secrets`` (mode 0600) into ``directory``.
+
+    ``secrets_path`` is where pluto will find the secrets (a guest path), written into
+    ``config setup``; both texts are rendered first, so a refused configuration writes nothing.
+    """
+    conf = render_ipsec_conf(peer, log_path=log_path, secrets_path=secrets_path)
+    secrets = render_ipsec_secrets(peer)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    files = LibreswanFiles(d / "ipsec.conf", d / "ipsec.secrets")
+    files.ipsec_conf.write_text(conf)
+    files.ipsec_secrets.touch(mode=0o600)
+    files.ipsec_secrets.chmod(0o600)
+    files.ipsec_secrets.write_text(secrets)
+    return files
+

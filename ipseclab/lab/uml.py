@@ -1,0 +1,146 @@
+"""The ``uml`` runtime: a peer image booted under User-Mode Linux, with its own kernel ESP/AH stack.
+
+The guest's root is the image directory (hostfs, shared read-write, so nothing per-peer is
+written there); its per-peer state lives in a host directory of the run, mounted on ``/ipl``:
+``init.sh`` (written by the host), logs, and a command spool.  The guest runs a tiny agent
+loop that executes ``/ipl/cmd/N.sh`` and leaves ``N.out`` and ``N.rc`` beside it: the host
+runs commands in the guest without a console or a management network.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LabError
+from .images import Image
+from .proc import in_netns, require_tool, spawn, stop, tail
+from .topology import HostAddressing
+
+AGENT = """
+touch /ipl/ready
+while :; do
+  for f in /ipl/cmd/*.sh; do
+    [ -e "$f" ] || continue
+    n=${f%.sh}
+    mv "$f" "$n.run"
+    sh "$n.run" > "$n.out" 2>&1
+    echo $? > "$n.rc.tmp"
+    mv "$n.rc.tmp" "$n.rc"
+  done
+  sleep 0.05
+done
+"""
+
+
+def network_script(host: HostAddressing, hostname: str) -> str:
+    """Shell lines that give the guest its modules, interfaces, addresses and routes."""
+    lines = [
+        f"hostname {hostname}",
+        "modprobe -a xfrm_user xfrm_algo esp4 ah4 esp6 ah6 xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 2>/dev/null || "
+        "modprobe -a xfrm_user esp4 ah4",
+        "ip link set lo up",
+        "ip link set vec0 up",
+        f"ip addr add {host.transit4} dev vec0",
+        f"ip addr add {host.protected_addr}/32 dev lo",
+    ]
+    if host.transit6:
+        lines.append(f"ip -6 addr add {host.transit6} dev vec0 nodad")
+    if host.gateway4:
+        lines.append(f"ip route add default via {host.gateway4}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class UmlHost:
+    """One UML guest in a network namespace, attached to ``ifname`` there as its ``vec0``."""
+
+    name: str
+    umid: str
+    image: Image
+    ns: str
+    ifname: str
+    dir: Path
+    mem: str = "256M"
+    proc: subprocess.Popen[bytes] | None = None
+    _seq: int = field(default=0)
+
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "console.log"
+
+    def boot(self, init_script: str) -> None:
+        """Write the guest's init script and start the kernel (returns at once; see wait_ready)."""
+        require_tool("linux.uml")
+        (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
+        for stale in ("ready", "init.log"):
+            (self.dir / stale).unlink(missing_ok=True)
+        # the kernel starts init with no PATH; programs that exec others (timeout, ipsec) need one
+        path = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        (self.dir / "init.sh").write_text(path + init_script + AGENT)
+        cmd = in_netns(self.ns, [
+            "linux.uml", f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root", "rootfstype=hostfs",
+            f"rootflags={self.image.path}", "rw", "init=/sbin/ipseclab-init", "con=null", "con0=null,fd:1",
+            f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={self.dir}",
+        ])
+        self.proc = spawn(cmd, self.console_log)
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Block until the guest's init signalled ready; returns the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if (self.dir / "ready").exists():
+                return time.monotonic() - started
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LabError(f"UML guest {self.name} exited during boot (status {self.proc.returncode})",
+                               output=tail(self.dir / "init.log") or tail(self.console_log),
+                               hint=f"see {self.dir}/init.log and console.log")
+            time.sleep(0.05)
+        raise LabError(f"UML guest {self.name} not ready after {timeout:.0f} s",
+                       output=tail(self.dir / "init.log") or tail(self.console_log),
+                       hint=f"see {self.dir}/init.log")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
+        """Run shell lines in the guest; returns (exit status, output).  LabError on timeout or failure."""
+        if not self.alive:
+            raise LabError(f"UML guest {self.name} is not running", output=tail(self.dir / "init.log"))
+        self._seq += 1
+        base = self.dir / "cmd" / f"{self._seq:05d}"
+        tmp = base.with_suffix(".tmp")
+        tmp.write_text(script + "\n")
+        tmp.rename(base.with_suffix(".sh"))
+        rc_file = base.with_suffix(".rc")
+        deadline = time.monotonic() + timeout
+        while not rc_file.exists():
+            if time.monotonic() > deadline or not self.alive:
+                what = "died" if not self.alive else f"did not finish within {timeout:.0f} s"
+                raise LabError(f"command in UML guest {self.name} {what}", command=[script],
+                               output=tail(base.with_suffix(".out")), hint=f"see {self.dir}/init.log")
+            time.sleep(0.02)
+        rc = int(rc_file.read_text().strip() or "1")
+        out = base.with_suffix(".out").read_text(errors="replace")
+        if check and rc != 0:
+            raise LabError(f"command in UML guest {self.name} failed with status {rc}", command=[script], output=out)
+        return rc, out
+
+    def halt(self, timeout: float = 10) -> None:
+        """Halt the guest cleanly if it answers, else stop its process group; never raises for a dead guest."""
+        if self.proc is None:
+            return
+        if self.alive:
+            self._seq += 1
+            try:
+                path = self.dir / "cmd" / f"{self._seq:05d}.sh"
+                path.write_text("busybox halt -f\n")
+            except OSError:
+                pass
+            deadline = time.monotonic() + timeout
+            while self.alive and time.monotonic() < deadline:
+                time.sleep(0.05)
+        stop(self.proc, grace=3)

@@ -1,0 +1,128 @@
+"""A run's captures as Wireshark sees them, with the run's own key files: what test cases check.
+
+Independent of ipseclab's IKE/ESP code on purpose: every fact here comes from Wireshark's
+dissectors (pyshark over tshark) given only the pcaps and the key files a run wrote, so a
+check that passes shows the wire and the exported keys agree, not that our code agrees with itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
+from .wireshark import WiresharkIkeRecord, ike_records, tshark_path
+
+
+@dataclass(frozen=True, slots=True)
+class IpsecPacket:
+    """One ESP or AH packet of a capture, as Wireshark dissected it."""
+
+    frame: int
+    src: str
+    dst: str
+    proto: str  # "esp" or "ah"
+    spi: int
+    seq: int
+    udp_encap: bool  # ESP in UDP (RFC 3948)
+    udp_port: int | None
+    icv_good: bool | None  # Wireshark's ICV check (ESP with a key row), None when not checked
+    decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
+    inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
+
+    @property
+    def tunnel(self) -> bool:
+        return bool(self.inner) and self.inner[0] in ("ip", "ipv6")
+
+
+@dataclass(slots=True)
+class LinkTrace:
+    """One link's capture: its IKE messages and its ESP/AH packets."""
+
+    name: str
+    pcap: Path
+    ike: list[WiresharkIkeRecord] = field(default_factory=list)
+    ipsec: list[IpsecPacket] = field(default_factory=list)
+
+
+def _int(value: object, default: int = 0) -> int:
+    try:
+        return int(str(value), 0)
+    except (TypeError, ValueError):
+        return default
+
+
+def ipsec_packets(pcap: Path, esp_rows: list[str]) -> list[IpsecPacket]:
+    """ESP and AH packets of a capture; ESP decrypted and ICV-checked with ``esp_rows`` (esp_sa rows)."""
+    import pyshark
+
+    tshark_path()
+    params = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
+    for r in esp_rows:
+        params += ["-o", f"uat:esp_sa:{r}"]
+    cap = pyshark.FileCapture(str(pcap), custom_parameters=params, keep_packets=False)
+    out = []
+    try:
+        for pkt in cap:
+            names = [layer.layer_name for layer in pkt.layers]
+            proto = "esp" if "esp" in names else "ah" if "ah" in names else ""
+            if not proto:
+                continue
+            layer = pkt[proto]
+            pos = names.index(proto)
+            inner = tuple(n for n in names[pos + 1 :] if n not in ("data", "_ws.malformed"))
+            ip = pkt.ip if "ip" in names else pkt.ipv6 if "ipv6" in names else None
+            icv: bool | None = None
+            if proto == "esp":
+                good = layer.get_field_value("icv_good")
+                bad = layer.get_field_value("icv_bad")
+                if good is not None or bad is not None:
+                    icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
+            udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
+            out.append(IpsecPacket(
+                frame=int(pkt.number),
+                src=str(ip.src) if ip is not None else "",
+                dst=str(ip.dst) if ip is not None else "",
+                proto=proto,
+                spi=_int(layer.get_field_value("spi")),
+                seq=_int(layer.get_field_value("sequence")),
+                udp_encap=udp is not None,
+                udp_port=_int(udp.dstport) if udp is not None else None,
+                icv_good=icv,
+                decrypted=bool(inner),
+                inner=inner,
+            ))
+    finally:
+        cap.close()
+    return out
+
+
+@dataclass(slots=True)
+class Trace:
+    """All links of a run, loaded from its run directory (pcaps + ikev2_decryption_table + esp_sa)."""
+
+    run_dir: Path
+    ike_rows: list[IkeSaKeyRow]
+    esp_rows: list[str]
+    links: dict[str, LinkTrace]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Trace:
+        ike_table = run_dir / "ikev2_decryption_table"
+        ike_rows = read_ikev2_decryption_table(ike_table) if ike_table.exists() else []
+        esp_file = run_dir / "esp_sa"
+        esp_rows = [ln for ln in esp_file.read_text().splitlines() if ln.strip()] if esp_file.exists() else []
+        links = {}
+        for pcap in sorted(run_dir.glob("*.pcap")):
+            lt = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec_packets(pcap, esp_rows))
+            links[pcap.stem] = lt
+        return cls(run_dir, ike_rows, esp_rows, links)
+
+    def ike(self) -> list[WiresharkIkeRecord]:
+        return [r for lt in self.links.values() for r in lt.ike]
+
+    def ipsec(self) -> list[IpsecPacket]:
+        return [p for lt in self.links.values() for p in lt.ipsec]
+
+    def tshark_ike_options(self) -> list[str]:
+        return tshark_ikev2_options(self.ike_rows)
