@@ -77,7 +77,11 @@ def _cmd_interop(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc.args[0])) from None
     pairs = _pairs(args.pair)
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
+    from .lab.runtime import choose_runtime
+
+    runtime = choose_runtime()
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
+    print(f"runtime: {runtime.name}: {runtime.reason}")
     results = run_matrix(cases, pairs, out)
     print()
     print(matrix_markdown(results))
@@ -114,6 +118,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     left, right = case_configs(case, make_topology(case.topology, "probe"))
     spec = LabSpec(left, right, case.topology, args.initiator, args.responder)
     with Lab(spec, run_dir=Path(args.out).resolve() if args.out else None) as lab:
+        if lab.runtime:
+            print(f"runtime: {lab.runtime.name}: {lab.runtime.reason}")
         print(f"lab {lab.run_id} up in {lab.run_dir}: {args.initiator} (left) -> {args.responder} (right), "
               f"{case.topology} topology; guests ready in {max(lab.timings.boot.values()):.1f} s")
         print(lab.initiate("left").strip().splitlines()[-1])

@@ -35,6 +35,7 @@ from .keys import XfrmState, match_ike_keys, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .peers import PeerDriver, driver
 from .proc import require_root, require_tool
+from .runtime import RuntimeChoice, choose_runtime
 from .topology import Topology, check_host_routes, make_topology
 from .uml import UmlHost, network_script
 
@@ -96,6 +97,7 @@ class Lab:
         self._old_handlers: dict[int, Any] = {}
         self._up = False
         self._pid = os.getpid()
+        self.runtime: RuntimeChoice | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class Lab:
         for tool in ("linux.uml", "tcpdump", "ip"):
             require_tool(tool)
         check_host_routes()
+        self.runtime = choose_runtime()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
@@ -153,9 +156,7 @@ class Lab:
             host.boot(network_script(addressing, side) + drv.start_script(cfg, addressing))
             self.peers[side] = PeerRun(side, drv, cfg, host)
         for side, peer in self.peers.items():
-            started = time.monotonic()
-            peer.host.wait_ready()
-            self.timings.boot[side] = time.monotonic() - started
+            self.timings.boot[side] = peer.host.wait_ready()
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""
@@ -186,6 +187,7 @@ class Lab:
             "run_id": self.run_id,
             "run_dir": str(self.run_dir),
             "spec": {"topology": self.spec.topology, "left": self.spec.left, "right": self.spec.right},
+            "runtime": asdict(self.runtime) if self.runtime else None,
             "namespaces": self.topology.namespaces,
             "pcaps": [str(c.pcap) for c in self.captures],
             "timings": asdict(self.timings),

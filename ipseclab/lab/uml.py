@@ -65,6 +65,7 @@ class UmlHost:
     dir: Path
     mem: str = "256M"
     proc: subprocess.Popen[bytes] | None = None
+    booted_at: float = 0.0
     _seq: int = field(default=0)
 
     @property
@@ -85,14 +86,15 @@ class UmlHost:
             f"rootflags={self.image.path}", "rw", "init=/sbin/ipseclab-init", "con=null", "con0=null,fd:1",
             f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={self.dir}",
         ])
+        self.booted_at = time.monotonic()
         self.proc = spawn(cmd, self.console_log)
 
     def wait_ready(self, timeout: float = 60) -> float:
-        """Block until the guest's init signalled ready; returns the seconds it took."""
+        """Block until the guest's init signalled ready; returns the seconds since boot() started it."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if (self.dir / "ready").exists():
-                return time.monotonic() - started
+                return time.monotonic() - self.booted_at
             if self.proc is not None and self.proc.poll() is not None:
                 raise LabError(f"UML guest {self.name} exited during boot (status {self.proc.returncode})",
                                output=tail(self.dir / "init.log") or tail(self.console_log),

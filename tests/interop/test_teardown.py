@@ -84,3 +84,20 @@ def test_zz_nothing_left_after_the_suite():
     for name in ("linux.uml", "charon", "pluto", "tcpdump"):
         pids = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
         assert not pids, f"{name} processes still running: {pids}"
+
+
+def test_a_peer_that_fails_to_start_names_the_cause_and_leaves_nothing(tmp_path, monkeypatch):
+    from ipseclab.lab.peers import LibreswanDriver
+
+    def broken(self, cfg, host):
+        return "echo 'pluto: cannot load ipsec.conf: line 3: unknown keyword (simulated)'\nexit 3\n"
+
+    monkeypatch.setattr(LibreswanDriver, "start_script", broken)
+    lab = Lab(_spec(), run_dir=tmp_path)
+    with pytest.raises(LabError) as err, lab:
+        pass
+    text = str(err.value)
+    assert "right" in text and "unknown keyword (simulated)" in text, text
+    assert "init.log" in text  # where to look
+    left = cleanup.sweep(lab.run_id, dry_run=True)
+    assert not left, f"left behind after a failed start: {left.describe()}"
