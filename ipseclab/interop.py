@@ -44,6 +44,11 @@ def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
     assert isinstance(case, TestCase)
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
+    v6 = case.transit == "ipv6"
+    if v6 and not (left.address6 and right.address6):
+        raise ConfigError(f"the {topo.kind} topology has no IPv6 transit")
+    left_addr = left.address6 if v6 else left.address
+    right_addr = right.address6 if v6 else right.address
     common = dict(
         name="lab",
         psk=PSK,
@@ -55,15 +60,15 @@ def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
         encap=case.encap,
     )
     init = PeerConfig(
-        local_address=left.address, remote_address=right.address,
+        local_address=left_addr, remote_address=right_addr,
         local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
         local_ts=(left.protected,) if tunnel else (), remote_ts=(right.protected,) if tunnel else (),
         role="initiator", **common,  # type: ignore[arg-type]
     )
     nat = topo.kind == "nat"
     resp = PeerConfig(
-        local_address=right.address,
-        remote_address=None if nat else left.address,
+        local_address=right_addr,
+        remote_address=None if nat else left_addr,
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),

@@ -26,6 +26,7 @@ class TestCase:
     ike_proposal: str = "aes256-sha256-modp2048"
     child_proposal: str = "aes128-sha256"
     encap: bool = False  # force UDP encapsulation
+    transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
 
     def check(self, trace: Trace) -> None:

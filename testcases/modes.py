@@ -26,4 +26,12 @@ ESP_TUNNEL_NAT = TestCase(
     topology="nat",
 )
 
-CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT]
+ESP_TUNNEL_IPV6 = TestCase(
+    name="esp-tunnel-ipv6",
+    description="ESP tunnel over IPv6 transit carrying the IPv4 protected subnets (AES-GCM-16-256)",
+    transit="ipv6",
+    ike_proposal="aes256gcm16-prfsha384-ecp384",
+    child_proposal="aes256gcm16",
+)
+
+CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_IPV6]
