@@ -1,0 +1,70 @@
+"""The CLI on bad input: one line naming what is wrong, exit status 2, never a traceback; and the README's
+REPL lines run as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipseclab.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURE = ROOT / "pcaps" / "strongswan-aes256-sha256-modp2048.pcap"
+TABLE = ROOT / "pcaps" / "strongswan-aes256-sha256-modp2048.ikev2_decryption_table"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ipseclab.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("make", "needle"), [
+    (lambda d: d / "missing.pcap", "no such file"),
+    (lambda d: (d / "x.pcap", (d / "x.pcap").write_text("this is not a capture"))[0], "not a pcap or pcapng"),
+])
+def test_decrypt_rejects_files_that_are_not_captures(tmp_path, make, needle):
+    proc = _run("decrypt", str(make(tmp_path)), "--keys", str(TABLE))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
+
+
+@pytest.mark.parametrize(("row", "needle"), [
+    ("abc,def\n", "expected 8 fields"),
+    ('zz,00,00,00,"AES-CBC-256 [RFC3602]",00,00,"HMAC_SHA2_256_128 [RFC4868]"\n', "ISPI is not hex"),
+    ('0000000000000001,0000000000000002,00,00,"ROT13 [RFC0]",00,00,"NONE [RFC4306]"\n',
+     "unknown encryption algorithm 'ROT13 [RFC0]'"),
+])
+def test_decrypt_rejects_malformed_key_tables_naming_the_line(tmp_path, row, needle):
+    table = tmp_path / "keys"
+    table.write_text(row)
+    proc = _run("decrypt", str(CAPTURE), "--keys", str(table))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and needle in proc.stderr and "line 1" in proc.stderr
+
+
+def test_truncated_capture_still_reports_every_packet_it_could_read(tmp_path, capsys):
+    data = CAPTURE.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) - 40])  # the last record loses its tail
+    rc = main(["decrypt", str(cut), "--keys", str(TABLE)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    lines = out.splitlines()
+    assert sum(1 for ln in lines if ln.startswith("#") and "ERROR" not in ln) == 7  # all complete messages
+    assert lines[-2] == "#8 ?:0 -> ?:0 ERROR truncated IPv4 packet"
+
+
+def test_readme_repl_lines_run(capsys):
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block, "README has a python REPL block"
+    source = []
+    for line in block.group(1).splitlines():
+        if line.startswith(">>> ") or line.startswith("... "):
+            source.append(line[4:])
+    exec(compile("\n".join(source), "README.md", "exec"), {})
+    assert "IKE_AUTH request #1" in capsys.readouterr().out
