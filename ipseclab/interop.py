@@ -44,11 +44,11 @@ def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
     assert isinstance(case, TestCase)
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
-    v6 = case.transit == "ipv6"
-    if v6 and not (left.address6 and right.address6):
-        raise ConfigError(f"the {topo.kind} topology has no IPv6 transit")
-    left_addr = left.address6 if v6 else left.address
-    right_addr = right.address6 if v6 else right.address
+    left_addr, right_addr = left.address, right.address
+    if case.transit == "ipv6":
+        if not (left.address6 and right.address6):
+            raise ConfigError(f"the {topo.kind} topology has no IPv6 transit")
+        left_addr, right_addr = left.address6, right.address6
     common = dict(
         name="lab",
         psk=PSK,

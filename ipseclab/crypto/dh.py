@@ -109,7 +109,25 @@ class KeGroup:
         return _XExchange(self, private)
 
 
-class _ModpExchange:
+class _Exchange:
+    """What every key exchange shares: the group, our public value, the length check of the peer's."""
+
+    group: KeGroup
+    _public: bytes
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self._public
+
+    def _check_peer(self, peer_public: bytes, layout: str = "") -> None:
+        size = self.group.public_size
+        if len(peer_public) != size:
+            raise RemoteProtocolError(
+                f"{self.group.name} KE data must be {size} bytes{layout}, got {len(peer_public)}", _INVALID_SYNTAX
+            )
+
+
+class _ModpExchange(_Exchange):
     def __init__(self, group: KeGroup, private: int | bytes | None) -> None:
         self.group = group
         params = _dh_parameters(group.id)
@@ -122,16 +140,9 @@ class _ModpExchange:
             self._key = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(y, pn)).private_key()
         self._public = self._key.public_key().public_numbers().y.to_bytes(group.public_size, "big")
 
-    @property
-    def public_bytes(self) -> bytes:
-        return self._public
-
     def shared_secret(self, peer_public: bytes) -> bytes:
         size = self.group.public_size
-        if len(peer_public) != size:
-            raise RemoteProtocolError(
-                f"{self.group.name} KE data must be {size} bytes, got {len(peer_public)}", _INVALID_SYNTAX
-            )
+        self._check_peer(peer_public)
         y = int.from_bytes(peer_public, "big")
         pn = self._key.parameters().parameter_numbers()
         if not 1 < y < pn.p - 1:
@@ -156,7 +167,7 @@ _CURVES: dict[int, ec.EllipticCurve] = {
 }
 
 
-class _EcpExchange:
+class _EcpExchange(_Exchange):
     def __init__(self, group: KeGroup, private: int | bytes | None) -> None:
         self.group = group
         self._curve = _CURVES[group.id]
@@ -170,17 +181,8 @@ class _EcpExchange:
         )
         self._public = point[1:]  # RFC 5903 7: x || y without the 0x04 format octet
 
-    @property
-    def public_bytes(self) -> bytes:
-        return self._public
-
     def shared_secret(self, peer_public: bytes) -> bytes:
-        if len(peer_public) != self.group.public_size:
-            raise RemoteProtocolError(
-                f"{self.group.name} KE data must be {self.group.public_size} bytes (x || y), "
-                f"got {len(peer_public)}",
-                _INVALID_SYNTAX,
-            )
+        self._check_peer(peer_public, " (x || y)")
         try:
             peer = ec.EllipticCurvePublicKey.from_encoded_point(self._curve, b"\x04" + peer_public)
             return self._key.exchange(ec.ECDH(), peer)
@@ -190,7 +192,7 @@ class _EcpExchange:
             ) from None
 
 
-class _XExchange:
+class _XExchange(_Exchange):
     def __init__(self, group: KeGroup, private: int | bytes | None) -> None:
         self.group = group
         self._key: x25519.X25519PrivateKey | x448.X448PrivateKey
@@ -206,16 +208,8 @@ class _XExchange:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
-    @property
-    def public_bytes(self) -> bytes:
-        return self._public
-
     def shared_secret(self, peer_public: bytes) -> bytes:
-        if len(peer_public) != self.group.public_size:
-            raise RemoteProtocolError(
-                f"{self.group.name} KE data must be {self.group.public_size} bytes, got {len(peer_public)}",
-                _INVALID_SYNTAX,
-            )
+        self._check_peer(peer_public)
         try:
             key = self._key
             if isinstance(key, x25519.X25519PrivateKey):

@@ -184,8 +184,9 @@ class IdrPayload(IdPayload):
 
 
 @dataclass(slots=True)
-class CertPayload(Payload):
-    payload_type: ClassVar[int] = PayloadType.CERT
+class _EncodedData(Payload):
+    """CERT and CERTREQ share a body: a one-byte encoding (IANA "IKEv2 Certificate Encodings") and data."""
+
     encoding: int = 4
     data: bytes = b""
     critical: bool = False
@@ -195,14 +196,13 @@ class CertPayload(Payload):
 
 
 @dataclass(slots=True)
-class CertReqPayload(Payload):
-    payload_type: ClassVar[int] = PayloadType.CERTREQ
-    encoding: int = 4
-    data: bytes = b""
-    critical: bool = False
+class CertPayload(_EncodedData):
+    payload_type: ClassVar[int] = PayloadType.CERT
 
-    def body(self) -> bytes:
-        return bytes((self.encoding,)) + self.data
+
+@dataclass(slots=True)
+class CertReqPayload(_EncodedData):
+    payload_type: ClassVar[int] = PayloadType.CERTREQ
 
 
 @dataclass(slots=True)
