@@ -214,3 +214,19 @@ def test_acvp_ikev2_kdf(v):
     assert prf.plus(sk_d, ni + nr, len(H(v["dkm_child"]))).hex() == v["dkm_child"]
     assert prf.plus(sk_d, H(v["g_ir_new"]) + ni + nr, len(H(v["dkm_child_dh"]))).hex() == v["dkm_child_dh"]
     assert rekey_skeyseed(prf, sk_d, ni, nr, H(v["g_ir_new"])).hex() == v["skeyseed_rekey"]
+
+
+def test_rfc7634_appendix_b_ikev2_example_through_the_codec():
+    """RFC 7634 Appendix B: the ChaCha20-Poly1305 INFORMATIONAL message decrypts through ipseclab's SK codec
+    (AAD = IKE header + SK header, nonce = salt | IV) and re-encrypts to the same bytes."""
+    from ipseclab.packets.message import SkCrypto, decode, encode
+    from ipseclab.packets.payloads import NotifyPayload
+
+    v = load("rfc7634_chacha20poly1305")["vectors"][1]
+    wire = H(v["ike_message_assembled"])
+    assert wire == H(v["ike_header"]) + H(v["encrypted_payload_header"]) + H(v["iv"]) + H(v["ciphertext"]) + H(v["tag"])
+    sk = SkCrypto(get_encr(EncrId.CHACHA20_POLY1305), None, H(v["keymat"]))
+    msg = decode(wire, sk)
+    assert (msg.exchange, msg.message_id, msg.initiator, msg.response) == (37, 9, False, False)
+    assert msg.encrypted is not None and msg.encrypted.payloads == [NotifyPayload(16385, data=bytes.fromhex("0000000a"))]
+    assert encode(msg, sk) == wire
