@@ -228,5 +228,6 @@ def test_rfc7634_appendix_b_ikev2_example_through_the_codec():
     sk = SkCrypto(get_encr(EncrId.CHACHA20_POLY1305), None, H(v["keymat"]))
     msg = decode(wire, sk)
     assert (msg.exchange, msg.message_id, msg.initiator, msg.response) == (37, 9, False, False)
-    assert msg.encrypted is not None and msg.encrypted.payloads == [NotifyPayload(16385, data=bytes.fromhex("0000000a"))]
+    assert msg.encrypted is not None
+    assert msg.encrypted.payloads == [NotifyPayload(16385, data=bytes.fromhex("0000000a"))]  # SET_WINDOW_SIZE 10
     assert encode(msg, sk) == wire
