@@ -1,0 +1,177 @@
+"""A Linux kernel ESP/AH peer with hand-set SAs: the oracle for ipseclab's own data plane.
+
+One UML guest (``left``) gets SAs and policies from ``ip xfrm`` with keys we choose; the other
+end of its link is a bare namespace where packets made by ipseclab are injected (Scapy's
+``sendp`` run inside the namespace) and where tcpdump captures what the kernel sends.  So a
+test can check both directions against the real kernel: packets the kernel made decrypt in
+ipseclab, and packets ipseclab made are accepted by the kernel (its SA counters rise and it
+answers the pings).
+
+::
+
+    [left UML: kernel SAs]--l0 ===veth=== r0--(namespace "right": injection + capture)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import LabError
+from . import cleanup, netns
+from .capture import Capture, start_capture, stop_capture
+from .images import build_image
+from .keys import XfrmState, parse_xfrm_state
+from .lab import new_run_id
+from .proc import in_netns, require_root, run
+from .topology import Topology, make_topology
+from .uml import UmlHost, network_script
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSa:
+    """One SA for ``ip xfrm state add``: kernel algorithm names, keys as bytes (AEAD keys include the salt)."""
+
+    src: str
+    dst: str
+    spi: int
+    proto: str = "esp"  # "esp" or "ah"
+    mode: str = "tunnel"  # "tunnel" or "transport"
+    aead: tuple[str, bytes, int] | None = None  # ("rfc4106(gcm(aes))", key+salt, icv bits)
+    enc: tuple[str, bytes] | None = None  # ("cbc(aes)", key)
+    auth: tuple[str, bytes, int] | None = None  # ("hmac(sha256)", key, truncation bits)
+    encap: tuple[int, int] | None = None  # (sport, dport) for ESP in UDP
+    replay_window: int = 32
+    esn: bool = False
+    selector: tuple[str, str] | None = None  # (src net, dst net) for transport-mode SAs; None: any
+
+    def command(self) -> str:
+        parts = ["ip", "xfrm", "state", "add", "src", self.src, "dst", self.dst, "proto", self.proto,
+                 "spi", f"0x{self.spi:08x}", "mode", self.mode]
+        if self.esn:
+            parts += ["flag", "esn"]
+        parts += ["replay-window", str(self.replay_window)]
+        if self.aead:
+            parts += ["aead", f"'{self.aead[0]}'", "0x" + self.aead[1].hex(), str(self.aead[2])]
+        if self.enc:
+            parts += ["enc", f"'{self.enc[0]}'", "0x" + self.enc[1].hex()]
+        if self.auth:
+            parts += ["auth-trunc", f"'{self.auth[0]}'", "0x" + self.auth[1].hex(), str(self.auth[2])]
+        if self.encap:
+            parts += ["encap", "espinudp", str(self.encap[0]), str(self.encap[1]), "0.0.0.0"]
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class KernelPeer:
+    """The single-guest lab (see the module docstring); a context manager that always tears down."""
+
+    run_dir: Path
+    run_id: str = field(default_factory=new_run_id)
+    host: UmlHost | None = None
+    capture: Capture | None = None
+    guest_mac: str = ""
+    peer_mac: str = ""
+    topology: Topology = field(init=False)
+    _up: bool = False
+
+    def __post_init__(self) -> None:
+        self.topology = make_topology("direct", self.run_id)
+
+    @property
+    def left_address(self) -> str:
+        return self.topology.hosts["left"].address
+
+    @property
+    def right_address(self) -> str:
+        return self.topology.hosts["right"].address
+
+    def __enter__(self) -> KernelPeer:
+        require_root("the kernel peer")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._up = True
+        try:
+            image = build_image("strongswan", self.run_dir)  # any image with iproute2 and ping will do
+            netns.create(self.topology)
+            link = self.topology.links[0]
+            self.capture = start_capture(link, self.run_dir)
+            ns, ifname = self.topology.attach["left"]
+            self.host = UmlHost("left", f"ipl-{self.run_id}-left", image, ns, ifname, self.run_dir / "left")
+            self.host.boot(network_script(self.topology.hosts["left"], "left"))
+            self.host.wait_ready()
+            self.peer_mac = run(in_netns(link.b_ns, ["cat", f"/sys/class/net/{link.b_if}/address"])).stdout.strip()
+            _, mac = self.host.exec("cat /sys/class/net/vec0/address")
+            self.guest_mac = mac.strip()
+            # the other end has no stack: tell the guest where the right address lives
+            self.host.exec(f"ip neigh replace {self.right_address} lladdr {self.peer_mac} dev vec0 nud permanent")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._up:
+            return
+        if self.host is not None:
+            if self.host.alive:
+                _, out = self.host.exec("ip -s xfrm state", check=False)
+                (self.run_dir / "xfrm-state.txt").write_text(out)
+            self.host.halt()
+        if self.capture is not None:
+            stop_capture(self.capture)
+        netns.destroy(self.topology)
+        cleanup.sweep(self.run_id)
+        self._up = False
+
+    # --- driving the guest ----------------------------------------------------------------------
+
+    def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
+        if self.host is None:
+            raise LabError("the kernel peer is not up")
+        return self.host.exec(script, timeout=timeout, check=check)
+
+    def install(self, outbound: KernelSa, inbound: KernelSa) -> None:
+        """Install an SA pair and the policies that send left<->right traffic through them."""
+        self.exec("ip xfrm state flush; ip xfrm policy flush")
+        self.exec(outbound.command())
+        self.exec(inbound.command())
+        proto, mode = outbound.proto, outbound.mode
+        left, right = self.left_address, self.right_address
+        tmpl_out = f"tmpl src {outbound.src} dst {outbound.dst} proto {proto} spi 0x{outbound.spi:08x} mode {mode}"
+        tmpl_in = f"tmpl src {inbound.src} dst {inbound.dst} proto {proto} spi 0x{inbound.spi:08x} mode {mode}"
+        self.exec(f"ip xfrm policy add src {left}/32 dst {right}/32 dir out {tmpl_out}")
+        self.exec(f"ip xfrm policy add src {right}/32 dst {left}/32 dir in {tmpl_in}")
+
+    def states(self) -> list[XfrmState]:
+        _, out = self.exec("ip -s xfrm state")
+        return parse_xfrm_state(out)
+
+    def ping_out(self, count: int = 3) -> str:
+        """Pings from the guest to the right address: the kernel encrypts them (nobody answers)."""
+        _, out = self.exec(f"ping -n -c {count} -i 0.2 -W 1 {self.right_address}", check=False, timeout=30)
+        return out
+
+    def inject(self, ip_packets: list[bytes], wait: float = 1.0) -> None:
+        """Send IP packets (made by ipseclab) to the guest as Ethernet frames from the right namespace."""
+        if self.capture is None:
+            raise LabError("the kernel peer is not up")
+        link = self.topology.links[0]
+        spool = self.run_dir / f"inject-{time.monotonic_ns()}.json"
+        spool.write_text(json.dumps({"iface": link.b_if, "src": self.peer_mac, "dst": self.guest_mac,
+                                     "packets": [p.hex() for p in ip_packets]}))
+        run(in_netns(link.b_ns, [sys.executable, "-m", "ipseclab.lab.inject", str(spool)]), timeout=60)
+        time.sleep(wait)
+
+    @property
+    def pcap(self) -> Path:
+        if self.capture is None:
+            raise LabError("the kernel peer is not up")
+        return self.capture.pcap
