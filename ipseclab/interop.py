@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from testcases.base import TestCase
+
 from .errors import ConfigError, IpsecLabError
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
 from .lab.peers import driver
 from .lab.topology import Topology, make_topology
+from .pcap.trace import Trace
 
 IMPLEMENTATIONS = ("strongswan", "libreswan")
 PSK = "ipseclab-interop-psk"
@@ -37,11 +40,8 @@ class CaseResult:
     seconds: float
 
 
-def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
+def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
     """The initiator's (left) and responder's (right) configuration for a test case."""
-    from testcases.base import TestCase
-
-    assert isinstance(case, TestCase)
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
     left_addr, right_addr = left.address, right.address
@@ -77,13 +77,8 @@ def case_configs(case: object, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
     return init, resp
 
 
-def run_case(case: object, initiator: str, responder: str, out_dir: Path) -> CaseResult:
+def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> CaseResult:
     """One cell of the matrix; never raises for a peer or lab failure (that is the cell's result)."""
-    from testcases.base import TestCase
-
-    from .pcap.trace import Trace
-
-    assert isinstance(case, TestCase)
     run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
     started = time.monotonic()
 
@@ -110,7 +105,7 @@ def run_case(case: object, initiator: str, responder: str, out_dir: Path) -> Cas
     return result(PASSED)
 
 
-def run_matrix(cases: Sequence[object], pairs: Sequence[tuple[str, str]], out_dir: Path,
+def run_matrix(cases: Sequence[TestCase], pairs: Sequence[tuple[str, str]], out_dir: Path,
                progress: bool = True) -> list[CaseResult]:
     """Run every case for every pair; writes results.json and results.md into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
