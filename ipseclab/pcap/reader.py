@@ -104,13 +104,17 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
     return BadFrame(frame, f"IP version {version}")
 
 
+_NOT_IP = -1  # a frame of a known link type that carries something else (ARP, LLDP): skipped silently
+
+
 def _link_offset(linktype: int, data: bytes) -> int | None:
+    """Where the IP header starts; _NOT_IP for non-IP frames; None for a link type we cannot read."""
     if linktype == LINKTYPE_ETHERNET:
         off, etype = 14, struct.unpack_from("!H", data, 12)[0] if len(data) >= 14 else 0
         while etype in (0x8100, 0x88A8) and len(data) >= off + 4:
             etype = struct.unpack_from("!H", data, off + 2)[0]
             off += 4
-        return off if etype in (0x0800, 0x86DD) else None
+        return off if etype in (0x0800, 0x86DD) else _NOT_IP
     if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, 12, 14):
         return 0
     if linktype == LINKTYPE_LINUX_SLL:
@@ -152,8 +156,10 @@ def read_ip(path: str | Path) -> Iterator[IpPacket | BadFrame]:
             lt = getattr(meta, "linktype", None) or getattr(reader, "linktype", None)
             linktype = int(lt) if lt is not None else LINKTYPE_ETHERNET
             off = _link_offset(linktype, data)
+            if off == _NOT_IP:
+                continue
             if off is None:
-                yield BadFrame(n, f"not an IP frame (link type {linktype})")
+                yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
                 continue
             yield _ip(n, ts, data, off)
 
