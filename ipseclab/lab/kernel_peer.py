@@ -15,6 +15,7 @@ answers the pings).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class KernelSa:
         if self.aead:
             parts += ["aead", f"'{self.aead[0]}'", "0x" + self.aead[1].hex(), str(self.aead[2])]
         if self.enc:
-            parts += ["enc", f"'{self.enc[0]}'", "0x" + self.enc[1].hex()]
+            # NULL encryption has no key: iproute2 wants an empty string, not "0x"
+            parts += ["enc", f"'{self.enc[0]}'", "0x" + self.enc[1].hex() if self.enc[1] else '""']
         if self.auth:
             parts += ["auth-trunc", f"'{self.auth[0]}'", "0x" + self.auth[1].hex(), str(self.auth[2])]
         if self.encap:
@@ -76,6 +78,7 @@ class KernelPeer:
     capture: Capture | None = None
     guest_mac: str = ""
     peer_mac: str = ""
+    injector: subprocess.Popen[str] | None = None
     topology: Topology = field(init=False)
     _up: bool = False
 
@@ -120,6 +123,14 @@ class KernelPeer:
     def close(self) -> None:
         if not self._up:
             return
+        if self.injector is not None:
+            if self.injector.stdin is not None:
+                self.injector.stdin.close()
+            try:
+                self.injector.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.injector.kill()
+                self.injector.wait()
         if self.host is not None:
             if self.host.alive:
                 _, out = self.host.exec("ip -s xfrm state", check=False)
@@ -150,6 +161,22 @@ class KernelPeer:
         self.exec(f"ip xfrm policy add src {left}/32 dst {right}/32 dir out {tmpl_out}")
         self.exec(f"ip xfrm policy add src {right}/32 dst {left}/32 dir in {tmpl_in}")
 
+    def open_natt_socket(self) -> None:
+        """Have a UDP 4500 socket with UDP_ENCAP_ESPINUDP in the guest, so the kernel takes ESP-in-UDP.
+
+        The kernel only decapsulates ESP-in-UDP that arrives on such a socket; an IKE daemon
+        opens it.  charon is started with no connection for exactly that (it installs no SA).
+        """
+        if self.host is None:
+            raise LabError("the kernel peer is not up")
+        (self.host.dir / "natt.conf").write_text(
+            "charon {\n  load_modular = no\n  load = random nonce openssl kernel-netlink socket-default\n"
+            "  install_routes = no\n  threads = 4\n}\n")
+        self.exec("STRONGSWAN_CONF=/ipl/natt.conf /usr/lib/ipsec/charon > /ipl/natt-charon.log 2>&1 &\n"
+                  # 4500 is 0x1194 in /proc/net/udp
+                  "i=0; while ! grep -qi ':1194 ' /proc/net/udp && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
+                  "grep -qi ':1194 ' /proc/net/udp")
+
     def states(self) -> list[XfrmState]:
         _, out = self.exec("ip -s xfrm state")
         return parse_xfrm_state(out)
@@ -163,11 +190,18 @@ class KernelPeer:
         """Send IP packets (made by ipseclab) to the guest as Ethernet frames from the right namespace."""
         if self.capture is None:
             raise LabError("the kernel peer is not up")
-        link = self.topology.links[0]
-        spool = self.run_dir / f"inject-{time.monotonic_ns()}.json"
-        spool.write_text(json.dumps({"iface": link.b_if, "src": self.peer_mac, "dst": self.guest_mac,
-                                     "packets": [p.hex() for p in ip_packets]}))
-        run(in_netns(link.b_ns, [sys.executable, "-m", "ipseclab.lab.inject", str(spool)]), timeout=60)
+        if self.injector is None:
+            link = self.topology.links[0]
+            cmd = in_netns(link.b_ns, [sys.executable, "-m", "ipseclab.lab.inject", link.b_if, self.peer_mac,
+                                       self.guest_mac])
+            self.injector = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                             stderr=open(self.run_dir / "inject.log", "w"))  # noqa: SIM115
+        assert self.injector.stdin is not None and self.injector.stdout is not None
+        self.injector.stdin.write(json.dumps([p.hex() for p in ip_packets]) + "\n")
+        self.injector.stdin.flush()
+        answer = self.injector.stdout.readline()
+        if not answer.startswith("ok"):
+            raise LabError("the packet injector failed", output=(self.run_dir / "inject.log").read_text())
         time.sleep(wait)
 
     @property

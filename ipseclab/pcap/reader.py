@@ -39,6 +39,7 @@ class IpPacket:
     proto: int
     payload: bytes  # the transport payload (after IP and extension headers)
     fragment: bool = False
+    packet: bytes = b""  # the whole IP packet, header included
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,8 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
             return BadFrame(frame, "truncated IPv4 packet")
         src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
         dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
-        return IpPacket(frame, ts, src, dst, data[off + 9], data[off + ihl : off + total], bool(frag & 0x3FFF))
+        return IpPacket(frame, ts, src, dst, data[off + 9], data[off + ihl : off + total], bool(frag & 0x3FFF),
+                        data[off : off + total])
     if version == 6:
         if len(data) < off + 40:
             return BadFrame(frame, "truncated IPv6 header")
@@ -100,7 +102,7 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
                 nh, pos = data[pos], pos + 8
             else:
                 nh, pos = data[pos], pos + 8 * (data[pos + 1] + 1)
-        return IpPacket(frame, ts, src, dst, nh, data[pos:end], fragment)
+        return IpPacket(frame, ts, src, dst, nh, data[pos:end], fragment, data[off:end])
     return BadFrame(frame, f"IP version {version}")
 
 
