@@ -94,3 +94,37 @@ class LabError(IpsecLabError):
         self.command = command
         self.output = output
         self.hint = hint
+
+
+# --- ESP/AH data plane (ipseclab.esp): one type per way a packet can be refused --------------------
+
+
+class TruncatedPacketError(DecodeError):
+    """An ESP/AH packet (or the IP/UDP header around it) shorter than its own fields say it is."""
+
+
+class PaddingError(DecodeError):
+    """ESP padding that is not 1, 2, 3, ... (RFC 4303 2.4) or a Pad Length longer than the payload.
+
+    Raised only after the ICV verified: an authentic packet from a broken sender.
+    """
+
+
+class UnknownSpiError(RemoteProtocolError):
+    """A packet for an SPI no inbound SA has (RFC 4303 3.4.2: discard and audit)."""
+
+    def __init__(self, message: str, spi: int = 0) -> None:
+        super().__init__(message, notify=11)  # 11 = INVALID_SPI
+        self.spi = spi
+
+
+class SelectorMismatchError(RemoteProtocolError):
+    """A decrypted packet whose addresses/ports are outside the traffic selectors of the SA it came in on."""
+
+
+class NoPolicyError(LocalProtocolError):
+    """An outbound (or clear inbound) packet that no SPD entry allows (RFC 4301 5.1: discard)."""
+
+
+class SequenceExhaustedError(LocalProtocolError):
+    """The SA has sent 2^32-1 packets (2^64-1 with ESN) and must be rekeyed (RFC 4303 3.3.3)."""

@@ -1,0 +1,205 @@
+"""Wireshark's ``esp_sa`` table (Preferences > Protocols > ESP > ESP SAs), read and written.
+
+One row per ESP SA, eight quoted fields::
+
+    "IPv4","src","dst","0xSPI","ENC NAME","0xKEY","AUTH NAME","0xKEY"
+
+Addresses and SPI may be ``*`` (any).  The names are Wireshark 4.0.17's own, read off
+``libwireshark.so.16``; for AES-GCM the key carries the 4-byte salt at its end, as in
+IKEv2 KEYMAT.  Wireshark 4.0 has eight fields (no ESN: its ICV check fails on ESN SAs
+that are not AEAD, and AEAD ones with ESN do not decrypt), no ChaCha20-Poly1305, no
+AES-GMAC and no AES-XCBC for ESP: rows for those carry names of our own, marked
+``ipseclab-only``, that ipseclab reads and :func:`tshark_esp_options` leaves out.
+This module names transforms by IANA id only (no ``ipseclab.esp`` import), so the
+pcap layer stays an independent check.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..crypto import EncrId, IntegId
+from ..errors import KeyFileError
+
+# Wireshark ESP encryption name -> ENCR id (None: Wireshark knows it, IANA/ipseclab does not)
+ESP_ENCR_NAMES: dict[str, int | None] = {
+    "NULL": EncrId.NULL,
+    "TripleDES-CBC [RFC2451]": EncrId.TRIPLE_DES,
+    "AES-CBC [RFC3602]": EncrId.AES_CBC,
+    "AES-CTR [RFC3686]": EncrId.AES_CTR,
+    "DES-CBC [RFC2405]": EncrId.DES,
+    "CAST5-CBC [RFC2144]": EncrId.CAST,
+    "BLOWFISH-CBC [RFC2451]": EncrId.BLOWFISH,
+    "TWOFISH-CBC": None,
+    "AES-GCM with 8 octet ICV [RFC4106]": EncrId.AES_GCM_8,
+    "AES-GCM with 12 octet ICV [RFC4106]": EncrId.AES_GCM_12,
+    "AES-GCM with 16 octet ICV [RFC4106]": EncrId.AES_GCM_16,
+    "CHACHA20-POLY1305 [RFC7634] (ipseclab-only)": EncrId.CHACHA20_POLY1305,
+    "AES-GMAC [RFC4543] (ipseclab-only)": EncrId.NULL_AUTH_AES_GMAC,
+}
+# Wireshark ESP authentication name -> (INTEG id or None, ICV bytes)
+ESP_AUTH_NAMES: dict[str, tuple[int | None, int]] = {
+    "NULL": (IntegId.NONE, 0),
+    "HMAC-SHA-1-96 [RFC2404]": (IntegId.HMAC_SHA1_96, 12),
+    "HMAC-SHA-256-96 [draft-ietf-ipsec-ciph-sha-256-00]": (None, 12),
+    "HMAC-SHA-256-128 [RFC4868]": (IntegId.HMAC_SHA2_256_128, 16),
+    "HMAC-SHA-384-192 [RFC4868]": (IntegId.HMAC_SHA2_384_192, 24),
+    "HMAC-SHA-512-256 [RFC4868]": (IntegId.HMAC_SHA2_512_256, 32),
+    "HMAC-MD5-96 [RFC2403]": (IntegId.HMAC_MD5_96, 12),
+    "MAC-RIPEMD-160-96 [RFC2857]": (None, 12),
+    "ANY 64 bit authentication [no checking]": (None, 8),
+    "ANY 96 bit authentication [no checking]": (None, 12),
+    "ANY 128 bit authentication [no checking]": (None, 16),
+    "ANY 192 bit authentication [no checking]": (None, 24),
+    "ANY 256 bit authentication [no checking]": (None, 32),
+    "AES-XCBC-MAC-96 [RFC3566] (ipseclab-only)": (IntegId.AES_XCBC_96, 12),
+}
+_ENCR_BY_ID = {v: k for k, v in ESP_ENCR_NAMES.items() if v is not None}
+_AUTH_BY_ID = {v[0]: k for k, v in ESP_AUTH_NAMES.items() if v[0] is not None}
+_SALTED = {EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305,
+           EncrId.NULL_AUTH_AES_GMAC}
+FAMILIES = ("IPv4", "IPv6", "Any")
+
+
+@dataclass(frozen=True, slots=True)
+class EspSaRow:
+    """One esp_sa row.  ``spi`` None and addresses ``*`` are wildcards."""
+
+    family: str
+    src: str
+    dst: str
+    spi: int | None
+    encr_name: str
+    encr_key: bytes
+    auth_name: str
+    auth_key: bytes
+
+    @classmethod
+    def from_ids(
+        cls,
+        spi: int,
+        encr_id: int,
+        encr_key: bytes,
+        integ_id: int = 0,
+        integ_key: bytes = b"",
+        *,
+        src: str = "*",
+        dst: str = "*",
+        family: str = "IPv4",
+    ) -> EspSaRow:
+        """The row for an SA given by IANA ids (key material as IKE derives it: salt included)."""
+        try:
+            encr_name = _ENCR_BY_ID[encr_id]
+            auth_name = _AUTH_BY_ID[integ_id]
+        except KeyError as exc:
+            raise KeyFileError(f"no esp_sa name for transform id {exc.args[0]}") from None
+        return cls(family, src, dst, spi, encr_name, bytes(encr_key), auth_name, bytes(integ_key))
+
+    @property
+    def encr_id(self) -> int | None:
+        return ESP_ENCR_NAMES[self.encr_name]
+
+    @property
+    def key_bits(self) -> int:
+        """The cipher key length in bits (salt excluded)."""
+        salt = 4 if self.encr_id in _SALTED else 0
+        return max(0, len(self.encr_key) - salt) * 8
+
+    @property
+    def integ_id(self) -> int | None:
+        return ESP_AUTH_NAMES[self.auth_name][0]
+
+    @property
+    def icv_size(self) -> int:
+        return ESP_AUTH_NAMES[self.auth_name][1]
+
+    @property
+    def wireshark_can_decrypt(self) -> bool:
+        return "ipseclab-only" not in self.encr_name + self.auth_name
+
+    def to_row(self) -> str:
+        spi = "*" if self.spi is None else f"0x{self.spi:08x}"
+        fields = [self.family, self.src, self.dst, spi, self.encr_name, _hexkey(self.encr_key), self.auth_name,
+                  _hexkey(self.auth_key)]
+        return ",".join(f'"{f}"' for f in fields)
+
+    def matches(self, spi: int, src: str, dst: str) -> bool:
+        """Whether this row applies to an ESP packet (wildcards ``*`` in addresses and SPI)."""
+        fam = "IPv6" if ":" in src else "IPv4"
+        return (
+            (self.spi is None or self.spi == spi)
+            and self.family in (fam, "Any")
+            and self.src in ("*", src)
+            and self.dst in ("*", dst)
+        )
+
+
+def _hexkey(key: bytes) -> str:
+    return "0x" + key.hex() if key else ""
+
+
+def _key(field: str, what: str, where: str) -> bytes:
+    text = field.strip()
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise KeyFileError(f"{where}: {what} is not hex: {field!r}") from None
+
+
+def parse_esp_sa(text: str, source: str = "<esp_sa>") -> list[EspSaRow]:
+    """Parse esp_sa rows; KeyFileError names the line and the field at fault."""
+    rows = []
+    for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
+            continue
+        where = f"{source} line {n}"
+        if len(fields) != 8:
+            raise KeyFileError(
+                f'{where}: expected 8 fields ("IPv4","src","dst","0xSPI","ENC","0xKEY","AUTH","0xKEY"), '
+                f"got {len(fields)}"
+            )
+        family, src, dst, spi_text, enc, enc_key, auth, auth_key = (f.strip() for f in fields)
+        if family not in FAMILIES:
+            raise KeyFileError(f"{where}: protocol {family!r} is not one of {', '.join(FAMILIES)}")
+        if spi_text == "*":
+            spi = None
+        else:
+            try:
+                spi = int(spi_text, 16) if spi_text.lower().startswith("0x") else int(spi_text)
+            except ValueError:
+                raise KeyFileError(f"{where}: SPI {spi_text!r} is not a number (0x1234abcd)") from None
+        if enc not in ESP_ENCR_NAMES:
+            raise KeyFileError(f"{where}: unknown encryption {enc!r} (known: {', '.join(ESP_ENCR_NAMES)})")
+        if auth not in ESP_AUTH_NAMES:
+            raise KeyFileError(f"{where}: unknown authentication {auth!r} (known: {', '.join(ESP_AUTH_NAMES)})")
+        rows.append(EspSaRow(family, src or "*", dst or "*", spi, enc, _key(enc_key, "encryption key", where), auth,
+                             _key(auth_key, "authentication key", where)))
+    return rows
+
+
+def read_esp_sa(path: str | Path) -> list[EspSaRow]:
+    """Read an esp_sa file (a Wireshark profile's, or a run directory's)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    return parse_esp_sa(text, str(path))
+
+
+def write_esp_sa(path: str | Path, rows: list[EspSaRow]) -> None:
+    """Write rows in Wireshark's format."""
+    Path(path).write_text("".join(r.to_row() + "\n" for r in rows), encoding="utf-8")
+
+
+def tshark_esp_options(rows: list[EspSaRow]) -> list[str]:
+    """tshark arguments: ESP decryption and ICV checking on, one ``uat:esp_sa`` per row Wireshark can use."""
+    args = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
+    for r in rows:
+        if r.wireshark_can_decrypt:
+            args += ["-o", f"uat:esp_sa:{r.to_row()}"]
+    return args
