@@ -22,6 +22,7 @@ interop: setup
 
 bench: setup
 	$(PY) -m tests.bench.bench_ike_codec
+	$(PY) -m tests.bench.bench_esp
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,32 +18,51 @@ from .errors import IpsecLabError
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from .decrypt import decrypt_capture
+    from .esp_decrypt import decrypt_esp_capture
     from .packets.describe import message_dict
+    from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
 
-    rows = []
-    for path in args.keys or []:
-        rows.extend(read_ikev2_decryption_table(path))
+    if not args.keys and not args.esp_keys:
+        from .errors import ConfigError
+
+        raise ConfigError("give --keys (ikev2_decryption_table) and/or --esp-keys (esp_sa)")
+    rows = [row for path in args.keys or [] for row in read_ikev2_decryption_table(path)]
+    esp_rows = [row for path in args.esp_keys or [] for row in read_esp_sa(path)]
     records = decrypt_capture(args.pcap, rows)
-    failures = sum(1 for r in records if r.error)
+    esp_records = decrypt_esp_capture(args.pcap, esp_rows) if args.esp_keys else []
+    failures = sum(1 for r in records if r.error) + sum(1 for r in esp_records if r.error)
     if args.json:
-        doc = []
+        doc: list[dict[str, object]] = []
         for r in records:
-            item = {
+            item: dict[str, object] = {
                 "frame": r.frame, "time": r.time, "src": f"{r.src}:{r.sport}", "dst": f"{r.dst}:{r.dport}",
-                "decrypted": r.decrypted, "error": r.error,
+                "protocol": "ike", "decrypted": r.decrypted, "error": r.error,
                 "message": message_dict(r.message) if r.message else None,
             }
             if r.reassembled is not None:
                 item["reassembled"] = message_dict(r.reassembled)
             doc.append(item)
+        for e in esp_records:
+            item = asdict(e)
+            item["inner"] = e.inner.hex()
+            item["protocol"] = e.proto
+            doc.append(item)
+        doc.sort(key=lambda d: int(str(d["frame"])))
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for r in records:
-            print(r.line())
-        print(f"{len(records)} IKE datagrams, {sum(r.decrypted for r in records)} decrypted, {failures} with errors")
+        lines = [(r.frame, r.line()) for r in records] + [(e.frame, e.line()) for e in esp_records]
+        for _, line in sorted(lines, key=lambda x: x[0]):
+            print(line)
+        summary = f"{len(records)} IKE datagrams, {sum(r.decrypted for r in records)} decrypted"
+        if args.esp_keys:
+            summary += (f"; {len(esp_records)} ESP/AH packets, "
+                        f"{sum(1 for e in esp_records if e.verified)} verified")
+        print(f"{summary}, {failures} with errors")
     return 1 if failures else 0
 
 
@@ -136,10 +155,13 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipseclab", description="IPsec packet lab and interoperability tester")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("decrypt", help="print the IKE messages of a capture, decrypted with Wireshark key files")
+    p = sub.add_parser("decrypt", help="print the IKE, ESP and AH packets of a capture, decrypted with "
+                                       "Wireshark key files")
     p.add_argument("pcap", help="a pcap or pcapng file")
     p.add_argument("--keys", action="append", metavar="FILE",
                    help="an ikev2_decryption_table file (Wireshark's format); may be repeated")
+    p.add_argument("--esp-keys", action="append", metavar="FILE",
+                   help="an esp_sa file (Wireshark's format) for the ESP/AH packets; may be repeated")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_decrypt)
 

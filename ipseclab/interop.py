@@ -77,6 +77,24 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
     return init, resp
 
 
+def check_ipseclab_decrypts(run_dir: Path) -> None:
+    """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
+    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV."""
+    from .decrypt import decrypt_capture
+    from .esp_decrypt import decrypt_esp_capture
+    from .pcap.esp_keyfiles import read_esp_sa
+    from .pcap.keyfiles import read_ikev2_decryption_table
+
+    ike_rows = read_ikev2_decryption_table(run_dir / "ikev2_decryption_table")
+    esp_rows = read_esp_sa(run_dir / "esp_sa")
+    for pcap in sorted(run_dir.glob("*.pcap")):
+        bad = [r.line() for r in decrypt_capture(pcap, ike_rows) if r.error]
+        assert not bad, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad)
+        esp = [r for r in decrypt_esp_capture(pcap, esp_rows) if r.proto == "esp"]
+        bad = [r.line() for r in esp if not r.verified]
+        assert not bad, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3])
+
+
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> CaseResult:
     """One cell of the matrix; never raises for a peer or lab failure (that is the cell's result)."""
     run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
@@ -98,6 +116,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> C
             lab.initiate("left")
             lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
+        check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
         return result(FAILED, str(exc) or "assertion failed")
     except IpsecLabError as exc:

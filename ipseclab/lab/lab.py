@@ -30,6 +30,7 @@ from ..errors import LabError
 from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
+from .esp_keys import write_kernel_esp_sa
 from .images import Image, build_image
 from .keys import XfrmState, match_ike_keys, parse_xfrm_state
 from .peerconfig import PeerConfig
@@ -251,6 +252,4 @@ class Lab:
                 self.xfrm[peer.side] = parse_xfrm_state(out)
         self.ike_rows = match_ike_keys(keysets, messages)
         write_ikev2_decryption_table(self.run_dir / "ikev2_decryption_table", self.ike_rows)
-        from .esp_keys import write_esp_sa
-
-        write_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states])
+        write_kernel_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states])

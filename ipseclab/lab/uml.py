@@ -9,6 +9,7 @@ runs commands in the guest without a console or a management network.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class UmlHost:
     def boot(self, init_script: str) -> None:
         """Write the guest's init script and start the kernel (returns at once; see wait_ready)."""
         require_tool("linux.uml")
+        # a reused run directory must not hand old command results to this guest's commands
+        shutil.rmtree(self.dir / "cmd", ignore_errors=True)
         (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
         for stale in ("ready", "init.log"):
             (self.dir / stale).unlink(missing_ok=True)

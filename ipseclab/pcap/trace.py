@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .esp_keyfiles import read_esp_sa
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
 from .wireshark import WiresharkIkeRecord, ike_records, tshark_path
 
@@ -111,7 +112,8 @@ class Trace:
         ike_table = run_dir / "ikev2_decryption_table"
         ike_rows = read_ikev2_decryption_table(ike_table) if ike_table.exists() else []
         esp_file = run_dir / "esp_sa"
-        esp_rows = [ln for ln in esp_file.read_text().splitlines() if ln.strip()] if esp_file.exists() else []
+        # rows with ipseclab-only names (ChaCha20, GMAC) would make tshark reject the whole table
+        esp_rows = [r.to_row() for r in read_esp_sa(esp_file) if r.wireshark_can_decrypt] if esp_file.exists() else []
         links = {}
         for pcap in sorted(run_dir.glob("*.pcap")):
             lt = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec_packets(pcap, esp_rows))
