@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .esp_keyfiles import read_esp_sa
+from .esp_keyfiles import EspSaRow, read_esp_sa, tshark_esp_options
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
 from .wireshark import WiresharkIkeRecord, ike_records, tshark_path
 
@@ -53,15 +53,12 @@ def _int(value: object, default: int = 0) -> int:
         return default
 
 
-def ipsec_packets(pcap: Path, esp_rows: list[str]) -> list[IpsecPacket]:
-    """ESP and AH packets of a capture; ESP decrypted and ICV-checked with ``esp_rows`` (esp_sa rows)."""
+def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacket]:
+    """ESP and AH packets of a capture; ESP decrypted and ICV-checked with the esp_sa rows Wireshark can use."""
     import pyshark
 
     tshark_path()
-    params = ["-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"]
-    for r in esp_rows:
-        params += ["-o", f"uat:esp_sa:{r}"]
-    cap = pyshark.FileCapture(str(pcap), custom_parameters=params, keep_packets=False)
+    cap = pyshark.FileCapture(str(pcap), custom_parameters=tshark_esp_options(esp_rows), keep_packets=False)
     out = []
     try:
         for pkt in cap:
@@ -104,7 +101,7 @@ class Trace:
 
     run_dir: Path
     ike_rows: list[IkeSaKeyRow]
-    esp_rows: list[str]
+    esp_rows: list[EspSaRow]
     links: dict[str, LinkTrace]
 
     @classmethod
@@ -112,8 +109,7 @@ class Trace:
         ike_table = run_dir / "ikev2_decryption_table"
         ike_rows = read_ikev2_decryption_table(ike_table) if ike_table.exists() else []
         esp_file = run_dir / "esp_sa"
-        # rows with ipseclab-only names (ChaCha20, GMAC) would make tshark reject the whole table
-        esp_rows = [r.to_row() for r in read_esp_sa(esp_file) if r.wireshark_can_decrypt] if esp_file.exists() else []
+        esp_rows = read_esp_sa(esp_file) if esp_file.exists() else []
         links = {}
         for pcap in sorted(run_dir.glob("*.pcap")):
             lt = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec_packets(pcap, esp_rows))

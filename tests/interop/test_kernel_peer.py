@@ -33,7 +33,7 @@ def test_kernel_esp_made_with_hand_set_keys_decrypts_in_wireshark(tmp_path, mode
         run_id = kp.run_id
     by_spi = {s.spi: s for s in states}
     assert by_spi[0x1001].counters["packets"] == 3 and by_spi[0x1001].enc == ("cbc(aes)", keys["eo"])
-    rows = [r.to_row() for r in (esp_sa_row(s) for s in states) if r]
+    rows = [r for r in (esp_sa_row(s) for s in states) if r]
     pkts = ipsec_packets(tmp_path / "left-right.pcap", rows)
     assert [p.seq for p in pkts if p.spi == 0x1001] == [1, 2, 3]
     for p in pkts:

@@ -23,7 +23,7 @@ from ipseclab.crypto import EncrId, IntegId, get_encr, get_integ
 from ipseclab.esp import EspSA
 from ipseclab.esp_decrypt import esp_sa_row
 from ipseclab.pcap.esp_keyfiles import EspSaRow
-from ipseclab.pcap.wireshark import esp_records
+from ipseclab.pcap.trace import ipsec_packets as esp_records
 
 pytestmark = pytest.mark.tshark
 
