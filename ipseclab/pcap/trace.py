@@ -69,7 +69,10 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
             layer = pkt[proto]
             pos = names.index(proto)
             inner = tuple(n for n in names[pos + 1 :] if n not in ("data", "_ws.malformed"))
-            ip = pkt.ip if "ip" in names else pkt.ipv6 if "ipv6" in names else None
+            # the outer header is the last IP layer before ESP/AH (a wrong key can make garbage look like an
+            # inner "ip" layer after it, which must not be taken for the outer one)
+            outer = [layer for layer in pkt.layers[:pos] if layer.layer_name in ("ip", "ipv6")]
+            ip = outer[-1] if outer else None
             icv: bool | None = None
             if proto == "esp":
                 good = layer.get_field_value("icv_good")
@@ -79,8 +82,8 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
             udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
             out.append(IpsecPacket(
                 frame=int(pkt.number),
-                src=str(ip.src) if ip is not None else "",
-                dst=str(ip.dst) if ip is not None else "",
+                src=str(ip.get_field_value("src") or "") if ip is not None else "",
+                dst=str(ip.get_field_value("dst") or "") if ip is not None else "",
                 proto=proto,
                 spi=_int(layer.get_field_value("spi")),
                 seq=_int(layer.get_field_value("sequence")),
