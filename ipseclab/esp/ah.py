@@ -261,12 +261,7 @@ class AhSA(SaBase):
             result = set_ecn_ce(payload) if ds_field(packet) & 3 == 3 else payload
         else:
             result = splice(packet, nh_off, off, nh, payload)
-        if self.selectors is not None:
-            self._check_selectors(result)
-        self.window.update(seq)
-        c.packets_in += 1
-        c.bytes_in += len(payload)
-        return result
+        return self._accept(result, seq, len(payload))
 
     def encrypt(self, pkt: Any, seq_num: int | None = None) -> Any:
         """Protect a Scapy packet (or bytes) with AH; Scapy's name for it."""

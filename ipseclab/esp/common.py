@@ -103,6 +103,15 @@ class SaBase:
             f"(RFC 4303 3.3.3{'' if self.esn else '; ESN would extend it'})"
         )
 
+    def _accept(self, result: bytes, seq: int, payload_len: int) -> bytes:
+        """The last steps of every successful receive: selectors, then the window (only now), then counters."""
+        if self.selectors is not None:
+            self._check_selectors(result)
+        self.window.update(seq)
+        self.counters.packets_in += 1
+        self.counters.bytes_in += payload_len
+        return result
+
     def _check_selectors(self, packet: bytes) -> None:
         sel = self.selectors
         if sel is not None and not sel.inbound(packet_flow(packet)):

@@ -450,12 +450,7 @@ class EspSA(SaBase):
             result = set_ecn_ce(payload) if ds_field(packet) & 3 == 3 else payload
         else:
             result = splice(packet, nh_off, cut, nh, payload)
-        if self.selectors is not None:
-            self._check_selectors(result)
-        self.window.update(seq)
-        c.packets_in += 1
-        c.bytes_in += len(payload)
-        return result
+        return self._accept(result, seq, len(payload))
 
     def _locate(self, packet: bytes) -> tuple[int, int, bytes] | None:
         """(offset of the Next Header byte, where ESP (or its UDP header) starts, the ESP packet); None: keepalive."""

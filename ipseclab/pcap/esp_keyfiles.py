@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..crypto import EncrId, IntegId
 from ..errors import KeyFileError
+from .keyfiles import read_key_file
 
 # Wireshark ESP encryption name -> ENCR id (None: Wireshark knows it, IANA/ipseclab does not)
 ESP_ENCR_NAMES: dict[str, int | None] = {
@@ -184,11 +185,7 @@ def parse_esp_sa(text: str, source: str = "<esp_sa>") -> list[EspSaRow]:
 
 def read_esp_sa(path: str | Path) -> list[EspSaRow]:
     """Read an esp_sa file (a Wireshark profile's, or a run directory's)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    return parse_esp_sa(text, str(path))
+    return parse_esp_sa(read_key_file(path), str(path))
 
 
 def write_esp_sa(path: str | Path, rows: list[EspSaRow]) -> None:

@@ -127,13 +127,17 @@ def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeS
     return rows
 
 
-def read_ikev2_decryption_table(path: str | Path) -> list[IkeSaKeyRow]:
-    """Read an ikev2_decryption_table file; KeyFileError for a missing or malformed file."""
+def read_key_file(path: str | Path) -> str:
+    """The text of a Wireshark key file; KeyFileError naming the file when it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    return parse_ikev2_decryption_table(text, str(path))
+
+
+def read_ikev2_decryption_table(path: str | Path) -> list[IkeSaKeyRow]:
+    """Read an ikev2_decryption_table file; KeyFileError for a missing or malformed file."""
+    return parse_ikev2_decryption_table(read_key_file(path), str(path))
 
 
 def write_ikev2_decryption_table(path: str | Path, rows: list[IkeSaKeyRow]) -> None:
