@@ -10,6 +10,7 @@ Keyed objects keep the expensive key schedule so that an SA builds it once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,14 +71,15 @@ class Encr:
 
 
 class _AesCbc:
-    """AES-CBC on top of long-lived ECB contexts.
+    """AES-CBC on two CBC contexts kept for the key's lifetime.
 
-    Building a CBC context costs ~20 us in ``cryptography``; an ECB context kept
-    for the SA's lifetime plus the XOR chaining done here costs a few, which is
-    what lets the IKE codec stay well under 100 us per message.
+    Building a CBC context costs ~20 us in ``cryptography``.  A long-lived one chains
+    each message from the previous message's last block, so only the first block of a
+    message needs correcting (one 16-byte XOR): a 1400-byte ESP packet decrypts in about
+    half a microsecond, where XOR-ing the whole message as one big integer took five.
     """
 
-    __slots__ = ("_dec", "_enc", "_last")
+    __slots__ = ("_dec", "_dlast", "_enc", "_last")
 
     def __init__(self, key: bytes) -> None:
         alg = algorithms.AES(key)
@@ -85,7 +87,10 @@ class _AesCbc:
         # produced, so a message with a fresh IV only needs its first block adjusted.
         self._enc = Cipher(alg, modes.CBC(bytes(16))).encryptor()
         self._last = 0
-        self._dec = Cipher(alg, modes.ECB()).decryptor()
+        # The same for decryption: the decryptor chains from the last ciphertext block it was
+        # fed, so only the first plaintext block of a message needs that block swapped for the IV.
+        self._dec = Cipher(alg, modes.CBC(bytes(16))).decryptor()
+        self._dlast = 0
 
     def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
         if len(plaintext) % 16 or len(iv) != 16:
@@ -102,8 +107,10 @@ class _AesCbc:
             raise CryptoError(f"AES-CBC needs a 16-byte IV and whole blocks, got {len(iv)} and {len(data)}")
         if not data:
             return b""
-        x = int.from_bytes(self._dec.update(data), "big") ^ int.from_bytes(iv + data[:-16], "big")
-        return x.to_bytes(len(data), "big")
+        out = self._dec.update(data)
+        first = int.from_bytes(out[:16], "big") ^ self._dlast ^ int.from_bytes(iv, "big")
+        self._dlast = int.from_bytes(data[-16:], "big")
+        return first.to_bytes(16, "big") + out[16:]
 
 
 class _AesGcm:
@@ -183,6 +190,23 @@ class _Null:
 
     def decrypt(self, iv: bytes, data: bytes, aad: bytes = b"") -> bytes:
         return data
+
+
+AeadFunc = Callable[[bytes, bytes, bytes], bytes]
+# what a raw AEAD open raises on a bad tag (the ESP fast path catches it and raises IntegrityError)
+AeadTagError = InvalidTag
+
+
+def raw_aead(cipher: KeyedCipher) -> tuple[AeadFunc, AeadFunc, bytes] | None:
+    """(seal, open, salt) when ``cipher`` is exactly ``seal(salt + iv, data, aad)`` / ``open(...)``, else None.
+
+    True of AES-GCM with the full 16-byte ICV and of ChaCha20-Poly1305.  The ESP data
+    plane calls these directly: a Python frame less per packet is a tenth of its cost.
+    ``open`` raises :data:`AeadTagError` (not IntegrityError) on a bad tag.
+    """
+    if (isinstance(cipher, _AesGcm) and cipher._icv == 16) or isinstance(cipher, _ChaCha):
+        return cipher._aead.encrypt, cipher._aead.decrypt, cipher._salt
+    return None
 
 
 # (id, name, allowed key bits, salt, block, iv, icv, aead, usable in IKE)

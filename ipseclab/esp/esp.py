@@ -31,7 +31,8 @@ import struct
 from typing import Any
 
 from ..crypto import EncrId, Integ, get_encr, get_integ
-from ..crypto.cipher import Encr, KeyedCipher
+from ..crypto.cipher import AeadFunc, AeadTagError, Encr, KeyedCipher, raw_aead
+from ..crypto.integ import KeyedInteg
 from ..crypto.random import RandomSource, random_bytes
 from ..errors import (
     ConfigError,
@@ -68,6 +69,8 @@ _PAD = bytes(range(1, 256))  # the default padding 1, 2, 3, ... (RFC 4303 2.4)
 _M32 = 0xFFFFFFFF
 _M64 = (1 << 64) - 1
 _ESP_ONLY = frozenset((PROTO_ESP,))
+# every well-formed ESP trailer (RFC 4303 2.4 padding, pad length, next header) before an IP packet -> IP version
+_FAST_TAILS = {_PAD[:k] + bytes((k, nh)): v for k in range(256) for nh, v in ((4, 4), (41, 6))}
 _UDP_ONLY = frozenset((PROTO_UDP,))
 
 
@@ -111,8 +114,8 @@ class EspSA(SaBase):
     protocol_name = "ESP"
     __slots__ = (
         "_aead", "_align", "_block", "_check_pad", "_cipher", "_fast", "_fast_min", "_fast_off", "_fast_proto",
-        "_icvlen", "_iv_mask", "_ivend", "_ivlen",
-        "_min_len", "_random_iv", "_rng", "_tfc", "_trailers", "_udp", "encr", "integ", "integ_key", "key",
+        "_icvlen", "_ikey", "_iv_mask", "_ivend", "_ivlen", "_min_len", "_open", "_random_iv", "_rng", "_salt",
+        "_seal_raw", "_tfc", "_trailers", "_udp", "encr", "integ", "integ_key", "key",
     )
 
     def __init__(
@@ -151,6 +154,12 @@ class EspSA(SaBase):
         if i is not None and len(integ_key) != i.key_size:
             raise ConfigError(f"{i.name} needs a {i.key_size}-byte key, got {len(integ_key)} bytes")
         self._cipher: KeyedCipher = e.keyed(self.key)
+        self._ikey: KeyedInteg | None = i.keyed(self.integ_key) if i is not None else None
+        # GCM-16 and ChaCha20-Poly1305 are called directly on the hot path (crypto.cipher.raw_aead)
+        raw = raw_aead(self._cipher)
+        self._seal_raw: AeadFunc | None = raw[0] if raw else None
+        self._open: AeadFunc | None = raw[1] if raw else None
+        self._salt = raw[2] if raw else b""
         self._aead = e.aead
         self._ivlen = e.iv_size
         self._ivend = 8 + e.iv_size
@@ -174,7 +183,7 @@ class EspSA(SaBase):
         self._fast = e.aead and self._outer is not None and self._outer.version == 4
         self._fast_off = 28 if self._udp else 20
         self._fast_proto = PROTO_UDP if self._udp else PROTO_ESP
-        self._fast_min = self._fast_off + self._min_len
+        self._fast_min = self._fast_off + self._min_len if self._fast else 1 << 62
 
     def __repr__(self) -> str:
         suite = f"{self.encr.name}-{self.encr.key_bits}" + (f"/{self.integ.name}" if self.integ else "")
@@ -240,14 +249,17 @@ class EspSA(SaBase):
             if iv is None:
                 iv = self._rng(self._ivlen) if self._random_iv else ((seq ^ self._iv_mask) & _M64).to_bytes(8, "big")
             aad = _AAD_ESN.pack(self.spi, seq >> 32, seq_lo) if self.esn else hdr
+            seal = self._seal_raw
+            if seal is not None:
+                return hdr + iv, seal(self._salt + iv, payload + trailer, aad)
             return hdr + iv, self._cipher.encrypt(iv, payload + trailer, aad)
         if iv is None:
             iv = self._rng(self._ivlen) if self._ivlen else b""
         signed = hdr + iv + self._cipher.encrypt(iv, payload + trailer)
-        integ = self.integ
-        assert integ is not None
+        ikey = self._ikey
+        assert ikey is not None
         # RFC 4303 3.3.2.1.1: with ESN the high 32 bits are appended for the ICV, never sent
-        return signed, integ.compute(self.integ_key, signed + SEQ_HI.pack(seq >> 32) if self.esn else signed)
+        return signed, ikey.compute(signed, SEQ_HI.pack(seq >> 32)) if self.esn else ikey.compute(signed)
 
     def _verify(self, esp: bytes) -> tuple[bytes, int]:
         """Length, SPI, replay check, then ICV and decryption, without touching the window: (plaintext, seq)."""
@@ -278,12 +290,12 @@ class EspSA(SaBase):
                 c.integrity_failures += 1
                 raise
         else:
-            integ = self.integ
-            assert integ is not None
+            ikey = self._ikey
+            assert ikey is not None
             cut = len(esp) - self._icvlen
             signed = esp[:cut]
             try:
-                integ.verify(self.integ_key, signed + SEQ_HI.pack(seq >> 32) if self.esn else signed, esp[cut:])
+                ikey.verify(signed, esp[cut:], SEQ_HI.pack(seq >> 32) if self.esn else b"")
             except IntegrityError:
                 c.integrity_failures += 1
                 raise
@@ -391,44 +403,50 @@ class EspSA(SaBase):
         """The inner (tunnel) or restored (transport) IP packet; None for a dummy packet or a NAT keepalive."""
         n = len(packet)
         if (
-            self._fast and n >= self._fast_min and packet[0] == 0x45 and packet[9] == self._fast_proto
-            and not (packet[6] & 0x3F or packet[7]) and ((packet[2] << 8) | packet[3]) == n
+            n >= self._fast_min and packet[9] == self._fast_proto and packet[0] == 0x45
+            and ((packet[2] << 8) | packet[3]) == n and not (packet[6] & 0x3F or packet[7])
         ):
-            # the common case read inline: IPv4 without options or fragmentation, AEAD, a sequence number
-            # right of the window (no bitmap to consult); RFC 4303 3.4 order all the same
+            # The common case read inline: a tunnel-mode AEAD SA, an IPv4 outer header without options or
+            # fragmentation, a sequence number right of the window (no bitmap to consult).  RFC 4303 3.4
+            # order all the same: SPI, replay check, ICV, padding and payload, then the window update.
             off = self._fast_off
             spi, seq = _HDR.unpack_from(packet, off)
+            w = self.window
             if spi == self.spi and (off == 20 or ((packet[24] << 8) | packet[25]) == n - 20):
-                w = self.window
                 if self.esn:
                     seq = w.infer(seq)
-                if seq > w.top:
+                top = w.top
+                if seq > top:
                     ivend = off + self._ivend
                     aad = _AAD_ESN.pack(spi, seq >> 32, seq & _M32) if self.esn else packet[off : off + 8]
+                    aead_open = self._open
                     try:
-                        plain = self._cipher.decrypt(packet[off + 8 : ivend], packet[ivend:], aad)
+                        if aead_open is not None:
+                            plain = aead_open(self._salt + packet[off + 8 : ivend], packet[ivend:], aad)
+                        else:
+                            plain = self._cipher.decrypt(packet[off + 8 : ivend], packet[ivend:], aad)
+                    except AeadTagError:
+                        self.counters.integrity_failures += 1
+                        raise IntegrityError(f"{self.encr.name} ICV mismatch") from None
                     except IntegrityError:
                         self.counters.integrity_failures += 1
                         raise
-                    padlen = plain[-2]
-                    end = len(plain) - 2 - padlen
-                    nh = plain[-1]
+                    end = len(plain) - 2 - plain[-2]
+                    # one lookup checks the padding bytes, the pad length and the next header at once
+                    version = _FAST_TAILS.get(plain[end:])
                     if (
                         (
-                            (nh == PROTO_IPV4 and end >= 20 and plain[0] >> 4 == 4
-                             and ((plain[2] << 8) | plain[3]) == end)
-                            or (nh == PROTO_IPV6 and end >= 40 and plain[0] >> 4 == 6
-                                and 40 + ((plain[4] << 8) | plain[5]) == end)
+                            (version == 4 and plain[0] >> 4 == 4 and ((plain[2] << 8) | plain[3]) == end >= 20)
+                            or (version == 6 and plain[0] >> 4 == 6 and 40 + ((plain[4] << 8) | plain[5]) == end)
                         )
-                        and (not padlen or plain[end:-2] == _PAD[:padlen] or not self._check_pad)
                         and packet[1] & 3 != 3 and self.selectors is None
                     ):
-                        w.update(seq)
+                        w.advance(seq, top)
                         c = self.counters
                         c.packets_in += 1
                         c.bytes_in += end
                         return plain[:end]
-                    # anything else (TFC padding, a dummy, ECN, selectors, bad padding): the general path
+                    # anything else (TFC padding, a dummy, ECN, selectors, other padding): the general path
                     return self._finish(packet, 9, off, plain, seq)
         located = self._locate(packet)
         if located is None:  # a NAT keepalive

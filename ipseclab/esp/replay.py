@@ -102,6 +102,14 @@ class ReplayWindow:
         if size:
             self._bits |= 1 << (t - seq)
 
+    def advance(self, seq: int, top: int) -> None:
+        """:meth:`update` for the common case ``seq > top`` where ``top`` is :attr:`top` (read by the caller)."""
+        size = self.size
+        if size:
+            d = seq - top
+            self._bits = (((self._bits << d) | 1) & self._mask) if d < size else 1
+        self.top = seq
+
     def seen(self, seq: int) -> bool:
         """Whether ``seq`` is marked as received inside the window (False outside it)."""
         d = self.top - seq

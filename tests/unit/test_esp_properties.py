@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Raw
 
-from ipseclab.crypto import EncrId, IntegId
+from ipseclab.crypto import EncrId, IntegId, get_encr
 from ipseclab.errors import IpsecLabError
 from ipseclab.esp import AhSA, EspSA, ReplayWindow
 
@@ -184,3 +184,20 @@ def test_fuzz_inputs_are_not_trivially_accepted():
         assert rx.window.top == 4
 
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.binary(min_size=16, max_size=16), st.integers(1, 40)), min_size=1, max_size=12),
+       st.sampled_from([16, 24, 32]))
+def test_aes_cbc_keyed_object_matches_a_fresh_context_per_message(messages, key_len):
+    """Any sequence of messages through one keyed AES-CBC object equals cryptography's CBC, fresh per message."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = bytes(range(key_len))
+    keyed = get_encr(EncrId.AES_CBC, key_len * 8).keyed(key)
+    for iv, blocks in messages:
+        pt = bytes((i * 7 + blocks) & 0xFF for i in range(16 * blocks))
+        oracle = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        ct = oracle.update(pt) + oracle.finalize()
+        assert keyed.encrypt(iv, pt) == ct
+        assert keyed.decrypt(iv, ct) == pt
