@@ -143,7 +143,7 @@ class AhSA(SaBase):
     """
 
     protocol_name = "AH"
-    __slots__ = ("_icvlen", "align4", "integ", "key")
+    __slots__ = ("_icvlen", "_ikey", "align4", "integ", "key")
 
     def __init__(
         self,
@@ -167,6 +167,7 @@ class AhSA(SaBase):
             raise ConfigError(f"{self.integ.name} needs a {self.integ.key_size}-byte key, got {len(key)} bytes")
         self.key = bytes(key)
         self._icvlen = self.integ.icv_size
+        self._ikey = self.integ.keyed(self.key)
 
     def __repr__(self) -> str:
         where = f"tunnel {self.tunnel[0]} -> {self.tunnel[1]}" if self.tunnel else "transport"
@@ -183,9 +184,9 @@ class AhSA(SaBase):
         align = 4 if version == 4 and self.align4 else 8
         return n + (-n % align)
 
-    def _mac_input(self, zeroed_head: bytes, rest: bytes, seq: int) -> bytes:
-        data = zeroed_head + rest
-        return data + SEQ_HI.pack(seq >> 32) if self.esn else data
+    def _esn_tail(self, seq: int) -> bytes:
+        """What the ICV covers after the packet: the ESN high-order bits (RFC 4302 3.3.3.2.2), never sent."""
+        return SEQ_HI.pack(seq >> 32) if self.esn else b""
 
     def protect(self, packet: bytes, *, seq: int | None = None) -> bytes:
         """The packet with AH: around a new outer header (tunnel) or inserted after the IP header (transport)."""
@@ -210,7 +211,7 @@ class AhSA(SaBase):
             head = spliced_header(packet, nh_off, cut, PROTO_AH, ah_len + len(payload))
         ah0 = _AH.pack(nh, ah_len // 4 - 2, 0, self.spi, seq & 0xFFFFFFFF)
         zero_icv = bytes(ah_len - 12)
-        icv = self.integ.compute(self.key, self._mac_input(zero_mutable(head), ah0 + zero_icv + payload, seq))
+        icv = self._ikey.compute(zero_mutable(head) + ah0 + zero_icv + payload, self._esn_tail(seq))
         c = self.counters
         c.packets_out += 1
         c.bytes_out += len(payload)
@@ -249,7 +250,7 @@ class AhSA(SaBase):
             raise
         rest = packet[off : off + 12] + bytes(self._icvlen) + packet[icv_end:end]
         try:
-            self.integ.verify(self.key, self._mac_input(zeroed, rest, seq), packet[off + 12 : icv_end])
+            self._ikey.verify(zeroed + rest, packet[off + 12 : icv_end], self._esn_tail(seq))
         except IntegrityError:
             c.integrity_failures += 1
             raise
