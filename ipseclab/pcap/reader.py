@@ -3,6 +3,7 @@
 Scapy's raw readers give frames and the link type; link, IP and UDP headers
 are peeled here with ``struct`` so a capture of thousands of packets reads in
 milliseconds, and a frame that is truncated or not IP/UDP is reported, not fatal.
+``PcapFollower`` reads a classic pcap that tcpdump is still writing, only what is new.
 """
 
 from __future__ import annotations
@@ -164,6 +165,69 @@ def read_ip(path: str | Path) -> Iterator[IpPacket | BadFrame]:
                 yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
                 continue
             yield _ip(n, ts, data, off)
+
+
+class PcapFollower:
+    """Follow a classic pcap file while it is being written (``tcpdump -U -w``): only new frames are read.
+
+    Each :meth:`read` returns the frames appended since the previous call, as ``read_ip`` would
+    give them (frame numbers count from the start of the file); a record still being written
+    is left for the next call.  pcapng is refused (tcpdump writes classic pcap).
+    """
+
+    __slots__ = ("_end", "_frame", "_linktype", "_nano", "_offset", "path")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._offset = 0  # 0: the file header is not read yet
+        self._frame = 0
+        self._end = "<"
+        self._nano = False
+        self._linktype = LINKTYPE_ETHERNET
+
+    def read(self) -> list[IpPacket | BadFrame]:
+        try:
+            with open(self.path, "rb") as f:
+                if not self._offset:
+                    head = f.read(24)
+                    if len(head) < 24:
+                        return []
+                    self._header(head)
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            raise PcapError(f"{self.path}: no such file") from None
+        out: list[IpPacket | BadFrame] = []
+        pos = 0
+        rec = struct.Struct(self._end + "IIII")
+        while pos + 16 <= len(data):
+            sec, frac, caplen, _ = rec.unpack_from(data, pos)
+            if pos + 16 + caplen > len(data):
+                break
+            frame = data[pos + 16 : pos + 16 + caplen]
+            pos += 16 + caplen
+            self._frame += 1
+            off = _link_offset(self._linktype, frame)
+            if off == _NOT_IP:
+                continue
+            if off is None:
+                out.append(BadFrame(self._frame, f"link type {self._linktype} is not supported"))
+                continue
+            out.append(_ip(self._frame, sec + frac / (1e9 if self._nano else 1e6), frame, off))
+        self._offset += pos
+        return out
+
+    def _header(self, head: bytes) -> None:
+        magic = head[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            self._end = "<"
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            self._end = ">"
+        else:
+            raise PcapError(f"{self.path}: not a classic pcap file (magic {magic.hex()}); pcapng cannot be followed")
+        self._nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+        self._linktype = struct.unpack_from(self._end + "I", head, 20)[0] & 0xFFFF
+        self._offset = 24
 
 
 def _timestamp(meta: object) -> float:

@@ -10,6 +10,7 @@ import pytest
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import LabError
 from ipseclab.lab.esp_keys import esp_sa_row
+from ipseclab.lab.kernel_peer import KernelSa, parse_drop_counters
 from ipseclab.lab.keys import match_ike_keys, parse_charon_log, parse_xfrm_state
 from ipseclab.lab.proc import require_tool
 from ipseclab.lab.topology import DOC_RANGES, make_topology
@@ -92,3 +93,21 @@ def test_unknown_topology_and_missing_tool_give_clear_errors():
         make_topology("star", "x")
     with pytest.raises(LabError, match="apt-get install"):
         require_tool("no-such-tool-ipseclab")
+
+
+def test_parse_drop_counters_keeps_nonzero_xfrm_and_error_counters():
+    xfrm = "XfrmInError             \t0\nXfrmInStateProtoError   \t3\nXfrmInNoStates          \t1\n"
+    snmp6 = "Ip6InReceives                   \t5\nIp6InDiscards                   \t2\nUdp6InCsumErrors\t1\n"
+    snmp = ("Ip: Forwarding DefaultTTL InReceives InDiscards\nIp: 1 64 9 7\n"
+            "Udp: InDatagrams NoPorts InErrors InCsumErrors\nUdp: 3 0 0 0\n")
+    assert parse_drop_counters(xfrm, snmp6, snmp) == {
+        "XfrmInStateProtoError": 3, "XfrmInNoStates": 1, "Ip6InDiscards": 2, "Udp6InCsumErrors": 1, "IpInDiscards": 7}
+
+
+def test_kernel_sa_command_over_ipv6_with_udp_encapsulation():
+    sa = KernelSa("2001:db8:1::10", "2001:db8:1::20", 0x1234, mode="transport", aead=("rfc4106(gcm(aes))",
+                  bytes(20), 128), encap=(4500, 4500), esn=True)
+    assert sa.command() == (
+        "ip xfrm state add src 2001:db8:1::10 dst 2001:db8:1::20 proto esp spi 0x00001234 mode transport "
+        f"flag esn replay-window 32 aead 'rfc4106(gcm(aes))' 0x{bytes(20).hex()} 128 encap espinudp 4500 4500 ::")
+
