@@ -60,7 +60,7 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
                 icv_ok = "[correct]" in icv_text and "[incorrect]" not in icv_text
             out.append(WiresharkIkeRecord(
                 frame=int(pkt.number),
-                exchange=int(layer.get_field("exchtype") or 0),
+                exchange=int(layer.get_field("exchangetype") or 0),
                 message_id=int(str(layer.get_field("messageid") or "0"), 0),
                 encrypted="enc_data" in names,
                 decrypted="enc_decrypted" in names,

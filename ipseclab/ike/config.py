@@ -1,0 +1,77 @@
+"""What one IKE SA is configured with: identities, the pre-shared key, proposals, selectors, mode.
+
+The strings are the ones users of this field already write (swanctl.conf / ipsec.conf): proposals
+like ``aes256gcm16-prfsha256-ecp256`` and ``aes128-sha256-esn``, selectors like ``10.1.0.0/16``.
+Everything is checked when the config is made, so a typo fails at once with a message naming it,
+not half-way through an exchange.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..crypto.proposals import parse_proposal
+from ..errors import ConfigError
+from ..packets.enums import IdType
+
+
+def identity(text: str) -> tuple[int, bytes]:
+    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return (IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR), addr.packed
+    if not text:
+        raise ConfigError("an empty identity: use an address, a name (moon.example.org) or user@name")
+    return (IdType.ID_RFC822_ADDR if "@" in text else IdType.ID_FQDN), text.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class IkeConfig:
+    """One side's configuration of an IKE SA and its first Child SA (both roles use the same shape).
+
+    ``local_ts``/``remote_ts`` are this side's view: the initiator proposes them as TSi/TSr, the
+    responder narrows the initiator's offer to them (RFC 7296 2.9).  ``retransmit_*`` follow
+    strongSwan's shape: timeout * base**n for n = 0..tries-1, then the exchange has failed.
+    """
+
+    local_id: str
+    remote_id: str
+    psk: bytes
+    ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-ecp256",)
+    esp_proposals: tuple[str, ...] = ("aes256gcm16-noesn",)
+    local_ts: tuple[str, ...] = ("0.0.0.0/0",)
+    remote_ts: tuple[str, ...] = ("0.0.0.0/0",)
+    mode: str = "tunnel"
+    nat_addresses: tuple[str, int, str, int] | None = None  # (local ip, port, remote ip, port) for NAT-D
+    retransmit_timeout: float = 1.0
+    retransmit_base: float = 1.8
+    retransmit_tries: int = 5
+    fragmentation: bool = True  # RFC 7383: offered in IKE_SA_INIT, used when the peer offers it too
+    fragment_size: int = 1280  # largest IKE datagram before fragmenting (strongSwan's default)
+
+    def __post_init__(self) -> None:
+        if not self.psk:
+            raise ConfigError("the pre-shared key is empty: IKEv2 PSK authentication needs a secret")
+        identity(self.local_id)
+        identity(self.remote_id)
+        if not self.ike_proposals or not self.esp_proposals:
+            raise ConfigError("at least one IKE and one ESP proposal are needed")
+        for p in self.ike_proposals:
+            parse_proposal(p, "ike")
+        for p in self.esp_proposals:
+            parse_proposal(p, "esp")
+        if self.mode not in ("tunnel", "transport"):
+            raise ConfigError(f"mode {self.mode!r}: use 'tunnel' or 'transport'")
+        for ts in (*self.local_ts, *self.remote_ts):
+            try:
+                ipaddress.ip_network(ts, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"traffic selector {ts!r}: {exc}") from None
+        if not 576 <= self.fragment_size <= 65535:
+            raise ConfigError(f"fragment_size {self.fragment_size}: use 576..65535 bytes (RFC 7383 2.5.1)")
+        if self.retransmit_timeout <= 0 or self.retransmit_tries < 1 or self.retransmit_base < 1:
+            raise ConfigError("retransmit_timeout must be > 0, retransmit_tries >= 1 and retransmit_base >= 1")

@@ -1,0 +1,100 @@
+"""What the engine tells its driver, as frozen dataclasses (``IkeConnection.next_event()``).
+
+The engine never acts on the world itself: an established Child SA is an event carrying the
+negotiated algorithms and keys, and the driver (the endpoint, a test) builds the ESP SAs from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..crypto import IkeSaKeys
+from ..packets.payloads import TrafficSelector
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every engine event."""
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished(Event):
+    """Both AUTH payloads verified: the IKE SA is up.  ``keys`` feed Wireshark's ikev2_decryption_table."""
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    suite: str  # e.g. ENCR_AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256
+    encr_id: int
+    encr_key_bits: int
+    integ_id: int | None
+    keys: IkeSaKeys
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaEstablished(Event):
+    """A Child SA pair is agreed; ``*_in`` protect what we receive (our SPI), ``*_out`` what we send.
+
+    Keys are KEYMAT slices (RFC 7296 2.17): the encryption key includes the AEAD salt.
+    """
+
+    protocol: int  # ProtocolId.ESP or ProtocolId.AH
+    spi_in: int
+    spi_out: int
+    mode: str
+    encr_id: int | None
+    encr_key_bits: int
+    integ_id: int | None
+    esn: bool
+    encr_key_in: bytes
+    integ_key_in: bytes
+    encr_key_out: bytes
+    integ_key_out: bytes
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaFailed(Event):
+    """The IKE SA could not be set up or was torn down by an error.
+
+    ``notify`` is the IKEv2 error notify involved (sent or received), 0 when none; ``remote`` says
+    whether the peer reported it (a notify we received) or we did (our check failed).
+    """
+
+    reason: str
+    notify: int = 0
+    remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted(Event):
+    """The IKE SA (and its Child SAs) is gone after an INFORMATIONAL exchange with a Delete payload."""
+
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramDropped(Event):
+    """A datagram the engine could not use; counted and dropped (never an exception out of receive)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed(Event):
+    """The Child SA could not be agreed; the IKE SA stays up (RFC 7296 2.21.3)."""
+
+    reason: str
+    notify: int = 0
+    remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted(Event):
+    """A Child SA pair was deleted (by an INFORMATIONAL Delete)."""
+
+    spi_in: int
+    spi_out: int
+    by_peer: bool

@@ -1,0 +1,1 @@
+"""One module per IKEv2 exchange; each works on an IkeConnection and its Negotiation."""

@@ -1,0 +1,239 @@
+"""IKE_AUTH (RFC 7296 1.2, 2.15): identities, PSK authentication and the first Child SA.
+
+AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <SignedOctets>), where the initiator signs its
+IKE_SA_INIT request, the responder's nonce and prf(SK_pi, IDi'), and the responder its
+IKE_SA_INIT response, the initiator's nonce and prf(SK_pr, IDr').  The Child SA's KEYMAT is
+prf+(SK_d, Ni | Nr), the initiator-to-responder keys first (2.17).
+
+A failed AUTH fails the IKE SA (AUTHENTICATION_FAILED, 2.21.2); a Child SA that cannot be agreed
+(no proposal, unacceptable selectors, a mode mismatch) leaves the IKE SA up and is reported as
+``ChildSaFailed`` (2.21.3).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from ...crypto import child_sa_keys, psk_auth, signed_octets
+from ...crypto.auth import AuthMethod
+from ...errors import RemoteProtocolError
+from ...packets.enums import ExchangeType, NotifyType, ProtocolId
+from ...packets.message import Message
+from ...packets.payloads import (
+    AuthPayload,
+    IdiPayload,
+    IdPayload,
+    IdrPayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    TrafficSelector,
+    TsiPayload,
+    TsrPayload,
+)
+from ..config import identity
+from ..events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
+from ..negotiate import check_choice, child_algorithms, choose, offer
+from ..selectors import from_cidrs, narrow, within
+from ..state import Trigger
+
+if TYPE_CHECKING:
+    from ..connection import IkeConnection
+
+
+def _auth_data(conn: IkeConnection, *, for_initiator: bool, id_payload: IdPayload) -> bytes:
+    neg = conn.neg
+    assert neg.suite is not None and neg.keys is not None
+    prf = neg.suite.prf
+    if for_initiator:
+        octets = signed_octets(prf, neg.init_request, neg.nonce_r, neg.keys.sk_pi, id_payload.body())
+    else:
+        octets = signed_octets(prf, neg.init_response, neg.nonce_i, neg.keys.sk_pr, id_payload.body())
+    return psk_auth(prf, conn.config.psk, octets)
+
+
+def _own_id(conn: IkeConnection, cls: type[IdPayload]) -> IdPayload:
+    id_type, data = identity(conn.config.local_id)
+    return cls(id_type, data)
+
+
+def _check_peer(conn: IkeConnection, peer_id: IdPayload | None, auth: AuthPayload | None, *,
+                peer_is_initiator: bool) -> None:
+    """The peer's identity is the configured one and its AUTH verifies; RemoteProtocolError otherwise."""
+    if peer_id is None or auth is None:
+        raise RemoteProtocolError("IKE_AUTH without the peer's ID and AUTH payloads", NotifyType.AUTHENTICATION_FAILED)
+    want = identity(conn.config.remote_id)
+    if (peer_id.id_type, peer_id.data) != want:
+        raise RemoteProtocolError(f"peer identity {peer_id.text()!r} is not the configured {conn.config.remote_id!r}",
+                                  NotifyType.AUTHENTICATION_FAILED)
+    if auth.method != AuthMethod.SHARED_KEY_MIC:
+        raise RemoteProtocolError(f"peer authenticates with method {auth.method}; only PSK (2) is configured",
+                                  NotifyType.AUTHENTICATION_FAILED)
+    expected = _auth_data(conn, for_initiator=peer_is_initiator, id_payload=peer_id)
+    if not hmac.compare_digest(expected, auth.data):
+        raise RemoteProtocolError(f"AUTH payload of {peer_id.text()!r} does not verify: wrong pre-shared key?",
+                                  NotifyType.AUTHENTICATION_FAILED)
+
+
+def _find(payloads: list[Payload], cls: type) -> Payload | None:
+    return next((p for p in payloads if isinstance(p, cls)), None)
+
+
+def _has_notify(payloads: list[Payload], notify_type: int) -> bool:
+    return any(isinstance(p, NotifyPayload) and p.notify_type == notify_type for p in payloads)
+
+
+def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: bytes, mode: str,
+                 tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> ChildSaEstablished:
+    neg = conn.neg
+    assert neg.suite is not None and neg.keys is not None
+    algs = child_algorithms(chosen)
+    e_size, i_size = algs.key_sizes
+    km = child_sa_keys(neg.suite.prf, neg.keys.sk_d, neg.nonce_i, neg.nonce_r, e_size, i_size)
+    if conn.initiator:
+        ein, iin, eout, iout = km.encr_r, km.integ_r, km.encr_i, km.integ_i
+        local, remote = tsi, tsr
+    else:
+        ein, iin, eout, iout = km.encr_i, km.integ_i, km.encr_r, km.integ_r
+        local, remote = tsr, tsi
+    return ChildSaEstablished(chosen.protocol, int.from_bytes(spi_in, "big"), int.from_bytes(spi_out, "big"), mode,
+                              algs.encr_id, algs.encr_key_bits, algs.integ_id, algs.esn, ein, iin, eout, iout,
+                              tuple(local), tuple(remote))
+
+
+def _established(conn: IkeConnection, peer_id: IdPayload) -> IkeSaEstablished:
+    neg = conn.neg
+    assert neg.suite is not None and neg.keys is not None
+    s = neg.suite
+    return IkeSaEstablished(conn.spi_i, conn.spi_r, conn.initiator, s.describe(), int(s.encr.id), s.encr.key_bits,
+                            int(s.integ.id) if s.integ else None, neg.keys, peer_id.text())
+
+
+def start(conn: IkeConnection, now: float) -> None:
+    """The initiator's IKE_AUTH request: IDi, IDr, AUTH, [USE_TRANSPORT_MODE], SAi2, TSi, TSr."""
+    neg, cfg = conn.neg, conn.config
+    idi = _own_id(conn, IdiPayload)
+    id_type, data = identity(cfg.remote_id)
+    neg.child_spi = _child_spi(conn)
+    neg.child_offer = offer(cfg.esp_proposals, "esp", neg.child_spi)
+    payloads: list[Payload] = [idi, IdrPayload(id_type, data),
+                               AuthPayload(AuthMethod.SHARED_KEY_MIC, _auth_data(conn, for_initiator=True,
+                                                                                 id_payload=idi))]
+    if cfg.mode == "transport":
+        payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+    payloads += [neg.child_offer, TsiPayload(from_cidrs(cfg.local_ts)), TsrPayload(from_cidrs(cfg.remote_ts))]
+    conn.send_request(ExchangeType.IKE_AUTH, payloads, now)
+
+
+def _child_spi(conn: IkeConnection) -> bytes:
+    while True:
+        spi = conn.rng(4)
+        if int.from_bytes(spi, "big") >= 256:  # 1-255 are reserved by IANA (RFC 4303 2.1)
+            return spi
+
+
+def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
+    """The responder: verify the initiator, answer with IDr and AUTH, and agree the Child SA if it can."""
+    cfg = conn.config
+    inner = msg.all_payloads()
+    idi, auth = _find(inner, IdiPayload), _find(inner, AuthPayload)
+    try:
+        _check_peer(conn, idi if isinstance(idi, IdPayload) else None,
+                    auth if isinstance(auth, AuthPayload) else None, peer_is_initiator=True)
+    except RemoteProtocolError:
+        conn.notify_only_response(ExchangeType.IKE_AUTH, msg.message_id, NotifyType.AUTHENTICATION_FAILED)
+        raise
+    assert isinstance(idi, IdPayload)
+    conn._step(Trigger.RECV_AUTH_REQUEST)
+    idr = _own_id(conn, IdrPayload)
+    payloads: list[Payload] = [idr, AuthPayload(AuthMethod.SHARED_KEY_MIC,
+                                                _auth_data(conn, for_initiator=False, id_payload=idr))]
+    child: ChildSaEstablished | None = None
+    failure: tuple[str, int] | None = None
+    sa, tsi, tsr = _find(inner, SaPayload), _find(inner, TsiPayload), _find(inner, TsrPayload)
+    if not isinstance(sa, SaPayload) or not isinstance(tsi, TsiPayload) or not isinstance(tsr, TsrPayload):
+        failure = ("IKE_AUTH request without SA, TSi and TSr: no Child SA", NotifyType.INVALID_SYNTAX)
+    else:
+        transport = _has_notify(inner, NotifyType.USE_TRANSPORT_MODE)
+        n_tsi = narrow(tsi.selectors, from_cidrs(cfg.remote_ts))
+        n_tsr = narrow(tsr.selectors, from_cidrs(cfg.local_ts))
+        try:
+            spi = _child_spi(conn)
+            chosen = choose(sa, cfg.esp_proposals, "esp", spi)
+        except RemoteProtocolError as exc:
+            failure = (str(exc), exc.notify)
+        else:
+            peer_spi = next(p.spi for p in sa.proposals if p.num == chosen.num)
+            if not n_tsi or not n_tsr:
+                failure = (f"traffic selectors {_ts(tsi.selectors)} === {_ts(tsr.selectors)} are outside "
+                           f"{', '.join(cfg.remote_ts)} === {', '.join(cfg.local_ts)}", NotifyType.TS_UNACCEPTABLE)
+            elif transport != (cfg.mode == "transport"):
+                failure = (f"the initiator asks for {'transport' if transport else 'tunnel'} mode, "
+                           f"configured is {cfg.mode}", NotifyType.NO_PROPOSAL_CHOSEN)
+            elif len(peer_spi) != 4:
+                failure = (f"ESP proposal with a {len(peer_spi)}-byte SPI", NotifyType.INVALID_SYNTAX)
+            else:
+                if transport:
+                    payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+                payloads += [SaPayload([chosen]), TsiPayload(n_tsi), TsrPayload(n_tsr)]
+                child = _child_event(conn, chosen, spi, peer_spi, cfg.mode, n_tsi, n_tsr)
+    if failure is not None:
+        payloads.append(NotifyPayload(failure[1]))
+    conn.send_response(ExchangeType.IKE_AUTH, payloads, msg.message_id)
+    conn.emit(_established(conn, idi))
+    if child is not None:
+        conn.neg.child = child
+        conn.emit(child)
+    elif failure is not None:
+        conn.emit(ChildSaFailed(failure[0], failure[1], remote=True))
+
+
+def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
+    """The initiator: verify the responder, then take the Child SA (or its refusal)."""
+    neg, cfg = conn.neg, conn.config
+    inner = msg.all_payloads()
+    idr, auth = _find(inner, IdrPayload), _find(inner, AuthPayload)
+    if auth is None:
+        err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
+        code = err.notify_type if err is not None else NotifyType.AUTHENTICATION_FAILED
+        raise RemoteProtocolError(f"the responder refused IKE_AUTH with notify {code}", code)
+    _check_peer(conn, idr if isinstance(idr, IdPayload) else None,
+                auth if isinstance(auth, AuthPayload) else None, peer_is_initiator=False)
+    assert isinstance(idr, IdPayload)
+    conn._step(Trigger.RECV_AUTH_RESPONSE)
+    conn.emit(_established(conn, idr))
+    err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
+    sa, tsi, tsr = _find(inner, SaPayload), _find(inner, TsiPayload), _find(inner, TsrPayload)
+    if err is not None or not isinstance(sa, SaPayload) or not isinstance(tsi, TsiPayload) \
+            or not isinstance(tsr, TsrPayload):
+        code = err.notify_type if err is not None else NotifyType.INVALID_SYNTAX
+        conn.emit(ChildSaFailed(f"the responder set up no Child SA (notify {code})", code, remote=True))
+        return
+    assert neg.child_offer is not None
+    try:
+        chosen = check_choice(sa, neg.child_offer, "esp")
+    except RemoteProtocolError as exc:
+        conn.emit(ChildSaFailed(str(exc), exc.notify))
+        return
+    transport = _has_notify(inner, NotifyType.USE_TRANSPORT_MODE)
+    if transport != (cfg.mode == "transport"):
+        conn.emit(ChildSaFailed(f"the responder agreed {'transport' if transport else 'tunnel'} mode, "
+                                f"configured is {cfg.mode}", NotifyType.NO_PROPOSAL_CHOSEN))
+        return
+    if not within(tsi.selectors, from_cidrs(cfg.local_ts)) or not within(tsr.selectors, from_cidrs(cfg.remote_ts)):
+        conn.emit(ChildSaFailed(f"the responder's selectors {_ts(tsi.selectors)} === {_ts(tsr.selectors)} are "
+                                f"not inside what we proposed", NotifyType.TS_UNACCEPTABLE))
+        return
+    if len(chosen.spi) != 4 or chosen.protocol != ProtocolId.ESP:
+        conn.emit(ChildSaFailed(f"the responder's Child SA proposal has a {len(chosen.spi)}-byte SPI",
+                                NotifyType.INVALID_SYNTAX))
+        return
+    child = _child_event(conn, chosen, neg.child_spi, chosen.spi, cfg.mode, tsi.selectors, tsr.selectors)
+    neg.child = child
+    conn.emit(child)
+
+
+def _ts(selectors: list[TrafficSelector]) -> str:
+    return ", ".join(str(s) for s in selectors) or "(none)"

@@ -1,0 +1,367 @@
+"""The sans-I/O IKEv2 engine: an initiator and a responder wired together in memory.
+
+Each test drives both ``IkeConnection`` objects with a fake clock, loses or forges datagrams where
+it needs to, and checks the events, states and counters.  Two independent checks sit on top: the
+negotiated Child SA keys must make ipseclab ESP SAs that talk to each other (the keys are the same
+KEYMAT slices on both sides), and Wireshark must decrypt the engine's own IKE messages with the key
+table built from the IkeSaEstablished event (``test_tshark_decrypts_the_engines_messages``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ipseclab.crypto import EncrId, IntegId, KeId
+from ipseclab.errors import ConfigError, LocalProtocolError
+from ipseclab.esp import EspSA
+from ipseclab.ike import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    DatagramDropped,
+    Event,
+    IkeConfig,
+    IkeConnection,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+    IkeState,
+)
+from ipseclab.ike.state import Role, Trigger, transition
+from ipseclab.packets.enums import ExchangeType, NotifyType
+from ipseclab.packets.message import decode
+
+Filter = Callable[[str, bytes], bool]  # (direction "i>r"/"r>i", datagram) -> deliver?
+
+
+def configs(**kw: object) -> tuple[IkeConfig, IkeConfig]:
+    """Matching initiator and responder configs; ``r_*`` keys apply to the responder only."""
+    ri = {k[2:]: v for k, v in kw.items() if k.startswith("r_")}
+    ii = {k: v for k, v in kw.items() if not k.startswith("r_")}
+    base = dict(psk=b"correct horse battery staple")
+    ci = IkeConfig("moon.strongswan.org", "sun.strongswan.org", **{**base, **ii})  # type: ignore[arg-type]
+    rkw = {**base, **{k: v for k, v in ii.items() if k not in ("local_ts", "remote_ts")}, **ri}
+    cr = IkeConfig("sun.strongswan.org", "moon.strongswan.org", **rkw)  # type: ignore[arg-type]
+    return ci, cr
+
+
+class Wire:
+    """Two connections, a clock, a log of every datagram and the events each side emitted."""
+
+    def __init__(self, ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None) -> None:
+        self.i = IkeConnection(ci, initiator=True)
+        self.r = IkeConnection(cr, initiator=False)
+        self.now = 0.0
+        self.deliver = deliver or (lambda _d, _b: True)
+        self.log: list[tuple[str, bytes]] = []
+        self.events: dict[str, list[Event]] = {"i": [], "r": []}
+
+    def pump(self, rounds: int = 20) -> None:
+        """Move datagrams both ways until nothing is in flight (no timers)."""
+        for _ in range(rounds):
+            moved = False
+            for src, dst, name in ((self.i, self.r, "i>r"), (self.r, self.i, "r>i")):
+                for d in src.datagrams_to_send(self.now):
+                    moved = True
+                    self.log.append((name, d))
+                    if self.deliver(name, d):
+                        dst.receive_datagram(d, self.now)
+            self._collect()
+            if not moved:
+                return
+
+    def run_timers(self, until: float) -> None:
+        """Advance the clock timer by timer (both sides), pumping after each."""
+        while True:
+            timers = [t for t in (self.i.get_timer(), self.r.get_timer()) if t is not None]
+            if not timers or min(timers) > until:
+                return
+            self.now = min(timers)
+            self.i.handle_timer(self.now)
+            self.r.handle_timer(self.now)
+            self.pump()
+
+    def _collect(self) -> None:
+        for name, c in (("i", self.i), ("r", self.r)):
+            while (e := c.next_event()) is not None:
+                self.events[name].append(e)
+
+    def of(self, side: str, cls: type) -> list:
+        return [e for e in self.events[side] if isinstance(e, cls)]
+
+
+def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None) -> Wire:
+    w = Wire(ci, cr, deliver)
+    w.i.initiate(w.now)
+    w.pump()
+    return w
+
+
+def esp_pair(child: ChildSaEstablished) -> tuple[EspSA, EspSA]:
+    """(outbound, inbound) ipseclab ESP SAs from the engine's event, as the endpoint will make them."""
+    kw = dict(mode=child.mode, esn=child.esn, key_bits=child.encr_key_bits)
+    if child.mode == "tunnel":
+        kw["tunnel"] = ("198.51.100.10", "198.51.100.20")
+    out = EspSA(child.spi_out, child.encr_id, child.encr_key_out, integ=child.integ_id,
+                integ_key=child.integ_key_out, **kw)  # type: ignore[arg-type]
+    inn = EspSA(child.spi_in, child.encr_id, child.encr_key_in, integ=child.integ_id,
+                integ_key=child.integ_key_in, **kw)  # type: ignore[arg-type]
+    return out, inn
+
+
+PING = bytes.fromhex("4500001c00010000400100000a0100010a020001") + bytes.fromhex("0800f7ff00000000")
+
+
+@pytest.mark.parametrize(("ike", "esp", "encr", "integ", "ke"), [
+    ("aes256gcm16-prfsha256-ecp256", "aes256gcm16", EncrId.AES_GCM_16, None, KeId.ECP256),
+    ("aes128-sha256-modp2048", "aes128-sha256-esn", EncrId.AES_CBC, IntegId.HMAC_SHA2_256_128, KeId.MODP2048),
+    ("chacha20poly1305-prfsha256-curve25519", "chacha20poly1305", EncrId.CHACHA20_POLY1305, None, KeId.CURVE25519),
+    ("aes256-sha384-ecp384", "aes256-sha512", EncrId.AES_CBC, IntegId.HMAC_SHA2_384_192, KeId.ECP384),
+    ("aes128-aesxcbc-modp3072", "aes128gmac", EncrId.AES_CBC, IntegId.AES_XCBC_96, KeId.MODP3072),
+])
+def test_psk_handshake_brings_up_the_ike_sa_and_a_working_child_sa(ike, esp, encr, integ, ke):
+    w = handshake(*configs(ike_proposals=(ike,), esp_proposals=(esp,)))
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED, (w.events, w.i.state, w.r.state)
+    (ei,), (er,) = w.of("i", IkeSaEstablished), w.of("r", IkeSaEstablished)
+    assert ei.keys == er.keys and ei.spi_i == er.spi_i == w.i.spi_i and ei.spi_r == er.spi_r == w.r.spi_r
+    assert (ei.encr_id, ei.integ_id) == (encr, integ) and w.i.neg.suite.ke.id == ke  # type: ignore[union-attr]
+    assert ei.peer_id == "sun.strongswan.org" and er.peer_id == "moon.strongswan.org"
+    (ci,), (cr,) = w.of("i", ChildSaEstablished), w.of("r", ChildSaEstablished)
+    assert (ci.spi_in, ci.spi_out) == (cr.spi_out, cr.spi_in) and ci.spi_in != ci.spi_out
+    assert (ci.encr_key_out, ci.integ_key_out) == (cr.encr_key_in, cr.integ_key_in)
+    assert (ci.encr_key_in, ci.integ_key_in) == (cr.encr_key_out, cr.integ_key_out)
+    assert ci.encr_key_in != ci.encr_key_out
+    assert ci.esn == cr.esn == esp.endswith("-esn")
+    # the keys work: what one side's outbound SA makes, the other side's inbound SA takes
+    i_out, i_in = esp_pair(ci)
+    r_out, r_in = esp_pair(cr)
+    assert r_in.unprotect(i_out.protect(PING)) == PING
+    assert i_in.unprotect(r_out.protect(PING)) == PING
+    assert not w.of("i", DatagramDropped) and not w.of("r", DatagramDropped)
+    assert [d for d, _ in w.log] == ["i>r", "r>i", "i>r", "r>i"]
+
+
+def test_the_messages_are_what_rfc_7296_says():
+    w = handshake(*configs(mode="transport", nat_addresses=("198.51.100.10", 500, "198.51.100.20", 500)))
+    init_req, init_resp, auth_req, auth_resp = (d for _, d in w.log)
+    assert decode(init_req).summary() == (
+        "IKE_SA_INIT request #0 [SA KE No N(NAT_DETECTION_SOURCE_IP) N(NAT_DETECTION_DESTINATION_IP) "
+        "N(IKEV2_FRAGMENTATION_SUPPORTED)]")
+    assert decode(init_resp).summary().startswith("IKE_SA_INIT response #0 [SA KE No N(NAT_DETECTION_SOURCE_IP)")
+    assert decode(auth_req, w.i.neg.crypto).summary() == (
+        "IKE_AUTH request #1 [SK{IDi IDr AUTH N(USE_TRANSPORT_MODE) SA TSi TSr}]")
+    assert decode(auth_resp, w.i.neg.crypto).summary() == (
+        "IKE_AUTH response #1 [SK{IDr AUTH N(USE_TRANSPORT_MODE) SA TSi TSr}]")
+    assert w.of("i", ChildSaEstablished)[0].mode == "transport"
+
+
+def test_wrong_psk_fails_both_sides_with_authentication_failed():
+    ci, cr = configs()
+    w = handshake(ci, dataclasses.replace(cr, psk=b"not the same secret"))
+    assert w.i.state == w.r.state == IkeState.FAILED
+    (fr,) = w.of("r", IkeSaFailed)
+    assert fr.notify == NotifyType.AUTHENTICATION_FAILED and "pre-shared key" in fr.reason
+    (fi,) = w.of("i", IkeSaFailed)
+    assert fi.notify == NotifyType.AUTHENTICATION_FAILED and fi.remote
+    assert not w.of("i", IkeSaEstablished) and not w.of("r", IkeSaEstablished)
+
+
+def test_unexpected_peer_identity_is_an_authentication_failure():
+    ci, cr = configs()
+    w = handshake(ci, dataclasses.replace(cr, remote_id="carol@strongswan.org"))
+    (fr,) = w.of("r", IkeSaFailed)
+    assert fr.notify == NotifyType.AUTHENTICATION_FAILED and "'moon.strongswan.org'" in fr.reason
+
+
+def test_no_common_ike_proposal_ends_with_no_proposal_chosen():
+    w = handshake(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256",),
+                           r_ike_proposals=("aes128-sha1-modp2048",)))
+    (fi,) = w.of("i", IkeSaFailed)
+    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote
+    (fr,) = w.of("r", IkeSaFailed)
+    assert "aes128-sha1-modp2048" in fr.reason and "ENCR_AES_GCM_16_256" in fr.reason
+
+
+def test_invalid_ke_payload_makes_the_initiator_retry_with_the_responders_group():
+    w = handshake(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256", "aes256gcm16-prfsha256-modp2048"),
+                           r_ike_proposals=("aes256gcm16-prfsha256-modp2048",)))
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+    first, retry = decode(w.log[0][1]), decode(w.log[2][1])
+    notify = decode(w.log[1][1]).payloads[0]
+    assert notify.notify_type == NotifyType.INVALID_KE_PAYLOAD and notify.data == (14).to_bytes(2, "big")
+    assert first.find(type(retry.payloads[1]))[0].group == KeId.ECP256  # the KE payload
+    assert retry.payloads[1].group == KeId.MODP2048 and retry.spi_i == first.spi_i and retry.message_id == 0
+    assert w.i.neg.suite.ke.id == KeId.MODP2048  # type: ignore[union-attr]
+
+
+def test_child_sa_proposal_mismatch_keeps_the_ike_sa():
+    w = handshake(*configs(esp_proposals=("aes128gcm16",), r_esp_proposals=("aes256-sha256",)))
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+    (fi,) = w.of("i", ChildSaFailed)
+    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote
+    assert not w.of("i", ChildSaEstablished) and not w.of("r", ChildSaEstablished)
+
+
+def test_traffic_selectors_are_narrowed_or_refused():
+    w = handshake(*configs(local_ts=("10.0.0.0/8",), remote_ts=("0.0.0.0/0",),
+                           r_local_ts=("192.168.0.0/24",), r_remote_ts=("10.1.0.0/16",)))
+    (ci,), (cr,) = w.of("i", ChildSaEstablished), w.of("r", ChildSaEstablished)
+    assert [str(t) for t in ci.local_ts] == ["10.1.0.0-10.1.255.255"] == [str(t) for t in cr.remote_ts]
+    assert [str(t) for t in ci.remote_ts] == ["192.168.0.0-192.168.0.255"] == [str(t) for t in cr.local_ts]
+    w = handshake(*configs(local_ts=("10.0.0.0/8",), r_remote_ts=("172.16.0.0/12",)))
+    (fi,) = w.of("i", ChildSaFailed)
+    assert fi.notify == NotifyType.TS_UNACCEPTABLE and w.i.state == IkeState.ESTABLISHED
+
+
+def test_a_lost_response_is_recovered_by_retransmission_and_answered_from_the_cache():
+    lost = []
+
+    def deliver(direction: str, d: bytes) -> bool:
+        if direction == "r>i" and decode(d).exchange == ExchangeType.IKE_AUTH and not lost:
+            lost.append(d)
+            return False
+        return True
+
+    w = handshake(*configs(), deliver=deliver)
+    assert w.i.state == IkeState.AUTH_SENT and w.r.state == IkeState.ESTABLISHED
+    assert w.i.get_timer() == pytest.approx(1.0)
+    w.run_timers(until=10)
+    assert w.i.state == IkeState.ESTABLISHED and w.i.counters.retransmits == 1
+    assert w.r.counters.duplicate_requests == 1 and len(w.of("r", ChildSaEstablished)) == 1  # processed once
+    assert w.log[-1][1] == lost[0]  # the very same bytes again
+
+
+def test_no_answer_fails_after_the_retransmission_schedule():
+    w = handshake(*configs(retransmit_timeout=0.5, retransmit_tries=4), deliver=lambda d, _b: d == "r>i")
+    sent_at = []
+    while (t := w.i.get_timer()) is not None:
+        w.now = t
+        w.i.handle_timer(t)
+        sent_at += [t] * len(w.i.datagrams_to_send(t))
+        w._collect()
+    assert sent_at == pytest.approx([0.5, 0.5 + 0.9, 0.5 + 0.9 + 1.62])  # timeout * 1.8**n
+    (f,) = w.of("i", IkeSaFailed)
+    assert "no answer to our IKE_SA_INIT request" in f.reason and "after 4 transmissions" in f.reason
+    assert w.i.state == IkeState.FAILED
+
+
+def test_malformed_forged_and_stray_datagrams_are_counted_and_dropped():
+    ci, cr = configs()
+    w = Wire(ci, cr)
+    w.i.initiate(0)
+    w.pump(rounds=1)  # IKE_SA_INIT both ways; the IKE_AUTH request is now queued at the initiator
+    (auth_req,) = w.i.datagrams_to_send(0)
+    forged = bytearray(auth_req)
+    forged[-1] ^= 1
+    for junk in (b"", b"\x00" * 10, auth_req[:40], bytes(forged), auth_req[:16] + bytes(8) + auth_req[24:]):
+        w.r.receive_datagram(junk, 0)
+    w._collect()
+    drops = w.of("r", DatagramDropped)
+    assert len(drops) == 5 and w.r.state == IkeState.INIT_DONE
+    assert w.r.counters.dropped_malformed == 3 and w.r.counters.dropped_integrity == 1
+    assert w.r.counters.dropped_unexpected == 1 and "ICV" in drops[3].reason
+    w.r.receive_datagram(auth_req, 0)  # the real one still works
+    w.pump()
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+
+
+def test_delete_closes_both_sides_and_liveness_is_answered():
+    w = handshake(*configs())
+    from ipseclab.ike.exchanges import informational
+
+    informational.send_liveness(w.r, w.now)
+    w.pump()
+    assert w.r.get_timer() is None and w.r.state == IkeState.ESTABLISHED  # answered
+    w.i.close(w.now)
+    assert w.i.state == IkeState.DELETING
+    w.pump()
+    assert w.i.state == w.r.state == IkeState.CLOSED
+    assert w.of("i", IkeSaDeleted) == [IkeSaDeleted(by_peer=False)]
+    assert w.of("r", IkeSaDeleted) == [IkeSaDeleted(by_peer=True)]
+    w.i.receive_datagram(w.log[-1][1], w.now)  # anything after the end is dropped, not processed
+    assert w.i.counters.dropped_unexpected == 1
+
+
+def test_child_sa_delete_is_answered_with_our_spi():
+    from ipseclab.packets.enums import ProtocolId
+    from ipseclab.packets.payloads import DeletePayload
+
+    w = handshake(*configs())
+    (ci,) = w.of("i", ChildSaEstablished)
+    w.i.send_request(ExchangeType.INFORMATIONAL, [DeletePayload(ProtocolId.ESP, [ci.spi_in.to_bytes(4, "big")])],
+                     w.now)
+    w.pump()
+    assert w.of("r", ChildSaDeleted) == [ChildSaDeleted(ci.spi_out, ci.spi_in, by_peer=True)]
+    answer = decode(w.log[-1][1], w.i.neg.crypto).all_payloads()
+    assert answer == [DeletePayload(ProtocolId.ESP, [ci.spi_out.to_bytes(4, "big")])]
+
+
+def test_large_ike_auth_messages_are_fragmented_and_reassembled():
+    many = tuple(f"10.{n}.0.0/16" for n in range(60))
+    w = handshake(*configs(fragment_size=576, local_ts=many, r_remote_ts=("10.0.0.0/8",)))
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+    auth = [d for direction, d in w.log if direction == "i>r" and decode(d).exchange == ExchangeType.IKE_AUTH]
+    assert len(auth) > 1 and all(len(d) <= 576 for d in auth)
+    assert len(w.of("r", ChildSaEstablished)[0].remote_ts) == 60
+
+
+def test_create_child_sa_is_refused_politely_for_now():
+    w = handshake(*configs())
+    w.i.send_request(ExchangeType.CREATE_CHILD_SA, [], w.now)
+    w.pump()
+    reply = decode(w.log[-1][1], w.i.neg.crypto)
+    assert reply.response and reply.all_payloads()[0].notify_type == NotifyType.NO_ADDITIONAL_SAS
+
+
+def test_state_table_refuses_impossible_steps():
+    assert transition(Role.INITIATOR, IkeState.INITIAL, Trigger.SEND_INIT) == IkeState.INIT_SENT
+    with pytest.raises(LocalProtocolError, match="responder in state initial cannot send IKE_SA_INIT request"):
+        transition(Role.RESPONDER, IkeState.INITIAL, Trigger.SEND_INIT)
+    with pytest.raises(LocalProtocolError):
+        IkeConnection(configs()[1], initiator=False).initiate(0)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("psk", b"", "pre-shared key is empty"),
+    ("ike_proposals", ("aes256gcm16-prfsha256",), "no key exchange method"),
+    ("esp_proposals", ("aes128-sha999",), "unknown esp proposal keyword 'sha999'"),
+    ("local_ts", ("10.1.0.0/33",), "traffic selector '10.1.0.0/33'"),
+    ("mode", "beet", "use 'tunnel' or 'transport'"),
+    ("local_id", "", "empty identity"),
+])
+def test_bad_configuration_is_refused_at_once_with_the_reason(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(configs()[0], **{field: value})
+
+
+@pytest.mark.tshark
+def test_tshark_decrypts_the_engines_messages(tmp_path: Path):
+    """Wireshark, given only the key table made from the IkeSaEstablished event, decrypts every SK payload."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
+    from ipseclab.pcap.wireshark import ike_records
+
+    w = handshake(*configs(ike_proposals=("aes256-sha256-ecp256",)))
+    w.i.close(w.now)
+    w.pump()
+    frames = [Ether() / IP(src="198.51.100.10" if d == "i>r" else "198.51.100.20",
+                           dst="198.51.100.20" if d == "i>r" else "198.51.100.10") / UDP(sport=500, dport=500)
+              / Raw(data) for d, data in w.log]
+    wrpcap(str(tmp_path / "ike.pcap"), frames)
+    (e,) = w.of("i", IkeSaEstablished)
+    k = e.keys
+    row = IkeSaKeyRow(e.spi_i, e.spi_r, k.sk_ei, k.sk_er, e.encr_id, e.encr_key_bits, k.sk_ai, k.sk_ar,
+                      e.integ_id or 0)
+    write_ikev2_decryption_table(tmp_path / "keys", [row])
+    records = ike_records(tmp_path / "ike.pcap", read_ikev2_decryption_table(tmp_path / "keys"))
+    assert [r.exchange for r in records] == [34, 34, 35, 35, 37, 37]
+    encrypted = [r for r in records if r.encrypted]
+    assert len(encrypted) == 4 and all(r.decrypted and r.icv_ok for r in encrypted), records
