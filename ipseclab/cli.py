@@ -68,10 +68,10 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 
 def _pairs(specs: list[str] | None) -> list[tuple[str, str]]:
     from .errors import ConfigError
-    from .interop import IMPLEMENTATIONS
+    from .interop import DEFAULT_PAIRS, IMPLEMENTATIONS
 
     if not specs:
-        return [("strongswan", "libreswan"), ("libreswan", "strongswan")]
+        return list(DEFAULT_PAIRS)
     out = []
     for spec in specs:
         init, sep, resp = spec.partition(":")

@@ -23,7 +23,11 @@ from .lab.peers import driver
 from .lab.topology import Topology, make_topology
 from .pcap.trace import Trace
 
-IMPLEMENTATIONS = ("strongswan", "libreswan")
+IMPLEMENTATIONS = ("strongswan", "libreswan", "ipseclab")
+# the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
+DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
+                 ("ipseclab", "strongswan"), ("strongswan", "ipseclab"),
+                 ("ipseclab", "libreswan"), ("libreswan", "ipseclab")]
 PSK = "ipseclab-interop-psk"
 
 PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
@@ -107,8 +111,9 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> C
     topo = make_topology(case.topology, "probe")
     try:
         left_cfg, right_cfg = case_configs(case, topo)
-        driver(initiator).check_supported(left_cfg)
-        driver(responder).check_supported(right_cfg)
+        for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
+            driver(impl).check_topology(case.topology)
+            driver(impl).check_supported(cfg)
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     try:

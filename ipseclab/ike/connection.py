@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..crypto import KeyExchange
 from ..crypto.keys import IkeSaKeys, IkeSuite
 from ..crypto.random import RandomSource, random_bytes
-from ..errors import DecodeError, IntegrityError, LocalProtocolError, ProtocolError
+from ..errors import DecodeError, IntegrityError, IpsecLabError, LocalProtocolError, ProtocolError
 from ..packets.enums import ExchangeType, NotifyType
 from ..packets.fragment import Reassembler, fragment
 from ..packets.message import (
@@ -151,6 +151,8 @@ class IkeConnection:
             self._drop(f"ICV check failed: {exc}", "integrity")
         except DecodeError as exc:
             self._drop(f"malformed IKE message: {exc}", "malformed")
+        except IpsecLabError as exc:  # e.g. a KE value that is not a point on the curve: still just dropped
+            self._drop(f"unusable IKE message: {type(exc).__name__}: {exc}", "malformed")
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """Everything queued for the peer since the last call, in order."""

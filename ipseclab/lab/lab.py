@@ -27,9 +27,10 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ..errors import LabError
-from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
+from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
+from .endpoint_host import EndpointHost
 from .esp_keys import write_kernel_esp_sa
 from .images import Image, build_image
 from .keys import XfrmState, match_ike_keys, parse_xfrm_state
@@ -39,6 +40,8 @@ from .proc import require_root, require_tool
 from .runtime import RuntimeChoice, choose_runtime
 from .topology import Topology, check_host_routes, make_topology
 from .uml import UmlHost, network_script
+
+LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
 
 
 class LabInterrupted(LabError):
@@ -63,7 +66,7 @@ class PeerRun:
     side: str
     driver: PeerDriver
     config: PeerConfig
-    host: UmlHost
+    host: LabHost
 
 
 @dataclass(slots=True)
@@ -134,10 +137,11 @@ class Lab:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._up = True
         started = time.monotonic()
-        impls = {self.spec.left, self.spec.right}
-        with ThreadPoolExecutor(len(impls)) as ex:
-            images: dict[str, Image] = dict(zip(impls, ex.map(lambda i: build_image(i, self.run_dir), impls),
-                                                strict=True))
+        impls = {self.spec.left, self.spec.right} - {"ipseclab"}  # the endpoint runs on the host kernel
+        images: dict[str, Image] = {}
+        if impls:
+            with ThreadPoolExecutor(len(impls)) as ex:
+                images = dict(zip(impls, ex.map(lambda i: build_image(i, self.run_dir), impls), strict=True))
         self.timings.images = time.monotonic() - started
         started = time.monotonic()
         self._write_state()
@@ -151,10 +155,15 @@ class Lab:
             ns, ifname = self.topology.attach[side]
             peer_dir = self.run_dir / side
             peer_dir.mkdir(parents=True, exist_ok=True)
-            host = UmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir)
-            drv.write_config(cfg, peer_dir)
             addressing = self.topology.hosts[side]
-            host.boot(network_script(addressing, side) + drv.start_script(cfg, addressing))
+            drv.write_config(cfg, peer_dir)
+            host: LabHost
+            if impl == "ipseclab":
+                host = EndpointHost(side, ns, ifname, addressing, peer_dir)
+                host.boot()
+            else:
+                host = UmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir)
+                host.boot(network_script(addressing, side) + drv.start_script(cfg, addressing))
             self.peers[side] = PeerRun(side, drv, cfg, host)
         for side, peer in self.peers.items():
             self.timings.boot[side] = peer.host.wait_ready()
@@ -220,6 +229,10 @@ class Lab:
             src, dst = self.topology.hosts[side].address, self.topology.public_address(other)
         else:
             src, dst = self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
+        if isinstance(peer.host, EndpointHost):
+            answer = peer.host.command({"cmd": "ping", "src": src, "dst": dst, "count": count,
+                                        "timeout": min(timeout, 2 + count)}, timeout=timeout)
+            return f"{answer['sent']} packets transmitted, {answer['received']} received"
         _, out = peer.host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
         return out
 
@@ -246,10 +259,17 @@ class Lab:
         keysets = []
         for peer in self.peers.values():
             keysets += peer.driver.ike_keys(peer.host.dir)
+            if isinstance(peer.host, EndpointHost):
+                continue  # no kernel SAs: the endpoint wrote its own key files into its directory
             if peer.host.alive:
                 _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
                 (peer.host.dir / "xfrm-state.txt").write_text(out)
                 self.xfrm[peer.side] = parse_xfrm_state(out)
         self.ike_rows = match_ike_keys(keysets, messages)
+        for peer in self.peers.values():  # rows the ipseclab endpoint wrote itself
+            own = peer.host.dir / "ikev2_decryption_table"
+            if isinstance(peer.host, EndpointHost) and own.exists():
+                known = {(r.spi_i, r.spi_r) for r in self.ike_rows}
+                self.ike_rows += [r for r in read_ikev2_decryption_table(own) if (r.spi_i, r.spi_r) not in known]
         write_ikev2_decryption_table(self.run_dir / "ikev2_decryption_table", self.ike_rows)
         write_kernel_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states])

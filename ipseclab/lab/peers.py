@@ -9,9 +9,10 @@ keys the daemon logged.  Sockets and runtime state live on the guest's tmpfs ``/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import ConfigError, LabError
+from .endpoint_host import IpseclabDriver
 from .keys import StrongswanIkeKeys, parse_charon_log
 from .peerconfig import PeerConfig
 from .topology import HostAddressing
@@ -39,11 +40,13 @@ class PeerDriver(Protocol):
 
     def check_supported(self, cfg: PeerConfig) -> None: ...
 
+    def check_topology(self, kind: str) -> None: ...
+
     def write_config(self, cfg: PeerConfig, directory: Path) -> None: ...
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing) -> str: ...
 
-    def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str: ...
+    def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
 
@@ -52,6 +55,9 @@ class StrongswanDriver:
     """strongSwan 5.9.8: charon in the foreground, controlled with swanctl over vici."""
 
     impl = "strongswan"
+
+    def check_topology(self, kind: str) -> None:
+        return None  # direct and NAT: both daemons do NAT-T
 
     def check_supported(self, cfg: PeerConfig) -> None:
         from .render_strongswan import render_strongswan_conf, render_swanctl_conf
@@ -91,6 +97,9 @@ class LibreswanDriver:
 
     impl = "libreswan"
 
+    def check_topology(self, kind: str) -> None:
+        return None  # direct and NAT: both daemons do NAT-T
+
     def check_supported(self, cfg: PeerConfig) -> None:
         from .render_libreswan import render_ipsec_conf, render_ipsec_secrets
 
@@ -126,7 +135,8 @@ class LibreswanDriver:
         return []  # Libreswan's IKE keys: see docs/architecture.md (the strongSwan side supplies them)
 
 
-_DRIVERS: dict[str, PeerDriver] = {"strongswan": StrongswanDriver(), "libreswan": LibreswanDriver()}
+_DRIVERS: dict[str, PeerDriver] = {"strongswan": StrongswanDriver(), "libreswan": LibreswanDriver(),
+                                   "ipseclab": IpseclabDriver()}
 
 
 def driver(impl: str) -> PeerDriver:

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import LabError
 
@@ -73,7 +74,7 @@ def spawn(cmd: Sequence[str], log: Path, cwd: Path | None = None,
                                 cwd=cwd, env=env, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
     """Stop a process group started by :func:`spawn`: ``sig`` first, SIGKILL after ``grace`` seconds."""
     if proc.poll() is not None:
         return

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ipseclab.crypto import EncrId, IntegId, KeId
 from ipseclab.errors import ConfigError, LocalProtocolError
@@ -365,3 +367,30 @@ def test_tshark_decrypts_the_engines_messages(tmp_path: Path):
     assert [r.exchange for r in records] == [34, 34, 35, 35, 37, 37]
     encrypted = [r for r in records if r.encrypted]
     assert len(encrypted) == 4 and all(r.decrypted and r.icv_ok for r in encrypted), records
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 3), st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(0, 40))
+def test_mutated_datagrams_never_raise_and_forged_ones_never_advance_the_state(which, flips, cut):
+    """The handshake runs until its ``which``-th datagram, which arrives with bytes changed or cut off: the
+    receiver never raises, and an encrypted message that was changed is dropped without any state change."""
+    ci, cr = configs()
+    i, r = IkeConnection(ci, initiator=True), IkeConnection(cr, initiator=False)
+    i.initiate(0)
+    sender, receiver = i, r
+    for step in range(which + 1):
+        (original,) = sender.datagrams_to_send(0)
+        if step < which:
+            receiver.receive_datagram(original, 0)
+            sender, receiver = receiver, sender
+    data = bytearray(original)
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    mutated = bytes(data[: max(0, len(data) - cut)])
+    before, dropped = receiver.state, receiver.counters.total_dropped()
+    receiver.receive_datagram(mutated, 0)  # must not raise
+    events = list(iter(receiver.next_event, None))
+    if mutated != original and which >= 2:  # IKE_AUTH: everything that matters is under the ICV
+        assert receiver.state == before and receiver.counters.total_dropped() == dropped + 1, events
+        assert all(isinstance(e, DatagramDropped) for e in events)

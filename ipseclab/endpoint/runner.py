@@ -1,0 +1,278 @@
+"""One endpoint process: the IKEv2 engine on UDP 500 and the ESP data plane on raw IP sockets.
+
+It runs where the lab puts it (inside a network namespace, on the host kernel: no kernel ESP is
+needed, the data plane is ipseclab's) and is driven over a line protocol, one JSON object per line:
+
+* stdin, commands: ``{"cmd": "initiate"}``, ``{"cmd": "ping", "src": ..., "dst": ..., "count": 3}``,
+  ``{"cmd": "status"}``, ``{"cmd": "close"}``, ``{"cmd": "quit"}``;
+* stdout: ``{"kind": "ready"}`` once the sockets are bound, ``{"kind": "event", "type": ...}`` for each
+  engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
+  ``{"kind": "error", "message": ...}`` for a command it could not take.
+
+Echo requests that arrive through the Child SA are answered as the host behind this endpoint
+would (there is no TUN device yet), so a peer's ping across the tunnel gets its replies.
+
+Key material goes to files in the output directory, never to stdout: ``ikev2_decryption_table`` and
+``esp_sa`` (Wireshark's formats), so the lab's captures of this endpoint decrypt like any other peer's.
+Every event is also appended to ``events.jsonl`` there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import select
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import IpsecLabError
+from ..esp import EspSA
+from ..esp_decrypt import esp_sa_row
+from ..ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ..ike.events import Event
+from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
+from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
+from .children import esp_sas
+from .icmp import echo_reply_of, echo_reply_to, echo_request
+
+IKE_PORT = 500
+_IDENT = 0x15EC  # ICMP echo identifier of the endpoint's pings
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """What ``python -m ipseclab.endpoint SPEC.json`` reads."""
+
+    ike: IkeConfig
+    local: str
+    remote: str
+    initiator: bool
+    out_dir: Path
+    port: int = IKE_PORT
+
+    @classmethod
+    def from_json(cls, text: str) -> EndpointSpec:
+        raw = json.loads(text)
+        ike = dict(raw["ike"])
+        ike["psk"] = ike["psk"].encode() if isinstance(ike["psk"], str) else bytes.fromhex(ike["psk_hex"])
+        ike.pop("psk_hex", None)
+        for k in ("ike_proposals", "esp_proposals", "local_ts", "remote_ts"):
+            if k in ike:
+                ike[k] = tuple(ike[k])
+        if ike.get("nat_addresses") is not None:
+            ike["nat_addresses"] = tuple(ike["nat_addresses"])
+        return cls(IkeConfig(**ike), raw["local"], raw["remote"], bool(raw["initiator"]), Path(raw["out_dir"]),
+                   int(raw.get("port", IKE_PORT)))
+
+    def to_json(self) -> str:
+        ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
+        ike["psk"] = self.ike.psk.decode()
+        return json.dumps({"ike": ike, "local": self.local, "remote": self.remote, "initiator": self.initiator,
+                           "out_dir": str(self.out_dir), "port": self.port}, indent=2)
+
+
+def jsonable(value: Any) -> Any:
+    """Events as JSON: bytes as hex, addresses and enums as text; fields named like keys are left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if "key" not in f.name}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass(slots=True)
+class _Ping:
+    src: str
+    dst: str
+    count: int
+    deadline: float
+    sent: int = 0
+    next_at: float = 0.0
+    received: set[int] = field(default_factory=set)
+
+
+class Endpoint:
+    """The loop (``run``): sockets in, engine and SAs in the middle, sockets and stdout out."""
+
+    def __init__(self, spec: EndpointSpec, out: TextIO = sys.stdout) -> None:
+        self.spec = spec
+        self.out = out
+        self.conn = IkeConnection(spec.ike, initiator=spec.initiator)
+        self.esp_out: EspSA | None = None
+        self.esp_in: EspSA | None = None
+        self.ike_rows: list[IkeSaKeyRow] = []
+        self.esp_rows: list[EspSaRow] = []
+        self.ping: _Ping | None = None
+        self.esp_errors: dict[str, int] = {}
+        self.answered = 0  # echo requests that arrived through the Child SA and were answered
+        spec.out_dir.mkdir(parents=True, exist_ok=True)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.udp.bind((spec.local, spec.port))
+        self.esp_rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
+        self.ip_tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._running = True
+
+    def close(self) -> None:
+        for s in (self.udp, self.esp_rx, self.ip_tx):
+            s.close()
+
+    def say(self, kind: str, **fields: Any) -> None:
+        self.out.write(json.dumps({"kind": kind, **fields}) + "\n")
+        self.out.flush()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, commands: TextIO) -> None:
+        self.say("ready", local=self.spec.local, port=self.spec.port)
+        buffered = ""
+        while self._running:
+            now = time.monotonic()
+            wake = [t for t in (self.conn.get_timer(), self._ping_wake()) if t is not None]
+            timeout = max(0.0, min(wake) - now) if wake else 1.0
+            watched: list[Any] = [self.udp, self.esp_rx, commands]
+            readable, _, _ = select.select(watched, [], [], min(timeout, 1.0))
+            now = time.monotonic()
+            if self.udp in readable:
+                data, _addr = self.udp.recvfrom(65535)
+                self.conn.receive_datagram(data, now)
+            if self.esp_rx in readable:
+                self._receive_esp(self.esp_rx.recv(65535))
+            if commands in readable:
+                chunk = os.read(commands.fileno(), 65536).decode()
+                if not chunk:
+                    break  # the driver went away
+                buffered += chunk
+                while "\n" in buffered:
+                    line, buffered = buffered.split("\n", 1)
+                    if line.strip():
+                        self._command(line, now)
+            self.conn.handle_timer(now)
+            self._ping_step(now)
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        for d in self.conn.datagrams_to_send(now):
+            self.udp.sendto(d, (self.spec.remote, self.spec.port))
+        while (event := self.conn.next_event()) is not None:
+            self._on_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        record = {"type": type(event).__name__, **jsonable(event)}
+        with (self.spec.out_dir / "events.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if isinstance(event, IkeSaEstablished):
+            k = event.keys
+            self.ike_rows.append(IkeSaKeyRow(event.spi_i, event.spi_r, k.sk_ei, k.sk_er, event.encr_id,
+                                             event.encr_key_bits, k.sk_ai, k.sk_ar, event.integ_id or 0))
+            write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
+        elif isinstance(event, ChildSaEstablished):
+            self.esp_out, self.esp_in = esp_sas(event, self.spec.local, self.spec.remote)
+            self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=self.spec.remote),
+                              esp_sa_row(self.esp_in, src=self.spec.remote, dst=self.spec.local)]
+            write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
+        self.say("event", **record)
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def _command(self, line: str, now: float) -> None:
+        try:
+            cmd = json.loads(line)
+            name = cmd["cmd"]
+            if name == "initiate":
+                self.conn.initiate(now)
+                self.say("answer", cmd=name)
+            elif name == "ping":
+                if self.esp_out is None:
+                    raise IpsecLabError("no Child SA yet: initiate first and wait for ChildSaEstablished")
+                self.ping = _Ping(cmd["src"], cmd["dst"], int(cmd.get("count", 3)),
+                                  now + float(cmd.get("timeout", 5)))
+            elif name == "status":
+                self.say("answer", cmd=name, state=str(self.conn.state),
+                         engine=dataclasses.asdict(self.conn.counters),
+                         esp_out=self.esp_out.counters.as_dict() if self.esp_out else None,
+                         esp_in=self.esp_in.counters.as_dict() if self.esp_in else None,
+                         esp_errors=self.esp_errors, echo_replies_sent=self.answered)
+            elif name == "close":
+                self.conn.close(now)
+                self.say("answer", cmd=name)
+            elif name == "quit":
+                self._running = False
+                self.say("answer", cmd=name)
+            else:
+                raise IpsecLabError(f"unknown command {name!r}: initiate, ping, status, close or quit")
+        except (IpsecLabError, KeyError, ValueError, TypeError) as exc:
+            self.say("error", message=f"{type(exc).__name__}: {exc}", line=line)
+
+    # -- ESP ---------------------------------------------------------------------------------------
+
+    def _receive_esp(self, packet: bytes) -> None:
+        sa = self.esp_in
+        if sa is None or len(packet) < 28 or packet[16:20] != ipaddress.IPv4Address(self.spec.local).packed:
+            return
+        try:
+            inner = sa.unprotect(packet)
+        except IpsecLabError as exc:  # counted by the SA too; kept here by type for the status answer
+            name = type(exc).__name__
+            self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
+            return
+        if inner is None:
+            return
+        reply = echo_reply_to(inner)
+        if reply is not None and self.esp_out is not None:
+            # what came through the SA was for a host behind us: answer it as that host would
+            self.ip_tx.sendto(self.esp_out.protect(reply), (self.spec.remote, 0))
+            self.answered += 1
+        elif self.ping is not None:
+            seq = echo_reply_of(inner, _IDENT)
+            if seq is not None:
+                self.ping.received.add(seq)
+
+    def _ping_wake(self) -> float | None:
+        p = self.ping
+        return None if p is None else min(p.deadline, p.next_at)
+
+    def _ping_step(self, now: float) -> None:
+        p = self.ping
+        if p is None or self.esp_out is None:
+            return
+        if p.sent < p.count and now >= p.next_at:
+            p.sent += 1
+            packet = self.esp_out.protect(echo_request(p.src, p.dst, _IDENT, p.sent))
+            self.ip_tx.sendto(packet, (self.spec.remote, 0))
+            p.next_at = now + 0.2
+        if len(p.received) >= p.count or now >= p.deadline:
+            self.say("answer", cmd="ping", sent=p.sent, received=len(p.received))
+            self.ping = None
+        elif p.sent >= p.count:
+            p.next_at = p.deadline
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m ipseclab.endpoint SPEC.json   (see ipseclab/endpoint/runner.py)", file=sys.stderr)
+        return 2
+    try:
+        spec = EndpointSpec.from_json(Path(argv[0]).read_text())
+    except (OSError, ValueError, KeyError, TypeError, IpsecLabError) as exc:
+        print(f"ipseclab endpoint: cannot use {argv[0]}: {exc}", file=sys.stderr)
+        return 2
+    ep = Endpoint(spec)
+    try:
+        ep.run(sys.stdin)
+    finally:
+        ep.close()
+    return 0

@@ -1,0 +1,109 @@
+"""The endpoint's pieces that need no root: its spec file, event JSON, ICMP, ESP SAs from events, and the
+lab driver's translation of a PeerConfig (the endpoint against real peers: tests/interop/test_matrix.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+
+from ipseclab.endpoint.children import esp_sas
+from ipseclab.endpoint.icmp import echo_reply_of, echo_reply_to, echo_request
+from ipseclab.endpoint.runner import EndpointSpec, jsonable
+from ipseclab.errors import ConfigError
+from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ipseclab.lab.endpoint_host import IpseclabDriver
+from ipseclab.lab.peerconfig import PeerConfig
+
+
+def _established_pair(**kw) -> tuple[ChildSaEstablished, ChildSaEstablished, IkeSaEstablished]:
+    ci = IkeConfig("left.lab", "right.lab", b"psk", **kw)
+    cr = IkeConfig("right.lab", "left.lab", b"psk", **kw)
+    i, r = IkeConnection(ci, initiator=True), IkeConnection(cr, initiator=False)
+    i.initiate(0)
+    for _ in range(3):
+        for d in i.datagrams_to_send(0):
+            r.receive_datagram(d, 0)
+        for d in r.datagrams_to_send(0):
+            i.receive_datagram(d, 0)
+    ev_i = [e for e in iter(i.next_event, None)]
+    ev_r = [e for e in iter(r.next_event, None)]
+    (child_i,) = [e for e in ev_i if isinstance(e, ChildSaEstablished)]
+    (child_r,) = [e for e in ev_r if isinstance(e, ChildSaEstablished)]
+    (ike,) = [e for e in ev_i if isinstance(e, IkeSaEstablished)]
+    return child_i, child_r, ike
+
+
+def test_echo_request_and_reply_are_what_scapy_parses():
+    req = echo_request("203.0.113.1", "203.0.113.65", 0x15EC, 7)
+    p = IP(req)
+    assert p[ICMP].type == 8 and p[ICMP].id == 0x15EC and p[ICMP].seq == 7
+    del p.chksum, p[ICMP].chksum  # Scapy recomputes both checksums: they must be the ones we wrote
+    assert bytes(p) == req
+    reply = echo_reply_to(req)
+    assert reply is not None
+    q = IP(reply)
+    assert (q.src, q.dst, q[ICMP].type, q[ICMP].seq) == ("203.0.113.65", "203.0.113.1", 0, 7)
+    del q.chksum, q[ICMP].chksum
+    assert bytes(q) == reply
+    assert echo_reply_of(reply, 0x15EC) == 7 and echo_reply_of(reply, 1) is None and echo_reply_of(req, 0x15EC) is None
+    assert echo_reply_to(reply) is None and echo_reply_to(b"\x45" + bytes(10)) is None
+
+
+@pytest.mark.parametrize("mode", ["tunnel", "transport"])
+def test_esp_sas_from_both_sides_events_talk_to_each_other(mode):
+    child_i, child_r, _ = _established_pair(mode=mode, esp_proposals=("aes128-sha256-esn",))
+    i_out, i_in = esp_sas(child_i, "198.51.100.10", "198.51.100.20")
+    r_out, r_in = esp_sas(child_r, "198.51.100.20", "198.51.100.10")
+    if mode == "tunnel":
+        ping = echo_request("203.0.113.1", "203.0.113.65", 1, 1)
+        assert i_out.tunnel == ("198.51.100.10", "198.51.100.20") and i_out.esn
+    else:
+        ping = echo_request("198.51.100.10", "198.51.100.20", 1, 1)
+    assert r_in.unprotect(i_out.protect(ping)) == ping
+    reply = echo_reply_to(ping)
+    assert reply is not None and i_in.unprotect(r_out.protect(reply)) == reply
+
+
+def test_spec_round_trips_through_json_and_events_leave_keys_out(tmp_path: Path):
+    spec = EndpointSpec(IkeConfig("left.lab", "right.lab", b"psk", local_ts=("203.0.113.0/26",)),
+                        "198.51.100.10", "198.51.100.20", True, tmp_path)
+    again = EndpointSpec.from_json(spec.to_json())
+    assert again == spec
+    child, _, ike = _established_pair()
+    text = json.dumps(jsonable(ike)) + json.dumps(jsonable(child))
+    for secret in (ike.keys.sk_d, ike.keys.sk_ei, child.encr_key_in, child.encr_key_out):
+        assert secret.hex() not in text
+    assert jsonable(child)["local_ts"][0]["start_addr"] == "0.0.0.0"
+
+
+def test_the_lab_driver_writes_a_spec_the_endpoint_reads(tmp_path: Path):
+    cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "the psk", local_id="left.ipseclab.test",
+                     remote_id="right.ipseclab.test", ike_proposals=("aes256-sha256-modp2048",),
+                     esp_proposals=("aes128-sha256",), local_ts=("203.0.113.0/26",),
+                     remote_ts=("203.0.113.64/26",), esn=True)
+    IpseclabDriver().write_config(cfg, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    assert spec.initiator and spec.local == "198.51.100.10" and spec.remote == "198.51.100.20"
+    assert spec.ike.psk == b"the psk" and spec.ike.esp_proposals == ("aes128-sha256-esn",)
+    assert spec.ike.local_ts == ("203.0.113.0/26",) and spec.ike.remote_id == "right.ipseclab.test"
+    transport = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", mode="transport")
+    IpseclabDriver().write_config(transport, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    assert spec.ike.local_ts == ("198.51.100.10/32",) and spec.ike.mode == "transport"
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    (dict(protocol="ah", mode="transport"), "AH Child SAs"),
+    (dict(encap=True), "forced UDP encapsulation"),
+    (dict(remote_address=None, remote_id="left.ipseclab.test", role="responder"), "NAT"),
+])
+def test_the_lab_driver_names_what_the_endpoint_cannot_do(kw, why):
+    base = dict(name="lab", local_address="198.51.100.10", remote_address="198.51.100.20", psk="k")
+    cfg = PeerConfig(**{**base, **kw})
+    with pytest.raises(ConfigError, match=why):
+        IpseclabDriver().check_supported(cfg)
+    with pytest.raises(ConfigError, match="NAT traversal"):
+        IpseclabDriver().check_topology("nat")
