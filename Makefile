@@ -23,6 +23,7 @@ interop: setup
 bench: setup
 	$(PY) -m tests.bench.bench_ike_codec
 	$(PY) -m tests.bench.bench_esp
+	$(PY) -m tests.bench.bench_ike_engine
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -142,7 +142,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print(f"lab {lab.run_id} up in {lab.run_dir}: {args.initiator} (left) -> {args.responder} (right), "
               f"{case.topology} topology; guests ready in {max(lab.timings.boot.values()):.1f} s")
         print(lab.initiate("left").strip().splitlines()[-1])
-        print(lab.ping("left", count=case.pings).strip().splitlines()[-2])
+        ping = lab.ping("left", count=case.pings).strip().splitlines()
+        print(next((line for line in ping if "transmitted" in line), ping[-1] if ping else "no ping output"))
         if not args.no_wait:
             with contextlib.suppress(EOFError):
                 input("lab is up; press Enter (or Ctrl-C) to tear it down ")
@@ -175,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
     p.add_argument("action", choices=["up", "status", "down", "cleanup"])
     p.add_argument("--case", default="esp-tunnel", help="the test case whose setup 'up' boots")
-    p.add_argument("--initiator", default="strongswan", choices=["strongswan", "libreswan"])
-    p.add_argument("--responder", default="libreswan", choices=["strongswan", "libreswan"])
+    p.add_argument("--initiator", default="strongswan", choices=["strongswan", "libreswan", "ipseclab"])
+    p.add_argument("--responder", default="libreswan", choices=["strongswan", "libreswan", "ipseclab"])
     p.add_argument("--out", help="run directory for 'up'")
     p.add_argument("--run-id", help="the run whose resources 'down' removes (default: every lab's)")
     p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")

@@ -34,8 +34,12 @@ def echo_reply_of(packet: bytes, ident: int) -> int | None:
     return seq if icmp_type == 0 and rid == ident else None
 
 
-def echo_reply_to(packet: bytes) -> bytes | None:
-    """The echo reply a host would send for an IPv4 ICMP echo request (None if ``packet`` is not one)."""
+def echo_reply_to(packet: bytes, ip_id: int = 1) -> bytes | None:
+    """The echo reply a host would send for an IPv4 ICMP echo request (None if ``packet`` is not one).
+
+    ``ip_id`` must not be 0: a raw socket would fill in an ID of 0 after AH's ICV covered it (RFC 4302
+    3.3.3.1.1.1 counts the ID as immutable), and the peer would reject the packet.
+    """
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != 1:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -44,6 +48,6 @@ def echo_reply_to(packet: bytes) -> bytes | None:
         return None
     icmp = bytes((0,)) + packet[ihl + 1 : ihl + 2] + b"\0\0" + packet[ihl + 4 : total]
     icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, packet[1] & 0xFC, 20 + len(icmp), 0, 0, 64, 1, 0,
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, packet[1] & 0xFC, 20 + len(icmp), ip_id or 1, 0, 64, 1, 0,
                        packet[16:20], packet[12:16])
     return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + icmp

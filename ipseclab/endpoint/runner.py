@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import IpsecLabError
-from ..esp import EspSA
+from ..esp import AhSA, EspSA
 from ..esp_decrypt import esp_sa_row
 from ..ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
 from ..ike.events import Event
@@ -42,6 +42,10 @@ from .children import esp_sas
 from .icmp import echo_reply_of, echo_reply_to, echo_request
 
 IKE_PORT = 500
+NATT_PORT = 4500
+NON_ESP_MARKER = b"\0\0\0\0"
+KEEPALIVE = b"\xff"
+KEEPALIVE_INTERVAL = 20.0  # seconds, as strongSwan's default
 _IDENT = 0x15EC  # ICMP echo identifier of the endpoint's pings
 
 
@@ -51,7 +55,7 @@ class EndpointSpec:
 
     ike: IkeConfig
     local: str
-    remote: str
+    remote: str | None  # None: a responder that takes whoever initiates (e.g. from behind a NAT)
     initiator: bool
     out_dir: Path
     port: int = IKE_PORT
@@ -62,13 +66,14 @@ class EndpointSpec:
         ike = dict(raw["ike"])
         ike["psk"] = ike["psk"].encode() if isinstance(ike["psk"], str) else bytes.fromhex(ike["psk_hex"])
         ike.pop("psk_hex", None)
-        for k in ("ike_proposals", "esp_proposals", "local_ts", "remote_ts"):
+        for k in ("ike_proposals", "esp_proposals", "ah_proposals", "local_ts", "remote_ts"):
             if k in ike:
                 ike[k] = tuple(ike[k])
-        if ike.get("nat_addresses") is not None:
-            ike["nat_addresses"] = tuple(ike["nat_addresses"])
-        return cls(IkeConfig(**ike), raw["local"], raw["remote"], bool(raw["initiator"]), Path(raw["out_dir"]),
-                   int(raw.get("port", IKE_PORT)))
+        for k in ("local_endpoint", "remote_endpoint"):
+            if ike.get(k) is not None:
+                ike[k] = tuple(ike[k])
+        return cls(IkeConfig(**ike), raw["local"], raw.get("remote"), bool(raw["initiator"]),
+                   Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)))
 
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
@@ -111,23 +116,39 @@ class Endpoint:
         self.spec = spec
         self.out = out
         self.conn = IkeConnection(spec.ike, initiator=spec.initiator)
-        self.esp_out: EspSA | None = None
-        self.esp_in: EspSA | None = None
+        self.esp_out: EspSA | AhSA | None = None
+        self.esp_in: EspSA | AhSA | None = None
         self.ike_rows: list[IkeSaKeyRow] = []
         self.esp_rows: list[EspSaRow] = []
         self.ping: _Ping | None = None
         self.esp_errors: dict[str, int] = {}
         self.answered = 0  # echo requests that arrived through the Child SA and were answered
+        self.udp_encap = False  # the Child SA is ESP in UDP (NAT detected)
+        # where the peer is: configured, or learned from its datagrams (its port 4500 may be a NAT's mapping)
+        self.peer_ip = spec.remote
+        self.peer_ike_port = spec.port  # a NAT in front of the peer may map its port 500 to another
+        self.peer_natt_port = NATT_PORT
+        self.heard_on_natt = False  # the peer's last IKE datagram came on 4500: answer there
+        self.next_keepalive = 0.0
         spec.out_dir.mkdir(parents=True, exist_ok=True)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # IPv4: raw sockets see whole packets and send whole packets (the SA builds the outer header).
+        # IPv6: raw sockets see and send the payload only, so ESP goes as ESP bytes and the kernel adds
+        # the IPv6 header (tunnel mode; AH, whose ICV covers that header, is IPv4 only here).
+        self.v6 = ipaddress.ip_address(spec.local).version == 6
+        fam = socket.AF_INET6 if self.v6 else socket.AF_INET
+        self.udp = socket.socket(fam, socket.SOCK_DGRAM)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.udp.bind((spec.local, spec.port))
-        self.esp_rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
-        self.ip_tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.natt = socket.socket(fam, socket.SOCK_DGRAM)
+        self.natt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.natt.bind((spec.local, NATT_PORT))
+        self.esp_rx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ESP)
+        self.ah_rx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_AH)
+        self.ip_tx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self._running = True
 
     def close(self) -> None:
-        for s in (self.udp, self.esp_rx, self.ip_tx):
+        for s in (self.udp, self.natt, self.esp_rx, self.ah_rx, self.ip_tx):
             s.close()
 
     def say(self, kind: str, **fields: Any) -> None:
@@ -143,14 +164,19 @@ class Endpoint:
             now = time.monotonic()
             wake = [t for t in (self.conn.get_timer(), self._ping_wake()) if t is not None]
             timeout = max(0.0, min(wake) - now) if wake else 1.0
-            watched: list[Any] = [self.udp, self.esp_rx, commands]
+            watched: list[Any] = [self.udp, self.natt, self.esp_rx, self.ah_rx, commands]
             readable, _, _ = select.select(watched, [], [], min(timeout, 1.0))
             now = time.monotonic()
             if self.udp in readable:
-                data, _addr = self.udp.recvfrom(65535)
-                self.conn.receive_datagram(data, now)
-            if self.esp_rx in readable:
-                self._receive_esp(self.esp_rx.recv(65535))
+                data, addr = self.udp.recvfrom(65535)
+                self.peer_ip, self.peer_ike_port = addr[0], addr[1]
+                self.heard_on_natt = False
+                self.conn.receive_datagram(data, now, source=(addr[0], addr[1]))
+            if self.natt in readable:
+                self._receive_natt(*self.natt.recvfrom(65535), now=now)
+            for raw in (self.esp_rx, self.ah_rx):
+                if raw in readable:
+                    self._receive_esp(raw.recv(65535))
             if commands in readable:
                 chunk = os.read(commands.fileno(), 65536).decode()
                 if not chunk:
@@ -162,13 +188,56 @@ class Endpoint:
                         self._command(line, now)
             self.conn.handle_timer(now)
             self._ping_step(now)
+            self._keepalive(now)
             self._flush(now)
 
     def _flush(self, now: float) -> None:
         for d in self.conn.datagrams_to_send(now):
-            self.udp.sendto(d, (self.spec.remote, self.spec.port))
+            if self.peer_ip is None:
+                continue  # a responder that has heard from nobody has nobody to answer
+            # RFC 7296 2.23: a response goes back the way its request came; our requests move to 4500 once
+            # a NAT is detected (the IKE_SA_INIT response itself still goes out on 500)
+            response = len(d) > 19 and bool(d[19] & 0x20)
+            if (self.heard_on_natt if response else self.conn.use_natt):
+                self.natt.sendto(NON_ESP_MARKER + d, (self.peer_ip, self.peer_natt_port))
+            else:
+                self.udp.sendto(d, (self.peer_ip, self.peer_ike_port))
         while (event := self.conn.next_event()) is not None:
             self._on_event(event)
+
+    def _receive_natt(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """UDP 4500 (RFC 3948 2.2): IKE after the non-ESP marker, a keepalive, or ESP."""
+        self.peer_ip, self.peer_natt_port = addr[0], addr[1]
+        if data[:4] == NON_ESP_MARKER:
+            self.heard_on_natt = True
+            self.conn.receive_datagram(data[4:], now, source=(addr[0], addr[1]))
+        elif data != KEEPALIVE and isinstance(self.esp_in, EspSA):
+            try:
+                inner, _nh = self.esp_in.decapsulate(data)
+            except IpsecLabError as exc:
+                name = type(exc).__name__
+                self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
+                return
+            self._deliver(inner)
+
+    def _keepalive(self, now: float) -> None:
+        """NAT keepalives from behind a NAT (RFC 3948 4), so the mapping stays while the tunnel is idle."""
+        if self.conn.neg.nat_local and self.peer_ip is not None and now >= self.next_keepalive:
+            self.natt.sendto(KEEPALIVE, (self.peer_ip, self.peer_natt_port))
+            self.next_keepalive = now + KEEPALIVE_INTERVAL
+
+    def _send_ipsec(self, packet: bytes) -> None:
+        """An inner packet out through the Child SA: raw ESP/AH, or ESP in UDP 4500 behind a NAT."""
+        sa, peer = self.esp_out, self.peer_ip
+        if sa is None or peer is None:
+            return
+        nh = 4 if packet[0] >> 4 == 4 else 41  # tunnel mode: the inner packet is IPv4 or IPv6
+        if self.udp_encap and isinstance(sa, EspSA):
+            self.natt.sendto(sa.encapsulate(packet, nh), (peer, self.peer_natt_port))
+        elif self.v6 and isinstance(sa, EspSA):
+            self.esp_rx.sendto(sa.encapsulate(packet, nh), (peer, 0))
+        else:
+            self.ip_tx.sendto(sa.protect(packet), (peer, 0))
 
     def _on_event(self, event: Event) -> None:
         record = {"type": type(event).__name__, **jsonable(event)}
@@ -180,10 +249,13 @@ class Endpoint:
                                              event.encr_key_bits, k.sk_ai, k.sk_ar, event.integ_id or 0))
             write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
-            self.esp_out, self.esp_in = esp_sas(event, self.spec.local, self.spec.remote)
-            self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=self.spec.remote),
-                              esp_sa_row(self.esp_in, src=self.spec.remote, dst=self.spec.local)]
-            write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
+            peer = self.peer_ip or "0.0.0.0"
+            self.esp_out, self.esp_in = esp_sas(event, self.spec.local, peer)
+            self.udp_encap = event.udp_encap
+            if isinstance(self.esp_out, EspSA) and isinstance(self.esp_in, EspSA):
+                self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=peer),
+                                  esp_sa_row(self.esp_in, src=peer, dst=self.spec.local)]
+                write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
         self.say("event", **record)
 
     # -- commands ----------------------------------------------------------------------------------
@@ -221,20 +293,27 @@ class Endpoint:
 
     def _receive_esp(self, packet: bytes) -> None:
         sa = self.esp_in
-        if sa is None or len(packet) < 28 or packet[16:20] != ipaddress.IPv4Address(self.spec.local).packed:
+        if sa is None:
             return
         try:
-            inner = sa.unprotect(packet)
+            if self.v6:  # the ESP bytes alone (see __init__)
+                inner: bytes | None = sa.decapsulate(packet)[0] if isinstance(sa, EspSA) else None
+            elif len(packet) < 28 or packet[16:20] != ipaddress.IPv4Address(self.spec.local).packed:
+                return
+            else:
+                inner = sa.unprotect(packet)
         except IpsecLabError as exc:  # counted by the SA too; kept here by type for the status answer
             name = type(exc).__name__
             self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
             return
-        if inner is None:
-            return
-        reply = echo_reply_to(inner)
-        if reply is not None and self.esp_out is not None:
-            # what came through the SA was for a host behind us: answer it as that host would
-            self.ip_tx.sendto(self.esp_out.protect(reply), (self.spec.remote, 0))
+        if inner is not None:
+            self._deliver(inner)
+
+    def _deliver(self, inner: bytes) -> None:
+        """An inner packet that came through the Child SA: answer a ping as the host behind us would."""
+        reply = echo_reply_to(inner, ip_id=(self.answered + 1) & 0xFFFF or 1)
+        if reply is not None:
+            self._send_ipsec(reply)
             self.answered += 1
         elif self.ping is not None:
             seq = echo_reply_of(inner, _IDENT)
@@ -251,8 +330,7 @@ class Endpoint:
             return
         if p.sent < p.count and now >= p.next_at:
             p.sent += 1
-            packet = self.esp_out.protect(echo_request(p.src, p.dst, _IDENT, p.sent))
-            self.ip_tx.sendto(packet, (self.spec.remote, 0))
+            self._send_ipsec(echo_request(p.src, p.dst, _IDENT, p.sent))
             p.next_at = now + 0.2
         if len(p.received) >= p.count or now >= p.deadline:
             self.say("answer", cmd="ping", sent=p.sent, received=len(p.received))

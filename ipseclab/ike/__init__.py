@@ -14,6 +14,7 @@ from .events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    NatDetected,
 )
 from .state import IkeState, Role
 
@@ -30,6 +31,7 @@ __all__ = [
     "IkeSaEstablished",
     "IkeSaFailed",
     "IkeState",
+    "NatDetected",
     "Role",
     "identity",
 ]

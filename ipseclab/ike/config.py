@@ -43,15 +43,24 @@ class IkeConfig:
     psk: bytes
     ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-ecp256",)
     esp_proposals: tuple[str, ...] = ("aes256gcm16-noesn",)
+    ah_proposals: tuple[str, ...] = ("sha256",)
+    protocol: str = "esp"  # the first Child SA's: "esp" (esp_proposals) or "ah" (ah_proposals)
     local_ts: tuple[str, ...] = ("0.0.0.0/0",)
     remote_ts: tuple[str, ...] = ("0.0.0.0/0",)
     mode: str = "tunnel"
-    nat_addresses: tuple[str, int, str, int] | None = None  # (local ip, port, remote ip, port) for NAT-D
+    # NAT detection (RFC 7296 2.23): our address and port as we send from them, and the peer's as we send
+    # to it (a responder takes the source of the request instead).  None: no NAT_DETECTION notifies.
+    local_endpoint: tuple[str, int] | None = None
+    remote_endpoint: tuple[str, int] | None = None
     retransmit_timeout: float = 1.0
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
     fragmentation: bool = True  # RFC 7383: offered in IKE_SA_INIT, used when the peer offers it too
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (strongSwan's default)
+
+    @property
+    def child_proposals(self) -> tuple[str, ...]:
+        return self.ah_proposals if self.protocol == "ah" else self.esp_proposals
 
     def __post_init__(self) -> None:
         if not self.psk:
@@ -64,6 +73,10 @@ class IkeConfig:
             parse_proposal(p, "ike")
         for p in self.esp_proposals:
             parse_proposal(p, "esp")
+        for p in self.ah_proposals:
+            parse_proposal(p, "ah")
+        if self.protocol not in ("esp", "ah"):
+            raise ConfigError(f"protocol {self.protocol!r}: use 'esp' or 'ah'")
         if self.mode not in ("tunnel", "transport"):
             raise ConfigError(f"mode {self.mode!r}: use 'tunnel' or 'transport'")
         for ts in (*self.local_ts, *self.remote_ts):

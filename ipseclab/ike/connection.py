@@ -89,6 +89,8 @@ class Negotiation:
     keys: IkeSaKeys | None = None
     crypto: IkeSaCrypto | None = None
     peer_fragmentation: bool = False
+    nat_local: bool = False  # we are behind a NAT (RFC 7296 2.23)
+    nat_remote: bool = False  # the peer is
     child: ChildSaEstablished | None = None
 
 
@@ -110,7 +112,10 @@ class IkeConnection:
     _peer_mid: int = 0  # message id we expect in the peer's next request
     _outstanding: _Outstanding | None = None
     _last_response: tuple[int, list[bytes]] | None = None
+    _last_request: frozenset[bytes] = frozenset()  # the datagrams of the request _last_response answers
+    _request_parts: list[bytes] = field(default_factory=list)  # datagrams of the request being received
     _reassembler: Reassembler = field(default_factory=Reassembler)
+    source: tuple[str, int] | None = None  # where the datagram being processed came from (driver-supplied)
 
     def __post_init__(self) -> None:
         if self.initiator:
@@ -139,9 +144,19 @@ class IkeConnection:
 
         informational.send_delete(self, now)
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
-        """Process one datagram (IKE header first: the driver strips the non-ESP marker on port 4500)."""
+    @property
+    def use_natt(self) -> bool:
+        """Whether IKE now goes over UDP 4500 with the non-ESP marker (a NAT was detected)."""
+        return self.neg.nat_local or self.neg.nat_remote
+
+    def receive_datagram(self, data: bytes, now: float, source: tuple[str, int] | None = None) -> None:
+        """Process one datagram (IKE header first: the driver strips the non-ESP marker on port 4500).
+
+        ``source`` (address, port) is where it came from: NAT detection compares it with what the peer says.
+        """
         self.counters.received += 1
+        if source is not None:
+            self.source = source
         if self.state in FINAL:
             self._drop("the IKE SA is closed", "unexpected")
             return
@@ -233,6 +248,8 @@ class IkeConnection:
         self._queue.extend(datagrams)
         if cache:
             self._last_response = (message_id, datagrams)
+            self._last_request = frozenset(self._request_parts)
+            self._request_parts = []
             self._peer_mid = message_id + 1
         return datagrams[0]
 
@@ -253,6 +270,13 @@ class IkeConnection:
             self._drop(f"IKE major version {version >> 4}, not 2", "unexpected")
             return
         response = bool(flags & _FLAG_RESPONSE)
+        last = self._last_response
+        if not response and last is not None and mid == last[0] and data in self._last_request:
+            # RFC 7296 2.1: a retransmitted request (the same bytes) gets the same answer, processed once;
+            # checked before the SPIs because a repeated IKE_SA_INIT still carries a zero responder SPI
+            self.counters.duplicate_requests += 1
+            self._queue.extend(last[1])
+            return
         if self.spi_i and spi_i != self.spi_i:
             self._drop(f"initiator SPI {spi_i.hex()} is not this IKE SA's {self.spi_i.hex()}", "unexpected")
             return
@@ -266,13 +290,10 @@ class IkeConnection:
                 self._drop(f"a response with message id {mid} that we are not waiting for", "unexpected")
                 return
         else:
-            if self._last_response is not None and mid == self._last_response[0]:
-                self.counters.duplicate_requests += 1
-                self._queue.extend(self._last_response[1])  # RFC 7296 2.1: answer again, do not process again
-                return
             if mid != self._peer_mid:
                 self._drop(f"a request with message id {mid}, expected {self._peer_mid}", "unexpected")
                 return
+            self._request_parts.append(data)
         msg = self._decode(data)
         if msg is None:
             return  # a fragment of a message still incomplete

@@ -47,12 +47,26 @@ class ChildSaEstablished(Event):
     encr_key_bits: int
     integ_id: int | None
     esn: bool
+    udp_encap: bool  # ESP in UDP 4500 (a NAT was detected)
     encr_key_in: bytes
     integ_key_in: bytes
     encr_key_out: bytes
     integ_key_out: bytes
     local_ts: tuple[TrafficSelector, ...]
     remote_ts: tuple[TrafficSelector, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NatDetected(Event):
+    """The NAT_DETECTION notifies of IKE_SA_INIT do not match the addresses (RFC 7296 2.23).
+
+    From now on IKE goes to UDP 4500 with the non-ESP marker (``IkeConnection.use_natt``) and the
+    Child SA is UDP-encapsulated (RFC 3948); ``local`` means this side is behind the NAT (it sends
+    keepalives), ``remote`` the peer.
+    """
+
+    local: bool
+    remote: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,8 @@ def child_algorithms(p: Proposal) -> ChildAlgorithms:
     encr, integ, esn = _one(p, TransformType.ENCR), _one(p, TransformType.INTEG), _one(p, TransformType.ESN)
     if p.protocol == ProtocolId.ESP and encr is None:
         raise RemoteProtocolError(f"ESP proposal without ENCR: {describe(p)}", NotifyType.INVALID_SYNTAX)
+    if p.protocol == ProtocolId.AH and (integ is None or not integ.id or encr is not None):
+        raise RemoteProtocolError(f"AH proposal needs INTEG and no ENCR: {describe(p)}", NotifyType.INVALID_SYNTAX)
     bits = _key_bits(encr) if encr is not None else None
     if encr is not None and bits is None:
         bits = get_encr(encr.id).key_bits

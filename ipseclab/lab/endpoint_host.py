@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ConfigError, LabError
 from .keys import StrongswanIkeKeys
 from .peerconfig import PeerConfig
-from .proc import in_netns, stop, tail
+from .proc import in_netns, run, stop, tail
 from .topology import HostAddressing
 
 SPEC = "endpoint.json"
@@ -53,6 +53,10 @@ class EndpointHost:
         with NetNS(self.ns) as nsr:
             index = nsr.link_lookup(ifname=self.ifname)[0]
             nsr.addr("add", index=index, address=addr, prefixlen=int(plen))
+        if self.addressing.transit6:  # the topology turned IPv6 off on the veth ends; the endpoint's side needs it
+            run(in_netns(self.ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{self.ifname}.disable_ipv6=0"]), timeout=10)
+            run(["ip", "-n", self.ns, "-6", "addr", "add", self.addressing.transit6, "dev", self.ifname, "nodad"],
+                timeout=10)
         if self.addressing.gateway4:
             with NetNS(self.ns) as nsr:
                 nsr.route("add", dst="0.0.0.0/0", gateway=self.addressing.gateway4)
@@ -156,19 +160,14 @@ class IpseclabDriver:
     impl = "ipseclab"
 
     def check_topology(self, kind: str) -> None:
-        if kind != "direct":
-            raise ConfigError("the ipseclab endpoint does not do NAT traversal (UDP 4500 after NAT detection) yet")
+        return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
 
     def check_supported(self, cfg: PeerConfig) -> None:
         why = []
-        if cfg.protocol != "esp":
-            why.append("AH Child SAs")
         if cfg.encap:
-            why.append("forced UDP encapsulation")
-        if cfg.local_address.version != 4 or (cfg.remote_address is not None and cfg.remote_address.version != 4):
-            why.append("IPv6 transit")
-        if cfg.remote_address is None:
-            why.append("a responder for any address (NAT)")
+            why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
+        if cfg.local_address.version == 6 and (cfg.protocol == "ah" or cfg.mode == "transport"):
+            why.append("AH or transport mode over IPv6 transit")
         if cfg.auth != "psk":
             why.append(f"{cfg.auth} authentication")
         if why:
@@ -176,20 +175,23 @@ class IpseclabDriver:
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
-        assert cfg.remote_address is not None
-        local, remote = str(cfg.local_address), str(cfg.remote_address)
+        local = str(cfg.local_address)
+        remote = str(cfg.remote_address) if cfg.remote_address is not None else None
         psk = cfg.psk if isinstance(cfg.psk, str) else cfg.psk.decode()
         esn = "-esn" if cfg.esn else ""
         ike = {
             "local_id": str(cfg.local_id or local),
-            "remote_id": str(cfg.remote_id or remote),
+            "remote_id": str(cfg.remote_id or remote),  # PeerConfig requires remote_id without remote_address
             "psk": psk,
             "ike_proposals": list(cfg.ike_proposals),
             "esp_proposals": [p + esn for p in cfg.esp_proposals],
+            "ah_proposals": [p + esn for p in cfg.ah_proposals],
+            "protocol": cfg.protocol,
             "local_ts": [str(n) for n in cfg.local_ts] or [f"{local}/32"],
-            "remote_ts": [str(n) for n in cfg.remote_ts] or [f"{remote}/32"],
+            "remote_ts": [str(n) for n in cfg.remote_ts] or ([f"{remote}/32"] if remote else ["0.0.0.0/0"]),
             "mode": cfg.mode,
-            "nat_addresses": [local, 500, remote, 500],
+            "local_endpoint": [local, 500],
+            "remote_endpoint": [remote, 500] if remote else None,
             "fragmentation": cfg.fragmentation != "no",
         }
         spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
@@ -207,7 +209,8 @@ class IpseclabDriver:
         if event["type"] != "ChildSaEstablished":
             raise LabError(f"the ipseclab endpoint could not establish the SA: {event.get('reason')}",
                            output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
-        return json.dumps(event)
+        return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
+                f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from ipseclab.interop import DEFAULT_PAIRS, PASSED, UNSUPPORTED, run_case
+from ipseclab.interop import DEFAULT_PAIRS, PASSED, run_case
 from testcases import ALL_CASES
 
 pytestmark = [pytest.mark.interop, pytest.mark.tshark]
 
 PAIRS = DEFAULT_PAIRS
-# what the ipseclab endpoint declares it cannot do yet (AH, NAT traversal, IPv6 transit): those cells must
-# come out UNSUPPORTED with the reason, not FAILED; when one becomes supported this test says so
-IPSECLAB_NOT_YET = {"ah-transport": "AH Child SAs", "esp-tunnel-nat": "NAT traversal",
-                    "esp-tunnel-ipv6": "IPv6 transit"}
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}-to-{p[1]}")
@@ -27,7 +23,4 @@ def test_interop(case, pair, interop_out):
     out, results = interop_out
     res = run_case(case, pair[0], pair[1], out)
     results.append(res)
-    if "ipseclab" in pair and case.name in IPSECLAB_NOT_YET:
-        assert res.status == UNSUPPORTED and IPSECLAB_NOT_YET[case.name] in res.reason, (res.status, res.reason)
-        return
     assert res.status == PASSED, f"{res.status.upper()}: {res.reason}\nrun directory (pcaps, keys, logs): {res.run_dir}"

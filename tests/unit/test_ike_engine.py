@@ -33,6 +33,7 @@ from ipseclab.ike import (
     IkeSaFailed,
     IkeState,
 )
+from ipseclab.ike.events import NatDetected
 from ipseclab.ike.state import Role, Trigger, transition
 from ipseclab.packets.enums import ExchangeType, NotifyType
 from ipseclab.packets.message import decode
@@ -54,7 +55,9 @@ def configs(**kw: object) -> tuple[IkeConfig, IkeConfig]:
 class Wire:
     """Two connections, a clock, a log of every datagram and the events each side emitted."""
 
-    def __init__(self, ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None) -> None:
+    def __init__(self, ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
+                 sources: dict[str, tuple[str, int]] | None = None) -> None:
+        self.sources = sources or {}  # direction -> the source address the receiver sees
         self.i = IkeConnection(ci, initiator=True)
         self.r = IkeConnection(cr, initiator=False)
         self.now = 0.0
@@ -71,7 +74,7 @@ class Wire:
                     moved = True
                     self.log.append((name, d))
                     if self.deliver(name, d):
-                        dst.receive_datagram(d, self.now)
+                        dst.receive_datagram(d, self.now, self.sources.get(name))
             self._collect()
             if not moved:
                 return
@@ -96,8 +99,9 @@ class Wire:
         return [e for e in self.events[side] if isinstance(e, cls)]
 
 
-def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None) -> Wire:
-    w = Wire(ci, cr, deliver)
+def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
+              sources: dict[str, tuple[str, int]] | None = None) -> Wire:
+    w = Wire(ci, cr, deliver, sources)
     w.i.initiate(w.now)
     w.pump()
     return w
@@ -147,8 +151,18 @@ def test_psk_handshake_brings_up_the_ike_sa_and_a_working_child_sa(ike, esp, enc
     assert [d for d, _ in w.log] == ["i>r", "r>i", "i>r", "r>i"]
 
 
+def test_an_ah_child_sa_is_negotiated_when_configured():
+    w = handshake(*configs(protocol="ah", ah_proposals=("sha256", "sha512-esn"), r_ah_proposals=("sha512-esn",)))
+    (ci,), (cr,) = w.of("i", ChildSaEstablished), w.of("r", ChildSaEstablished)
+    assert ci.protocol == cr.protocol == 2 and ci.encr_id is None and ci.integ_id == IntegId.HMAC_SHA2_512_256
+    assert ci.esn and len(ci.integ_key_out) == 64 and ci.integ_key_out == cr.integ_key_in and not ci.encr_key_out
+    sa_payload = decode(w.log[2][1], w.i.neg.crypto).find(type(w.i.neg.child_offer))[0]
+    assert [p.protocol for p in sa_payload.proposals] == [2, 2]
+
+
 def test_the_messages_are_what_rfc_7296_says():
-    w = handshake(*configs(mode="transport", nat_addresses=("198.51.100.10", 500, "198.51.100.20", 500)))
+    w = handshake(*configs(mode="transport", local_endpoint=("198.51.100.10", 500),
+                           remote_endpoint=("198.51.100.20", 500), r_local_endpoint=("198.51.100.20", 500)))
     init_req, init_resp, auth_req, auth_resp = (d for _, d in w.log)
     assert decode(init_req).summary() == (
         "IKE_SA_INIT request #0 [SA KE No N(NAT_DETECTION_SOURCE_IP) N(NAT_DETECTION_DESTINATION_IP) "
@@ -159,6 +173,30 @@ def test_the_messages_are_what_rfc_7296_says():
     assert decode(auth_resp, w.i.neg.crypto).summary() == (
         "IKE_AUTH response #1 [SK{IDr AUTH N(USE_TRANSPORT_MODE) SA TSi TSr}]")
     assert w.of("i", ChildSaEstablished)[0].mode == "transport"
+
+
+@pytest.mark.parametrize("nat", [True, False])
+def test_nat_detection_moves_ike_and_esp_to_udp_4500(nat):
+    """RFC 7296 2.23: the initiator's address is rewritten on the way (a masquerading router) or not."""
+    seen_by_responder = ("203.0.113.129", 500) if nat else ("198.51.100.10", 500)
+    w = handshake(*configs(local_endpoint=("198.51.100.10", 500), remote_endpoint=("203.0.113.130", 500),
+                           r_local_endpoint=("203.0.113.130", 500)),
+                  sources={"i>r": seen_by_responder, "r>i": ("203.0.113.130", 500)})
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+    if nat:
+        assert w.of("i", NatDetected) == [NatDetected(local=True, remote=False)]
+        assert w.of("r", NatDetected) == [NatDetected(local=False, remote=True)]
+    else:
+        assert not w.of("i", NatDetected) and not w.of("r", NatDetected)
+    assert w.i.use_natt == w.r.use_natt == nat
+    (ci,), (cr,) = w.of("i", ChildSaEstablished), w.of("r", ChildSaEstablished)
+    assert ci.udp_encap == cr.udp_encap == nat
+    # the responder's NAT_DETECTION_DESTINATION_IP names the address it saw, as a NAT-aware peer expects
+    from ipseclab.crypto.natd import nat_detection_hash
+
+    resp = decode(w.log[1][1])
+    dst = [p.data for p in resp.payloads if getattr(p, "notify_type", 0) == NotifyType.NAT_DETECTION_DESTINATION_IP]
+    assert dst == [nat_detection_hash(w.i.spi_i, w.r.spi_r, *seen_by_responder)]
 
 
 def test_wrong_psk_fails_both_sides_with_authentication_failed():
@@ -235,6 +273,32 @@ def test_a_lost_response_is_recovered_by_retransmission_and_answered_from_the_ca
     assert w.i.state == IkeState.ESTABLISHED and w.i.counters.retransmits == 1
     assert w.r.counters.duplicate_requests == 1 and len(w.of("r", ChildSaEstablished)) == 1  # processed once
     assert w.log[-1][1] == lost[0]  # the very same bytes again
+
+
+def test_a_lost_ike_sa_init_response_is_answered_again_though_the_request_has_no_responder_spi():
+    lost = []
+
+    def deliver(direction: str, d: bytes) -> bool:
+        if direction == "r>i" and not lost:
+            lost.append(d)
+            return False
+        return True
+
+    w = handshake(*configs(), deliver=deliver)
+    w.run_timers(until=10)
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED
+    assert w.r.counters.duplicate_requests == 1 and w.log[3][1] == lost[0]  # the same answer again
+    assert len(w.of("r", IkeSaEstablished)) == 1
+
+
+def test_a_request_with_a_used_message_id_but_other_bytes_is_not_a_retransmission():
+    w = handshake(*configs())
+    (auth_req,) = [d for direction, d in w.log if direction == "i>r" and decode(d).exchange == ExchangeType.IKE_AUTH]
+    forged = bytearray(auth_req)
+    forged[-1] ^= 0x55
+    w.r.receive_datagram(bytes(forged), w.now)
+    assert w.r.counters.duplicate_requests == 0 and w.r.datagrams_to_send(w.now) == []
+    assert w.r.counters.total_dropped() == 1
 
 
 def test_no_answer_fails_after_the_retransmission_schedule():

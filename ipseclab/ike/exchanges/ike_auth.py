@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ...crypto import child_sa_keys, psk_auth, signed_octets
 from ...crypto.auth import AuthMethod
 from ...errors import RemoteProtocolError
-from ...packets.enums import ExchangeType, NotifyType, ProtocolId
+from ...packets.enums import ExchangeType, NotifyType
 from ...packets.message import Message
 from ...packets.payloads import (
     AuthPayload,
@@ -99,8 +99,8 @@ def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: 
         ein, iin, eout, iout = km.encr_i, km.integ_i, km.encr_r, km.integ_r
         local, remote = tsr, tsi
     return ChildSaEstablished(chosen.protocol, int.from_bytes(spi_in, "big"), int.from_bytes(spi_out, "big"), mode,
-                              algs.encr_id, algs.encr_key_bits, algs.integ_id, algs.esn, ein, iin, eout, iout,
-                              tuple(local), tuple(remote))
+                              algs.encr_id, algs.encr_key_bits, algs.integ_id, algs.esn, conn.use_natt,
+                              ein, iin, eout, iout, tuple(local), tuple(remote))
 
 
 def _established(conn: IkeConnection, peer_id: IdPayload) -> IkeSaEstablished:
@@ -117,7 +117,7 @@ def start(conn: IkeConnection, now: float) -> None:
     idi = _own_id(conn, IdiPayload)
     id_type, data = identity(cfg.remote_id)
     neg.child_spi = _child_spi(conn)
-    neg.child_offer = offer(cfg.esp_proposals, "esp", neg.child_spi)
+    neg.child_offer = offer(cfg.child_proposals, cfg.protocol, neg.child_spi)
     payloads: list[Payload] = [idi, IdrPayload(id_type, data),
                                AuthPayload(AuthMethod.SHARED_KEY_MIC, _auth_data(conn, for_initiator=True,
                                                                                  id_payload=idi))]
@@ -161,7 +161,7 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
         n_tsr = narrow(tsr.selectors, from_cidrs(cfg.local_ts))
         try:
             spi = _child_spi(conn)
-            chosen = choose(sa, cfg.esp_proposals, "esp", spi)
+            chosen = choose(sa, cfg.child_proposals, cfg.protocol, spi)
         except RemoteProtocolError as exc:
             failure = (str(exc), exc.notify)
         else:
@@ -173,7 +173,8 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
                 failure = (f"the initiator asks for {'transport' if transport else 'tunnel'} mode, "
                            f"configured is {cfg.mode}", NotifyType.NO_PROPOSAL_CHOSEN)
             elif len(peer_spi) != 4:
-                failure = (f"ESP proposal with a {len(peer_spi)}-byte SPI", NotifyType.INVALID_SYNTAX)
+                failure = (f"{cfg.protocol.upper()} proposal with a {len(peer_spi)}-byte SPI",
+                           NotifyType.INVALID_SYNTAX)
             else:
                 if transport:
                     payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
@@ -213,7 +214,7 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
         return
     assert neg.child_offer is not None
     try:
-        chosen = check_choice(sa, neg.child_offer, "esp")
+        chosen = check_choice(sa, neg.child_offer, cfg.protocol)
     except RemoteProtocolError as exc:
         conn.emit(ChildSaFailed(str(exc), exc.notify))
         return
@@ -226,7 +227,7 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
         conn.emit(ChildSaFailed(f"the responder's selectors {_ts(tsi.selectors)} === {_ts(tsr.selectors)} are "
                                 f"not inside what we proposed", NotifyType.TS_UNACCEPTABLE))
         return
-    if len(chosen.spi) != 4 or chosen.protocol != ProtocolId.ESP:
+    if len(chosen.spi) != 4:
         conn.emit(ChildSaFailed(f"the responder's Child SA proposal has a {len(chosen.spi)}-byte SPI",
                                 NotifyType.INVALID_SYNTAX))
         return

@@ -20,6 +20,7 @@ from ...errors import RemoteProtocolError
 from ...packets.enums import ExchangeType, NotifyType
 from ...packets.message import IkeSaCrypto, Message
 from ...packets.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
+from ..events import NatDetected
 from ..negotiate import check_choice, choose, ike_suite, offer
 from ..state import Trigger
 
@@ -34,15 +35,38 @@ def _offered_groups(conn: IkeConnection) -> list[int]:
     return [s.id for p in conn.config.ike_proposals for s in parse_proposal(p, "ike") if s.type == TransformType.KE]
 
 
+def _peer_endpoint(conn: IkeConnection) -> tuple[str, int] | None:
+    """The peer's address as we see it: the request's source for a responder, the configured one otherwise."""
+    if not conn.initiator and conn.source is not None:
+        return conn.source
+    return conn.config.remote_endpoint or conn.source
+
+
 def _nat_notifies(conn: IkeConnection, spi_r: bytes) -> list[Payload]:
-    addrs = conn.config.nat_addresses
-    if addrs is None:
+    local, remote = conn.config.local_endpoint, _peer_endpoint(conn)
+    if local is None or remote is None:
         return []
-    src, sport, dst, dport = addrs
     return [
-        NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, data=nat_detection_hash(conn.spi_i, spi_r, src, sport)),
-        NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(conn.spi_i, spi_r, dst, dport)),
+        NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, data=nat_detection_hash(conn.spi_i, spi_r, *local)),
+        NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, data=nat_detection_hash(conn.spi_i, spi_r, *remote)),
     ]
+
+
+def _detect_nat(conn: IkeConnection, msg: Message) -> None:
+    """Compare the peer's NAT_DETECTION notifies with the addresses (RFC 7296 2.23); emit NatDetected if off."""
+    src = [p.data for p in msg.payloads
+           if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP]
+    dst = [p.data for p in msg.payloads
+           if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.NAT_DETECTION_DESTINATION_IP]
+    local, seen = conn.config.local_endpoint, conn.source
+    if not src or not dst or local is None or seen is None:
+        return  # the peer does not do NAT-T, or the driver did not say where things came from
+    spi_r = msg.spi_r if msg.response else bytes(8)
+    neg = conn.neg
+    neg.nat_remote = nat_detection_hash(conn.spi_i, spi_r, *seen) not in src
+    neg.nat_local = nat_detection_hash(conn.spi_i, spi_r, *local) not in dst
+    if neg.nat_local or neg.nat_remote:
+        conn.emit(NatDetected(neg.nat_local, neg.nat_remote))
 
 
 def _extras(conn: IkeConnection, spi_r: bytes) -> list[Payload]:
@@ -126,6 +150,7 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
     neg.init_response = data
     neg.peer_fragmentation = _has_fragmentation(msg)
     _derive(conn, ke)
+    _detect_nat(conn, msg)
     conn._step(Trigger.RECV_INIT_RESPONSE)
     from . import ike_auth
 
@@ -164,6 +189,7 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     neg.nonce_r = conn.rng(NONCE_SIZE)
     neg.init_request = data
     neg.peer_fragmentation = _has_fragmentation(msg)
+    _detect_nat(conn, msg)
     conn.spi_r = conn.rng(8)
     payloads: list[Payload] = [SaPayload([chosen]), KePayload(neg.ke_group, neg.ke.public_bytes),
                                NoncePayload(neg.nonce_r)]
