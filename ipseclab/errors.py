@@ -23,12 +23,14 @@ class ConfigError(IpsecLabError):
 class ProtocolError(IpsecLabError):
     """A violation of IKEv2/ESP/AH rules.
 
-    ``notify`` is the IKEv2 error Notify type to report (0 when none applies).
+    ``notify`` is the IKEv2 error Notify type to report (0 when none applies); ``from_peer`` says the
+    peer reported it (an error notify we received) rather than our own check finding it.
     """
 
-    def __init__(self, message: str, notify: int = 0) -> None:
+    def __init__(self, message: str, notify: int = 0, *, from_peer: bool = False) -> None:
         super().__init__(message)
         self.notify = notify
+        self.from_peer = from_peer
 
 
 class LocalProtocolError(ProtocolError):

@@ -133,7 +133,7 @@ class IkeConnection:
             raise LocalProtocolError("a responder does not initiate: create the IkeConnection with initiator=True")
         from .exchanges import ike_sa_init
 
-        self._step(Trigger.SEND_INIT)
+        self.step(Trigger.SEND_INIT)
         ike_sa_init.start(self, now)
 
     def close(self, now: float) -> None:
@@ -148,6 +148,14 @@ class IkeConnection:
     def use_natt(self) -> bool:
         """Whether IKE now goes over UDP 4500 with the non-ESP marker (a NAT was detected)."""
         return self.neg.nat_local or self.neg.nat_remote
+
+    def check_liveness(self, now: float) -> None:
+        """Send an empty INFORMATIONAL request (RFC 7296 1.4, dead peer detection); no answer fails the SA."""
+        if self.state != IkeState.ESTABLISHED or self._outstanding is not None:
+            return
+        from .exchanges import informational
+
+        informational.send_liveness(self, now)
 
     def receive_datagram(self, data: bytes, now: float, source: tuple[str, int] | None = None) -> None:
         """Process one datagram (IKE header first: the driver strips the non-ESP marker on port 4500).
@@ -205,11 +213,12 @@ class IkeConnection:
 
     def fail(self, reason: str, notify: int, remote: bool = False) -> None:
         if self.state not in FINAL:
-            self._step(Trigger.FAIL)
+            self.step(Trigger.FAIL)
             self._outstanding = None
             self.emit(IkeSaFailed(reason, notify, remote))
 
-    def _step(self, trigger: Trigger) -> None:
+    def step(self, trigger: Trigger) -> None:
+        """Move the state on (the exchange modules' one way to change it); see state.TRANSITIONS."""
         self.state = transition(self.role, self.state, trigger)
 
     def message(self, exchange: int, payloads: list[Payload], *, response: bool, message_id: int) -> Message:
@@ -338,7 +347,7 @@ class IkeConnection:
         except LocalProtocolError as exc:
             self._drop(f"{msg.summary()} cannot be taken in state {self.state}: {exc}", "unexpected")
         except ProtocolError as exc:
-            self.fail(str(exc), exc.notify, remote=True)
+            self.fail(str(exc), exc.notify, remote=exc.from_peer)
 
 
 def find_notify(msg: Message, notify_type: int) -> NotifyPayload | None:

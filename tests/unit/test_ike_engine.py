@@ -204,7 +204,7 @@ def test_wrong_psk_fails_both_sides_with_authentication_failed():
     w = handshake(ci, dataclasses.replace(cr, psk=b"not the same secret"))
     assert w.i.state == w.r.state == IkeState.FAILED
     (fr,) = w.of("r", IkeSaFailed)
-    assert fr.notify == NotifyType.AUTHENTICATION_FAILED and "pre-shared key" in fr.reason
+    assert fr.notify == NotifyType.AUTHENTICATION_FAILED and "pre-shared key" in fr.reason and not fr.remote
     (fi,) = w.of("i", IkeSaFailed)
     assert fi.notify == NotifyType.AUTHENTICATION_FAILED and fi.remote
     assert not w.of("i", IkeSaEstablished) and not w.of("r", IkeSaEstablished)
@@ -223,7 +223,8 @@ def test_no_common_ike_proposal_ends_with_no_proposal_chosen():
     (fi,) = w.of("i", IkeSaFailed)
     assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote
     (fr,) = w.of("r", IkeSaFailed)
-    assert "aes128-sha1-modp2048" in fr.reason and "ENCR_AES_GCM_16_256" in fr.reason
+    assert "aes128-sha1-modp2048" in fr.reason and "ENCR_AES_GCM_16_256" in fr.reason and not fr.remote
+    assert "NO_PROPOSAL_CHOSEN" in fi.reason
 
 
 def test_invalid_ke_payload_makes_the_initiator_retry_with_the_responders_group():
@@ -337,9 +338,7 @@ def test_malformed_forged_and_stray_datagrams_are_counted_and_dropped():
 
 def test_delete_closes_both_sides_and_liveness_is_answered():
     w = handshake(*configs())
-    from ipseclab.ike.exchanges import informational
-
-    informational.send_liveness(w.r, w.now)
+    w.r.check_liveness(w.now)
     w.pump()
     assert w.r.get_timer() is None and w.r.state == IkeState.ESTABLISHED  # answered
     w.i.close(w.now)

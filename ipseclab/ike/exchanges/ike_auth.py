@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ...crypto import child_sa_keys, psk_auth, signed_octets
 from ...crypto.auth import AuthMethod
 from ...errors import RemoteProtocolError
-from ...packets.enums import ExchangeType, NotifyType
+from ...packets.enums import ExchangeType, NotifyType, enum_name
 from ...packets.message import Message
 from ...packets.payloads import (
     AuthPayload,
@@ -146,7 +146,7 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
         conn.notify_only_response(ExchangeType.IKE_AUTH, msg.message_id, NotifyType.AUTHENTICATION_FAILED)
         raise
     assert isinstance(idi, IdPayload)
-    conn._step(Trigger.RECV_AUTH_REQUEST)
+    conn.step(Trigger.RECV_AUTH_REQUEST)
     idr = _own_id(conn, IdrPayload)
     payloads: list[Payload] = [idr, AuthPayload(AuthMethod.SHARED_KEY_MIC,
                                                 _auth_data(conn, for_initiator=False, id_payload=idr))]
@@ -199,11 +199,12 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
     if auth is None:
         err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
         code = err.notify_type if err is not None else NotifyType.AUTHENTICATION_FAILED
-        raise RemoteProtocolError(f"the responder refused IKE_AUTH with notify {code}", code)
+        raise RemoteProtocolError(f"the responder refused IKE_AUTH: {enum_name(NotifyType, code)}", code,
+                                  from_peer=True)
     _check_peer(conn, idr if isinstance(idr, IdPayload) else None,
                 auth if isinstance(auth, AuthPayload) else None, peer_is_initiator=False)
     assert isinstance(idr, IdPayload)
-    conn._step(Trigger.RECV_AUTH_RESPONSE)
+    conn.step(Trigger.RECV_AUTH_RESPONSE)
     conn.emit(_established(conn, idr))
     err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
     sa, tsi, tsr = _find(inner, SaPayload), _find(inner, TsiPayload), _find(inner, TsrPayload)

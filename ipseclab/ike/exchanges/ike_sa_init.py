@@ -17,7 +17,7 @@ from ...crypto.natd import nat_detection_hash
 from ...crypto.proposals import parse_proposal
 from ...crypto.registry import TransformType
 from ...errors import RemoteProtocolError
-from ...packets.enums import ExchangeType, NotifyType
+from ...packets.enums import ExchangeType, NotifyType, enum_name
 from ...packets.message import IkeSaCrypto, Message
 from ...packets.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
 from ..events import NatDetected
@@ -118,22 +118,20 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
             if group not in _offered_groups(conn) or group == neg.ke_group:
                 raise RemoteProtocolError(f"the responder asks for key exchange group {group}, which we did not "
                                           f"offer (or already used)", NotifyType.INVALID_KE_PAYLOAD)
-            conn._step(Trigger.RETRY_INIT)
+            conn.step(Trigger.RETRY_INIT)
             neg.ke_group = group
             start(conn, now)
             return
         if n.notify_type == NotifyType.COOKIE:
             if neg.cookie:
                 raise RemoteProtocolError("the responder asked for a second cookie", NotifyType.COOKIE)
-            conn._step(Trigger.RETRY_INIT)
+            conn.step(Trigger.RETRY_INIT)
             neg.cookie = n.data
             start(conn, now)
             return
         if n.is_error:
-            raise RemoteProtocolError(f"the responder refused IKE_SA_INIT: {NotifyType(n.notify_type).name}"
-                                      if n.notify_type in NotifyType._value2member_map_
-                                      else f"the responder refused IKE_SA_INIT: error notify {n.notify_type}",
-                                      n.notify_type)
+            raise RemoteProtocolError(f"the responder refused IKE_SA_INIT: {enum_name(NotifyType, n.notify_type)}",
+                                      n.notify_type, from_peer=True)
     sa, ke, nonce = _one(msg, SaPayload), _one(msg, KePayload), _one(msg, NoncePayload)
     if not isinstance(sa, SaPayload) or not isinstance(ke, KePayload) or not isinstance(nonce, NoncePayload):
         raise RemoteProtocolError("IKE_SA_INIT response without SA, KE and Nonce payloads", NotifyType.INVALID_SYNTAX)
@@ -151,7 +149,7 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
     neg.peer_fragmentation = _has_fragmentation(msg)
     _derive(conn, ke)
     _detect_nat(conn, msg)
-    conn._step(Trigger.RECV_INIT_RESPONSE)
+    conn.step(Trigger.RECV_INIT_RESPONSE)
     from . import ike_auth
 
     ike_auth.start(conn, now)
@@ -196,6 +194,6 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     payloads += _nat_notifies(conn, conn.spi_r)
     if conn.config.fragmentation and neg.peer_fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-    conn._step(Trigger.RECV_INIT_REQUEST)
+    conn.step(Trigger.RECV_INIT_REQUEST)
     neg.init_response = conn.send_response(ExchangeType.IKE_SA_INIT, payloads, msg.message_id, encrypted=False)
     _derive(conn, ke)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def send_delete(conn: IkeConnection, now: float) -> None:
-    conn._step(Trigger.SEND_DELETE)
+    conn.step(Trigger.SEND_DELETE)
     conn.send_request(ExchangeType.INFORMATIONAL, [DeletePayload(ProtocolId.IKE)], now)
 
 
@@ -37,7 +37,7 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
     answer: list[Payload] = []
     if any(d.protocol == ProtocolId.IKE for d in deletes):
         conn.send_response(ExchangeType.INFORMATIONAL, [], msg.message_id)
-        conn._step(Trigger.RECV_DELETE)
+        conn.step(Trigger.RECV_DELETE)
         conn.emit(IkeSaDeleted(by_peer=True))
         return
     child = conn.neg.child
@@ -53,5 +53,5 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
 
 def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
     if conn.state == IkeState.DELETING:
-        conn._step(Trigger.DELETE_ANSWERED)
+        conn.step(Trigger.DELETE_ANSWERED)
         conn.emit(IkeSaDeleted(by_peer=False))
