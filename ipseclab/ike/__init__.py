@@ -3,6 +3,7 @@
 No sockets, no clock, no subprocesses here (see docs/architecture.md); ``endpoint/`` drives it.
 """
 
+from . import loopback
 from .config import IkeConfig, identity
 from .connection import EngineCounters, IkeConnection
 from .events import (
@@ -34,4 +35,5 @@ __all__ = [
     "NatDetected",
     "Role",
     "identity",
+    "loopback",
 ]

@@ -18,7 +18,7 @@ import warnings
 from ipseclab.crypto import get_ke_group
 from ipseclab.crypto.proposals import parse_proposal
 from ipseclab.crypto.registry import TransformType
-from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeConnection
+from ipseclab.ike import ChildSaEstablished, IkeConfig, loopback
 
 SUITES = [
     ("aes256gcm16-prfsha256-ecp256", "aes256gcm16"),
@@ -31,15 +31,8 @@ SUITES = [
 def handshake(ike: str, esp: str) -> None:
     ci = IkeConfig("moon.example", "sun.example", b"secret", ike_proposals=(ike,), esp_proposals=(esp,))
     cr = IkeConfig("sun.example", "moon.example", b"secret", ike_proposals=(ike,), esp_proposals=(esp,))
-    i, r = IkeConnection(ci, initiator=True), IkeConnection(cr, initiator=False)
-    i.initiate(0.0)
-    for _ in range(2):
-        for d in i.datagrams_to_send(0.0):
-            r.receive_datagram(d, 0.0)
-        for d in r.datagrams_to_send(0.0):
-            i.receive_datagram(d, 0.0)
-    events = list(iter(i.next_event, None))
-    assert any(isinstance(e, ChildSaEstablished) for e in events), events
+    i, _ = loopback.handshake(ci, cr)
+    assert i.of(ChildSaEstablished), i.events
 
 
 def key_exchange_only(ike: str) -> None:

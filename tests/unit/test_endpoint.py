@@ -13,27 +13,16 @@ from ipseclab.endpoint.children import esp_sas
 from ipseclab.endpoint.icmp import echo_reply_of, echo_reply_to, echo_request
 from ipseclab.endpoint.runner import EndpointSpec, jsonable
 from ipseclab.errors import ConfigError
-from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeSaEstablished
+from ipseclab.ike.loopback import handshake
 from ipseclab.lab.endpoint_host import IpseclabDriver
 from ipseclab.lab.peerconfig import PeerConfig
 
 
 def _established_pair(**kw) -> tuple[ChildSaEstablished, ChildSaEstablished, IkeSaEstablished]:
-    ci = IkeConfig("left.lab", "right.lab", b"psk", **kw)
-    cr = IkeConfig("right.lab", "left.lab", b"psk", **kw)
-    i, r = IkeConnection(ci, initiator=True), IkeConnection(cr, initiator=False)
-    i.initiate(0)
-    for _ in range(3):
-        for d in i.datagrams_to_send(0):
-            r.receive_datagram(d, 0)
-        for d in r.datagrams_to_send(0):
-            i.receive_datagram(d, 0)
-    ev_i = [e for e in iter(i.next_event, None)]
-    ev_r = [e for e in iter(r.next_event, None)]
-    (child_i,) = [e for e in ev_i if isinstance(e, ChildSaEstablished)]
-    (child_r,) = [e for e in ev_r if isinstance(e, ChildSaEstablished)]
-    (ike,) = [e for e in ev_i if isinstance(e, IkeSaEstablished)]
-    return child_i, child_r, ike
+    i, r = handshake(IkeConfig("left.lab", "right.lab", b"psk", **kw), IkeConfig("right.lab", "left.lab", b"psk", **kw))
+    (child_i,), (child_r,), (ike,) = i.of(ChildSaEstablished), r.of(ChildSaEstablished), i.of(IkeSaEstablished)
+    return child_i, child_r, ike  # type: ignore[return-value]
 
 
 def test_echo_request_and_reply_are_what_scapy_parses():
