@@ -59,12 +59,22 @@ def test_truncated_capture_still_reports_every_packet_it_could_read(tmp_path, ca
 
 
 def test_readme_repl_lines_run(capsys):
+    """Every ``python`` block of the README runs, in order in one namespace, and prints what the README shows."""
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"```python\n(.*?)```", text, re.S)
-    assert block, "README has a python REPL block"
-    source = []
-    for line in block.group(1).splitlines():
-        if line.startswith(">>> ") or line.startswith("... "):
-            source.append(line[4:])
-    exec(compile("\n".join(source), "README.md", "exec"), {})
-    assert "IKE_AUTH request #1" in capsys.readouterr().out
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3, "README has its python REPL blocks"
+    namespace: dict[str, object] = {}
+    for n, block in enumerate(blocks):
+        source, expected = [], []
+        for line in block.splitlines():
+            if line.startswith(">>> ") or line.startswith("... "):
+                source.append(line[4:])
+            elif line.strip():
+                expected.append(line)
+        exec(compile("\n".join(source), f"README.md python block {n + 1}", "exec"), namespace)
+        printed = capsys.readouterr().out
+        if n == 0:
+            assert "IKE_AUTH request #1" in printed
+        for line in expected:
+            if not line.startswith("'"):  # an expression's value: the REPL shows it, exec() does not
+                assert line in printed, f"README block {n + 1} shows {line!r}; it printed:\n{printed}"
