@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .algorithms import CASES as ALGORITHM_CASES
 from .base import TestCase
 from .modes import CASES as MODE_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES]
 
 
 def by_name(name: str) -> TestCase:
