@@ -169,6 +169,17 @@ def _ext_len(packet: bytes, nh: int, off: int, end: int) -> int:
     return n
 
 
+_REASSEMBLE = "reassemble before ESP/AH processing"
+
+
+def _whole_ipv4(packet: bytes, why: str) -> tuple[int, int]:
+    """(header length, total length) of an IPv4 packet that is not a fragment; DecodeError saying ``why`` if it is."""
+    ihl, total = ipv4_header_len(packet)
+    if _H.unpack_from(packet, 6)[0] & 0x3FFF:
+        raise DecodeError(f"IPv4 fragment: {why}", 6)
+    return ihl, total
+
+
 def insertion_point(packet: bytes) -> tuple[int, int, int]:
     """Where ESP/AH goes in transport mode: (offset of the Next Header byte to rewrite, insert offset, end).
 
@@ -176,10 +187,7 @@ def insertion_point(packet: bytes) -> tuple[int, int, int]:
     ``end`` is where the packet ends (link padding after it is dropped).
     """
     if ip_version(packet) == 4:
-        ihl, total = ipv4_header_len(packet)
-        if _H.unpack_from(packet, 6)[0] & 0x3FFF:
-            raise DecodeError("IPv4 fragment: transport mode applies to whole datagrams (RFC 4303 3.3)", 6)
-        return 9, ihl, total
+        return 9, *_whole_ipv4(packet, "transport mode applies to whole datagrams (RFC 4303 3.3)")
     end = _ipv6_len(packet)
     off, nh = 40, packet[6]
     best = (6, 40)
@@ -199,9 +207,7 @@ def find_header(packet: bytes, wanted: frozenset[int]) -> tuple[int, int, int]:
     is refused since ESP/AH are processed on reassembled packets (RFC 4303 3.4.1).
     """
     if ip_version(packet) == 4:
-        ihl, total = ipv4_header_len(packet)
-        if _H.unpack_from(packet, 6)[0] & 0x3FFF:
-            raise DecodeError("IPv4 fragment: reassemble before ESP/AH processing", 6)
+        ihl, total = _whole_ipv4(packet, _REASSEMBLE)
         if packet[9] not in wanted:
             raise DecodeError(f"IP protocol {packet[9]} is not one of {sorted(wanted)}", 9)
         return 9, ihl, total
@@ -219,10 +225,7 @@ def find_header(packet: bytes, wanted: frozenset[int]) -> tuple[int, int, int]:
 def upper_layer(packet: bytes) -> tuple[int, int, int]:
     """(offset of the Next Header byte, offset, end) of the first header after IP and IPv6 extension headers."""
     if ip_version(packet) == 4:
-        ihl, total = ipv4_header_len(packet)
-        if _H.unpack_from(packet, 6)[0] & 0x3FFF:
-            raise DecodeError("IPv4 fragment: reassemble before ESP/AH processing", 6)
-        return 9, ihl, total
+        return 9, *_whole_ipv4(packet, _REASSEMBLE)
     end = _ipv6_len(packet)
     nh_off, off, nh = 6, 40, packet[6]
     while nh in _IPV6_EXT:
