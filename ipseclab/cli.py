@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .errors import IpsecLabError
+from .errors import ConfigError, IpsecLabError
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -101,6 +101,12 @@ def _cmd_interop(args: argparse.Namespace) -> int:
     runtime = choose_runtime()
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
     print(f"runtime: {runtime.name}: {runtime.reason}")
+    if any(impl != "ipseclab" for pair in pairs for impl in pair):
+        from .lab.kernel import select_kernel
+        from .lab.probe import require_bootable
+
+        kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
+        print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")
     results = run_matrix(cases, pairs, out)
     print()
     print(matrix_markdown(results))
@@ -139,6 +145,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     with Lab(spec, run_dir=Path(args.out).resolve() if args.out else None) as lab:
         if lab.runtime:
             print(f"runtime: {lab.runtime.name}: {lab.runtime.reason}")
+        if lab.kernel and lab.probe:
+            print(f"kernel: {lab.kernel.describe()}: {lab.probe.summary()}")
         print(f"lab {lab.run_id} up in {lab.run_dir}: {args.initiator} (left) -> {args.responder} (right), "
               f"{case.topology} topology; guests ready in {max(lab.timings.boot.values()):.1f} s")
         print(lab.initiate("left").strip().splitlines()[-1])
@@ -150,6 +158,35 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     print(f"lab {lab.run_id} down; pcaps, keys (ikev2_decryption_table, esp_sa) and logs in {lab.run_dir}")
     for p in sorted(lab.run_dir.glob("*.pcap")):
         print(f"  {p}")
+    return 0
+
+
+def _cmd_kernel(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .lab.kernel import install_kernel, select_kernel
+    from .lab.probe import KernelCannotRun, check_kernel, diagnose, host_cpu
+
+    if args.action == "install":
+        kernel = install_kernel(args.suite, force=args.force)
+        print(f"kernel: {kernel.describe()}")
+        args.again = True  # a new kernel gets a fresh verdict
+    elif args.console_log:
+        # diagnose a console log kept from a failed boot (this host's CPU; the log names the kernel)
+        try:
+            text = Path(args.console_log).read_text(errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.console_log}: {exc.strerror}") from None
+        line, evidence = diagnose(text, "", host_cpu())
+        raise KernelCannotRun(line, evidence)
+    kernel = select_kernel()
+    if args.action == "show":
+        print(f"kernel: {kernel.describe()}")
+        print(f"  binary: {kernel.binary}\n  modules: {kernel.modules}")
+    verdict = check_kernel(kernel, again=args.again)
+    if not verdict.ok:
+        raise verdict.error()
+    print(f"probe: {verdict.summary()}")
     return 0
 
 
@@ -183,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")
     p.add_argument("--dry-run", action="store_true", help="'cleanup' only lists what it would remove")
     p.set_defaults(func=_cmd_lab)
+
+    p = sub.add_parser("kernel", help="the User-Mode Linux kernel the lab boots: show it, install it, probe it")
+    p.add_argument("action", nargs="?", default="show", choices=["show", "install", "probe"])
+    p.add_argument("--suite", default="unstable", help="'install': the Debian suite to take user-mode-linux from")
+    p.add_argument("--force", action="store_true", help="'install': install even if a kernel is in the cache")
+    p.add_argument("--again", action="store_true", help="boot the probe again instead of using its cached verdict")
+    p.add_argument("--console-log", metavar="FILE",
+                   help="'probe': diagnose a kept UML console log instead of booting the kernel")
+    p.set_defaults(func=_cmd_kernel)
     return parser
 
 

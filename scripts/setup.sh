@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tshark/tcpdump: captures and Wireshark's view; user-mode-linux, mmdebstrap, nftables, iproute2: the lab
-APT_PACKAGES=(tshark tcpdump user-mode-linux mmdebstrap nftables iproute2 procps)
+# tshark/tcpdump: captures and Wireshark's view; user-mode-linux, mmdebstrap, nftables, iproute2: the lab;
+# patchelf: points the newer UML kernel (installed below) at the C library it came with
+APT_PACKAGES=(tshark tcpdump user-mode-linux mmdebstrap nftables iproute2 procps patchelf)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -31,4 +32,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".[dev]"
     touch "$stamp"
+fi
+
+# The UML kernel the lab boots: bookworm's user-mode-linux (6.1) panics on CPUs with AMX, so the lab uses
+# Debian unstable's (with its own C library, in the cache; nothing of the host's apt or libc changes).
+# A failed download is not fatal here: the lab then falls back to bookworm's kernel, and its start-up
+# probe says plainly whether that kernel can run on this CPU.
+if [ "$(id -u)" = 0 ]; then
+    .venv/bin/ipseclab kernel install || echo "setup: could not install the newer UML kernel (see above)" >&2
+    .venv/bin/ipseclab kernel probe || true
 fi

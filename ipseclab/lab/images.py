@@ -2,8 +2,9 @@
 
 One image per implementation (Debian's libreswan conflicts with strongswan-libcharon).
 The cache key is a hash of everything that goes into the image: the package list, the
-guest init script, the UML kernel version whose modules are copied in, and this
-builder's version.  A second run finds the directory and starts in milliseconds.
+guest init script, the UML kernel (version and package) whose modules are copied in, and
+this builder's version, so switching kernels builds new images.  A second run finds the
+directory and starts in milliseconds.
 
 The same package list feeds ``containers/<impl>/Dockerfile``; where Docker is present
 ``docker_import()`` turns a built root filesystem into a base image (no registry needed).
@@ -18,13 +19,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LabError
 from .proc import require_tool, run
 
+if TYPE_CHECKING:
+    from .kernel import UmlKernel
+
 BUILDER_VERSION = "1"
 SUITE = "bookworm"
-UML_MODULES = Path("/usr/lib/uml/modules")
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS = REPO / "containers"
 
@@ -53,15 +57,6 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "ipseclab"
 
 
-def uml_kernel_version() -> str:
-    """The version of the installed UML kernel's modules (one directory under /usr/lib/uml/modules)."""
-    versions = sorted(p.name for p in UML_MODULES.iterdir()) if UML_MODULES.is_dir() else []
-    if not versions:
-        raise LabError("no User-Mode Linux kernel modules found in /usr/lib/uml/modules",
-                       hint="apt-get install user-mode-linux")
-    return versions[-1]
-
-
 def packages(impl: str) -> list[str]:
     """The Debian packages of an implementation's image (``containers/<impl>/packages.txt``)."""
     path = CONTAINERS / impl / "packages.txt"
@@ -76,25 +71,25 @@ def packages(impl: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """A built root filesystem ready to boot under UML."""
+    """A built root filesystem ready to boot under UML with ``kernel`` (whose modules it holds)."""
 
     impl: str
     key: str
     path: Path
-    kernel: str
+    kernel: UmlKernel
 
 
-def image_key(impl: str, kernel: str) -> str:
+def image_key(impl: str, kernel: UmlKernel) -> str:
     h = hashlib.sha256()
-    for part in (BUILDER_VERSION, SUITE, kernel, GUEST_INIT, "\n".join(packages(impl))):
+    kernel_id = f"{kernel.version} {kernel.package}"
+    for part in (BUILDER_VERSION, SUITE, kernel_id, GUEST_INIT, "\n".join(packages(impl))):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
 
 
-def build_image(impl: str, log_dir: Path | None = None, timeout: float = 600) -> Image:
-    """The image of ``impl``, from the cache or built now (mmdebstrap, then UML modules and init)."""
-    kernel = uml_kernel_version()
+def build_image(impl: str, kernel: UmlKernel, log_dir: Path | None = None, timeout: float = 600) -> Image:
+    """The image of ``impl`` for ``kernel``, from the cache or built now (mmdebstrap, then modules and init)."""
     key = image_key(impl, kernel)
     root = cache_root() / "images"
     target = root / f"{impl}-{key}"
@@ -122,7 +117,7 @@ def build_image(impl: str, log_dir: Path | None = None, timeout: float = 600) ->
                            hint="check that Debian's package mirrors are reachable (apt-get update works)")
         modules = tmp / "lib" / "modules"
         modules.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(UML_MODULES / kernel, modules / kernel, symlinks=True)
+        shutil.copytree(kernel.modules, modules / kernel.modules.name, symlinks=True)
         init = tmp / "sbin" / "ipseclab-init"
         init.write_text(GUEST_INIT)
         init.chmod(0o755)

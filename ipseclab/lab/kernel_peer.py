@@ -36,8 +36,10 @@ from ..pcap.reader import BadFrame, IpPacket, PcapFollower
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
 from .images import build_image
+from .kernel import select_kernel
 from .keys import XfrmState, parse_xfrm_state
 from .lab import new_run_id
+from .probe import require_bootable
 from .proc import in_netns, require_root, run
 from .topology import Topology, make_topology
 from .uml import UmlHost, network_script
@@ -59,6 +61,8 @@ class KernelSa:
     replay_window: int = 32
     esn: bool = False
     selector: tuple[str, str] | None = None  # (src net, dst net) for transport-mode SAs; None: any
+    seq: int = 0  # the receive window's top at the start (64 bits with ESN)
+    oseq: int = 0  # the last sequence number sent at the start (64 bits with ESN): the next one is oseq + 1
 
     def command(self) -> str:
         parts = ["ip", "xfrm", "state", "add", "src", self.src, "dst", self.dst, "proto", self.proto,
@@ -66,6 +70,12 @@ class KernelSa:
         if self.esn:
             parts += ["flag", "esn"]
         parts += ["replay-window", str(self.replay_window)]
+        if self.seq or self.oseq:
+            if not self.esn and max(self.seq, self.oseq) >> 32:
+                raise LabError(f"SA {self.spi:#x}: sequence numbers above 2^32-1 need ESN")
+            parts += ["replay-seq", f"0x{self.seq & 0xFFFFFFFF:x}", "replay-oseq", f"0x{self.oseq & 0xFFFFFFFF:x}"]
+            if self.esn:
+                parts += ["replay-seq-hi", f"0x{self.seq >> 32:x}", "replay-oseq-hi", f"0x{self.oseq >> 32:x}"]
         if self.aead:
             parts += ["aead", f"'{self.aead[0]}'", "0x" + self.aead[1].hex(), str(self.aead[2])]
         if self.enc:
@@ -145,10 +155,12 @@ class KernelPeer:
 
     def __enter__(self) -> KernelPeer:
         require_root("the kernel peer")
+        kernel = select_kernel()
+        require_bootable(kernel)  # before anything exists that would need tearing down
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._up = True
         try:
-            image = build_image("strongswan", self.run_dir)  # any image with iproute2 and ping will do
+            image = build_image("strongswan", kernel, self.run_dir)  # any image with iproute2 and ping will do
             netns.create(self.topology)
             link = self.topology.links[0]
             self.capture = start_capture(link, self.run_dir)

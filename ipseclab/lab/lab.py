@@ -33,9 +33,11 @@ from .capture import Capture, start_capture, stop_capture
 from .endpoint_host import EndpointHost
 from .esp_keys import write_kernel_esp_sa
 from .images import Image, build_image
+from .kernel import UmlKernel, select_kernel
 from .keys import XfrmState, match_ike_keys, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .peers import PeerDriver, driver
+from .probe import Verdict, require_bootable
 from .proc import require_root, require_tool
 from .runtime import RuntimeChoice, choose_runtime
 from .topology import Topology, check_host_routes, make_topology
@@ -102,6 +104,8 @@ class Lab:
         self._up = False
         self._pid = os.getpid()
         self.runtime: RuntimeChoice | None = None
+        self.kernel: UmlKernel | None = None
+        self.probe: Verdict | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -128,20 +132,25 @@ class Lab:
 
     def up(self) -> None:
         require_root("the lab")
-        for tool in ("linux.uml", "tcpdump", "ip"):
+        for tool in ("tcpdump", "ip"):
             require_tool(tool)
         check_host_routes()
         self.runtime = choose_runtime()
+        impls = {self.spec.left, self.spec.right} - {"ipseclab"}  # the endpoint runs on the host kernel
+        if impls:
+            # before anything exists to tear down: a kernel that cannot boot here stops the lab with the cause
+            self.kernel = select_kernel()
+            self.probe = require_bootable(self.kernel)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._up = True
         started = time.monotonic()
-        impls = {self.spec.left, self.spec.right} - {"ipseclab"}  # the endpoint runs on the host kernel
         images: dict[str, Image] = {}
-        if impls:
+        if (kernel := self.kernel) is not None:
             with ThreadPoolExecutor(len(impls)) as ex:
-                images = dict(zip(impls, ex.map(lambda i: build_image(i, self.run_dir), impls), strict=True))
+                images = dict(zip(impls, ex.map(lambda i: build_image(i, kernel, self.run_dir), impls),
+                                  strict=True))
         self.timings.images = time.monotonic() - started
         started = time.monotonic()
         self._write_state()
@@ -198,6 +207,8 @@ class Lab:
             "run_dir": str(self.run_dir),
             "spec": {"topology": self.spec.topology, "left": self.spec.left, "right": self.spec.right},
             "runtime": asdict(self.runtime) if self.runtime else None,
+            "kernel": self.kernel.as_dict() if self.kernel else None,
+            "kernel_probe": self.probe.summary() if self.probe else None,
             "namespaces": self.topology.namespaces,
             "pcaps": [str(c.pcap) for c in self.captures],
             "timings": asdict(self.timings),

@@ -20,7 +20,8 @@ from ..errors import LabError
 
 # tool -> (Debian package, what it is for)
 TOOLS = {
-    "linux.uml": ("user-mode-linux", "runs each peer with its own kernel ESP/AH stack"),
+    "patchelf": ("patchelf", "points the cached UML kernel at the C library it was built for"),
+    "dpkg-deb": ("dpkg", "extracts the UML kernel's packages into the cache"),
     "mmdebstrap": ("mmdebstrap", "builds the peers' root filesystems"),
     "tcpdump": ("tcpdump", "captures every link of the lab"),
     "nft": ("nftables", "masquerades the left side in the NAT topology"),
@@ -44,10 +45,11 @@ def require_root(what: str) -> None:
 
 
 def run(cmd: Sequence[str], timeout: float = 60, check: bool = True, hint: str = "",
-        input: str | None = None) -> subprocess.CompletedProcess[str]:
+        input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command to completion; LabError with its output when it fails or times out."""
     try:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input)
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input,
+                              cwd=cwd)
     except FileNotFoundError:
         raise LabError(f"{cmd[0]} not found", command=list(cmd), hint=hint) from None
     except subprocess.TimeoutExpired as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import LabError
 from .images import Image
-from .proc import in_netns, require_tool, spawn, stop, tail
+from .proc import in_netns, spawn, stop, tail
 from .topology import HostAddressing
 
 AGENT = """
@@ -75,7 +75,6 @@ class UmlHost:
 
     def boot(self, init_script: str) -> None:
         """Write the guest's init script and start the kernel (returns at once; see wait_ready)."""
-        require_tool("linux.uml")
         # a reused run directory must not hand old command results to this guest's commands
         shutil.rmtree(self.dir / "cmd", ignore_errors=True)
         (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
@@ -85,7 +84,8 @@ class UmlHost:
         path = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         (self.dir / "init.sh").write_text(path + init_script + AGENT)
         cmd = in_netns(self.ns, [
-            "linux.uml", f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root", "rootfstype=hostfs",
+            str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
+            "rootfstype=hostfs",
             f"rootflags={self.image.path}", "rw", "init=/sbin/ipseclab-init", "con=null", "con0=null,fd:1",
             f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={self.dir}",
         ])

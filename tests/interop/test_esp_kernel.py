@@ -1,4 +1,4 @@
-"""ipseclab's ESP/AH against the Linux kernel's (User-Mode Linux 6.1), both directions, every algorithm.
+"""ipseclab's ESP/AH against the Linux kernel's (under User-Mode Linux), both directions, every algorithm.
 
 For each algorithm x mode x encapsulation x ESN, over IPv4 and over IPv6: the guest kernel
 gets an SA pair with keys we chose (``ip xfrm state``), pings across it, and every packet the
@@ -255,24 +255,29 @@ class Pair:
 
 
 def install_pair(kernel: KernelPeer, alg: Alg, proto: str, mode: str, *, udp: bool = False, esn: bool = False,
-                 family: int = 4) -> Pair:
-    """Random SPIs and keys, installed in the kernel (``install`` replaces the previous pair) and in ipseclab."""
+                 family: int = 4, start: int = 0) -> Pair:
+    """Random SPIs and keys, installed in the kernel (``install`` replaces the previous pair) and in ipseclab.
+
+    ``start`` is where both directions begin: the last sequence number sent on the kernel's
+    outbound SA and ipseclab's, and the top of both receive windows (64 bits with ESN).
+    """
     left, right = kernel.address("left", family), kernel.address("right", family)
     spi_out = int.from_bytes(os.urandom(4), "big") | 0x1000
     spi_in = int.from_bytes(os.urandom(4), "big") | 0x1000
     k_out, k_in = _keys(alg), _keys(alg)
     encap = (4500, 4500) if udp else None
     kernel.install(
-        KernelSa(left, right, spi_out, proto, mode, encap=encap, esn=esn, **k_out),
-        KernelSa(right, left, spi_in, proto, mode, encap=encap, esn=esn, **k_in),
+        KernelSa(left, right, spi_out, proto, mode, encap=encap, esn=esn, oseq=start, **k_out),
+        KernelSa(right, left, spi_in, proto, mode, encap=encap, esn=esn, seq=start, **k_in),
     )
     kw: dict[str, object] = {"mode": mode, "esn": esn, "replay_window": 32}
     if udp:
         kw["udp"] = True
     out_kw = dict(kw, tunnel=(left, right)) if mode == "tunnel" else kw
     in_kw = dict(kw, tunnel=(right, left)) if mode == "tunnel" else kw
-    return Pair(proto, family, left, right, spi_out, spi_in, _sa(proto, spi_out, k_out, **out_kw),
-                _sa(proto, spi_in, k_in, **in_kw))
+    ours_out = _sa(proto, spi_out, k_out, **out_kw)
+    ours_out.window.top = start  # the receive window starts where the kernel's outbound counter does
+    return Pair(proto, family, left, right, spi_out, spi_in, ours_out, _sa(proto, spi_in, k_in, seq=start, **in_kw))
 
 
 def _carries_spi(p: IpPacket, spi: int) -> bool:
@@ -370,6 +375,38 @@ def test_kernel_and_ipseclab_agree(kernel: KernelPeer, alg: Alg, proto: str, mod
     kernel_to_ipseclab(kernel, pair)
     packets = [pair.ours_in.protect(echo_request(pair.right, pair.left, 0x1234, seq)) for seq in (1, 2)]
     ipseclab_to_kernel(kernel, pair, packets)
+
+
+ESN_START = (5 << 32) | 0xFFFFFFFE  # high-order bits 5; the low 32 bits wrap after one more packet
+
+
+@pytest.mark.parametrize(("alg", "proto", "mode"), [
+    pytest.param(ALGS["aes128gcm16"], "esp", "tunnel", id="aes128gcm16-tunnel-esn-hi"),
+    pytest.param(ALGS["aes256-sha256"], "esp", "tunnel", id="aes256-sha256-tunnel-esn-hi"),
+    pytest.param(ALGS["ah-sha256"], "ah", "transport", id="ah-sha256-transport-esn-hi"),
+])
+def test_esn_high_bits_above_zero_cross_2_32_both_ways(kernel: KernelPeer, alg: Alg, proto: str, mode: str):
+    """ESN SAs that start with high-order bits 5 (``replay-oseq-hi``/``replay-seq-hi``) and cross 2^32.
+
+    The high bits never travel: GCM authenticates them in its AAD, HMAC and AH behind the
+    packet.  So both sides must infer them (RFC 4303 Appendix A2.2) and agree on every packet,
+    including the one whose low 32 bits are 0 after the wrap.  The kernel's counters, read back
+    from ``ip -s xfrm state``, are the oracle for where each side ended up.
+    """
+    pair = install_pair(kernel, alg, proto, mode, esn=True, start=ESN_START)
+    kernel_to_ipseclab(kernel, pair, count=3)  # low 32 bits 0xffffffff (high 5), then 0 and 1 (high 6)
+    assert pair.ours_out.window.top == (6 << 32) | 1, (
+        f"expected ipseclab's receive window at 6:1 after the kernel's three packets, got "
+        f"{pair.ours_out.window.top >> 32}:{pair.ours_out.window.top & 0xFFFFFFFF}")
+    packets = [pair.ours_in.protect(echo_request(pair.right, pair.left, 0x5e5e, n)) for n in (1, 2, 3)]
+    assert pair.ours_in.seq == (6 << 32) | 1, f"expected ipseclab to have sent up to 6:1, got {pair.ours_in.seq:#x}"
+    ipseclab_to_kernel(kernel, pair, packets)
+    states = {s.spi: s.counters for s in kernel.states()}
+    inbound, outbound = states[pair.spi_in], states[pair.spi_out]
+    assert (inbound.get("seq-hi"), inbound.get("seq")) == (6, 1), (
+        f"expected the kernel's inbound window at seq-hi 6, seq 1 after ipseclab's packets, got {inbound}")
+    assert (outbound.get("oseq-hi"), outbound.get("oseq")) == (6, 4), (
+        f"expected the kernel to have sent up to oseq-hi 6, oseq 4 (three pings, three replies), got {outbound}")
 
 
 EXT_CASES = [
