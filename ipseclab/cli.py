@@ -15,6 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from .errors import ConfigError, IpsecLabError
+from .lab.runtime import RUNTIMES
+
+RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers that boot "
+                "the peer's kernel under UML), auto (docker when an engine answers)")
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -98,7 +102,7 @@ def _cmd_interop(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
     from .lab.runtime import choose_runtime
 
-    runtime = choose_runtime()
+    runtime = choose_runtime(args.runtime)
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
     print(f"runtime: {runtime.name}: {runtime.reason}")
     if any(impl != "ipseclab" for pair in pairs for impl in pair):
@@ -107,7 +111,7 @@ def _cmd_interop(args: argparse.Namespace) -> int:
 
         kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
         print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")
-    results = run_matrix(cases, pairs, out)
+    results = run_matrix(cases, pairs, out, runtime=runtime.name)
     print()
     print(matrix_markdown(results))
     print(f"results: {out / 'results.md'} and {out / 'results.json'}")
@@ -141,7 +145,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
     case = by_name(args.case)
     left, right = case_configs(case, make_topology(case.topology, "probe"))
-    spec = LabSpec(left, right, case.topology, args.initiator, args.responder)
+    spec = LabSpec(left, right, case.topology, args.initiator, args.responder, args.runtime or "")
     with Lab(spec, run_dir=Path(args.out).resolve() if args.out else None) as lab:
         if lab.runtime:
             print(f"runtime: {lab.runtime.name}: {lab.runtime.reason}")
@@ -190,6 +194,24 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_images(args: argparse.Namespace) -> int:
+    from .lab import docker_images
+
+    if args.action == "build":
+        for impl in args.impl or docker_images.IMPLEMENTATIONS:
+            image = docker_images.build(impl)
+            how = f"built in {image.built_in:.1f} s" if image.built_in else "cached: nothing to build"
+            print(f"{image.tag}  {how}")
+    elif args.action == "list":
+        for row in docker_images.listed():
+            print(f"{row['tag']:<44} {row['role']:<5} {row['size_mb']:>5} MB  {row['created'][:19]}  "
+                  f"{'current' if row['current'] else 'stale (inputs changed)'}")
+    else:
+        removed = docker_images.prune(everything=args.all)
+        print("removed: " + (" ".join(removed) or "nothing"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipseclab", description="IPsec packet lab and interoperability tester")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", action="append", metavar="INIT:RESP",
                    help="e.g. strongswan:libreswan (default: both directions of strongSwan/Libreswan)")
     p.add_argument("--out", help="directory for the runs and the results matrix")
+    p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
     p.set_defaults(func=_cmd_interop)
 
     p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
@@ -218,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory for 'up'")
     p.add_argument("--run-id", help="the run whose resources 'down' removes (default: every lab's)")
     p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")
+    p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
     p.add_argument("--dry-run", action="store_true", help="'cleanup' only lists what it would remove")
     p.set_defaults(func=_cmd_lab)
 
@@ -229,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console-log", metavar="FILE",
                    help="'probe': diagnose a kept UML console log instead of booting the kernel")
     p.set_defaults(func=_cmd_kernel)
+
+    p = sub.add_parser("images", help="the peers' docker images (the docker runtime): build, list, prune")
+    p.add_argument("action", choices=["build", "list", "prune"])
+    p.add_argument("impl", nargs="*", help="'build': implementations (default: all)")
+    p.add_argument("--all", action="store_true", help="'prune': remove every ipseclab image, not only stale ones")
+    p.set_defaults(func=_cmd_images)
     return parser
 
 

@@ -99,8 +99,8 @@ def check_ipseclab_decrypts(run_dir: Path) -> None:
         assert not bad, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3])
 
 
-def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> CaseResult:
-    """One cell of the matrix; never raises for a peer or lab failure (that is the cell's result)."""
+def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:
+    """One cell of the matrix on ``runtime`` (see LabSpec); never raises for a peer or lab failure."""
     run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
     started = time.monotonic()
 
@@ -117,7 +117,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> C
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     try:
-        with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder), run_dir=run_dir) as lab:
+        with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
             lab.initiate("left")
             lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
@@ -130,13 +130,13 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path) -> C
 
 
 def run_matrix(cases: Sequence[TestCase], pairs: Sequence[tuple[str, str]], out_dir: Path,
-               progress: bool = True) -> list[CaseResult]:
+               progress: bool = True, runtime: str = "") -> list[CaseResult]:
     """Run every case for every pair; writes results.json and results.md into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for case in cases:
         for initiator, responder in pairs:
-            res = run_case(case, initiator, responder, out_dir)
+            res = run_case(case, initiator, responder, out_dir, runtime)
             results.append(res)
             if progress:
                 print(f"{res.case:<16} {res.initiator:>10} -> {res.responder:<10} {res.status.upper():<11} "

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .docker_host import sweep_containers
 from .netns import lab_namespaces, remove_namespaces
 from .topology import LAB_PREFIX
 
@@ -27,9 +28,10 @@ class Leftovers:
     namespaces: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     uml_dirs: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.pids or self.uml_dirs)
+        return bool(self.namespaces or self.pids or self.uml_dirs or self.containers)
 
     def describe(self) -> str:
         parts = []
@@ -39,6 +41,8 @@ class Leftovers:
             parts.append("processes " + " ".join(map(str, self.pids)))
         if self.uml_dirs:
             parts.append("UML state " + " ".join(self.uml_dirs))
+        if self.containers:
+            parts.append("containers " + " ".join(self.containers))
         return "; ".join(parts) or "nothing"
 
 
@@ -75,6 +79,7 @@ def lab_pids(run_id: str | None = None) -> list[int]:
 def sweep(run_id: str | None = None, dry_run: bool = False) -> Leftovers:
     """Kill the lab's processes, delete its namespaces and UML state directories (one run's, or all)."""
     found = Leftovers(lab_namespaces(run_id), lab_pids(run_id))
+    found.containers = sweep_containers(run_id, dry_run=dry_run)  # labelled with the run id; removed now
     prefix = LAB_PREFIX + (f"{run_id}-" if run_id else "")
     uml_home = Path.home() / ".uml"
     if uml_home.is_dir():

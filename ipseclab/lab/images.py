@@ -6,8 +6,8 @@ guest init script, the UML kernel (version and package) whose modules are copied
 this builder's version, so switching kernels builds new images.  A second run finds the
 directory and starts in milliseconds.
 
-The same package list feeds ``containers/<impl>/Dockerfile``; where Docker is present
-``docker_import()`` turns a built root filesystem into a base image (no registry needed).
+The same package list feeds ``containers/<impl>/Dockerfile`` (the docker runtime's images:
+``ipseclab.lab.docker_images``).
 """
 
 from __future__ import annotations
@@ -31,20 +31,9 @@ BUILDER_VERSION = "1"
 SUITE = "bookworm"
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS = REPO / "containers"
-
-# The guest's PID 1: mount the basics and the peer's own host directory, then run the peer's script.
-GUEST_INIT = """#!/bin/sh
-# ipseclab guest init (User-Mode Linux, hostfs root): the per-peer host directory is passed
-# on the kernel command line as ipl_dir=..., mounted on /ipl, and /ipl/init.sh takes over.
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-mount -t tmpfs tmpfs /var/tmp
-mkdir -p /ipl
-mount -t hostfs none /ipl -o "$ipl_dir"
-exec /bin/sh /ipl/init.sh > /ipl/init.log 2>&1
-"""
+# The guest's PID 1 (mounts the basics and the peer's own host directory, then runs the peer's script);
+# the docker images copy the same file.
+GUEST_INIT = (CONTAINERS / "common" / "ipseclab-init").read_text()
 
 
 def cache_root() -> Path:
@@ -125,20 +114,3 @@ def build_image(impl: str, kernel: UmlKernel, log_dir: Path | None = None, timeo
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     return Image(impl, key, target, kernel)
-
-
-def docker_import(image: Image, tag: str | None = None) -> str:
-    """Import a built root filesystem as a local Docker base image (no registry needed); returns its tag."""
-    import io
-    import tarfile
-
-    import docker
-
-    tag = tag or f"ipseclab/{image.impl}-base:{image.key}"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(str(image.path), arcname=".")
-    buf.seek(0)
-    repository, _, version = tag.partition(":")
-    docker.from_env().api.import_image_from_data(buf.getvalue(), repository=repository, tag=version or "latest")
-    return tag

@@ -30,6 +30,7 @@ from ..errors import LabError
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
+from .docker_host import DockerUmlHost
 from .endpoint_host import EndpointHost
 from .esp_keys import write_kernel_esp_sa
 from .images import Image, build_image
@@ -59,6 +60,7 @@ class LabSpec:
     topology: str = "direct"
     left: str = "strongswan"
     right: str = "libreswan"
+    runtime: str = ""  # "uml", "docker" or "auto"; "" for $IPSECLAB_RUNTIME, else uml
 
 
 @dataclass(slots=True)
@@ -135,7 +137,7 @@ class Lab:
         for tool in ("tcpdump", "ip"):
             require_tool(tool)
         check_host_routes()
-        self.runtime = choose_runtime()
+        self.runtime = choose_runtime(self.spec.runtime)
         impls = {self.spec.left, self.spec.right} - {"ipseclab"}  # the endpoint runs on the host kernel
         if impls:
             # before anything exists to tear down: a kernel that cannot boot here stops the lab with the cause
@@ -146,36 +148,62 @@ class Lab:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._up = True
         started = time.monotonic()
-        images: dict[str, Image] = {}
-        if (kernel := self.kernel) is not None:
-            with ThreadPoolExecutor(len(impls)) as ex:
-                images = dict(zip(impls, ex.map(lambda i: build_image(i, kernel, self.run_dir), impls),
-                                  strict=True))
+        images = self._images(impls)
         self.timings.images = time.monotonic() - started
-        started = time.monotonic()
         self._write_state()
-        netns.create(self.topology)
-        self.timings.topology = time.monotonic() - started
-        for link in self.topology.links:
-            self.captures.append(start_capture(link, self.run_dir))
-        for side, impl, cfg in (("left", self.spec.left, self.spec.left_config),
-                                ("right", self.spec.right, self.spec.right_config)):
+        sides = (("left", self.spec.left, self.spec.left_config), ("right", self.spec.right, self.spec.right_config))
+        for side, impl, cfg in sides:
             drv = driver(impl)
             ns, ifname = self.topology.attach[side]
             peer_dir = self.run_dir / side
             peer_dir.mkdir(parents=True, exist_ok=True)
-            addressing = self.topology.hosts[side]
             drv.write_config(cfg, peer_dir)
             host: LabHost
             if impl == "ipseclab":
-                host = EndpointHost(side, ns, ifname, addressing, peer_dir)
-                host.boot()
+                host = EndpointHost(side, ns, ifname, self.topology.hosts[side], peer_dir)
+            elif self.runtime.name == "docker":
+                host = DockerUmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir,
+                                     tag=images[impl].key, run_id=self.run_id)
             else:
                 host = UmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir)
-                host.boot(network_script(addressing, side) + drv.start_script(cfg, addressing))
             self.peers[side] = PeerRun(side, drv, cfg, host)
+        started = time.monotonic()
+        # containers first: their network namespaces take the sides' names, then the links go in
+        containers = {side: p.host for side, p in self.peers.items() if isinstance(p.host, DockerUmlHost)}
+        for side in containers:
+            self._boot(self.peers[side])
+        netns.create(self.topology, {self.topology.attach[side][0]: c.pid() for side, c in containers.items()})
+        self.timings.topology = time.monotonic() - started
+        for link in self.topology.links:
+            self.captures.append(start_capture(link, self.run_dir))
+        for side, peer in self.peers.items():
+            if side not in containers:
+                self._boot(peer)
         for side, peer in self.peers.items():
             self.timings.boot[side] = peer.host.wait_ready()
+
+    def _images(self, impls: set[str]) -> dict[str, Image]:
+        """Each kernel peer's image for the runtime, built in parallel where missing."""
+        kernel, runtime = self.kernel, self.runtime
+        if kernel is None or runtime is None:
+            return {}
+        if runtime.name == "docker":
+            from . import docker_images
+
+            def build(impl: str) -> Image:  # the container's root is the guest's root
+                return Image(impl, docker_images.build(impl, self.run_dir).tag, Path("/"), kernel)
+        else:
+            def build(impl: str) -> Image:
+                return build_image(impl, kernel, self.run_dir)
+        with ThreadPoolExecutor(len(impls)) as ex:
+            return dict(zip(impls, ex.map(build, impls), strict=True))
+
+    def _boot(self, peer: PeerRun) -> None:
+        if isinstance(peer.host, EndpointHost):
+            peer.host.boot()
+            return
+        addressing = self.topology.hosts[peer.side]
+        peer.host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""

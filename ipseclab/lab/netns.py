@@ -29,18 +29,26 @@ def _sysctl(ns: str, key: str, value: str) -> None:
     run(in_netns(ns, ["sysctl", "-q", "-w", f"{key}={value}"]), timeout=10)
 
 
-def create(topo: Topology) -> None:
-    """Create namespaces, links and the router; on failure remove what was made and raise LabError."""
+def create(topo: Topology, attached: dict[str, int] | None = None) -> None:
+    """Create namespaces, links and the router; on failure remove what was made and raise LabError.
+
+    ``attached`` maps namespace names to processes (a container's init) whose network namespace
+    takes that name instead of a new one (``ip netns attach``): the rest is the same either way.
+    """
     from pyroute2 import IPRoute, NetNS, netns
     from pyroute2.netlink.exceptions import NetlinkError
 
+    attached = attached or {}
     try:
         existing = set(netns.listnetns())
         for ns in topo.namespaces:
             if ns in existing:
                 raise LabError(f"network namespace {ns} already exists (a run with the same id is active?)",
                                hint="ipseclab lab cleanup removes what crashed runs left behind")
-            netns.create(ns)
+            if ns in attached:
+                netns.attach(ns, attached[ns])
+            else:
+                netns.create(ns)
         with IPRoute() as ipr:
             for link in topo.links:
                 tmp_a, tmp_b = f"ipl{topo.run_id[-6:]}a", f"ipl{topo.run_id[-6:]}b"

@@ -1,9 +1,10 @@
 """Which runtime boots the peers, decided at start-up from what the host kernel can do.
 
-``uml`` (User-Mode Linux, each peer with its own kernel ESP/AH) works everywhere and is what
-the lab uses.  ``netns`` (chroot plus namespaces on the host kernel) would only work where
-the host kernel has ESP and AH; it is not implemented yet, so where it would apply the lab
-says so and still uses ``uml``.
+``uml`` (User-Mode Linux, each peer with its own kernel ESP/AH) works everywhere and is the
+default.  ``docker`` runs each kernel peer as a container of its docker image that boots the
+peer's kernel under UML inside (``lab.docker_host``).  ``netns`` (chroot plus namespaces on the
+host kernel) would only work where the host kernel has ESP and AH; it is not implemented yet,
+so where it would apply the lab says so and still uses ``uml``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import LabError
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +40,30 @@ def host_kernel_has_esp() -> tuple[bool, str]:
     return False, f"no /proc/config.gz and no esp4/ah4 modules in {mods}"
 
 
-def choose_runtime() -> RuntimeChoice:
-    """The runtime the lab uses on this host, with the reason (recorded in every run's lab.json)."""
-    forced = os.environ.get("IPSECLAB_RUNTIME")
-    if forced and forced != "uml":
-        return RuntimeChoice("uml", f"IPSECLAB_RUNTIME={forced} asked, but only the uml runtime is implemented")
+RUNTIMES = ("auto", "uml", "docker")
+
+
+def choose_runtime(requested: str | None = None) -> RuntimeChoice:
+    """The runtime the lab uses on this host, with the reason (recorded in every run's lab.json).
+
+    ``requested`` (else ``$IPSECLAB_RUNTIME``, else ``uml``): ``uml``, ``docker`` (LabError when no
+    engine answers), or ``auto`` (docker when an engine answers, else uml).
+    """
+    from .docker_images import engine, engine_answers
+
+    asked = requested or os.environ.get("IPSECLAB_RUNTIME") or "uml"
+    if asked not in RUNTIMES:
+        raise LabError(f"unknown runtime {asked!r}", hint=f"use one of {', '.join(RUNTIMES)}")
     has_esp, why = host_kernel_has_esp()
+    kernel = (f"the host kernel has ESP/AH ({why}), but using it from containers is not implemented yet"
+              if has_esp else f"the host kernel lacks ESP/AH ({why})")
+    if asked == "docker" or (asked == "auto" and engine_answers()):
+        engine().close()  # a one-line error naming DOCKER_HOST when no engine answers
+        return RuntimeChoice("docker", f"{asked} asked: each kernel peer is a container of its docker image "
+                                       f"that boots the peer's own kernel under User-Mode Linux, since {kernel}")
+    if asked == "auto":
+        return RuntimeChoice("uml", "auto asked and no Docker engine answers: each peer runs its own kernel "
+                                    "under User-Mode Linux")
     if has_esp:
         return RuntimeChoice("uml", f"host kernel has ESP/AH ({why}); the netns runtime is not implemented, "
                                     "so peers still run under User-Mode Linux")

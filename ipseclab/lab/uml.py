@@ -73,8 +73,14 @@ class UmlHost:
     def console_log(self) -> Path:
         return self.dir / "console.log"
 
-    def boot(self, init_script: str) -> None:
-        """Write the guest's init script and start the kernel (returns at once; see wait_ready)."""
+    def kernel_command(self, root: Path, ipl_dir: Path) -> list[str]:
+        """The UML command line: the guest's root and the peer directory as the kernel sees them."""
+        return [str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
+                "rootfstype=hostfs", f"rootflags={root}", "rw", "init=/sbin/ipseclab-init", "con=null",
+                "con0=null,fd:1", f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={ipl_dir}"]
+
+    def prepare(self, init_script: str) -> None:
+        """Write the guest's init script into a clean peer directory (stale results removed)."""
         # a reused run directory must not hand old command results to this guest's commands
         shutil.rmtree(self.dir / "cmd", ignore_errors=True)
         (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
@@ -83,14 +89,16 @@ class UmlHost:
         # the kernel starts init with no PATH; programs that exec others (timeout, ipsec) need one
         path = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
         (self.dir / "init.sh").write_text(path + init_script + AGENT)
-        cmd = in_netns(self.ns, [
-            str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
-            "rootfstype=hostfs",
-            f"rootflags={self.image.path}", "rw", "init=/sbin/ipseclab-init", "con=null", "con0=null,fd:1",
-            f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={self.dir}",
-        ])
+
+    def boot(self, init_script: str) -> None:
+        """Write the guest's init script and start the kernel in the side's namespace (see wait_ready)."""
+        self.prepare(init_script)
         self.booted_at = time.monotonic()
-        self.proc = spawn(cmd, self.console_log)
+        self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console_log)
+
+    def exit_status(self) -> int | None:
+        """None while the guest runs (or before boot), else how its kernel process ended."""
+        return None if self.proc is None else self.proc.poll()
 
     def wait_ready(self, timeout: float = 60) -> float:
         """Block until the guest's init signalled ready; returns the seconds since boot() started it."""
@@ -98,8 +106,8 @@ class UmlHost:
         while time.monotonic() - started < timeout:
             if (self.dir / "ready").exists():
                 return time.monotonic() - self.booted_at
-            if self.proc is not None and self.proc.poll() is not None:
-                raise LabError(f"UML guest {self.name} exited during boot (status {self.proc.returncode})",
+            if (status := self.exit_status()) is not None:
+                raise LabError(f"UML guest {self.name} exited during boot (status {status})",
                                output=tail(self.dir / "init.log") or tail(self.console_log),
                                hint=f"see {self.dir}/init.log and console.log")
             time.sleep(0.05)
@@ -109,7 +117,7 @@ class UmlHost:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.booted_at > 0 and self.exit_status() is None
 
     def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         """Run shell lines in the guest; returns (exit status, output).  LabError on timeout or failure."""
@@ -136,8 +144,14 @@ class UmlHost:
 
     def halt(self, timeout: float = 10) -> None:
         """Halt the guest cleanly if it answers, else stop its process group; never raises for a dead guest."""
-        if self.proc is None:
+        if self.booted_at == 0:
             return
+        self.ask_to_halt(timeout)
+        if self.proc is not None:
+            stop(self.proc, grace=3)
+
+    def ask_to_halt(self, timeout: float) -> None:
+        """Have the guest halt itself through the spool, and wait up to ``timeout`` for its kernel to end."""
         if self.alive:
             self._seq += 1
             try:
@@ -148,4 +162,3 @@ class UmlHost:
             deadline = time.monotonic() + timeout
             while self.alive and time.monotonic() < deadline:
                 time.sleep(0.05)
-        stop(self.proc, grace=3)

@@ -1,0 +1,167 @@
+"""The ``docker`` runtime: a kernel peer as a container that boots the peer's own kernel under UML.
+
+The container is made from ``ipseclab/<impl>:<hash>`` (``lab.docker_images``) with no network of
+Docker's (``network_mode=none``): the lab gives the container's network namespace the side's
+name (``ip netns attach``), so the topology's veth end lands inside it exactly as it lands in
+the UML runtime's namespace, captures and addresses unchanged.  Inside, ``/ipl/launch.sh``
+waits for that interface and execs the UML kernel with the container's own root as the guest's
+root (hostfs), so the guest's writes stay in the container's layer.  The kernel binary and its
+modules are bind-mounted read-only from the host's cache; ``/dev/shm`` is an executable tmpfs
+(UML maps its memory file there; Docker's default is noexec).
+
+Why UML inside the container: these machines' kernels have no ESP/AH, so a daemon in a plain
+container could not install its SAs.  Running the daemon on a host kernel that has ESP/AH
+directly in the container is not implemented; ``lab.json`` says which was used and why.
+
+The guest is driven through the same ``/ipl`` spool as a UML guest (``UmlHost.exec``);
+the container's output (the UML console) is streamed into ``console.log``.  Every container is
+labelled ``ipseclab=1``, ``ipseclab.run=<run id>`` and removed on every teardown path
+(``cleanup.sweep`` finds them by label).  Capabilities: all dropped but NET_ADMIN and NET_RAW.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import LabError
+from .docker_images import LABEL, engine
+from .uml import UmlHost
+
+IPL = Path("/ipl")
+CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
+
+LAUNCH = """# written by ipseclab.lab.docker_host: wait for the lab's veth end, then boot the peer's kernel
+i=0
+while ! ip -o link show dev {ifname} >/dev/null 2>&1; do
+  i=$((i+1)); [ $i -gt 600 ] && {{ echo "ipseclab: interface {ifname} never arrived in the container"; exit 3; }}
+  sleep 0.05
+done
+exec {command}
+"""
+
+
+def run_labels(run_id: str, side: str = "") -> dict[str, str]:
+    labels = {LABEL: "1", f"{LABEL}.run": run_id}
+    if side:
+        labels[f"{LABEL}.side"] = side
+    return labels
+
+
+@dataclass(slots=True)
+class DockerUmlHost(UmlHost):
+    """A UmlHost whose kernel runs in a container of the peer's docker image (see the module docstring)."""
+
+    tag: str = ""
+    run_id: str = ""
+    container: Any = None
+    _logs: threading.Thread | None = field(default=None)
+    _status: int | None = field(default=None)
+
+    def boot(self, init_script: str) -> None:
+        """Start the container (the kernel waits inside for its interface: see :meth:`pid`)."""
+        from docker.errors import APIError, ImageNotFound
+        from docker.types import Mount
+
+        self.prepare(init_script)
+        kernel = self.image.kernel
+        command = " ".join(self.kernel_command(Path("/"), IPL))
+        (self.dir / "launch.sh").write_text(LAUNCH.format(ifname=self.ifname, command=command))
+        install_dir = kernel.binary.parents[2]  # <cache>/kernels/<v>: the binary's libc sits beside it
+        mounts = [Mount(str(IPL), str(self.dir), type="bind"),
+                  Mount(str(install_dir), str(install_dir), type="bind", read_only=True),
+                  Mount(f"/lib/modules/{kernel.version}", str(kernel.modules), type="bind", read_only=True)]
+        client = engine()
+        self.booted_at = time.monotonic()
+        try:
+            self.container = client.containers.run(
+                self.tag, detach=True, name=self.umid, hostname=self.name, network_mode="none",
+                cap_drop=["ALL"], cap_add=CAPABILITIES, mounts=mounts, tmpfs={"/dev/shm": "rw,exec,size=1g"},
+                environment={"IPSECLAB_START": "launch.sh", "TMPDIR": "/dev/shm"},
+                labels=run_labels(self.run_id, self.name))
+        except ImageNotFound:
+            raise LabError(f"docker image {self.tag} is missing", hint="ipseclab images build") from None
+        except APIError as exc:
+            hint = ("a container of that name exists: `ipseclab lab cleanup` removes ipseclab's leftovers"
+                    if exc.status_code == 409 else "see the engine's message above")
+            raise LabError(f"starting the {self.name} container ({self.tag}) failed: {exc.explanation}",
+                           hint=hint) from None
+        self._logs = threading.Thread(target=self._stream_logs, name=f"logs-{self.umid}", daemon=True)
+        self._logs.start()
+
+    def _stream_logs(self) -> None:
+        with contextlib.suppress(Exception), open(self.console_log, "ab") as fh:
+            for chunk in self.container.logs(stream=True, follow=True):
+                fh.write(chunk)
+                fh.flush()
+
+    def pid(self) -> int:
+        """The container's init process on the host (its network namespace is the side's)."""
+        self.container.reload()
+        pid = int(self.container.attrs["State"]["Pid"])
+        if not pid:
+            status = self.container.attrs["State"].get("ExitCode")
+            raise LabError(f"the {self.name} container exited during start (status {status})",
+                           output=self.container.logs(tail=20).decode(errors="replace"),
+                           hint=f"see {self.console_log}")
+        return pid
+
+    def exit_status(self) -> int | None:
+        if self._status is not None:
+            return self._status
+        if self.container is None:
+            return None
+        from docker.errors import NotFound
+
+        try:
+            self.container.reload()
+        except NotFound:
+            self._status = -1
+            return self._status
+        state = self.container.attrs["State"]
+        if state.get("Running") or state.get("Status") == "created":
+            return None
+        self._status = int(state.get("ExitCode", -1))
+        return self._status
+
+    def halt(self, timeout: float = 10) -> None:
+        """Halt the guest through the spool, then remove the container whatever state it is in."""
+        if self.container is None:
+            return
+        with contextlib.suppress(LabError):
+            self.ask_to_halt(timeout)
+        remove_container(self.container)
+        if self._logs is not None:
+            self._logs.join(timeout=2)
+
+
+def remove_container(container: Any) -> None:
+    from docker.errors import APIError, NotFound
+
+    with contextlib.suppress(NotFound, APIError):
+        container.remove(force=True)
+
+
+def sweep_containers(run_id: str | None = None, dry_run: bool = False) -> list[str]:
+    """ipseclab's containers (one run's, or all), removed unless ``dry_run``; [] when no engine answers."""
+    import os
+
+    from docker.errors import DockerException
+
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return []
+    try:
+        client = engine()
+        label = f"{LABEL}.run={run_id}" if run_id else f"{LABEL}=1"
+        found = client.containers.list(all=True, filters={"label": label})
+    except (LabError, DockerException):
+        return []
+    names = [c.name for c in found]
+    if not dry_run:
+        for c in found:
+            remove_container(c)
+    return names
