@@ -71,16 +71,17 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def _pairs(specs: list[str] | None) -> list[tuple[str, str]]:
-    from .errors import ConfigError
-    from .interop import DEFAULT_PAIRS, IMPLEMENTATIONS
+    from .interop import DEFAULT_PAIRS
+    from .lab.peers import implementations
 
+    known = implementations()
     if not specs:
         return list(DEFAULT_PAIRS)
     out = []
     for spec in specs:
         init, sep, resp = spec.partition(":")
-        if not sep or init not in IMPLEMENTATIONS or resp not in IMPLEMENTATIONS:
-            raise ConfigError(f"--pair {spec!r}: write INITIATOR:RESPONDER, each one of {', '.join(IMPLEMENTATIONS)}")
+        if not sep or init not in known or resp not in known:
+            raise ConfigError(f"--pair {spec!r}: write INITIATOR:RESPONDER, each one of {', '.join(known)}")
         out.append((init, resp))
     return out
 
@@ -236,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
     p.add_argument("action", choices=["up", "status", "down", "cleanup"])
     p.add_argument("--case", default="esp-tunnel", help="the test case whose setup 'up' boots")
-    p.add_argument("--initiator", default="strongswan", choices=["strongswan", "libreswan", "ipseclab"])
-    p.add_argument("--responder", default="libreswan", choices=["strongswan", "libreswan", "ipseclab"])
+    p.add_argument("--initiator", default="strongswan", help="an implementation (see --pair of interop)")
+    p.add_argument("--responder", default="libreswan", help="an implementation (see --pair of interop)")
     p.add_argument("--out", help="run directory for 'up'")
     p.add_argument("--run-id", help="the run whose resources 'down' removes (default: every lab's)")
     p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")

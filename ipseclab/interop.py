@@ -17,17 +17,19 @@ from pathlib import Path
 from testcases.base import TestCase
 
 from .errors import ConfigError, IpsecLabError
+from .lab import docker_images
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
 from .lab.peers import driver
 from .lab.topology import Topology, make_topology
 from .pcap.trace import Trace
 
-IMPLEMENTATIONS = ("strongswan", "libreswan", "ipseclab")
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
 DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("ipseclab", "strongswan"), ("strongswan", "ipseclab"),
-                 ("ipseclab", "libreswan"), ("libreswan", "ipseclab")]
+                 ("ipseclab", "libreswan"), ("libreswan", "ipseclab"),
+                 ("strongswan-libipsec", "strongswan"), ("strongswan", "strongswan-libipsec"),
+                 ("strongswan-libipsec", "ipseclab"), ("ipseclab", "strongswan-libipsec")]
 PSK = "ipseclab-interop-psk"
 
 PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
@@ -112,8 +114,11 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     try:
         left_cfg, right_cfg = case_configs(case, topo)
         for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
-            driver(impl).check_topology(case.topology)
-            driver(impl).check_supported(cfg)
+            drv = driver(impl)
+            drv.check_topology(case.topology)
+            drv.check_supported(cfg, case.topology)
+            if drv.placement == "container" and not docker_images.engine_answers():
+                raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     try:

@@ -1,4 +1,4 @@
-"""Modes and encapsulations: ESP tunnel, ESP transport, AH transport, and ESP tunnel through a NAT."""
+"""Modes and encapsulations: ESP tunnel and transport, AH transport, ESP tunnel through a NAT and in UDP without one."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ ESP_TUNNEL_NAT = TestCase(
     description="ESP tunnel with the initiator behind a masquerading NAT router: NAT-T on UDP 4500",
     topology="nat",
 )
+ESP_TUNNEL_UDP = TestCase(
+    name="esp-tunnel-udp",
+    description="ESP tunnel forced into UDP 4500 without a NAT (RFC 3948; strongSwan encap=yes, "
+                "Libreswan encapsulation=yes; what strongSwan's kernel-libipsec always does)",
+    encap=True,
+)
 
 ESP_TUNNEL_IPV6 = TestCase(
     name="esp-tunnel-ipv6",
@@ -34,4 +40,4 @@ ESP_TUNNEL_IPV6 = TestCase(
     child_proposal="aes256gcm16",
 )
 
-CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_IPV6]
+CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_UDP, ESP_TUNNEL_IPV6]

@@ -1,4 +1,4 @@
-"""The ``docker`` runtime: a kernel peer as a container that boots the peer's own kernel under UML.
+"""Peers as containers: the ``docker`` runtime's kernel peers (UML inside) and userspace-IPsec peers.
 
 The container is made from ``ipseclab/<impl>:<hash>`` (``lab.docker_images``) with no network of
 Docker's (``network_mode=none``): the lab gives the container's network namespace the side's
@@ -13,10 +13,15 @@ Why UML inside the container: these machines' kernels have no ESP/AH, so a daemo
 container could not install its SAs.  Running the daemon on a host kernel that has ESP/AH
 directly in the container is not implemented; ``lab.json`` says which was used and why.
 
-The guest is driven through the same ``/ipl`` spool as a UML guest (``UmlHost.exec``);
+A peer whose IPsec is in userspace (``placement = "container"``: strongSwan's kernel-libipsec)
+needs no kernel of its own: its container runs ``/ipl/init.sh`` on the host kernel directly,
+with ``/dev/net/tun`` for the daemon's TUN device, in any runtime.
+
+Either way the peer is driven through the same ``/ipl`` spool as a UML guest (``UmlHost.exec``);
 the container's output (the UML console) is streamed into ``console.log``.  Every container is
 labelled ``ipseclab=1``, ``ipseclab.run=<run id>`` and removed on every teardown path
-(``cleanup.sweep`` finds them by label).  Capabilities: all dropped but NET_ADMIN and NET_RAW.
+(``cleanup.sweep`` finds them by label).  Capabilities: all dropped but NET_ADMIN and NET_RAW
+(and NET_BIND_SERVICE for a daemon on the host kernel, which binds UDP 500 itself).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .uml import UmlHost
 
 IPL = Path("/ipl")
 CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
+DAEMON_CAPABILITIES = [*CAPABILITIES, "NET_BIND_SERVICE"]  # an IKE daemon on the host kernel binds UDP 500
 
 LAUNCH = """# written by ipseclab.lab.docker_host: wait for the lab's veth end, then boot the peer's kernel
 i=0
@@ -53,11 +59,12 @@ def run_labels(run_id: str, side: str = "") -> dict[str, str]:
 
 
 @dataclass(slots=True)
-class DockerUmlHost(UmlHost):
-    """A UmlHost whose kernel runs in a container of the peer's docker image (see the module docstring)."""
+class ContainerHost(UmlHost):
+    """A peer in a container of its docker image: UML inside (``uml``) or the daemon on the host kernel."""
 
     tag: str = ""
     run_id: str = ""
+    uml: bool = True
     container: Any = None
     _logs: threading.Thread | None = field(default=None)
     _status: int | None = field(default=None)
@@ -68,21 +75,32 @@ class DockerUmlHost(UmlHost):
         from docker.types import Mount
 
         self.prepare(init_script)
+        mounts = [Mount(str(IPL), str(self.dir), type="bind")]
+        options: dict[str, Any]
         kernel = self.image.kernel
-        command = " ".join(self.kernel_command(Path("/"), IPL))
-        (self.dir / "launch.sh").write_text(LAUNCH.format(ifname=self.ifname, command=command))
-        install_dir = kernel.binary.parents[2]  # <cache>/kernels/<v>: the binary's libc sits beside it
-        mounts = [Mount(str(IPL), str(self.dir), type="bind"),
-                  Mount(str(install_dir), str(install_dir), type="bind", read_only=True),
-                  Mount(f"/lib/modules/{kernel.version}", str(kernel.modules), type="bind", read_only=True)]
+        if self.uml and kernel is not None:
+            command = " ".join(self.kernel_command(Path("/"), IPL))
+            (self.dir / "launch.sh").write_text(LAUNCH.format(ifname=self.ifname, command=command))
+            install_dir = kernel.binary.parents[2]  # <cache>/kernels/<v>: the binary's libc sits beside it
+            mounts += [Mount(str(install_dir), str(install_dir), type="bind", read_only=True),
+                       Mount(f"/lib/modules/{kernel.version}", str(kernel.modules), type="bind", read_only=True)]
+            options = {"tmpfs": {"/dev/shm": "rw,exec,size=1g"},
+                       "environment": {"IPSECLAB_START": "launch.sh", "TMPDIR": "/dev/shm"}}
+        elif self.uml:
+            raise LabError(f"the {self.name} container was asked to boot UML without a kernel")
+        else:
+            # the daemon itself: its init script waits for the interface as a UML guest's would not need to
+            (self.dir / "wait-init.sh").write_text(LAUNCH.format(ifname=self.ifname,
+                                                                command="/bin/sh /ipl/init.sh > /ipl/init.log 2>&1"))
+            options = {"devices": ["/dev/net/tun:/dev/net/tun:rwm"], "environment": {"IPSECLAB_START": "wait-init.sh"}}
+        caps = CAPABILITIES if self.uml else DAEMON_CAPABILITIES
         client = engine()
         self.booted_at = time.monotonic()
         try:
             self.container = client.containers.run(
                 self.tag, detach=True, name=self.umid, hostname=self.name, network_mode="none",
-                cap_drop=["ALL"], cap_add=CAPABILITIES, mounts=mounts, tmpfs={"/dev/shm": "rw,exec,size=1g"},
-                environment={"IPSECLAB_START": "launch.sh", "TMPDIR": "/dev/shm"},
-                labels=run_labels(self.run_id, self.name))
+                cap_drop=["ALL"], cap_add=caps, mounts=mounts, labels=run_labels(self.run_id, self.name),
+                **options)
         except ImageNotFound:
             raise LabError(f"docker image {self.tag} is missing", hint="ipseclab images build") from None
         except APIError as exc:
@@ -129,11 +147,12 @@ class DockerUmlHost(UmlHost):
         return self._status
 
     def halt(self, timeout: float = 10) -> None:
-        """Halt the guest through the spool, then remove the container whatever state it is in."""
+        """Halt a UML guest through the spool, then remove the container whatever state it is in."""
         if self.container is None:
             return
-        with contextlib.suppress(LabError):
-            self.ask_to_halt(timeout)
+        if self.uml:
+            with contextlib.suppress(LabError):
+                self.ask_to_halt(timeout)
         remove_container(self.container)
         if self._logs is not None:
             self._logs.join(timeout=2)

@@ -158,11 +158,13 @@ class IpseclabDriver:
     """ipseclab's own endpoint as a peer (see the module docstring)."""
 
     impl = "ipseclab"
+    image: str | None = None
+    placement = "process"
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
 
-    def check_supported(self, cfg: PeerConfig) -> None:
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
         if cfg.encap:
             why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
@@ -198,7 +200,7 @@ class IpseclabDriver:
                 "out_dir": str(directory)}
         (directory / SPEC).write_text(json.dumps(spec, indent=2) + "\n")
 
-    def start_script(self, cfg: PeerConfig, host: HostAddressing) -> str:
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return ""
 
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str:

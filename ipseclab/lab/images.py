@@ -60,12 +60,16 @@ def packages(impl: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """A built root filesystem ready to boot under UML with ``kernel`` (whose modules it holds)."""
+    """A root filesystem ready to boot under UML with ``kernel`` (whose modules it holds).
+
+    For container peers ``key`` is the docker image's tag and ``path`` the container's root
+    (``/``); ``kernel`` is None for a container that runs its daemon on the host kernel.
+    """
 
     impl: str
     key: str
     path: Path
-    kernel: UmlKernel
+    kernel: UmlKernel | None
 
 
 def image_key(impl: str, kernel: UmlKernel) -> str:

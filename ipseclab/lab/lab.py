@@ -30,7 +30,7 @@ from ..errors import LabError
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
-from .docker_host import DockerUmlHost
+from .docker_host import ContainerHost
 from .endpoint_host import EndpointHost
 from .esp_keys import write_kernel_esp_sa
 from .images import Image, build_image
@@ -138,8 +138,8 @@ class Lab:
             require_tool(tool)
         check_host_routes()
         self.runtime = choose_runtime(self.spec.runtime)
-        impls = {self.spec.left, self.spec.right} - {"ipseclab"}  # the endpoint runs on the host kernel
-        if impls:
+        drivers = {side: driver(impl) for side, impl in (("left", self.spec.left), ("right", self.spec.right))}
+        if any(d.placement == "kernel" for d in drivers.values()):
             # before anything exists to tear down: a kernel that cannot boot here stops the lab with the cause
             self.kernel = select_kernel()
             self.probe = require_bootable(self.kernel)
@@ -148,28 +148,29 @@ class Lab:
             self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         self._up = True
         started = time.monotonic()
-        images = self._images(impls)
+        images = self._images({d.impl: d for d in drivers.values() if d.placement != "process"})
         self.timings.images = time.monotonic() - started
         self._write_state()
-        sides = (("left", self.spec.left, self.spec.left_config), ("right", self.spec.right, self.spec.right_config))
-        for side, impl, cfg in sides:
-            drv = driver(impl)
+        configs = {"left": self.spec.left_config, "right": self.spec.right_config}
+        for side, drv in drivers.items():
             ns, ifname = self.topology.attach[side]
             peer_dir = self.run_dir / side
             peer_dir.mkdir(parents=True, exist_ok=True)
-            drv.write_config(cfg, peer_dir)
+            drv.write_config(configs[side], peer_dir)
+            umid = f"ipl-{self.run_id}-{side}"
             host: LabHost
-            if impl == "ipseclab":
+            if drv.placement == "process":
                 host = EndpointHost(side, ns, ifname, self.topology.hosts[side], peer_dir)
-            elif self.runtime.name == "docker":
-                host = DockerUmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir,
-                                     tag=images[impl].key, run_id=self.run_id)
+            elif drv.placement == "container" or self.runtime.name == "docker":
+                image = images[drv.impl]
+                host = ContainerHost(side, umid, image, ns, ifname, peer_dir, tag=image.key, run_id=self.run_id,
+                                     uml=drv.placement == "kernel")
             else:
-                host = UmlHost(side, f"ipl-{self.run_id}-{side}", images[impl], ns, ifname, peer_dir)
-            self.peers[side] = PeerRun(side, drv, cfg, host)
+                host = UmlHost(side, umid, images[drv.impl], ns, ifname, peer_dir)
+            self.peers[side] = PeerRun(side, drv, configs[side], host)
         started = time.monotonic()
         # containers first: their network namespaces take the sides' names, then the links go in
-        containers = {side: p.host for side, p in self.peers.items() if isinstance(p.host, DockerUmlHost)}
+        containers = {side: p.host for side, p in self.peers.items() if isinstance(p.host, ContainerHost)}
         for side in containers:
             self._boot(self.peers[side])
         netns.create(self.topology, {self.topology.attach[side][0]: c.pid() for side, c in containers.items()})
@@ -182,28 +183,35 @@ class Lab:
         for side, peer in self.peers.items():
             self.timings.boot[side] = peer.host.wait_ready()
 
-    def _images(self, impls: set[str]) -> dict[str, Image]:
-        """Each kernel peer's image for the runtime, built in parallel where missing."""
+    def _images(self, drivers: dict[str, PeerDriver]) -> dict[str, Image]:
+        """The image of each implementation that needs one, for the runtime, built in parallel where missing."""
         kernel, runtime = self.kernel, self.runtime
-        if kernel is None or runtime is None:
+        if not drivers or runtime is None:
             return {}
-        if runtime.name == "docker":
+
+        def build(drv: PeerDriver) -> Image:
+            if drv.placement == "kernel" and runtime.name == "uml" and kernel is not None:
+                return build_image(drv.image or drv.impl, kernel, self.run_dir)
             from . import docker_images
 
-            def build(impl: str) -> Image:  # the container's root is the guest's root
-                return Image(impl, docker_images.build(impl, self.run_dir).tag, Path("/"), kernel)
-        else:
-            def build(impl: str) -> Image:
-                return build_image(impl, kernel, self.run_dir)
-        with ThreadPoolExecutor(len(impls)) as ex:
-            return dict(zip(impls, ex.map(build, impls), strict=True))
+            # the container's root is the guest's root (UML inside) or the daemon's own
+            tag = docker_images.build(drv.image or drv.impl, self.run_dir).tag
+            return Image(drv.impl, tag, Path("/"), kernel if drv.placement == "kernel" else None)
+
+        with ThreadPoolExecutor(len(drivers)) as ex:
+            return dict(zip(drivers, ex.map(build, drivers.values()), strict=True))
 
     def _boot(self, peer: PeerRun) -> None:
-        if isinstance(peer.host, EndpointHost):
-            peer.host.boot()
+        host = peer.host
+        if isinstance(host, EndpointHost):
+            host.boot()
             return
         addressing = self.topology.hosts[peer.side]
-        peer.host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
+        if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
+            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False)
+                      + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
+            return
+        host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""

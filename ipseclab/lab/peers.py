@@ -26,25 +26,39 @@ _WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$(
 """
 
 
-def route_lines(cfg: PeerConfig, host: HostAddressing) -> str:
-    """Routes for tunnel mode: the remote protected subnets through vec0, from our protected address."""
+def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+    """Routes for tunnel mode: the remote protected subnets through ``dev``, from our protected address."""
     if cfg.mode != "tunnel":
         return ""
-    via = f" via {host.gateway4}" if host.gateway4 else " dev vec0"
+    via = f" via {host.gateway4}" if host.gateway4 else f" dev {dev}"
     return "".join(f"ip route add {net}{via} src {host.protected_addr}\n"
                    for net in cfg.remote_ts if net.version == 4)
 
 
 class PeerDriver(Protocol):
-    impl: str
+    """The adapter contract: what the lab needs from an IKEv2 implementation (see docs/architecture.md).
 
-    def check_supported(self, cfg: PeerConfig) -> None: ...
+    ``impl`` names it (``--pair``); ``image`` is its folder under ``containers/`` (None: no image);
+    ``placement`` says where it runs: ``kernel`` (it needs kernel ESP/AH: a UML guest, or UML in a
+    container), ``container`` (userspace IPsec: a container on the host kernel, any runtime) or
+    ``process`` (a process in the side's namespace).  ``check_supported`` raises ConfigError naming
+    what it cannot do (the cell is then UNSUPPORTED); ``start_script`` gives the shell lines that
+    start the daemon (``dev`` is its transit interface) and load the connection; ``initiate``
+    raises LabError when the SA does not come up; ``ike_keys`` returns the IKE keys it logged
+    (or [] when it cannot: say so in its docstring).
+    """
+
+    impl: str
+    image: str | None
+    placement: str
+
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None: ...
 
     def check_topology(self, kind: str) -> None: ...
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None: ...
 
-    def start_script(self, cfg: PeerConfig, host: HostAddressing) -> str: ...
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str: ...
 
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 
@@ -55,24 +69,27 @@ class StrongswanDriver:
     """strongSwan 5.9.8: charon in the foreground, controlled with swanctl over vici."""
 
     impl = "strongswan"
+    image: str | None = "strongswan"
+    placement = "kernel"
+    libipsec = False  # kernel-libipsec (userspace ESP through a TUN device) instead of the kernel's XFRM
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT: both daemons do NAT-T
 
-    def check_supported(self, cfg: PeerConfig) -> None:
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         from .render_strongswan import render_strongswan_conf, render_swanctl_conf
 
-        render_strongswan_conf(cfg, vici_socket=VICI, log_path="/ipl/charon.log")
+        render_strongswan_conf(cfg, vici_socket=VICI, log_path="/ipl/charon.log", libipsec=self.libipsec)
         render_swanctl_conf(cfg)
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         from .render_strongswan import write_strongswan_config
 
-        write_strongswan_config(cfg, directory, vici_socket=VICI, log_path="/ipl/charon.log")
+        write_strongswan_config(cfg, directory, vici_socket=VICI, log_path="/ipl/charon.log", libipsec=self.libipsec)
 
-    def start_script(self, cfg: PeerConfig, host: HostAddressing) -> str:
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return (
-            route_lines(cfg, host)
+            route_lines(cfg, host, dev)
             + "export STRONGSWAN_CONF=/ipl/strongswan.conf\n"
             + "/usr/lib/ipsec/charon > /ipl/charon.stdout 2>&1 &\n"
             + _WAIT_FOR.format(path=VICI, what="charon")
@@ -96,11 +113,13 @@ class LibreswanDriver:
     """Libreswan 4.10: pluto with its NSS database on the guest's tmpfs, controlled with whack."""
 
     impl = "libreswan"
+    image: str | None = "libreswan"
+    placement = "kernel"
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT: both daemons do NAT-T
 
-    def check_supported(self, cfg: PeerConfig) -> None:
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         from .render_libreswan import render_ipsec_conf, render_ipsec_secrets
 
         render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
@@ -111,9 +130,9 @@ class LibreswanDriver:
 
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
 
-    def start_script(self, cfg: PeerConfig, host: HostAddressing) -> str:
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return (
-            route_lines(cfg, host)
+            route_lines(cfg, host, dev)
             + "mkdir -p /run/pluto /run/nss\n"
             + "ipsec initnss --nssdir /run/nss > /ipl/initnss.log 2>&1 || exit 1\n"
             + "/usr/libexec/ipsec/pluto --config /ipl/ipsec.conf --nssdir /run/nss --rundir /run/pluto "
@@ -135,8 +154,54 @@ class LibreswanDriver:
         return []  # Libreswan's IKE keys: see docs/architecture.md (the strongSwan side supplies them)
 
 
-_DRIVERS: dict[str, PeerDriver] = {"strongswan": StrongswanDriver(), "libreswan": LibreswanDriver(),
-                                   "ipseclab": IpseclabDriver()}
+class StrongswanLibipsecDriver(StrongswanDriver):
+    """strongSwan 5.9.8 with kernel-libipsec: ESP in charon itself, through a TUN device, on any host kernel.
+
+    Built only through the adapter contract (the strongswan image, ``placement = "container"``),
+    it shows what another implementation needs.  What 5.9.8's kernel-libipsec cannot do is
+    refused, so those cells are UNSUPPORTED with the reason: it does ESP in tunnel mode only, and
+    it always encapsulates ESP in UDP (it fakes NAT detection), so a case that promises plain ESP
+    between the hosts cannot be met.
+    """
+
+    impl = "strongswan-libipsec"
+    image = "strongswan"
+    placement = "container"
+    libipsec = True
+
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
+        why = []
+        if cfg.protocol != "esp":
+            why.append("AH")
+        if cfg.mode != "tunnel":
+            why.append("transport mode")
+        if not cfg.encap and topology != "nat":
+            why.append("plain ESP between the hosts (it always encapsulates ESP in UDP)")
+        if cfg.esn:
+            why.append("ESN")
+        if why:
+            raise ConfigError(f"strongSwan's kernel-libipsec does not do {', '.join(why)}")
+        super().check_supported(cfg, topology)
+
+
+_DRIVERS: dict[str, PeerDriver] = {}
+
+
+def register(drv: PeerDriver) -> None:
+    """Add an implementation to the lab (``--pair NAME:...``); see :class:`PeerDriver` for the contract."""
+    if drv.placement not in ("kernel", "container", "process"):
+        raise ConfigError(f"{drv.impl}: placement must be kernel, container or process, not {drv.placement!r}")
+    if drv.placement != "process" and not drv.image:
+        raise ConfigError(f"{drv.impl}: a {drv.placement} peer needs an image (a folder under containers/)")
+    _DRIVERS[drv.impl] = drv
+
+
+for _drv in (StrongswanDriver(), LibreswanDriver(), IpseclabDriver(), StrongswanLibipsecDriver()):
+    register(_drv)
+
+
+def implementations() -> list[str]:
+    return list(_DRIVERS)
 
 
 def driver(impl: str) -> PeerDriver:

@@ -35,6 +35,7 @@ CHARON_PLUGINS = (
 )
 SWANCTL_PLUGINS = ("pem", "pkcs1", "x509", "pubkey", "openssl", "random", "nonce")
 THREADS = 8
+LIBIPSEC_THREADS = 16
 
 _ENCR_AEAD_ICV = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
 _INTEG = {
@@ -129,14 +130,19 @@ def _check(peer: PeerConfig) -> None:
 
 
 def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_path: str | Path,
-                           threads: int = THREADS) -> str:
+                           threads: int | None = None, libipsec: bool = False) -> str:
     """``strongswan.conf`` for one charon: plugin list, threads, vici socket, a file log.
 
     Paths are as the daemon sees them (inside the guest).  With ``peer.log_keys`` the ``ike``
     and ``chd`` groups log at level 4, where charon dumps SKEYSEED, SK_* and the Child SA keys.
+    ``libipsec`` loads kernel-libipsec before kernel-netlink (userspace ESP through a TUN device);
+    it keeps about 9 worker threads busy, so it gets 16 (8 would hang vici).
     """
     _check(peer)
+    threads = threads or (LIBIPSEC_THREADS if libipsec else THREADS)
     plugins = list(CHARON_PLUGINS)
+    if libipsec:
+        plugins.insert(plugins.index("kernel-netlink"), "kernel-libipsec")
     if peer.updown is not None:
         plugins.append("updown")  # children's updown = needs the plugin loaded
     key_level = 4 if peer.log_keys else 2
@@ -145,7 +151,7 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
         "charon {",
         "    load_modular = no",
         f"    load = {' '.join(plugins)}",
-        "    # 8 under UML: the default 16 starts slower, 4 deadlocks vici",
+        "    # 8 under UML with kernel-netlink: the default 16 starts slower, 4 deadlocks vici",
         f"    threads = {threads}",
         "    plugins {",
         "        vici {",
@@ -258,12 +264,14 @@ class StrongswanFiles(NamedTuple):
 
 
 def write_strongswan_config(peer: PeerConfig, directory: str | Path, *, vici_socket: str | Path,
-                            log_path: str | Path, threads: int = THREADS) -> StrongswanFiles:
+                            log_path: str | Path, threads: int | None = None,
+                            libipsec: bool = False) -> StrongswanFiles:
     """Write ``strongswan.conf`` and ``swanctl.conf`` (mode 0600: it holds the PSK) into ``directory``.
 
     Both texts are rendered before anything is written, so a refused configuration leaves no file.
     """
-    conf = render_strongswan_conf(peer, vici_socket=vici_socket, log_path=log_path, threads=threads)
+    conf = render_strongswan_conf(peer, vici_socket=vici_socket, log_path=log_path, threads=threads,
+                                  libipsec=libipsec)
     swanctl = render_swanctl_conf(peer)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

@@ -36,19 +36,26 @@ done
 """
 
 
-def network_script(host: HostAddressing, hostname: str) -> str:
-    """Shell lines that give the guest its modules, interfaces, addresses and routes."""
+def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kernel: bool = True) -> str:
+    """Shell lines that give the peer its modules (a kernel of its own), interfaces, addresses and routes.
+
+    ``dev`` is the transit interface: a UML guest's ``vec0``, or the veth end itself for a
+    daemon in a container on the host kernel (``kernel=False``: no modules to load, the
+    container's hostname set by its engine).
+    """
     lines = [
         f"hostname {hostname}",
         "modprobe -a xfrm_user xfrm_algo esp4 ah4 esp6 ah6 xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 2>/dev/null || "
         "modprobe -a xfrm_user esp4 ah4",
+    ] if kernel else []
+    lines += [
         "ip link set lo up",
-        "ip link set vec0 up",
-        f"ip addr add {host.transit4} dev vec0",
+        f"ip link set {dev} up",
+        f"ip addr add {host.transit4} dev {dev}",
         f"ip addr add {host.protected_addr}/32 dev lo",
     ]
     if host.transit6:
-        lines.append(f"ip -6 addr add {host.transit6} dev vec0 nodad")
+        lines.append(f"ip -6 addr add {host.transit6} dev {dev} nodad")
     if host.gateway4:
         lines.append(f"ip route add default via {host.gateway4}")
     return "\n".join(lines) + "\n"
@@ -75,6 +82,8 @@ class UmlHost:
 
     def kernel_command(self, root: Path, ipl_dir: Path) -> list[str]:
         """The UML command line: the guest's root and the peer directory as the kernel sees them."""
+        if self.image.kernel is None:
+            raise LabError(f"the {self.image.impl} image of {self.name} was made without a UML kernel")
         return [str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
                 "rootfstype=hostfs", f"rootflags={root}", "rw", "init=/sbin/ipseclab-init", "con=null",
                 "con0=null,fd:1", f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={ipl_dir}"]

@@ -1,0 +1,65 @@
+"""The adapter contract: the registry of implementations, and strongSwan's kernel-libipsec built through it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ipseclab.errors import ConfigError
+from ipseclab.interop import case_configs
+from ipseclab.lab import peers
+from ipseclab.lab.render_strongswan import render_strongswan_conf
+from ipseclab.lab.topology import make_topology
+from testcases import by_name
+
+
+def configs(case: str):
+    c = by_name(case)
+    return case_configs(c, make_topology(c.topology, "unit"))
+
+
+def test_every_registered_implementation_keeps_the_contract():
+    assert {"strongswan", "libreswan", "ipseclab", "strongswan-libipsec"} <= set(peers.implementations())
+    for name in peers.implementations():
+        drv = peers.driver(name)
+        assert drv.placement in ("kernel", "container", "process")
+        assert drv.placement == "process" or drv.image, f"{name} runs from an image but names none"
+
+
+def test_register_refuses_a_driver_that_breaks_the_contract():
+    class NoImage(peers.StrongswanDriver):
+        impl, image, placement = "vendor-ikev2", None, "container"
+
+    with pytest.raises(ConfigError, match="needs an image"):
+        peers.register(NoImage())
+    assert "vendor-ikev2" not in peers.implementations()
+
+
+def test_libipsec_loads_its_plugin_before_kernel_netlink_with_more_threads():
+    left, _ = configs("esp-tunnel-udp")
+    conf = render_strongswan_conf(left, vici_socket="/v", log_path="/l", libipsec=True)
+    load = next(ln for ln in conf.splitlines() if ln.strip().startswith("load =") and "charon" not in ln)
+    plugins = load.split("=", 1)[1].split()
+    assert plugins.index("kernel-libipsec") < plugins.index("kernel-netlink")
+    assert "threads = 16" in conf
+    assert "kernel-libipsec" not in render_strongswan_conf(left, vici_socket="/v", log_path="/l")
+
+
+@pytest.mark.parametrize(("case", "topology", "why"), [
+    ("esp-tunnel", "direct", "plain ESP between the hosts"),
+    ("esp-transport", "direct", "transport mode"),
+    ("ah-transport", "direct", "AH"),
+])
+def test_libipsec_refuses_what_it_cannot_do_with_the_reason(case, topology, why):
+    left, _ = configs(case)
+    with pytest.raises(ConfigError, match=f"kernel-libipsec does not do .*{why}"):
+        peers.driver("strongswan-libipsec").check_supported(left, topology)
+
+
+def test_libipsec_takes_udp_encapsulated_tunnels_and_nat():
+    drv = peers.driver("strongswan-libipsec")
+    drv.check_supported(configs("esp-tunnel-udp")[0], "direct")
+    drv.check_supported(configs("esp-tunnel-nat")[1], "nat")
+    with pytest.raises(ConfigError, match="ESN"):
+        drv.check_supported(replace(configs("esp-tunnel-udp")[0], esn=True), "direct")
