@@ -8,6 +8,7 @@ hand it over, so the tests see only what a driver sees.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ipseclab.ike import Event, IkeConfig, IkeConnection
 
@@ -29,10 +30,10 @@ class Wire:
     """Two connections, a clock, a log of every datagram and the events each side emitted."""
 
     def __init__(self, ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
-                 sources: dict[str, tuple[str, int]] | None = None) -> None:
+                 sources: dict[str, tuple[str, int]] | None = None, **conn_kw: Any) -> None:
         self.sources = sources or {}  # direction -> the source address the receiver sees
-        self.i = IkeConnection(ci, initiator=True)
-        self.r = IkeConnection(cr, initiator=False)
+        self.i = IkeConnection(ci, initiator=True, **conn_kw)  # conn_kw: e.g. a shared MemoryBudget
+        self.r = IkeConnection(cr, initiator=False, **conn_kw)
         self.now = 0.0
         self.deliver = deliver or (lambda _d, _b: True)
         self.log: list[tuple[str, bytes]] = []
@@ -73,8 +74,8 @@ class Wire:
 
 
 def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
-              sources: dict[str, tuple[str, int]] | None = None) -> Wire:
-    w = Wire(ci, cr, deliver, sources)
+              sources: dict[str, tuple[str, int]] | None = None, **conn_kw: Any) -> Wire:
+    w = Wire(ci, cr, deliver, sources, **conn_kw)
     w.i.initiate(w.now)
     w.pump()
     return w
