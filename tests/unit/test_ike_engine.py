@@ -149,13 +149,18 @@ def test_unexpected_peer_identity_is_an_authentication_failure():
 
 
 def test_no_common_ike_proposal_ends_with_no_proposal_chosen():
+    """The responder answers NO_PROPOSAL_CHOSEN and keeps no state; the initiator, since the notify is not
+    authenticated, keeps trying until its retransmissions give up (RFC 7296 2.21.1), then reports it."""
     w = handshake(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256",),
-                           r_ike_proposals=("aes128-sha1-modp2048",)))
+                           r_ike_proposals=("aes128-sha1-modp2048",), retransmit_tries=3))
+    assert w.i.state == IkeState.INIT_SENT and not w.of("i", IkeSaFailed)
+    w.run_timers(until=60)
     (fi,) = w.of("i", IkeSaFailed)
-    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote
-    (fr,) = w.of("r", IkeSaFailed)
-    assert "aes128-sha1-modp2048" in fr.reason and "ENCR_AES_GCM_16_256" in fr.reason and not fr.remote
-    assert "NO_PROPOSAL_CHOSEN" in fi.reason
+    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote and "NO_PROPOSAL_CHOSEN" in fi.reason
+    assert w.r.state == IkeState.INITIAL and not w.of("r", IkeSaFailed)
+    refusals = w.of("r", DatagramDropped)
+    assert len(refusals) == 3 == w.r.counters.dropped_unacceptable  # each transmission answered, none kept
+    assert "aes128-sha1-modp2048" in refusals[0].reason and "ENCR_AES_GCM_16_256" in refusals[0].reason
 
 
 def test_invalid_ke_payload_makes_the_initiator_retry_with_the_responders_group():

@@ -76,7 +76,6 @@ def drops(w: Wire, side: str) -> list[DatagramDropped]:
 # -- 1: once keys exist, a message without an SK payload is dropped --------------------------------------------
 
 
-@todo(1)
 def test_cleartext_delete_does_not_close_an_established_sa():
     w = established()
     for conn, by_initiator, mid in ((w.r, True, 2), (w.i, False, 0)):  # the next request id each side expects
@@ -92,7 +91,6 @@ def test_cleartext_delete_does_not_close_an_established_sa():
     assert w.i.state == w.r.state == IkeState.CLOSED
 
 
-@todo(1)
 def test_cleartext_response_neither_answers_a_liveness_check_nor_finishes_a_delete():
     w = established()
     w.r.check_liveness(w.now)
@@ -113,7 +111,6 @@ def test_cleartext_response_neither_answers_a_liveness_check_nor_finishes_a_dele
 # -- 2: cleartext IKE_AUTH fails neither side ------------------------------------------------------------------
 
 
-@todo(2)
 def test_cleartext_junk_ike_auth_fails_neither_side():
     w, auth_req = after_init()
     junk = [IdiPayload(2, b"moon.strongswan.org"), AuthPayload(2, bytes(32))]
@@ -134,7 +131,6 @@ def test_cleartext_junk_ike_auth_fails_neither_side():
 # -- 3: a stray response does not clear the outstanding request ------------------------------------------------
 
 
-@todo(3)
 @pytest.mark.parametrize("exchange", [IKE_SA_INIT, IKE_AUTH, INFORMATIONAL, ExchangeType.CREATE_CHILD_SA, 0])
 def test_a_stray_28_byte_response_leaves_the_ike_sa_init_request_outstanding(exchange):
     w = Wire(*configs())
@@ -150,7 +146,6 @@ def test_a_stray_28_byte_response_leaves_the_ike_sa_init_request_outstanding(exc
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
-@todo(3)
 def test_a_stray_28_byte_response_does_not_answer_a_liveness_check():
     w = established()
     w.r.check_liveness(w.now)
@@ -191,7 +186,6 @@ def forge_init_error(genuine: bytes, notify: int) -> bytes:
                           response=True))
 
 
-@todo(4)
 @pytest.mark.parametrize("kind", ["off-curve KE", "short KE", "two proposals", "no KE", "NO_PROPOSAL_CHOSEN"])
 def test_a_forged_ike_sa_init_response_does_not_fail_the_initiator(kind):
     w = Wire(*configs())
@@ -209,7 +203,6 @@ def test_a_forged_ike_sa_init_response_does_not_fail_the_initiator(kind):
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
-@todo(4)
 def test_an_unanswered_refusal_fails_the_initiator_when_the_retransmissions_give_up():
     """Only when no valid response comes before the timer gives up does the (unauthenticated) notify count."""
     w = Wire(*configs(retransmit_tries=3))
@@ -229,7 +222,6 @@ def test_an_unanswered_refusal_fails_the_initiator_when_the_retransmissions_give
 # -- 5: an IKE_SA_INIT request with an invalid KE value ----------------------------------------------------------
 
 
-@todo(5)
 @pytest.mark.parametrize("ke_data", [b"\x01" * 64, b"\x01" * 63, bytes(64)])
 def test_an_ike_sa_init_request_with_an_invalid_ke_value_gets_invalid_syntax_and_leaves_no_state(ke_data):
     w = Wire(*configs())
@@ -251,7 +243,6 @@ def test_an_ike_sa_init_request_with_an_invalid_ke_value_gets_invalid_syntax_and
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
-@todo(5)
 def test_an_ike_sa_init_request_in_another_group_gets_invalid_ke_payload_and_leaves_no_state():
     w = Wire(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256", "aes256gcm16-prfsha256-modp2048"),
                       r_ike_proposals=("aes256gcm16-prfsha256-modp2048",)))
@@ -265,7 +256,6 @@ def test_an_ike_sa_init_request_in_another_group_gets_invalid_ke_payload_and_lea
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
-@todo(5)
 def test_a_refused_ike_sa_init_request_does_not_claim_the_responder():
     """A request the responder cannot take (no common proposal) is answered and forgotten: the next one works."""
     w = Wire(*configs())
@@ -291,7 +281,6 @@ def _forged_fragment(w: Wire, mid: int, number: int, size: int = 400) -> bytes:
     return encode(Message(w.i.spi_i, w.r.spi_r, IKE_AUTH, mid, [frag], initiator=True, response=False))
 
 
-@todo(6)
 def test_forged_fragments_with_the_expected_message_id_are_not_kept():
     w, auth_req = after_init()
     count = 4000
@@ -312,7 +301,6 @@ def test_forged_fragments_with_the_expected_message_id_are_not_kept():
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
-@todo(6)
 def test_a_forged_copy_of_an_answered_request_gets_no_cached_response():
     w, auth_req = after_init()
     forged = _forged_fragment(w, 1, 1)
@@ -336,7 +324,6 @@ def _authentic_fragments(w: Wire, mid: int, total: int, size: int) -> list[bytes
                            initiator=True, response=False), crypto) for n in range(1, total)]
 
 
-@todo(6)
 def test_authenticated_fragments_are_stored_up_to_the_per_sa_bound():
     budget = ike.MemoryBudget()
     w, auth_req = after_init()
@@ -350,7 +337,6 @@ def test_authenticated_fragments_are_stored_up_to_the_per_sa_bound():
     assert w.i.state == w.r.state == IkeState.ESTABLISHED and w.r.stored_fragment_bytes == 0
 
 
-@todo(6)
 def test_a_shared_budget_bounds_fragments_over_all_its_connections():
     budget = ike.MemoryBudget(fragment_bytes_per_sa=16_000, fragment_bytes_total=20_000)
     wires = [Wire(*configs(), budget=budget) for _ in range(3)]
@@ -362,11 +348,10 @@ def test_a_shared_budget_bounds_fragments_over_all_its_connections():
             w.r.receive_datagram(d, w.now)
         assert w.r.stored_fragment_bytes <= 16_000
     assert sum(w.r.stored_fragment_bytes for w in wires) <= 20_000 == budget.fragment_bytes_total
-    assert budget.stored_fragment_bytes() == sum(w.r.stored_fragment_bytes for w in wires)
+    assert budget.stored_fragment_bytes == sum(w.r.stored_fragment_bytes for w in wires)
     assert wires[-1].r.counters.dropped_over_limit > 0
 
 
-@todo(6)
 def test_a_response_over_the_per_sa_bound_is_sent_but_not_cached():
     w = handshake(*configs(), budget=ike.MemoryBudget(response_bytes_per_sa=100))
     assert w.r.state == IkeState.ESTABLISHED and w.r.cached_response_bytes == 0
@@ -377,7 +362,6 @@ def test_a_response_over_the_per_sa_bound_is_sent_but_not_cached():
 # -- 7: window size 1 ------------------------------------------------------------------------------------------
 
 
-@todo(7)
 def test_liveness_then_close_keeps_one_request_in_flight():
     w = established()
     w.i.check_liveness(w.now)
@@ -390,7 +374,6 @@ def test_liveness_then_close_keeps_one_request_in_flight():
     assert w.of("i", IkeSaDeleted) == [IkeSaDeleted(by_peer=False)]
 
 
-@todo(7)
 def test_a_lost_liveness_request_is_retransmitted_before_the_delete_goes_out():
     lost: list[bytes] = []
 
@@ -413,7 +396,6 @@ def test_a_lost_liveness_request_is_retransmitted_before_the_delete_goes_out():
 # -- beyond the list: our own messages reflected back ----------------------------------------------------------
 
 
-@todo(1)
 def test_our_own_request_reflected_back_is_not_taken_as_the_peers():
     """The I flag says which side sent a message (RFC 7296 3.1); a reflected one decrypts with our own keys."""
     w = established()
