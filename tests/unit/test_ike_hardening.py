@@ -409,3 +409,18 @@ def test_our_own_request_reflected_back_is_not_taken_as_the_peers():
     w.collect()
     assert w.r.state == IkeState.DELETING and not w.of("r", IkeSaDeleted)
     assert w.r.counters.dropped_unexpected == 1
+
+
+def test_a_cookie_retry_resends_the_same_payloads_behind_the_cookie():
+    """RFC 7296 2.6: the retry carries the COOKIE first and all other payloads unchanged (the same KE value)."""
+    w = Wire(*configs())
+    w.i.initiate(w.now)
+    (first,) = w.i.datagrams_to_send(w.now)
+    cookie = NotifyPayload(NotifyType.COOKIE, data=b"c" * 16)
+    w.i.receive_datagram(encode(Message(w.i.spi_i, bytes(8), IKE_SA_INIT, 0, [cookie], initiator=False,
+                                        response=True)), w.now)
+    (retry,) = w.i.datagrams_to_send(w.now)
+    assert decode(retry).payloads == [cookie, *decode(first).payloads]
+    w.r.receive_datagram(retry, w.now)
+    w.pump()
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED

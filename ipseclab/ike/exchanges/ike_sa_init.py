@@ -96,8 +96,9 @@ def start(conn: IkeConnection, now: float) -> None:
     neg = conn.neg
     if not neg.ke_group:
         neg.ke_group = _offered_groups(conn)[0]
-    neg.tried_groups.append(neg.ke_group)
-    neg.ke = get_ke_group(neg.ke_group).generate()
+    if neg.ke is None or neg.ke.group.id != neg.ke_group:  # a COOKIE retry keeps the KE value (RFC 7296 2.6)
+        neg.tried_groups.append(neg.ke_group)
+        neg.ke = get_ke_group(neg.ke_group).generate()
     if not neg.nonce_i:
         neg.nonce_i = conn.rng(NONCE_SIZE)
     neg.ike_offer = neg.ike_offer or offer(conn.config.ike_proposals, "ike")
