@@ -424,3 +424,22 @@ def test_a_cookie_retry_resends_the_same_payloads_behind_the_cookie():
     w.r.receive_datagram(retry, w.now)
     w.pump()
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
+
+
+def test_a_retransmitted_delete_is_answered_after_the_sa_closed():
+    """If our answer to the peer's Delete is lost, its retransmission (authentic) still gets the cached answer."""
+    lost: list[bytes] = []
+
+    def deliver(direction: str, d: bytes) -> bool:
+        if direction == "r>i" and decode(d).exchange == INFORMATIONAL and not lost:
+            lost.append(d)
+            return False
+        return True
+
+    w = handshake(*configs(), deliver=deliver)
+    w.i.close(w.now)
+    w.pump()
+    assert w.r.state == IkeState.CLOSED and w.i.state == IkeState.DELETING and lost
+    w.run_timers(until=30)
+    assert w.i.state == IkeState.CLOSED and w.r.counters.duplicate_requests == 1
+    assert w.r.counters.total_dropped() == 0
