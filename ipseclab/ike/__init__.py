@@ -17,9 +17,11 @@ from .events import (
     IkeSaFailed,
     NatDetected,
 )
+from .limits import DEFAULT_BUDGET, MemoryBudget
 from .state import IkeState, Role
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
@@ -32,6 +34,7 @@ __all__ = [
     "IkeSaEstablished",
     "IkeSaFailed",
     "IkeState",
+    "MemoryBudget",
     "NatDetected",
     "Role",
     "identity",

@@ -91,9 +91,14 @@ class IkeSaDeleted(Event):
 
 @dataclass(frozen=True, slots=True)
 class DatagramDropped(Event):
-    """A datagram the engine could not use; counted and dropped (never an exception out of receive)."""
+    """A datagram the engine could not use; counted and dropped (never an exception out of receive).
+
+    ``kind`` names the ``EngineCounters.dropped_*`` counter it went to (``malformed``, ``integrity``,
+    ``unprotected``, ``unexpected``, ``unacceptable``, ``over_limit``).
+    """
 
     reason: str
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

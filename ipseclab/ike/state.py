@@ -7,6 +7,8 @@ Rules, read top to bottom:
 * The responder answers IKE_SA_INIT, then IKE_AUTH.
 * Once ESTABLISHED, either side may run INFORMATIONAL exchanges; a Delete of the IKE SA ends it.
 * Any state may fail; FAILED and CLOSED are final.
+* ``REQUESTS`` says which requests from the peer each state takes at all; the engine drops any other before
+  it decrypts it, so an exchange handler only ever runs where its step is allowed.
 
 ``transition`` raises LocalProtocolError for anything else, so a bug in the engine shows up as a
 named, impossible step instead of a half-updated SA.
@@ -17,6 +19,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from ..errors import LocalProtocolError
+from ..packets.enums import ExchangeType
 
 
 class Role(StrEnum):
@@ -70,6 +73,14 @@ for _role in Role:
             TRANSITIONS[(_role, _state, T.FAIL)] = S.FAILED
 
 FINAL = frozenset((S.CLOSED, S.FAILED))
+
+# the peer's requests each state takes (RFC 7296 1.2-1.4); IKE_SA_INIT has its own, unauthenticated path
+REQUESTS: dict[tuple[Role, IkeState], frozenset[int]] = {
+    (RES, S.INIT_DONE): frozenset({ExchangeType.IKE_AUTH}),
+}
+for _role in Role:
+    REQUESTS[(_role, S.ESTABLISHED)] = frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA})
+    REQUESTS[(_role, S.DELETING)] = frozenset({ExchangeType.INFORMATIONAL})
 
 
 def transition(role: Role, state: IkeState, trigger: Trigger) -> IkeState:

@@ -70,11 +70,24 @@ class _Pending:
     parts: dict[int, bytes] = field(default_factory=dict)
 
 
+def _key(msg: Message) -> tuple[bytes, bytes, int, bool, bool]:
+    return (msg.spi_i, msg.spi_r, msg.message_id, msg.initiator, msg.response)
+
+
 @dataclass(slots=True)
 class Reassembler:
     """Collects decrypted SKF fragments per (SPIs, message id, direction) and yields whole messages."""
 
     pending: dict[tuple[bytes, bytes, int, bool, bool], _Pending] = field(default_factory=dict)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of decrypted fragment contents held for messages not yet complete (what a memory bound counts)."""
+        return sum(len(part) for state in self.pending.values() for part in state.parts.values())
+
+    def discard(self, msg: Message) -> None:
+        """Forget the fragments collected so far for the message ``msg`` is a fragment of."""
+        self.pending.pop(_key(msg), None)
 
     def add(self, msg: Message) -> Message | None:
         """Add one decoded fragment message; returns the reassembled Message when complete."""
@@ -85,7 +98,7 @@ class Reassembler:
             raise LocalProtocolError("SKF fragment was not decrypted: decode it with the IKE SA's keys")
         if frag.total > MAX_FRAGMENTS:
             raise DecodeError(f"SKF announces {frag.total} fragments, more than {MAX_FRAGMENTS}")
-        key = (msg.spi_i, msg.spi_r, msg.message_id, msg.initiator, msg.response)
+        key = _key(msg)
         state = self.pending.get(key)
         if state is None or frag.total > state.total:
             # RFC 7383 2.6.1: a larger total means the sender re-fragmented: start over

@@ -10,7 +10,6 @@ table built from the IkeSaEstablished event (``test_tshark_decrypts_the_engines_
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,6 @@ from ipseclab.ike import (
     ChildSaEstablished,
     ChildSaFailed,
     DatagramDropped,
-    Event,
-    IkeConfig,
     IkeConnection,
     IkeSaDeleted,
     IkeSaEstablished,
@@ -38,73 +35,7 @@ from ipseclab.ike.state import Role, Trigger, transition
 from ipseclab.packets.enums import ExchangeType, NotifyType
 from ipseclab.packets.message import decode
 
-Filter = Callable[[str, bytes], bool]  # (direction "i>r"/"r>i", datagram) -> deliver?
-
-
-def configs(**kw: object) -> tuple[IkeConfig, IkeConfig]:
-    """Matching initiator and responder configs; ``r_*`` keys apply to the responder only."""
-    ri = {k[2:]: v for k, v in kw.items() if k.startswith("r_")}
-    ii = {k: v for k, v in kw.items() if not k.startswith("r_")}
-    base = dict(psk=b"correct horse battery staple")
-    ci = IkeConfig("moon.strongswan.org", "sun.strongswan.org", **{**base, **ii})  # type: ignore[arg-type]
-    rkw = {**base, **{k: v for k, v in ii.items() if k not in ("local_ts", "remote_ts")}, **ri}
-    cr = IkeConfig("sun.strongswan.org", "moon.strongswan.org", **rkw)  # type: ignore[arg-type]
-    return ci, cr
-
-
-class Wire:
-    """Two connections, a clock, a log of every datagram and the events each side emitted."""
-
-    def __init__(self, ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
-                 sources: dict[str, tuple[str, int]] | None = None) -> None:
-        self.sources = sources or {}  # direction -> the source address the receiver sees
-        self.i = IkeConnection(ci, initiator=True)
-        self.r = IkeConnection(cr, initiator=False)
-        self.now = 0.0
-        self.deliver = deliver or (lambda _d, _b: True)
-        self.log: list[tuple[str, bytes]] = []
-        self.events: dict[str, list[Event]] = {"i": [], "r": []}
-
-    def pump(self, rounds: int = 20) -> None:
-        """Move datagrams both ways until nothing is in flight (no timers)."""
-        for _ in range(rounds):
-            moved = False
-            for src, dst, name in ((self.i, self.r, "i>r"), (self.r, self.i, "r>i")):
-                for d in src.datagrams_to_send(self.now):
-                    moved = True
-                    self.log.append((name, d))
-                    if self.deliver(name, d):
-                        dst.receive_datagram(d, self.now, self.sources.get(name))
-            self._collect()
-            if not moved:
-                return
-
-    def run_timers(self, until: float) -> None:
-        """Advance the clock timer by timer (both sides), pumping after each."""
-        while True:
-            timers = [t for t in (self.i.get_timer(), self.r.get_timer()) if t is not None]
-            if not timers or min(timers) > until:
-                return
-            self.now = min(timers)
-            self.i.handle_timer(self.now)
-            self.r.handle_timer(self.now)
-            self.pump()
-
-    def _collect(self) -> None:
-        for name, c in (("i", self.i), ("r", self.r)):
-            while (e := c.next_event()) is not None:
-                self.events[name].append(e)
-
-    def of(self, side: str, cls: type) -> list:
-        return [e for e in self.events[side] if isinstance(e, cls)]
-
-
-def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
-              sources: dict[str, tuple[str, int]] | None = None) -> Wire:
-    w = Wire(ci, cr, deliver, sources)
-    w.i.initiate(w.now)
-    w.pump()
-    return w
+from .ike_wire import Wire, configs, handshake
 
 
 def esp_pair(child: ChildSaEstablished) -> tuple[EspSA, EspSA]:
@@ -218,13 +149,18 @@ def test_unexpected_peer_identity_is_an_authentication_failure():
 
 
 def test_no_common_ike_proposal_ends_with_no_proposal_chosen():
+    """The responder answers NO_PROPOSAL_CHOSEN and keeps no state; the initiator, since the notify is not
+    authenticated, keeps trying until its retransmissions give up (RFC 7296 2.21.1), then reports it."""
     w = handshake(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256",),
-                           r_ike_proposals=("aes128-sha1-modp2048",)))
+                           r_ike_proposals=("aes128-sha1-modp2048",), retransmit_tries=3))
+    assert w.i.state == IkeState.INIT_SENT and not w.of("i", IkeSaFailed)
+    w.run_timers(until=60)
     (fi,) = w.of("i", IkeSaFailed)
-    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote
-    (fr,) = w.of("r", IkeSaFailed)
-    assert "aes128-sha1-modp2048" in fr.reason and "ENCR_AES_GCM_16_256" in fr.reason and not fr.remote
-    assert "NO_PROPOSAL_CHOSEN" in fi.reason
+    assert fi.notify == NotifyType.NO_PROPOSAL_CHOSEN and fi.remote and "NO_PROPOSAL_CHOSEN" in fi.reason
+    assert w.r.state == IkeState.INITIAL and not w.of("r", IkeSaFailed)
+    refusals = w.of("r", DatagramDropped)
+    assert len(refusals) == 3 == w.r.counters.dropped_unacceptable  # each transmission answered, none kept
+    assert "aes128-sha1-modp2048" in refusals[0].reason and "ENCR_AES_GCM_16_256" in refusals[0].reason
 
 
 def test_invalid_ke_payload_makes_the_initiator_retry_with_the_responders_group():
@@ -309,7 +245,7 @@ def test_no_answer_fails_after_the_retransmission_schedule():
         w.now = t
         w.i.handle_timer(t)
         sent_at += [t] * len(w.i.datagrams_to_send(t))
-        w._collect()
+        w.collect()
     assert sent_at == pytest.approx([0.5, 0.5 + 0.9, 0.5 + 0.9 + 1.62])  # timeout * 1.8**n
     (f,) = w.of("i", IkeSaFailed)
     assert "no answer to our IKE_SA_INIT request" in f.reason and "after 4 transmissions" in f.reason
@@ -326,7 +262,7 @@ def test_malformed_forged_and_stray_datagrams_are_counted_and_dropped():
     forged[-1] ^= 1
     for junk in (b"", b"\x00" * 10, auth_req[:40], bytes(forged), auth_req[:16] + bytes(8) + auth_req[24:]):
         w.r.receive_datagram(junk, 0)
-    w._collect()
+    w.collect()
     drops = w.of("r", DatagramDropped)
     assert len(drops) == 5 and w.r.state == IkeState.INIT_DONE
     assert w.r.counters.dropped_malformed == 3 and w.r.counters.dropped_integrity == 1

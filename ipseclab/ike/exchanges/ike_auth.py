@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from ...crypto import child_sa_keys, psk_auth, signed_octets
 from ...crypto.auth import AuthMethod
-from ...errors import RemoteProtocolError
+from ...crypto.keys import IkeSaKeys, IkeSuite
+from ...errors import LocalProtocolError, RemoteProtocolError
 from ...packets.enums import ExchangeType, NotifyType, enum_name
 from ...packets.message import Message
 from ...packets.payloads import (
@@ -43,14 +44,22 @@ if TYPE_CHECKING:
     from ..connection import IkeConnection
 
 
+def _negotiated(conn: IkeConnection) -> tuple[IkeSuite, IkeSaKeys]:
+    """The suite and keys IKE_SA_INIT gave; the engine runs IKE_AUTH only once they exist."""
+    neg = conn.neg
+    if neg.suite is None or neg.keys is None:
+        raise LocalProtocolError("IKE_AUTH before IKE_SA_INIT gave the IKE SA its keys")
+    return neg.suite, neg.keys
+
+
 def _auth_data(conn: IkeConnection, *, for_initiator: bool, id_payload: IdPayload) -> bytes:
     neg = conn.neg
-    assert neg.suite is not None and neg.keys is not None
-    prf = neg.suite.prf
+    suite, keys = _negotiated(conn)
+    prf = suite.prf
     if for_initiator:
-        octets = signed_octets(prf, neg.init_request, neg.nonce_r, neg.keys.sk_pi, id_payload.body())
+        octets = signed_octets(prf, neg.init_request, neg.nonce_r, keys.sk_pi, id_payload.body())
     else:
-        octets = signed_octets(prf, neg.init_response, neg.nonce_i, neg.keys.sk_pr, id_payload.body())
+        octets = signed_octets(prf, neg.init_response, neg.nonce_i, keys.sk_pr, id_payload.body())
     return psk_auth(prf, conn.config.psk, octets)
 
 
@@ -59,10 +68,11 @@ def _own_id(conn: IkeConnection, cls: type[IdPayload]) -> IdPayload:
     return cls(id_type, data)
 
 
-def _check_peer(conn: IkeConnection, peer_id: IdPayload | None, auth: AuthPayload | None, *,
-                peer_is_initiator: bool) -> None:
-    """The peer's identity is the configured one and its AUTH verifies; RemoteProtocolError otherwise."""
-    if peer_id is None or auth is None:
+def _check_peer(conn: IkeConnection, peer_id: Payload | None, auth: Payload | None, *,
+                peer_is_initiator: bool) -> IdPayload:
+    """The peer's ID payload, once it names the configured identity and its AUTH verifies; RemoteProtocolError
+    otherwise."""
+    if not isinstance(peer_id, IdPayload) or not isinstance(auth, AuthPayload):
         raise RemoteProtocolError("IKE_AUTH without the peer's ID and AUTH payloads", NotifyType.AUTHENTICATION_FAILED)
     want = identity(conn.config.remote_id)
     if (peer_id.id_type, peer_id.data) != want:
@@ -75,6 +85,7 @@ def _check_peer(conn: IkeConnection, peer_id: IdPayload | None, auth: AuthPayloa
     if not hmac.compare_digest(expected, auth.data):
         raise RemoteProtocolError(f"AUTH payload of {peer_id.text()!r} does not verify: wrong pre-shared key?",
                                   NotifyType.AUTHENTICATION_FAILED)
+    return peer_id
 
 
 def _find(payloads: list[Payload], cls: type) -> Payload | None:
@@ -88,10 +99,10 @@ def _has_notify(payloads: list[Payload], notify_type: int) -> bool:
 def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: bytes, mode: str,
                  tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> ChildSaEstablished:
     neg = conn.neg
-    assert neg.suite is not None and neg.keys is not None
+    suite, keys = _negotiated(conn)
     algs = child_algorithms(chosen)
     e_size, i_size = algs.key_sizes
-    km = child_sa_keys(neg.suite.prf, neg.keys.sk_d, neg.nonce_i, neg.nonce_r, e_size, i_size)
+    km = child_sa_keys(suite.prf, keys.sk_d, neg.nonce_i, neg.nonce_r, e_size, i_size)
     if conn.initiator:
         ein, iin, eout, iout = km.encr_r, km.integ_r, km.encr_i, km.integ_i
         local, remote = tsi, tsr
@@ -104,11 +115,9 @@ def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: 
 
 
 def _established(conn: IkeConnection, peer_id: IdPayload) -> IkeSaEstablished:
-    neg = conn.neg
-    assert neg.suite is not None and neg.keys is not None
-    s = neg.suite
+    s, keys = _negotiated(conn)
     return IkeSaEstablished(conn.spi_i, conn.spi_r, conn.initiator, s.describe(), int(s.encr.id), s.encr.key_bits,
-                            int(s.integ.id) if s.integ else None, neg.keys, peer_id.text())
+                            int(s.integ.id) if s.integ else None, keys, peer_id.text())
 
 
 def start(conn: IkeConnection, now: float) -> None:
@@ -138,14 +147,11 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
     """The responder: verify the initiator, answer with IDr and AUTH, and agree the Child SA if it can."""
     cfg = conn.config
     inner = msg.all_payloads()
-    idi, auth = _find(inner, IdiPayload), _find(inner, AuthPayload)
     try:
-        _check_peer(conn, idi if isinstance(idi, IdPayload) else None,
-                    auth if isinstance(auth, AuthPayload) else None, peer_is_initiator=True)
+        idi = _check_peer(conn, _find(inner, IdiPayload), _find(inner, AuthPayload), peer_is_initiator=True)
     except RemoteProtocolError:
         conn.notify_only_response(ExchangeType.IKE_AUTH, msg.message_id, NotifyType.AUTHENTICATION_FAILED)
         raise
-    assert isinstance(idi, IdPayload)
     conn.step(Trigger.RECV_AUTH_REQUEST)
     idr = _own_id(conn, IdrPayload)
     payloads: list[Payload] = [idr, AuthPayload(AuthMethod.SHARED_KEY_MIC,
@@ -195,15 +201,13 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
     """The initiator: verify the responder, then take the Child SA (or its refusal)."""
     neg, cfg = conn.neg, conn.config
     inner = msg.all_payloads()
-    idr, auth = _find(inner, IdrPayload), _find(inner, AuthPayload)
+    auth = _find(inner, AuthPayload)
     if auth is None:
         err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
         code = err.notify_type if err is not None else NotifyType.AUTHENTICATION_FAILED
         raise RemoteProtocolError(f"the responder refused IKE_AUTH: {enum_name(NotifyType, code)}", code,
                                   from_peer=True)
-    _check_peer(conn, idr if isinstance(idr, IdPayload) else None,
-                auth if isinstance(auth, AuthPayload) else None, peer_is_initiator=False)
-    assert isinstance(idr, IdPayload)
+    idr = _check_peer(conn, _find(inner, IdrPayload), auth, peer_is_initiator=False)
     conn.step(Trigger.RECV_AUTH_RESPONSE)
     conn.emit(_established(conn, idr))
     err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
@@ -213,7 +217,8 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
         code = err.notify_type if err is not None else NotifyType.INVALID_SYNTAX
         conn.emit(ChildSaFailed(f"the responder set up no Child SA (notify {code})", code, remote=True))
         return
-    assert neg.child_offer is not None
+    if neg.child_offer is None:
+        raise LocalProtocolError("an IKE_AUTH response without our Child SA offer")
     try:
         chosen = check_choice(sa, neg.child_offer, cfg.protocol)
     except RemoteProtocolError as exc:

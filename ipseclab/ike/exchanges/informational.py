@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def send_delete(conn: IkeConnection, now: float) -> None:
-    conn.step(Trigger.SEND_DELETE)
-    conn.send_request(ExchangeType.INFORMATIONAL, [DeletePayload(ProtocolId.IKE)], now)
+    """The Delete of the IKE SA; the state moves to DELETING when it goes out (after any request in flight)."""
+    conn.send_request(ExchangeType.INFORMATIONAL, [DeletePayload(ProtocolId.IKE)], now, trigger=Trigger.SEND_DELETE)
 
 
 def send_liveness(conn: IkeConnection, now: float) -> None:
