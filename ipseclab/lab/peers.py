@@ -184,6 +184,60 @@ class StrongswanLibipsecDriver(StrongswanDriver):
         super().check_supported(cfg, topology)
 
 
+IKED_SOCK = "/run/iked.sock"
+
+
+class OpenikedDriver:
+    """OpenIKED 7.2 (OpenBSD's iked, Debian's openiked): PF_KEY on Linux, so ``af_key`` in the guest.
+
+    Built only through the adapter contract.  The initiator's policy is ``active`` (iked starts
+    the exchange as soon as it runs), so :meth:`initiate` waits for the kernel SAs the
+    exchange installs.  It does not log its IKE keys, so the other side must supply them.
+    """
+
+    impl = "openiked"
+    image: str | None = "openiked"
+    placement = "kernel"
+
+    def check_topology(self, kind: str) -> None:
+        return None  # direct and NAT (iked does NAT-T)
+
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
+        from .render_openiked import render_iked_conf
+
+        render_iked_conf(cfg)
+
+    def write_config(self, cfg: PeerConfig, directory: Path) -> None:
+        from .render_openiked import write_iked_conf
+
+        write_iked_conf(cfg, directory)
+
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        return (
+            route_lines(cfg, host, dev)
+            + "modprobe af_key || exit 1\n"
+            + "mkdir -p /var/lib/openiked/empty /run\n"
+            # -d: foreground, log to stderr; -vv: exchanges and SAs in the log
+            + f"iked -d -vv -f /ipl/iked.conf -s {IKED_SOCK} > /ipl/iked.log 2>&1 &\n"
+            + _WAIT_FOR.format(path=IKED_SOCK, what="iked")
+        )
+
+    def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
+        # the active policy initiates by itself: wait for both SAs of the Child SA in the kernel
+        script = (f"i=0; while [ $(ip xfrm state | grep -c '^src') -lt 2 ] && [ $i -lt {int(timeout * 10)} ]; "
+                  "do sleep 0.1; i=$((i+1)); done; ip xfrm state | grep -c '^src'; "
+                  f"ikectl -s {IKED_SOCK} show sa 2>&1 | head -20")
+        rc, out = host.exec(script, timeout=timeout + 10, check=False)
+        count = out.strip().splitlines()[0] if out.strip() else "0"
+        if rc != 0 or not count.isdigit() or int(count) < 2:
+            raise LabError("OpenIKED could not establish the SA", command=["iked (active policy)"], output=out,
+                           hint=f"see {host.dir}/iked.log")
+        return out
+
+    def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
+        return []  # iked does not log its IKE SA keys
+
+
 _DRIVERS: dict[str, PeerDriver] = {}
 
 
@@ -196,7 +250,7 @@ def register(drv: PeerDriver) -> None:
     _DRIVERS[drv.impl] = drv
 
 
-for _drv in (StrongswanDriver(), LibreswanDriver(), IpseclabDriver(), StrongswanLibipsecDriver()):
+for _drv in (StrongswanDriver(), LibreswanDriver(), IpseclabDriver(), StrongswanLibipsecDriver(), OpenikedDriver()):
     register(_drv)
 
 

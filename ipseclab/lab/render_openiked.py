@@ -1,0 +1,146 @@
+"""Render a :class:`PeerConfig` as OpenIKED 7.2's ``iked.conf`` (one ``ikev2`` policy).
+
+Pure functions, text in and out.  What the translation relies on (iked.conf(5) of 7.2):
+
+* One policy: ``ikev2 "NAME" active|passive [transport] esp|ah from A to B local L peer P
+  ikesa enc E auth A prf P group G childsa enc E auth A [group G] [esn|noesn] srcid I dstid J
+  ikelifetime T lifetime T psk "..."``; ``active`` initiates as soon as iked starts, so the
+  harness's initiator uses it and its "initiate" is waiting for the SA.
+* Names: ``aes-128``/``aes-192``/``aes-256`` (CBC), ``aes-128-gcm``/``aes-256-gcm`` (and
+  ``aes-192-gcm`` for ESP, ``-gcm-12`` for IKE), ``chacha20-poly1305``, ``aes-N-gmac`` and
+  ``null`` for ESP only, ``3des``; ``hmac-md5``, ``hmac-sha1``, ``hmac-sha2-256/384/512`` for
+  auth and prf; groups by name (``modp2048``, ``ecp256``, ``curve25519``, ...).
+* A ``group`` in ``childsa`` is only used for PFS in later CREATE_CHILD_SA exchanges.
+* No AES-XCBC/CMAC, no AH with AES-XCBC; one PSK per policy.
+
+The algorithm names here are OpenIKED's column of the algorithm facts that the renderers of
+strongSwan and Libreswan hold too (to be one registry, see the algorithm-registry issue).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..crypto.proposals import TransformSpec, parse_proposal
+from ..crypto.registry import EncrId, IntegId, KeId, PrfId, TransformType
+from ..errors import ConfigError
+from .peerconfig import PeerConfig, psk_text
+
+IMPL = "openiked"
+_INTEG = {IntegId.HMAC_MD5_96: "hmac-md5", IntegId.HMAC_SHA1_96: "hmac-sha1",
+          IntegId.HMAC_SHA2_256_128: "hmac-sha2-256", IntegId.HMAC_SHA2_384_192: "hmac-sha2-384",
+          IntegId.HMAC_SHA2_512_256: "hmac-sha2-512"}
+_PRF = {PrfId.HMAC_MD5: "hmac-md5", PrfId.HMAC_SHA1: "hmac-sha1", PrfId.HMAC_SHA2_256: "hmac-sha2-256",
+        PrfId.HMAC_SHA2_384: "hmac-sha2-384", PrfId.HMAC_SHA2_512: "hmac-sha2-512"}
+_GROUP = {KeId.MODP768: "modp768", KeId.MODP1024: "modp1024", KeId.MODP1536: "modp1536",
+          KeId.MODP2048: "modp2048", KeId.MODP3072: "modp3072", KeId.MODP4096: "modp4096",
+          KeId.MODP6144: "modp6144", KeId.MODP8192: "modp8192", KeId.ECP256: "ecp256", KeId.ECP384: "ecp384",
+          KeId.ECP521: "ecp521", KeId.ECP192: "ecp192", KeId.ECP224: "ecp224",
+          KeId.BRAINPOOL256: "brainpool256", KeId.BRAINPOOL384: "brainpool384",
+          KeId.BRAINPOOL512: "brainpool512", KeId.CURVE25519: "curve25519"}
+
+
+def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
+    return ConfigError(f"{IMPL}: peer {peer.name!r}: {setting}: {problem}")
+
+
+def _enc(t: TransformSpec, child: bool) -> str | None:
+    eid, bits = EncrId(t.id), t.key_bits
+    if eid == EncrId.AES_CBC:
+        return f"aes-{bits}"
+    if eid == EncrId.TRIPLE_DES:
+        return "3des"
+    if eid == EncrId.AES_GCM_16 and (bits in (128, 256) or child):
+        return f"aes-{bits}-gcm"
+    if eid == EncrId.AES_GCM_12 and not child:
+        return f"aes-{bits}-gcm-12"
+    if child and eid == EncrId.CHACHA20_POLY1305:
+        return "chacha20-poly1305"
+    if child and eid == EncrId.NULL_AUTH_AES_GMAC:
+        return f"aes-{bits}-gmac"
+    if child and eid == EncrId.NULL:
+        return "null"
+    return None
+
+
+def _transforms(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec], child: bool) -> str:
+    words = []
+    for t in specs:
+        if t.type == TransformType.ENCR:
+            name = _enc(t, child)
+            if name is None:
+                raise refuse(peer, setting, f"{text!r}: cipher {EncrId(t.id).name}"
+                             f"{f' ({t.key_bits} bits)' if t.key_bits else ''} has no OpenIKED name "
+                             f"{'for ESP' if child else 'for IKE'}")
+            words.append(f"enc {name}")
+        elif t.type == TransformType.INTEG:
+            if IntegId(t.id) not in _INTEG:
+                raise refuse(peer, setting, f"{text!r}: integrity {IntegId(t.id).name} is not in OpenIKED")
+            words.append(f"auth {_INTEG[IntegId(t.id)]}")
+        elif t.type == TransformType.PRF:
+            if PrfId(t.id) not in _PRF:
+                raise refuse(peer, setting, f"{text!r}: PRF {PrfId(t.id).name} is not in OpenIKED")
+            words.append(f"prf {_PRF[PrfId(t.id)]}")
+        elif t.type == TransformType.KE:
+            if KeId(t.id) not in _GROUP:
+                raise refuse(peer, setting, f"{text!r}: group {KeId(t.id).name} is not in OpenIKED")
+            words.append(f"group {_GROUP[KeId(t.id)]}")
+    return " ".join(words)
+
+
+def _check(peer: PeerConfig) -> None:
+    if peer.protocol == "ah":
+        raise refuse(peer, "protocol", "OpenIKED's AH support depends on the kernel's PF_KEY AH path, "
+                     "which this harness has not verified; AH cells are left out")
+    if peer.encap:
+        raise refuse(peer, "encap", "OpenIKED forces NAT-T only for every policy at once (iked -t), "
+                     "not per connection")
+    if peer.auth != "psk":
+        raise refuse(peer, "auth", f"{peer.auth} authentication is not rendered for OpenIKED yet")
+    if len(peer.local_ts) > 1 or len(peer.remote_ts) > 1:
+        raise refuse(peer, "local_ts", "one subnet per side")
+
+
+def render_iked_conf(peer: PeerConfig) -> str:
+    """``iked.conf`` with one policy: see the module docstring for the syntax it relies on."""
+    _check(peer)
+    ike = [_transforms(peer, f"ike_proposals[{i}]", p, parse_proposal(p, "ike"), False)
+           for i, p in enumerate(peer.ike_proposals)]
+    attr = "esp_proposals" if peer.protocol == "esp" else "ah_proposals"
+    props = getattr(peer, attr)
+    child = [_transforms(peer, f"{attr}[{i}]", p, parse_proposal(p, peer.protocol), True)
+             for i, p in enumerate(props)]
+    if peer.mode == "tunnel":
+        flows = " ".join(f"from {a} to {b}" for a in peer.local_ts for b in peer.remote_ts)
+    else:
+        remote = peer.remote_address if peer.remote_address is not None else "any"
+        flows = f"from {peer.local_address} to {remote}"
+    text = psk_text(peer.psk_bytes)
+    psk = f'"{text}"' if text is not None else "0x" + peer.psk_bytes.hex()
+    peer_addr = str(peer.remote_address) if peer.remote_address is not None else "any"
+    mode = "active" if peer.role == "initiator" else "passive"
+    lines = [
+        f"# generated by ipseclab.lab.render_openiked for peer {peer.name}",
+        "set nomobike",
+        "set fragmentation" if peer.fragmentation != "no" else "set nofragmentation",
+        f'ikev2 "{peer.name}" {mode} {"transport " if peer.mode == "transport" else ""}{peer.protocol} \\',
+        f"\t{flows} \\",
+        f"\tlocal {peer.local_address} peer {peer_addr} \\",
+        *(f"\tikesa {p} \\" for p in ike),
+        *(f"\tchildsa {p} {'esn' if peer.esn else 'noesn'} \\" for p in child),
+        f"\tsrcid {peer.effective_local_id.value} dstid {peer.effective_remote_id.value} \\",
+        f"\tikelifetime {peer.ike_lifetime} lifetime {peer.child_lifetime} \\",
+        f"\tpsk {psk}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_iked_conf(peer: PeerConfig, directory: str | Path) -> Path:
+    """Write ``iked.conf`` (mode 0600: it holds the PSK; iked refuses a group- or world-readable one)."""
+    text = render_iked_conf(peer)
+    path = Path(directory) / "iked.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+    return path
