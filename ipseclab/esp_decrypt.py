@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IntegrityError, IpsecLabError
+from .errors import IntegrityError, IpsecLabError, KeyFileError
 from .esp import EspSA
 from .packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.esp_keyfiles import EspSaRow
@@ -85,6 +85,12 @@ class _Keys:
     def __init__(self, rows: list[EspSaRow]) -> None:
         self.rows = rows
         self.sas: dict[tuple[int, str, str], EspSA] = {}
+        for row in rows:  # a key that does not fit its algorithm is the file's fault: say so once, up front
+            if row.encr_id is not None and row.integ_id is not None:
+                try:
+                    self._make(row, row.spi or 1, False)
+                except IpsecLabError as exc:
+                    raise KeyFileError(f"{row.where or 'esp_sa row'}: {exc}") from None
 
     def sa_for(self, spi: int, src: str, dst: str) -> EspSaRow | None:
         return next((r for r in self.rows if r.matches(spi, src, dst)), None)

@@ -81,3 +81,67 @@ def test_readme_repl_lines_run(tmp_path: Path):
     assert "IKE_AUTH request #1" in proc.stdout
     for n, line in expected:
         assert line in proc.stdout, f"README block {n} shows {line!r}; it printed:\n{proc.stdout[-3000:]}"
+
+
+# --- issue 9, items 11-17: hostile key files and captures, closed pipes, unknown cases ----------------
+
+
+def _one_line_error(capsys, rc: int, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _rows() -> list[str]:
+    return [ln for ln in TABLE.read_text().splitlines() if ln and not ln.startswith("#")]
+
+
+def test_a_key_file_that_is_not_text_names_the_file(capsys):
+    """Item 11: the capture given as the key file (a common slip) is not UTF-8."""
+    rc = main(["decrypt", str(CAPTURE), "--keys", str(CAPTURE)])
+    _one_line_error(capsys, rc, str(CAPTURE), "UTF-8")
+
+
+def test_a_key_file_with_a_utf8_bom_is_read(tmp_path, capsys):
+    """Item 11: editors on Windows save a BOM; it is not part of the first SPI."""
+    table = tmp_path / "bom"
+    table.write_bytes(b"\xef\xbb\xbf" + TABLE.read_bytes())
+    assert main(["decrypt", str(CAPTURE), "--keys", str(table)]) == 0, capsys.readouterr().err
+    assert "6 decrypted, 0 with errors" in capsys.readouterr().out
+
+
+def test_a_cbc_row_without_integrity_names_the_file_and_line(tmp_path, capsys):
+    """Item 12: AES-CBC needs an integrity algorithm; ``NONE [RFC4306]`` is only for AEAD rows."""
+    f = _rows()[0].split(",")
+    table = tmp_path / "keys"
+    table.write_text("# a comment\n" + ",".join([*f[:5], "", "", '"NONE [RFC4306]"']) + "\n")
+    rc = main(["decrypt", str(CAPTURE), "--keys", str(table)])
+    _one_line_error(capsys, rc, f"{table} line 2", "integrity")
+
+
+def test_a_huge_key_field_names_the_file_and_line(tmp_path, capsys):
+    """Item 13: a field over the csv module's 131,072-character limit."""
+    table = tmp_path / "keys"
+    table.write_text(_rows()[0] + "\n" + "0" * 140_000 + ",1\n")
+    rc = main(["decrypt", str(CAPTURE), "--keys", str(table)])
+    _one_line_error(capsys, rc, f"{table} line 2")
+
+
+def test_an_ike_row_with_a_wrong_key_length_names_the_file_and_line(tmp_path, capsys):
+    """Item 17: SK_ei two bytes short for AES-256."""
+    f = _rows()[0].split(",")
+    table = tmp_path / "keys"
+    table.write_text("\n" + ",".join([*f[:2], f[2][4:], *f[3:]]) + "\n")
+    rc = main(["decrypt", str(CAPTURE), "--keys", str(table)])
+    _one_line_error(capsys, rc, f"{table} line 2", "SK_ei", "32")
+
+
+def test_an_esp_row_with_a_wrong_key_length_names_the_file_and_line(tmp_path, capsys):
+    rows = tmp_path / "esp_sa"
+    rows.write_text('"IPv4","*","*","0x00001234","AES-CBC [RFC3602]","0x0011","HMAC-SHA-256-128 [RFC4868]",'
+                    '"0x' + "00" * 32 + '"\n')
+    rc = main(["decrypt", str(CAPTURE), "--keys", str(TABLE), "--esp-keys", str(rows)])
+    _one_line_error(capsys, rc, f"{rows} line 1")
