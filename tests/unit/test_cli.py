@@ -145,3 +145,23 @@ def test_an_esp_row_with_a_wrong_key_length_names_the_file_and_line(tmp_path, ca
                     '"0x' + "00" * 32 + '"\n')
     rc = main(["decrypt", str(CAPTURE), "--keys", str(TABLE), "--esp-keys", str(rows)])
     _one_line_error(capsys, rc, f"{rows} line 1")
+
+
+def test_output_into_a_closed_pipe_exits_quietly():
+    """Item 15: ``ipseclab decrypt ... | head -1``: the reader went away; no traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE, deterministically
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ipseclab.cli", "decrypt", str(CAPTURE), "--keys", str(TABLE),
+                               "--json"], stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 1
+
+
+def test_lab_up_with_an_unknown_case_is_one_line(capsys):
+    """Item 16: as ``interop --case bogus`` already was."""
+    rc = main(["lab", "up", "--case", "bogus", "--no-wait"])
+    _one_line_error(capsys, rc, "no test case 'bogus'", "esp-tunnel")
