@@ -55,7 +55,8 @@ def test_truncated_capture_still_reports_every_packet_it_could_read(tmp_path, ca
     assert rc == 1
     lines = out.splitlines()
     assert sum(1 for ln in lines if ln.startswith("#") and "ERROR" not in ln) == 7  # all complete messages
-    assert lines[-2] == "#8 ?:0 -> ?:0 ERROR truncated IPv4 packet"
+    assert lines[-2] == ("#8 ?:0 -> ?:0 ERROR capture truncated: record 8 at byte 2154 needs 142 bytes, 102 present; "
+                         "the capture ends here")
 
 
 def test_readme_repl_lines_run(tmp_path: Path):
@@ -145,6 +146,64 @@ def test_an_esp_row_with_a_wrong_key_length_names_the_file_and_line(tmp_path, ca
                     '"0x' + "00" * 32 + '"\n')
     rc = main(["decrypt", str(CAPTURE), "--keys", str(TABLE), "--esp-keys", str(rows)])
     _one_line_error(capsys, rc, f"{rows} line 1")
+
+
+def _pcapng(frames: list[bytes], linktype: int) -> bytes:
+    """A pcapng file (section header, one interface, enhanced packet blocks) built by hand, little-endian."""
+    import struct
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", linktype, 0, 262144))
+    for i, data in enumerate(frames):
+        out += block(6, struct.pack("<IIIII", 0, 0, i, len(data), len(data)) + data)
+    return out
+
+
+def _frames(pcap: bytes) -> list[bytes]:
+    import struct
+
+    frames, pos = [], 24
+    while pos < len(pcap):
+        caplen = struct.unpack_from("<I", pcap, pos + 8)[0]
+        frames.append(pcap[pos + 16 : pos + 16 + caplen])
+        pos += 16 + caplen
+    return frames
+
+
+def test_pcapng_reads_like_the_pcap_it_was_made_from(tmp_path, capsys):
+    data = CAPTURE.read_bytes()
+    ng = tmp_path / "x.pcapng"
+    ng.write_bytes(_pcapng(_frames(data), int.from_bytes(data[20:24], "little")))
+    assert main(["decrypt", str(ng), "--keys", str(TABLE)]) == 0
+    assert "8 IKE datagrams, 6 decrypted, 0 with errors" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cut", [40, 2, 200])
+def test_a_truncated_pcapng_says_so_and_fails(tmp_path, capsys, cut):
+    """Item 14: a pcapng that ends inside a block."""
+    data = CAPTURE.read_bytes()
+    ng = _pcapng(_frames(data), int.from_bytes(data[20:24], "little"))
+    path = tmp_path / "cut.pcapng"
+    path.write_bytes(ng[: len(ng) - cut])
+    rc = main(["decrypt", str(path), "--keys", str(TABLE)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "truncated" in out, out
+
+
+def test_a_pcap_header_followed_by_random_bytes_says_so_and_fails(tmp_path, capsys):
+    """Item 14: nothing of the body is a record; the reader must say it could not read it."""
+    import random
+
+    path = tmp_path / "junk.pcap"
+    path.write_bytes(CAPTURE.read_bytes()[:24] + random.Random(9).randbytes(2_000_000))
+    rc = main(["decrypt", str(path), "--keys", str(TABLE)])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "undecodable" in out or "truncated" in out, out
 
 
 def test_output_into_a_closed_pipe_exits_quietly():
