@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .crypto import get_encr, get_integ
 from .errors import IpsecLabError, KeyFileError
@@ -19,7 +18,7 @@ from .packets.fragment import Reassembler
 from .packets.message import EncryptedFragment, IkeSaCrypto, Message, SkCrypto, decode
 from .packets.natt import IKE_PORT, NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.keyfiles import IkeSaKeyRow
-from .pcap.reader import BadFrame, UdpDatagram, read_udp
+from .pcap.reader import BadFrame, Capture, UdpDatagram, read_udp
 
 
 @dataclass(slots=True)
@@ -86,14 +85,14 @@ def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
 
 
-def ike_datagrams(path: str | Path) -> Iterator[UdpDatagram | BadFrame]:
+def ike_datagrams(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams on the IKE ports (500, 4500) and broken frames, in capture order."""
     for d in read_udp(path):
         if isinstance(d, BadFrame) or IKE_PORT in (d.sport, d.dport) or NATT_PORT in (d.sport, d.dport):
             yield d
 
 
-def decrypt_capture(path: str | Path, rows: list[IkeSaKeyRow]) -> list[IkeRecord]:
+def decrypt_capture(path: Capture, rows: list[IkeSaKeyRow]) -> list[IkeRecord]:
     """Decode every IKE message of a capture, decrypting with the key rows; see the module docstring."""
     keys = {(r.spi_i, r.spi_r): crypto_from_row(r) for r in rows}
     reassembler = Reassembler()

@@ -156,12 +156,19 @@ def read_key_file(path: str | Path) -> str:
     A UTF-8 byte order mark (Windows editors write one) is dropped, not read as part of the first field.
     """
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    return key_file_text(data, str(path))
+
+
+def key_file_text(data: bytes, source: str) -> str:
+    """The text of a key file's bytes: UTF-8 with an optional BOM; KeyFileError naming ``source`` otherwise."""
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise KeyFileError(
-            f"{path} is not a key file: byte {exc.start} is not UTF-8 text (a capture given as a key file?)"
+            f"{source} is not a key file: byte {exc.start} is not UTF-8 text (a capture given as a key file?)"
         ) from None
 
 

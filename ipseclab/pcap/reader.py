@@ -13,6 +13,7 @@ by :data:`MAX_RECORD` (pcapng non-packet blocks by :data:`MAX_BLOCK`), whatever 
 from __future__ import annotations
 
 import gzip
+import io
 import ipaddress
 import struct
 import zlib
@@ -277,18 +278,22 @@ def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
             yield body[4 : 4 + min(wire, snaplen or wire, MAX_RECORD)], 0.0, linktype
 
 
-def capture_records(path: str | Path) -> Iterator[RecordOrStop]:
+Capture = str | Path | bytes  # a file name, or the capture itself (bytes read from elsewhere, a fuzzer's input)
+
+
+def capture_records(path: Capture) -> Iterator[RecordOrStop]:
     """Every record of a pcap or pcapng file (gzip-compressed too); a str, last, says why the rest is unread.
 
     PcapError when the file is missing or is not a capture at all.
     """
+    source = f"<{len(path)}-byte capture>" if isinstance(path, bytes) else str(path)
     try:
-        f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the generator ends
+        f: BinaryIO = io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
-        raise PcapError(f"{path}: no such file") from None
+        raise PcapError(f"{source}: no such file") from None
     except OSError as exc:
-        raise PcapError(f"{path}: cannot read: {exc.strerror}") from None
-    with f:
+        raise PcapError(f"{source}: cannot read: {exc.strerror}") from None
+    with f:  # closed when the generator ends or is dropped
         head = f.read(4)
         stream: BinaryIO = f
         if head[:2] == _GZIP:
@@ -296,20 +301,20 @@ def capture_records(path: str | Path) -> Iterator[RecordOrStop]:
             try:
                 head = stream.read(4)
             except (OSError, EOFError, zlib.error) as exc:
-                raise PcapError(f"{path}: not a pcap or pcapng capture (bad gzip stream: {exc})") from None
+                raise PcapError(f"{source}: not a pcap or pcapng capture (bad gzip stream: {exc})") from None
         if head in _PCAP_MAGIC:
-            records = _pcap_records(stream, head, str(path))
+            records = _pcap_records(stream, head, source)
         elif head == _PCAPNG_SHB:
             records = _pcapng_records(stream, head)
         else:
-            raise PcapError(f"{path}: not a pcap or pcapng capture (it starts with {head.hex() or 'nothing'})")
+            raise PcapError(f"{source}: not a pcap or pcapng capture (it starts with {head.hex() or 'nothing'})")
         try:
             yield from records
         except (OSError, EOFError, zlib.error) as exc:  # a compressed capture cut short
             yield f"capture truncated or corrupt ({exc}); the capture ends here"
 
 
-def read_ip(path: str | Path) -> Iterator[IpPacket | BadFrame]:
+def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
     """Every frame of a pcap/pcapng file as an IpPacket, or a BadFrame saying why not.
 
     When the capture cannot be read to its end, the last item is a BadFrame saying where and why.
@@ -390,7 +395,7 @@ class PcapFollower:
         self._offset = 24
 
 
-def read_udp(path: str | Path) -> Iterator[UdpDatagram | BadFrame]:
+def read_udp(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams of a capture; frames that are not UDP are skipped, broken ones reported."""
     for pkt in read_ip(path):
         if isinstance(pkt, BadFrame):
