@@ -229,7 +229,10 @@ def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
         first = b""
         if hdr[:4] == _PCAPNG_SHB:  # a new section: its byte-order magic says how to read the length
             first = f.read(4)
-            if first[:4] not in _PCAPNG_BOM:
+            if len(first) < 4:
+                yield _truncated("section header", pos, 12, 8 + len(first))
+                return
+            if first not in _PCAPNG_BOM:
                 yield _undecodable("section header", pos, f"byte-order magic {first.hex()}")
                 return
             order = _PCAPNG_BOM[first]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ipseclab.cli import main
+from tests.fuzz.dataplane import pcap_frames, pcapng_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = ROOT / "pcaps" / "strongswan-aes256-sha256-modp2048.pcap"
@@ -148,36 +149,10 @@ def test_an_esp_row_with_a_wrong_key_length_names_the_file_and_line(tmp_path, ca
     _one_line_error(capsys, rc, f"{rows} line 1")
 
 
-def _pcapng(frames: list[bytes], linktype: int) -> bytes:
-    """A pcapng file (section header, one interface, enhanced packet blocks) built by hand, little-endian."""
-    import struct
-
-    def block(kind: int, body: bytes) -> bytes:
-        body += bytes(-len(body) % 4)
-        return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
-
-    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    out += block(1, struct.pack("<HHI", linktype, 0, 262144))
-    for i, data in enumerate(frames):
-        out += block(6, struct.pack("<IIIII", 0, 0, i, len(data), len(data)) + data)
-    return out
-
-
-def _frames(pcap: bytes) -> list[bytes]:
-    import struct
-
-    frames, pos = [], 24
-    while pos < len(pcap):
-        caplen = struct.unpack_from("<I", pcap, pos + 8)[0]
-        frames.append(pcap[pos + 16 : pos + 16 + caplen])
-        pos += 16 + caplen
-    return frames
-
-
 def test_pcapng_reads_like_the_pcap_it_was_made_from(tmp_path, capsys):
     data = CAPTURE.read_bytes()
     ng = tmp_path / "x.pcapng"
-    ng.write_bytes(_pcapng(_frames(data), int.from_bytes(data[20:24], "little")))
+    ng.write_bytes(pcapng_bytes(pcap_frames(data), int.from_bytes(data[20:24], "little")))
     assert main(["decrypt", str(ng), "--keys", str(TABLE)]) == 0
     assert "8 IKE datagrams, 6 decrypted, 0 with errors" in capsys.readouterr().out
 
@@ -186,7 +161,7 @@ def test_pcapng_reads_like_the_pcap_it_was_made_from(tmp_path, capsys):
 def test_a_truncated_pcapng_says_so_and_fails(tmp_path, capsys, cut):
     """Item 14: a pcapng that ends inside a block."""
     data = CAPTURE.read_bytes()
-    ng = _pcapng(_frames(data), int.from_bytes(data[20:24], "little"))
+    ng = pcapng_bytes(pcap_frames(data), int.from_bytes(data[20:24], "little"))
     path = tmp_path / "cut.pcapng"
     path.write_bytes(ng[: len(ng) - cut])
     rc = main(["decrypt", str(path), "--keys", str(TABLE)])
