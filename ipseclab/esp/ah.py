@@ -252,7 +252,7 @@ class AhSA(SaBase):
         try:
             self._ikey.verify(signed, icv, self._esn_tail(seq))
         except IntegrityError as exc:
-            self.refuse_icv(seq, exc, lambda seq_hi: self._ikey.verify(signed, icv, SEQ_HI.pack(seq_hi)))
+            self._refuse_icv(seq, exc, lambda seq_hi: self._ikey.verify(signed, icv, SEQ_HI.pack(seq_hi)))
         payload = packet[off + ah_len : end]
         if self._outer is not None:
             inner = inner_packet(payload, nh)

@@ -113,7 +113,7 @@ class SaBase:
         self.counters.bytes_in += payload_len
         return result
 
-    def refuse_icv(self, seq: int, exc: IntegrityError, verify_with: Callable[[int], object]) -> NoReturn:
+    def _refuse_icv(self, seq: int, exc: IntegrityError, verify_with: Callable[[int], object]) -> NoReturn:
         """Count and raise an ICV that failed under the inferred sequence number ``seq``.
 
         With ESN, RFC 4303 Appendix A2.2 infers a sequence number left of the window as one in

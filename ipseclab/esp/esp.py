@@ -307,7 +307,7 @@ class EspSA(SaBase):
         return plain, seq
 
     def _icv_failed(self, seq: int, exc: IntegrityError, esp: bytes) -> NoReturn:
-        """Count and raise a failed ICV of ``esp`` (SPI .. ICV) under the inferred ``seq``; see SaBase.refuse_icv."""
+        """Count and raise a failed ICV of ``esp`` (SPI .. ICV) under the inferred ``seq``; see SaBase._refuse_icv."""
 
         def verify(seq_hi: int) -> object:
             hi = SEQ_HI.pack(seq_hi)
@@ -320,7 +320,7 @@ class EspSA(SaBase):
             ikey.verify(esp[:cut], esp[cut:], hi)
             return None
 
-        self.refuse_icv(seq, exc, verify)
+        self._refuse_icv(seq, exc, verify)
 
     def _strip(self, plain: bytes) -> tuple[bytes, int]:
         """(payload, next header) of a decrypted ESP payload, its padding checked (RFC 4303 2.4)."""
