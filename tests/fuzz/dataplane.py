@@ -198,7 +198,7 @@ class SaEpisode:
     _tx: SaBase = field(init=False)
     _twin: SaBase = field(init=False)
     _odd_seq: int = field(init=False)
-    _delivered: set[bytes] = field(init=False, default_factory=set)
+    delivered: set[bytes] = field(init=False, default_factory=set)  # accepted bytes: a replay of one is a replay
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -222,7 +222,7 @@ class SaEpisode:
         packets = [send() for _ in range(ACCEPTED + FUTURE)]
         for p in packets[:ACCEPTED]:
             self._receive(p)
-            self._delivered.add(p)
+            self.delivered.add(p)
         self.seeds = packets
         self._odd_seq = tx.seq + 1
         if self.rx.window.top != tx.seq - FUTURE:
@@ -289,11 +289,11 @@ class SaEpisode:
             if len(moved) != 1 or next(iter(moved)) not in DROP_COUNTERS or next(iter(moved.values())) != 1:
                 raise PropertyViolation(f"{self.config}: refused input ({exc!r}) changed counters {moved}: "
                                         f"{data.hex()}") from None
-            if data in self._delivered and not isinstance(exc, ReplayError):
+            if data in self.delivered and not isinstance(exc, ReplayError):
                 # RFC 4303 3.4.3; with ESN, Appendix A2.2 infers it into the next subspace, and it is still a replay
                 raise PropertyViolation(f"{self.config}: a replayed packet was refused as {exc!r}") from None
             return False
-        self._delivered.add(data)
+        self.delivered.add(data)
         if authentic:
             return True
         if out is None:  # a NAT keepalive: unauthenticated, it may only be counted

@@ -111,7 +111,7 @@ def test_a_receiving_sa_keeps_no_state_per_forged_packet():
         for data in odd:
             if data is not None:
                 ep.feed(data, authentic=True)
-        ep._delivered.clear()  # the harness's own record of what was delivered is not the SA's
+        ep.delivered.clear()  # the harness's own record of what was delivered is not the SA's
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - base
     finally:
@@ -228,6 +228,6 @@ def test_random_key_files_raise_only_declared_errors(kind, text, raw):
 
 
 def test_the_key_file_seeds_parse():
-    """Positive control: every seed table has rows that pass the checks ``ipseclab decrypt`` makes."""
-    assert all(check_key_file(kind, data) > 0 for kind, data in key_file_seeds() if b"\n0" in b"\n" + data
-               or kind == "esp")
+    """Positive control: the seed tables' rows pass the checks ``ipseclab decrypt`` makes (the ChaCha20 table
+    is comments only: Wireshark 4.0 cannot name it)."""
+    assert [check_key_file(kind, data) for kind, data in key_file_seeds()] == [1, 1, 1, 1, 0, 5]
