@@ -3,7 +3,8 @@
 Errors the user can act on (a file that is not a capture, a malformed key
 table, an unknown algorithm) end the command with a one-line message and exit
 status 2, never a traceback.  ``decrypt`` exits 1 when some packets could not
-be decoded or decrypted (they are still listed), 0 when all were.
+be decoded or decrypted (they are still listed), 0 when all were.  Output into a
+closed pipe (``| head -1``) ends the command quietly with status 1.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -92,13 +94,9 @@ def _cmd_interop(args: argparse.Namespace) -> int:
 
     from testcases import ALL_CASES, by_name
 
-    from .errors import ConfigError
     from .interop import PASSED, UNSUPPORTED, matrix_markdown, run_matrix
 
-    try:
-        cases = [by_name(n) for n in args.case] if args.case else ALL_CASES
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
+    cases = [by_name(n) for n in args.case] if args.case else ALL_CASES
     pairs = _pairs(args.pair)
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
     from .lab.runtime import choose_runtime
@@ -268,7 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
         return rc
+    except BrokenPipeError:
+        # the reader went away (``| head -1``): stop quietly, as the Python docs' SIGPIPE note does, pointing
+        # stdout at /dev/null so the interpreter's last flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except IpsecLabError as exc:
         print(f"ipseclab {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .crypto import get_encr, get_integ
-from .errors import IpsecLabError
+from .errors import IpsecLabError, KeyFileError
 from .packets.enums import ExchangeType, enum_name
 from .packets.fragment import Reassembler
 from .packets.message import EncryptedFragment, IkeSaCrypto, Message, SkCrypto, decode
 from .packets.natt import IKE_PORT, NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.keyfiles import IkeSaKeyRow
-from .pcap.reader import BadFrame, UdpDatagram, read_udp
+from .pcap.reader import BadFrame, Capture, UdpDatagram, read_udp
 
 
 @dataclass(slots=True)
@@ -59,20 +58,41 @@ class IkeRecord:
 
 
 def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
-    """Both directions' SK crypto from one ikev2_decryption_table row."""
-    encr = get_encr(row.encr_id, row.encr_key_bits or None)
-    integ = get_integ(row.integ_id) if row.integ_id else None
+    """Both directions' SK crypto from one ikev2_decryption_table row.
+
+    KeyFileError naming the row's file and line when its algorithms do not go together or a key
+    has the wrong length: checked here, once per row, so a bad row never reaches the codec.
+    """
+    where = row.where or f"ikev2_decryption_table row {row.spi_i.hex()}_i {row.spi_r.hex()}_r"
+    try:
+        encr = get_encr(row.encr_id, row.encr_key_bits or None)
+        integ = get_integ(row.integ_id) if row.integ_id else None
+    except IpsecLabError as exc:
+        raise KeyFileError(f"{where}: {exc}") from None
+    if encr.aead and integ is not None:
+        raise KeyFileError(f"{where}: {row.encr_name} is a combined-mode cipher: its integrity must be NONE [RFC4306]")
+    if not encr.aead and integ is None:
+        raise KeyFileError(f"{where}: {row.encr_name} needs an integrity algorithm; NONE [RFC4306] is for "
+                           "AES-GCM and ChaCha20-Poly1305 rows")
+    keys = [("SK_ei", row.sk_ei, encr.key_size, row.encr_name), ("SK_er", row.sk_er, encr.key_size, row.encr_name)]
+    if integ is not None:
+        keys += [("SK_ai", row.sk_ai, integ.key_size, row.integ_name), ("SK_ar", row.sk_ar, integ.key_size,
+                                                                         row.integ_name)]
+    for name, key, size, algorithm in keys:
+        if len(key) != size:
+            raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {algorithm} needs {size} "
+                               f"({2 * size} hex digits)")
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
 
 
-def ike_datagrams(path: str | Path) -> Iterator[UdpDatagram | BadFrame]:
+def ike_datagrams(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams on the IKE ports (500, 4500) and broken frames, in capture order."""
     for d in read_udp(path):
         if isinstance(d, BadFrame) or IKE_PORT in (d.sport, d.dport) or NATT_PORT in (d.sport, d.dport):
             yield d
 
 
-def decrypt_capture(path: str | Path, rows: list[IkeSaKeyRow]) -> list[IkeRecord]:
+def decrypt_capture(path: Capture, rows: list[IkeSaKeyRow]) -> list[IkeRecord]:
     """Decode every IKE message of a capture, decrypting with the key rows; see the module docstring."""
     keys = {(r.spi_i, r.spi_r): crypto_from_row(r) for r in rows}
     reassembler = Reassembler()

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import IntegrityError, IpsecLabError
+from .errors import IntegrityError, IpsecLabError, KeyFileError
 from .esp import EspSA
 from .packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.esp_keyfiles import EspSaRow
-from .pcap.reader import IPPROTO_AH, IPPROTO_ESP, IPPROTO_UDP, BadFrame, IpPacket, read_ip
+from .pcap.reader import IPPROTO_AH, IPPROTO_ESP, IPPROTO_UDP, BadFrame, Capture, IpPacket, read_ip
 
 _II = struct.Struct("!II")
 _UDP = struct.Struct("!HHH")
@@ -85,6 +84,12 @@ class _Keys:
     def __init__(self, rows: list[EspSaRow]) -> None:
         self.rows = rows
         self.sas: dict[tuple[int, str, str], EspSA] = {}
+        for row in rows:  # a key that does not fit its algorithm is the file's fault: say so once, up front
+            if row.encr_id is not None and row.integ_id is not None:
+                try:
+                    self._make(row, row.spi or 1, False)
+                except IpsecLabError as exc:
+                    raise KeyFileError(f"{row.where or 'esp_sa row'}: {exc}") from None
 
     def sa_for(self, spi: int, src: str, dst: str) -> EspSaRow | None:
         return next((r for r in self.rows if r.matches(spi, src, dst)), None)
@@ -132,7 +137,7 @@ def _esp_of(pkt: IpPacket) -> tuple[bytes, bool] | None:
     return (body, True) if kind is Udp4500Kind.ESP else None
 
 
-def decrypt_esp_capture(pcap: str | Path, rows: list[EspSaRow]) -> list[EspRecord]:
+def decrypt_esp_capture(pcap: Capture, rows: list[EspSaRow]) -> list[EspRecord]:
     """One record per ESP/AH packet of ``pcap`` (see the module docstring); PcapError for an unreadable file."""
     keys = _Keys(rows)
     out: list[EspRecord] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipseclab.errors import ConfigError
+
 from .algorithms import CASES as ALGORITHM_CASES
 from .base import TestCase
 from .modes import CASES as MODE_CASES
@@ -10,7 +12,8 @@ ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES]
 
 
 def by_name(name: str) -> TestCase:
+    """The case called ``name``; ConfigError listing the known ones (a user's typo: one line from the CLI)."""
     for case in ALL_CASES:
         if case.name == name:
             return case
-    raise KeyError(f"no test case {name!r}; known: {', '.join(c.name for c in ALL_CASES)}")
+    raise ConfigError(f"no test case {name!r}; known: {', '.join(c.name for c in ALL_CASES)}")

@@ -30,15 +30,14 @@ from .iphdr import (
     IPV6_HOPOPTS,
     IPV6_ROUTING,
     PROTO_AH,
-    PROTO_IPV4,
-    PROTO_IPV6,
     ds_field,
     find_header,
+    inner_packet,
     insertion_point,
-    ip_version,
     set_ecn_ce,
     splice,
     spliced_header,
+    tunnel_inner,
 )
 
 _AH = struct.Struct("!BBHII")  # next header, payload length, reserved, SPI, sequence number
@@ -190,24 +189,24 @@ class AhSA(SaBase):
 
     def protect(self, packet: bytes, *, seq: int | None = None) -> bytes:
         """The packet with AH: around a new outer header (tunnel) or inserted after the IP header (transport)."""
-        if seq is None:
-            seq = self.seq + 1
-            if seq > self._seq_max:
-                raise self._exhausted()
-            self.seq = seq
         outer = self._outer
         if outer is not None:
-            v = ip_version(packet)
-            nh = PROTO_IPV4 if v == 4 else PROTO_IPV6
+            nh, ds, df, payload = tunnel_inner(packet)
             ah_len = self.ah_length(outer.version)
-            df = v == 4 and len(packet) > 6 and bool(packet[6] & 0x40)
-            head = outer.build(PROTO_AH, ah_len + len(packet), ds_field(packet), df)
-            payload = packet
         else:
             nh_off, cut, end = insertion_point(packet)
             nh = packet[nh_off]
             ah_len = self.ah_length(packet[0] >> 4)
             payload = packet[cut:end]
+        # check, then change: the packet is known good before a sequence number is spent on it
+        if seq is None:
+            seq = self.seq + 1
+            if seq > self._seq_max:
+                raise self._exhausted()
+            self.seq = seq
+        if outer is not None:
+            head = outer.build(PROTO_AH, ah_len + len(payload), ds, df)
+        else:
             head = spliced_header(packet, nh_off, cut, PROTO_AH, ah_len + len(payload))
         ah0 = _AH.pack(nh, ah_len // 4 - 2, 0, self.spi, seq & 0xFFFFFFFF)
         zero_icv = bytes(ah_len - 12)
@@ -248,17 +247,19 @@ class AhSA(SaBase):
         except DecodeError:
             c.decode_errors += 1
             raise
-        rest = packet[off : off + 12] + bytes(self._icvlen) + packet[icv_end:end]
+        signed = zeroed + packet[off : off + 12] + bytes(self._icvlen) + packet[icv_end:end]
+        icv = packet[off + 12 : icv_end]
         try:
-            self._ikey.verify(zeroed + rest, packet[off + 12 : icv_end], self._esn_tail(seq))
-        except IntegrityError:
-            c.integrity_failures += 1
-            raise
+            self._ikey.verify(signed, icv, self._esn_tail(seq))
+        except IntegrityError as exc:
+            self._refuse_icv(seq, exc, lambda seq_hi: self._ikey.verify(signed, icv, SEQ_HI.pack(seq_hi)))
         payload = packet[off + ah_len : end]
         if self._outer is not None:
-            if nh not in (PROTO_IPV4, PROTO_IPV6) or not payload or payload[0] >> 4 != (4 if nh == 4 else 6):
+            inner = inner_packet(payload, nh)
+            if inner is None:
                 c.decode_errors += 1
-                raise DecodeError(f"tunnel-mode AH carries next header {nh}, not an IPv4 or IPv6 packet", off)
+                raise DecodeError(f"tunnel-mode AH carries next header {nh}, not a whole IPv4 or IPv6 packet", off)
+            payload = inner
             result = set_ecn_ce(payload) if ds_field(packet) & 3 == 3 else payload
         else:
             result = splice(packet, nh_off, off, nh, payload)

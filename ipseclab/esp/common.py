@@ -8,11 +8,12 @@ are thin wrappers that take and return Scapy packets at the REPL (the names Scap
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
-from ..errors import ConfigError, SelectorMismatchError, SequenceExhaustedError
+from ..errors import ConfigError, IntegrityError, ReplayError, SelectorMismatchError, SequenceExhaustedError
 from .iphdr import OuterHeader
 from .replay import ReplayWindow
 from .ts import Selectors, packet_flow
@@ -111,6 +112,31 @@ class SaBase:
         self.counters.packets_in += 1
         self.counters.bytes_in += payload_len
         return result
+
+    def _refuse_icv(self, seq: int, exc: IntegrityError, verify_with: Callable[[int], object]) -> NoReturn:
+        """Count and raise an ICV that failed under the inferred sequence number ``seq``.
+
+        With ESN, RFC 4303 Appendix A2.2 infers a sequence number left of the window as one in
+        the next subspace (2^32 further right), so a replayed old packet fails the ICV and would
+        be counted as a forgery.  When ``verify_with(high bits - 1)`` verifies (it raises
+        IntegrityError otherwise), the packet is genuine and left of the window: a replay, counted
+        and raised as one.  The window is not touched either way, and the second ICV costs only
+        packets that already failed one.
+        """
+        w = self.window
+        if self.esn and w.size and seq > w.top and seq >> 32:
+            try:
+                verify_with((seq >> 32) - 1)
+            except IntegrityError:
+                pass
+            else:
+                self.counters.replay_drops += 1
+                old = seq - (1 << 32)
+                raise ReplayError(
+                    f"sequence number {old} is left of the replay window [{w.bottom}, {w.top}] (ESN)"
+                ) from None
+        self.counters.integrity_failures += 1
+        raise exc
 
     def _check_selectors(self, packet: bytes) -> None:
         sel = self.selectors

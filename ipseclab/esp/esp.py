@@ -28,7 +28,7 @@ AES-CBC IVs are always drawn from ``rng`` (they must be unpredictable, RFC 3602 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 from ..crypto import EncrId, Integ, get_encr, get_integ
 from ..crypto.cipher import AeadFunc, AeadTagError, Encr, KeyedCipher, raw_aead
@@ -55,9 +55,11 @@ from .iphdr import (
     addresses,
     ds_field,
     find_header,
+    inner_packet,
     insertion_point,
     set_ecn_ce,
     splice,
+    tunnel_inner,
     udp_header,
 )
 
@@ -286,9 +288,8 @@ class EspSA(SaBase):
             aad = _AAD_ESN.pack(spi, seq >> 32, seq_lo) if self.esn else esp[:8]
             try:
                 plain = self._cipher.decrypt(iv, esp[ivend:], aad)
-            except IntegrityError:
-                c.integrity_failures += 1
-                raise
+            except IntegrityError as exc:
+                self._icv_failed(seq, exc, esp)
         else:
             ikey = self._ikey
             assert ikey is not None
@@ -296,15 +297,30 @@ class EspSA(SaBase):
             signed = esp[:cut]
             try:
                 ikey.verify(signed, esp[cut:], SEQ_HI.pack(seq >> 32) if self.esn else b"")
-            except IntegrityError:
-                c.integrity_failures += 1
-                raise
+            except IntegrityError as exc:
+                self._icv_failed(seq, exc, esp)
             ct = signed[ivend:]
             if len(ct) % self._block:
                 c.decode_errors += 1
                 raise DecodeError(f"ESP ciphertext of {len(ct)} bytes is not whole {self._block}-byte blocks", ivend)
             plain = self._cipher.decrypt(iv, ct)
         return plain, seq
+
+    def _icv_failed(self, seq: int, exc: IntegrityError, esp: bytes) -> NoReturn:
+        """Count and raise a failed ICV of ``esp`` (SPI .. ICV) under the inferred ``seq``; see SaBase._refuse_icv."""
+
+        def verify(seq_hi: int) -> object:
+            hi = SEQ_HI.pack(seq_hi)
+            ivend = self._ivend
+            if self._aead:
+                return self._cipher.decrypt(esp[8:ivend], esp[ivend:], esp[:4] + hi + esp[4:8])
+            ikey = self._ikey
+            assert ikey is not None
+            cut = len(esp) - self._icvlen
+            ikey.verify(esp[:cut], esp[cut:], hi)
+            return None
+
+        self._refuse_icv(seq, exc, verify)
 
     def _strip(self, plain: bytes) -> tuple[bytes, int]:
         """(payload, next header) of a decrypted ESP payload, its padding checked (RFC 4303 2.4)."""
@@ -319,28 +335,17 @@ class EspSA(SaBase):
 
     def _inner(self, payload: bytes, nh: int) -> bytes:
         """Check what a mode may carry and drop TFC padding; DecodeError (counted) when it does not fit."""
-        n = len(payload)
-        if nh == PROTO_IPV4:
-            if n >= 20 and payload[0] >> 4 == 4:
-                length = (payload[2] << 8) | payload[3]
-                if length == n:
-                    return payload
-                if 20 <= length < n:
-                    return payload[:length]
-        elif nh == PROTO_IPV6:
-            if n >= 40 and payload[0] >> 4 == 6:
-                length = 40 + ((payload[4] << 8) | payload[5])
-                if length == n:
-                    return payload
-                if length < n:
-                    return payload[:length]
+        if nh in (PROTO_IPV4, PROTO_IPV6):
+            inner = inner_packet(payload, nh)
+            if inner is not None:
+                return inner
         elif self._outer is not None and nh != PROTO_NONE:
             self.counters.decode_errors += 1
             raise DecodeError(f"tunnel-mode ESP carries next header {nh}, not IPv4 (4), IPv6 (41) or none (59)")
         else:
-            if nh == PROTO_UDP and n >= 8:  # transport mode: the UDP length ends TFC padding
+            if nh == PROTO_UDP and len(payload) >= 8:  # transport mode: the UDP length ends TFC padding
                 length = (payload[4] << 8) | payload[5]
-                if 8 <= length < n:
+                if 8 <= length < len(payload):
                     return payload[:length]
             return payload
         self.counters.decode_errors += 1
@@ -370,19 +375,7 @@ class EspSA(SaBase):
         """The IP packet to send for ``packet``: tunnel mode wraps it, transport mode splices ESP in."""
         outer = self._outer
         if outer is not None:
-            v = packet[0] >> 4 if packet else 0
-            if v == 4 and len(packet) >= 20:
-                nh, ds, df = PROTO_IPV4, packet[1], bool(packet[6] & 0x40)
-                length = (packet[2] << 8) | packet[3]
-            elif v == 6 and len(packet) >= 40:
-                nh, ds, df = PROTO_IPV6, ds_field(packet), False
-                length = 40 + ((packet[4] << 8) | packet[5])
-            else:
-                raise DecodeError(f"tunnel mode protects IP packets; got {len(packet)} bytes of version {v}", 0)
-            if length != len(packet):
-                if length > len(packet):
-                    raise TruncatedPacketError(f"IP packet says {length} bytes, {len(packet)} given", 0)
-                packet = packet[:length]
+            nh, ds, df, packet = tunnel_inner(packet)
             head, body = self._seal(packet, nh, seq, iv)
             size = len(head) + len(body)
             udp = self._udp
@@ -426,18 +419,17 @@ class EspSA(SaBase):
                         else:
                             plain = self._cipher.decrypt(packet[off + 8 : ivend], packet[ivend:], aad)
                     except AeadTagError:
-                        self.counters.integrity_failures += 1
-                        raise IntegrityError(f"{self.encr.name} ICV mismatch") from None
-                    except IntegrityError:
-                        self.counters.integrity_failures += 1
-                        raise
+                        self._icv_failed(seq, IntegrityError(f"{self.encr.name} ICV mismatch"), packet[off:])
+                    except IntegrityError as exc:
+                        self._icv_failed(seq, exc, packet[off:])
                     end = len(plain) - 2 - plain[-2]
                     # one lookup checks the padding bytes, the pad length and the next header at once
                     version = _FAST_TAILS.get(plain[end:])
                     if (
                         (
-                            (version == 4 and plain[0] >> 4 == 4 and ((plain[2] << 8) | plain[3]) == end >= 20)
-                            or (version == 6 and plain[0] >> 4 == 6 and 40 + ((plain[4] << 8) | plain[5]) == end)
+                            (version == 4 and end >= 20 and plain[0] >> 4 == 4 and ((plain[2] << 8) | plain[3]) == end)
+                            or (version == 6 and end >= 40 and plain[0] >> 4 == 6
+                                and 40 + ((plain[4] << 8) | plain[5]) == end)
                         )
                         and packet[1] & 3 != 3 and self.selectors is None
                     ):

@@ -63,6 +63,53 @@ def ip_version(packet: bytes) -> int:
     return v
 
 
+def tunnel_inner(packet: bytes) -> tuple[int, int, bool, bytes]:
+    """What tunnel mode needs of a packet to protect: (next header 4 or 41, DS field, IPv4 DF, the packet).
+
+    The packet is cut to its own length (link padding dropped); DecodeError when it is not a whole
+    IPv4 or IPv6 packet, checked before the SA spends a sequence number on it.
+    """
+    n = len(packet)
+    v = packet[0] >> 4 if packet else 0
+    if v == 4 and n >= 20:
+        nh, ds, df = PROTO_IPV4, packet[1], bool(packet[6] & 0x40)
+        length = (packet[2] << 8) | packet[3]
+    elif v == 6 and n >= 40:
+        nh, ds, df = PROTO_IPV6, ds_field(packet), False
+        length = 40 + ((packet[4] << 8) | packet[5])
+    else:
+        raise DecodeError(f"tunnel mode protects IP packets; got {n} bytes of version {v}", 0)
+    if length != n:
+        if length > n:
+            raise TruncatedPacketError(f"IP packet says {length} bytes, {n} given", 0)
+        packet = packet[:length]
+    return nh, ds, df, packet
+
+
+def inner_packet(payload: bytes, nh: int) -> bytes | None:
+    """The IP packet a tunnel-mode SA received as next header ``nh`` (4 or 41), cut to its own length.
+
+    Bytes after the packet are TFC padding (RFC 4303 2.7) and come off.  None when ``payload``
+    is not a whole packet of that version: ESP and AH refuse it alike (counted as a decode error),
+    so nothing truncated goes up the stack, whatever mode or protocol carried it.
+    """
+    n = len(payload)
+    if nh == PROTO_IPV4:
+        if n >= 20 and payload[0] >> 4 == 4:
+            length = (payload[2] << 8) | payload[3]
+            if length == n:
+                return payload
+            if 20 <= length < n:
+                return payload[:length]
+    elif nh == PROTO_IPV6 and n >= 40 and payload[0] >> 4 == 6:
+        length = 40 + ((payload[4] << 8) | payload[5])
+        if length == n:
+            return payload
+        if length < n:
+            return payload[:length]
+    return None
+
+
 def ds_field(packet: bytes) -> int:
     """The DS field (DSCP and ECN: IPv4 TOS, IPv6 Traffic Class) of an IP packet."""
     if packet[0] >> 4 == 4:

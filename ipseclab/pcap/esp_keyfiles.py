@@ -16,14 +16,12 @@ pcap layer stays an independent check.
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import EncrId, IntegId
 from ..errors import KeyFileError
-from .keyfiles import read_key_file
+from .keyfiles import csv_rows, read_key_file
 
 # Wireshark ESP encryption name -> ENCR id (None: Wireshark knows it, IANA/ipseclab does not)
 ESP_ENCR_NAMES: dict[str, int | None] = {
@@ -77,6 +75,7 @@ class EspSaRow:
     encr_key: bytes
     auth_name: str
     auth_key: bytes
+    where: str = field(default="", compare=False)  # "file line N" when read from a file: for errors about the row
 
     @classmethod
     def from_ids(
@@ -155,9 +154,7 @@ def _key(field: str, what: str, where: str) -> bytes:
 def parse_esp_sa(text: str, source: str = "<esp_sa>") -> list[EspSaRow]:
     """Parse esp_sa rows; KeyFileError names the line and the field at fault."""
     rows = []
-    for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
-            continue
+    for n, fields in csv_rows(text, source):
         where = f"{source} line {n}"
         if len(fields) != 8:
             raise KeyFileError(
@@ -179,7 +176,7 @@ def parse_esp_sa(text: str, source: str = "<esp_sa>") -> list[EspSaRow]:
         if auth not in ESP_AUTH_NAMES:
             raise KeyFileError(f"{where}: unknown authentication {auth!r} (known: {', '.join(ESP_AUTH_NAMES)})")
         rows.append(EspSaRow(family, src or "*", dst or "*", spi, enc, _key(enc_key, "encryption key", where), auth,
-                             _key(auth_key, "authentication key", where)))
+                             _key(auth_key, "authentication key", where), where))
     return rows
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import EncrId, IntegId
@@ -60,6 +61,7 @@ class IkeSaKeyRow:
     sk_ai: bytes
     sk_ar: bytes
     integ_id: int
+    where: str = field(default="", compare=False)  # "file line N" when read from a file: for errors about the row
 
     @property
     def encr_name(self) -> str:
@@ -95,12 +97,33 @@ def _hex(field: str, what: str, line: int) -> bytes:
         raise KeyFileError(f"line {line}: {what} is not hex: {field!r}") from None
 
 
-def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeSaKeyRow]:
-    """Parse the rows of an ikev2_decryption_table; KeyFileError names the line and field at fault."""
-    rows = []
-    for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+def csv_rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a Wireshark key file, blank and ``#`` comment lines skipped.
+
+    Both key-file formats are CSV; what the csv module refuses (a field over its 131,072-character
+    limit, a NUL byte) becomes a KeyFileError naming the file and the line, like any other bad row.
+    """
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise KeyFileError(f"{source} line {reader.line_num}: not a key-file row ({exc})") from None
         if not fields or not "".join(fields).strip() or fields[0].lstrip().startswith("#"):
             continue
+        yield reader.line_num, fields
+
+
+def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeSaKeyRow]:
+    """Parse the rows of an ikev2_decryption_table; KeyFileError names the line and field at fault.
+
+    Whether the keys fit the algorithms is checked where they are used (``decrypt.crypto_from_row``),
+    with the row's ``where`` in the message: this module knows names and ids, not key sizes.
+    """
+    rows = []
+    for n, fields in csv_rows(text, source):
         if len(fields) != 8:
             raise KeyFileError(
                 f"{source} line {n}: expected 8 fields (ISPI,RSPI,SK_ei,SK_er,\"ENC\",SK_ai,SK_ar,\"INTEG\"), "
@@ -123,16 +146,30 @@ def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeS
         eid, bits = IKEV2_ENCR_NAMES[enc_name]
         rows.append(IkeSaKeyRow(spi_i, spi_r, _hex(fields[2], "SK_ei", n), _hex(fields[3], "SK_er", n), eid, bits,
                                 _hex(fields[5], "SK_ai", n), _hex(fields[6], "SK_ar", n),
-                                IKEV2_INTEG_NAMES[integ_name]))
+                                IKEV2_INTEG_NAMES[integ_name], f"{source} line {n}"))
     return rows
 
 
 def read_key_file(path: str | Path) -> str:
-    """The text of a Wireshark key file; KeyFileError naming the file when it cannot be read."""
+    """The text of a Wireshark key file; KeyFileError naming the file when it cannot be read.
+
+    A UTF-8 byte order mark (Windows editors write one) is dropped, not read as part of the first field.
+    """
     try:
-        return Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    return key_file_text(data, str(path))
+
+
+def key_file_text(data: bytes, source: str) -> str:
+    """The text of a key file's bytes: UTF-8 with an optional BOM; KeyFileError naming ``source`` otherwise."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KeyFileError(
+            f"{source} is not a key file: byte {exc.start} is not UTF-8 text (a capture given as a key file?)"
+        ) from None
 
 
 def read_ikev2_decryption_table(path: str | Path) -> list[IkeSaKeyRow]:

@@ -1,20 +1,31 @@
-"""Read UDP datagrams (and their addresses) from pcap and pcapng files, on bytes.
+"""Read IP packets and UDP datagrams (and their addresses) from pcap and pcapng files, on bytes.
 
-Scapy's raw readers give frames and the link type; link, IP and UDP headers
-are peeled here with ``struct`` so a capture of thousands of packets reads in
-milliseconds, and a frame that is truncated or not IP/UDP is reported, not fatal.
+Records, link, IP and UDP headers are all peeled here with ``struct``, so a capture of thousands
+of packets reads in milliseconds and every byte is accounted for: a capture that ends inside a
+record, or whose next record cannot be one (a length over 256 KiB, a pcapng block whose two length
+fields differ), ends with a :class:`BadFrame` saying so, after every packet read before it.  Scapy's
+readers were used before and could not say this: they warn on stderr and read on, or stop silently.
+A frame that is truncated or not IP/UDP is reported too, never fatal.  Memory per record is bounded
+by :data:`MAX_RECORD` (pcapng non-packet blocks by :data:`MAX_BLOCK`), whatever the file says.
 ``PcapFollower`` reads a classic pcap that tcpdump is still writing, only what is new.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import ipaddress
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import PcapError
+
+MAX_RECORD = 262_144  # Wireshark's largest packet (WTAP_MAX_PACKET_SIZE_STANDARD): a longer record is corruption
+MAX_BLOCK = 16 << 20  # the largest pcapng block read (name resolution, decryption secrets); larger is corruption
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -129,42 +140,202 @@ def _link_offset(linktype: int, data: bytes) -> int | None:
     return None
 
 
-def read_ip(path: str | Path) -> Iterator[IpPacket | BadFrame]:
-    """Every frame of a pcap/pcapng file as an IpPacket, or a BadFrame saying why not."""
-    from scapy.error import Scapy_Exception
-    from scapy.utils import RawPcapReader
+# --- records: classic pcap and pcapng --------------------------------------------------------------------
 
+_PCAP_MAGIC = {  # magic -> (byte order, nanosecond timestamps)
+    b"\xd4\xc3\xb2\xa1": ("<", False), b"\xa1\xb2\xc3\xd4": (">", False),
+    b"\x4d\x3c\xb2\xa1": ("<", True), b"\xa1\xb2\x3c\x4d": (">", True),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_PCAPNG_BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_GZIP = b"\x1f\x8b"
+
+Record = tuple[bytes, float, int]  # frame bytes, time, link type
+# a record, or the reason the capture cannot be read further (always the last item)
+RecordOrStop = Record | str
+
+
+def pcap_header(head: bytes, source: str) -> tuple[str, bool, int]:
+    """(byte order, nanosecond timestamps, link type) of a classic pcap file header (24 bytes)."""
+    fmt = _PCAP_MAGIC.get(head[:4])
+    if fmt is None or len(head) < 24:
+        raise PcapError(f"{source}: not a classic pcap file (magic {head[:4].hex()}, {len(head)}-byte header)")
+    return fmt[0], fmt[1], struct.unpack_from(fmt[0] + "I", head, 20)[0] & 0xFFFF  # the high bits say FCS length
+
+
+def _truncated(what: str, pos: int, need: int, got: int) -> str:
+    return f"capture truncated: {what} at byte {pos} needs {need} bytes, {got} present; the capture ends here"
+
+
+def _undecodable(what: str, pos: int, why: str) -> str:
+    return f"undecodable {what} at byte {pos}: {why}; the rest of the capture is not read"
+
+
+def _pcap_records(f: BinaryIO, head: bytes, source: str) -> Iterator[RecordOrStop]:
+    head += f.read(24 - len(head))
+    order, nano, linktype = pcap_header(head, source)
+    rec = struct.Struct(order + "IIII")
+    scale = 1e-9 if nano else 1e-6
+    pos, n = 24, 0
+    while True:
+        hdr = f.read(16)
+        if not hdr:
+            return
+        n += 1
+        if len(hdr) < 16:
+            yield _truncated(f"record {n}'s header", pos, 16, len(hdr))
+            return
+        sec, frac, caplen, _ = rec.unpack(hdr)
+        if caplen > MAX_RECORD:
+            yield _undecodable(f"record {n}", pos, f"a captured length of {caplen} bytes (at most {MAX_RECORD})")
+            return
+        data = f.read(caplen)
+        if len(data) < caplen:
+            yield _truncated(f"record {n}", pos, 16 + caplen, 16 + len(data))
+            return
+        yield data, sec + frac * scale, linktype
+        pos += 16 + caplen
+
+
+def _resolution(options: bytes, order: str) -> tuple[int, int]:
+    """(timestamp units per second, offset in seconds) from an interface block's options (if_tsresol, if_tsoffset)."""
+    units, offset, pos = 1_000_000, 0, 0
+    while pos + 4 <= len(options):
+        code, length = struct.unpack_from(order + "HH", options, pos)
+        value = options[pos + 4 : pos + 4 + length]
+        if code == 0 or len(value) < length:  # end of options, or a malformed option: the defaults stand
+            break
+        if code == 9 and length == 1:
+            units = 2 ** (value[0] & 0x7F) if value[0] & 0x80 else 10 ** value[0]
+        elif code == 14 and length == 8:
+            offset = struct.unpack(order + "q", value)[0]
+        pos += 4 + length + (-length % 4)
+    return units, offset
+
+
+def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
+    """Packets of a pcapng file (RFC draft-ietf-opsawg-pcapng): EPB, SPB and the obsolete PB; other blocks skipped."""
+    order = "<"
+    interfaces: list[tuple[int, int, int, int]] = []  # link type, snaplen, timestamp units per second, offset
+    pos, pending = 0, head
+    while True:
+        hdr = pending + f.read(8 - len(pending))
+        pending = b""
+        if not hdr:
+            return
+        if len(hdr) < 8:
+            yield _truncated("block header", pos, 8, len(hdr))
+            return
+        first = b""
+        if hdr[:4] == _PCAPNG_SHB:  # a new section: its byte-order magic says how to read the length
+            first = f.read(4)
+            if len(first) < 4:
+                yield _truncated("section header", pos, 12, 8 + len(first))
+                return
+            if first not in _PCAPNG_BOM:
+                yield _undecodable("section header", pos, f"byte-order magic {first.hex()}")
+                return
+            order = _PCAPNG_BOM[first]
+            interfaces = []
+        kind, length = struct.unpack(order + "II", hdr)
+        if length < 12 or length % 4 or length > MAX_BLOCK:
+            yield _undecodable("block", pos, f"a block length of {length} bytes")
+            return
+        body = first + f.read(length - 8 - len(first))
+        if len(body) < length - 8:
+            yield _truncated("block", pos, length, 8 + len(body))
+            return
+        if struct.unpack_from(order + "I", body, len(body) - 4)[0] != length:
+            yield _undecodable("block", pos, "its two length fields differ")
+            return
+        body = body[:-4]
+        pos += length
+        if kind == 1:  # interface description
+            if len(body) < 8:
+                yield _undecodable("interface block", pos - length, "shorter than 8 bytes")
+                return
+            linktype, _, snaplen = struct.unpack_from(order + "HHI", body)
+            interfaces.append((linktype, snaplen, *_resolution(body[8:], order)))
+            continue
+        if kind in (2, 6):  # (obsolete) packet block, enhanced packet block
+            if len(body) < 20:
+                yield _undecodable("packet block", pos - length, "shorter than its 20-byte header")
+                return
+            if kind == 6:
+                iface, hi, lo, caplen, _ = struct.unpack_from(order + "IIIII", body)
+            else:
+                iface, _, hi, lo, caplen, _ = struct.unpack_from(order + "HHIIII", body)
+            if iface >= len(interfaces) or caplen > min(len(body) - 20, MAX_RECORD):
+                why = (f"interface {iface} was never described" if iface >= len(interfaces)
+                       else f"a captured length of {caplen} bytes in a {length}-byte block")
+                yield _undecodable("packet block", pos - length, why)
+                return
+            linktype, _, units, offset = interfaces[iface]
+            yield body[20 : 20 + caplen], ((hi << 32) | lo) / units + offset, linktype
+        elif kind == 3:  # simple packet block: interface 0, no timestamp
+            if not interfaces or len(body) < 4:
+                yield _undecodable("simple packet block", pos - length, "no interface, or shorter than 4 bytes")
+                return
+            linktype, snaplen = interfaces[0][:2]
+            wire = struct.unpack_from(order + "I", body)[0]
+            yield body[4 : 4 + min(wire, snaplen or wire, MAX_RECORD)], 0.0, linktype
+
+
+Capture = str | Path | bytes  # a file name, or the capture itself (bytes read from elsewhere, a fuzzer's input)
+
+
+def capture_records(path: Capture) -> Iterator[RecordOrStop]:
+    """Every record of a pcap or pcapng file (gzip-compressed too); a str, last, says why the rest is unread.
+
+    PcapError when the file is missing or is not a capture at all.
+    """
+    source = f"<{len(path)}-byte capture>" if isinstance(path, bytes) else str(path)
     try:
-        reader = RawPcapReader(str(path))
+        f: BinaryIO = io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
-        raise PcapError(f"{path}: no such file") from None
-    except (Scapy_Exception, OSError, EOFError, struct.error) as exc:
-        raise PcapError(f"{path}: not a pcap or pcapng capture ({exc})") from None
-    with reader:
-        n = 0
-        records = iter(reader)
-        while True:
+        raise PcapError(f"{source}: no such file") from None
+    except OSError as exc:
+        raise PcapError(f"{source}: cannot read: {exc.strerror}") from None
+    with f:  # closed when the generator ends or is dropped
+        head = f.read(4)
+        stream: BinaryIO = f
+        if head[:2] == _GZIP:
+            stream = gzip.GzipFile(fileobj=f)  # type: ignore[assignment]
             try:
-                rec = next(records)
-            except (StopIteration, EOFError):
-                return
-            except (Scapy_Exception, struct.error, ValueError) as exc:
-                yield BadFrame(n + 1, f"unreadable record, capture truncated? ({exc})")
-                return
-            if rec is None:
-                return
-            n += 1
-            data, meta = rec
-            ts = _timestamp(meta)
-            lt = getattr(meta, "linktype", None) or getattr(reader, "linktype", None)
-            linktype = int(lt) if lt is not None else LINKTYPE_ETHERNET
-            off = _link_offset(linktype, data)
-            if off == _NOT_IP:
-                continue
-            if off is None:
-                yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
-                continue
-            yield _ip(n, ts, data, off)
+                head = stream.read(4)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise PcapError(f"{source}: not a pcap or pcapng capture (bad gzip stream: {exc})") from None
+        if head in _PCAP_MAGIC:
+            records = _pcap_records(stream, head, source)
+        elif head == _PCAPNG_SHB:
+            records = _pcapng_records(stream, head)
+        else:
+            raise PcapError(f"{source}: not a pcap or pcapng capture (it starts with {head.hex() or 'nothing'})")
+        try:
+            yield from records
+        except (OSError, EOFError, zlib.error) as exc:  # a compressed capture cut short
+            yield f"capture truncated or corrupt ({exc}); the capture ends here"
+
+
+def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
+    """Every frame of a pcap/pcapng file as an IpPacket, or a BadFrame saying why not.
+
+    When the capture cannot be read to its end, the last item is a BadFrame saying where and why.
+    """
+    n = 0
+    for rec in capture_records(path):
+        n += 1
+        if isinstance(rec, str):
+            yield BadFrame(n, rec)
+            return
+        data, ts, linktype = rec
+        off = _link_offset(linktype, data)
+        if off == _NOT_IP:
+            continue
+        if off is None:
+            yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
+            continue
+        yield _ip(n, ts, data, off)
 
 
 class PcapFollower:
@@ -202,6 +373,9 @@ class PcapFollower:
         rec = struct.Struct(self._end + "IIII")
         while pos + 16 <= len(data):
             sec, frac, caplen, _ = rec.unpack_from(data, pos)
+            if caplen > MAX_RECORD:
+                why = f"a captured length of {caplen} bytes (at most {MAX_RECORD})"
+                raise PcapError(f"{self.path}: {_undecodable(f'record {self._frame + 1}', self._offset + pos, why)}")
             if pos + 16 + caplen > len(data):
                 break
             frame = data[pos + 16 : pos + 16 + caplen]
@@ -218,28 +392,13 @@ class PcapFollower:
         return out
 
     def _header(self, head: bytes) -> None:
-        magic = head[:4]
-        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-            self._end = "<"
-        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-            self._end = ">"
-        else:
-            raise PcapError(f"{self.path}: not a classic pcap file (magic {magic.hex()}); pcapng cannot be followed")
-        self._nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-        self._linktype = struct.unpack_from(self._end + "I", head, 20)[0] & 0xFFFF
+        if head[:4] == _PCAPNG_SHB:
+            raise PcapError(f"{self.path}: a pcapng file cannot be followed (tcpdump -w writes classic pcap)")
+        self._end, self._nano, self._linktype = pcap_header(head, str(self.path))
         self._offset = 24
 
 
-def _timestamp(meta: object) -> float:
-    sec = getattr(meta, "sec", None)
-    if sec is not None:
-        return float(sec) + float(getattr(meta, "usec", 0)) / 1e6
-    high, low = getattr(meta, "tshigh", 0), getattr(meta, "tslow", 0)
-    res = getattr(meta, "tsresol", 1_000_000) or 1_000_000
-    return ((high << 32) | low) / res
-
-
-def read_udp(path: str | Path) -> Iterator[UdpDatagram | BadFrame]:
+def read_udp(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams of a capture; frames that are not UDP are skipped, broken ones reported."""
     for pkt in read_ip(path):
         if isinstance(pkt, BadFrame):
