@@ -197,7 +197,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
     from .lab import docker_images
 
     if args.action == "build":
-        for impl in args.impl or docker_images.IMPLEMENTATIONS:
+        for impl in args.impl or docker_images.image_names():
             image = docker_images.build(impl)
             how = f"built in {image.built_in:.1f} s" if image.built_in else "cached: nothing to build"
             print(f"{image.tag}  {how}")

@@ -29,7 +29,9 @@ DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("ipseclab", "strongswan"), ("strongswan", "ipseclab"),
                  ("ipseclab", "libreswan"), ("libreswan", "ipseclab"),
                  ("strongswan-libipsec", "strongswan"), ("strongswan", "strongswan-libipsec"),
-                 ("strongswan-libipsec", "ipseclab"), ("ipseclab", "strongswan-libipsec")]
+                 ("strongswan-libipsec", "ipseclab"), ("ipseclab", "strongswan-libipsec"),
+                 ("openiked", "strongswan"), ("strongswan", "openiked"), ("openiked", "libreswan"),
+                 ("libreswan", "openiked"), ("openiked", "ipseclab"), ("ipseclab", "openiked")]
 PSK = "ipseclab-interop-psk"
 
 PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
@@ -119,6 +121,9 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
             drv.check_supported(cfg, case.topology)
             if drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
+            raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
+                              "messages cannot be checked")
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     try:

@@ -21,5 +21,12 @@ AES_CBC_SHA384_ECP384 = TestCase(
     ike_proposal="aes256-sha384-ecp384",
     child_proposal="aes256-sha384",
 )
+AES_CBC_SHA1_ECP256 = TestCase(
+    name="aes-cbc-sha1-ecp256",
+    description="AES-CBC-128/HMAC-SHA2-256 IKE SA with ECP-256; AES-CBC-128/HMAC-SHA1-96 ESP (the legacy "
+                "suite every peer installs, OpenIKED's PF_KEY path on Linux included)",
+    ike_proposal="aes128-sha256-ecp256",
+    child_proposal="aes128-sha1",
+)
 
-CASES = [AES_GCM_CURVE25519, AES_CBC_SHA384_ECP384]
+CASES = [AES_GCM_CURVE25519, AES_CBC_SHA384_ECP384, AES_CBC_SHA1_ECP256]

@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 LABEL = "ipseclab"
 BASE_REPO = "ipseclab/bookworm-base"
 BUILDER_VERSION = "1"
-IMPLEMENTATIONS = ("strongswan", "libreswan")
+
+
+def image_names() -> list[str]:
+    """Every image defined under ``containers/`` (a folder with a Dockerfile)."""
+    return sorted(p.parent.name for p in CONTAINERS.glob("*/Dockerfile"))
 
 
 def engine() -> docker.DockerClient:
@@ -155,7 +159,7 @@ def build(impl: str, log_dir: Path | None = None, client: docker.DockerClient | 
 def listed(client: docker.DockerClient | None = None) -> list[dict[str, Any]]:
     """ipseclab's images: tag, role, size, created, and whether the current inputs still name it."""
     client = client or engine()
-    current = {base_tag()} | {image_tag(i) for i in IMPLEMENTATIONS}
+    current = {base_tag()} | {image_tag(i) for i in image_names()}
     out = []
     for image in client.images.list(filters={"label": f"{LABEL}=1"}):
         labels = image.labels or {}

@@ -160,6 +160,7 @@ class IpseclabDriver:
     impl = "ipseclab"
     image: str | None = None
     placement = "process"
+    gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -213,6 +214,9 @@ class IpseclabDriver:
                            output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
         return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
                 f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
+
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

@@ -8,6 +8,8 @@ with ipseclab-only names, which ``ipseclab decrypt`` reads and the Wireshark che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import IpsecLabError
@@ -28,12 +30,19 @@ def esp_sa_row(state: XfrmState) -> EspSaRow | None:
         return None
 
 
-def write_kernel_esp_sa(path: Path, states: list[XfrmState]) -> list[EspSaRow]:
-    """Write one row per distinct SPI to ``path``; returns them."""
+def write_run_esp_sa(path: Path, states: list[XfrmState], own: Sequence[EspSaRow] = ()) -> list[EspSaRow]:
+    """Write one row per distinct SPI to ``path`` (kernel SAs, then rows peers wrote themselves); returns them.
+
+    ``own`` are rows of a peer without kernel SAs (the ipseclab endpoint's own ``esp_sa``): they
+    get ``*`` addresses too, since the endpoint names the addresses it sees, not those of every link.
+    """
     rows: dict[int, EspSaRow] = {}
     for s in states:
         row = esp_sa_row(s)
         if row is not None and s.spi not in rows:
             rows[s.spi] = row
+    for r in own:
+        if r.spi is not None and r.spi not in rows:
+            rows[r.spi] = replace(r, src="*", dst="*")
     write_esp_sa(path, list(rows.values()))
     return list(rows.values())

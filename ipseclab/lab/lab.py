@@ -27,12 +27,13 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ..errors import LabError
+from ..pcap.esp_keyfiles import read_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
 from .docker_host import ContainerHost
 from .endpoint_host import EndpointHost
-from .esp_keys import write_kernel_esp_sa
+from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .kernel import UmlKernel, select_kernel
 from .keys import XfrmState, match_ike_keys, parse_xfrm_state
@@ -266,7 +267,10 @@ class Lab:
     def initiate(self, side: str = "left", timeout: float = 60) -> str:
         """Start the IKE SA and Child SA from ``side``; returns the daemon's output; LabError if it failed."""
         peer = self.peer(side)
-        return peer.driver.initiate(peer.host, peer.config, timeout)
+        out = peer.driver.initiate(peer.host, peer.config, timeout)
+        other = self.peer("right" if side == "left" else "left")
+        other.driver.wait_installed(other.host, other.config, timeout)
+        return out
 
     def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
         """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
@@ -319,4 +323,6 @@ class Lab:
                 known = {(r.spi_i, r.spi_r) for r in self.ike_rows}
                 self.ike_rows += [r for r in read_ikev2_decryption_table(own) if (r.spi_i, r.spi_r) not in known]
         write_ikev2_decryption_table(self.run_dir / "ikev2_decryption_table", self.ike_rows)
-        write_kernel_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states])
+        own_esp = [row for peer in self.peers.values() if isinstance(peer.host, EndpointHost)
+                   and (peer.host.dir / "esp_sa").exists() for row in read_esp_sa(peer.host.dir / "esp_sa")]
+        write_run_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states], own_esp)

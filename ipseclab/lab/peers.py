@@ -51,6 +51,7 @@ class PeerDriver(Protocol):
     impl: str
     image: str | None
     placement: str
+    gives_ike_keys: bool  # whether ike_keys() can return the IKE SA keys (Wireshark's IKE check needs one side's)
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None: ...
 
@@ -64,6 +65,9 @@ class PeerDriver(Protocol):
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
 
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        """As the responder, return once the Child SA is installed (some answer IKE_AUTH first)."""
+
 
 class StrongswanDriver:
     """strongSwan 5.9.8: charon in the foreground, controlled with swanctl over vici."""
@@ -71,6 +75,7 @@ class StrongswanDriver:
     impl = "strongswan"
     image: str | None = "strongswan"
     placement = "kernel"
+    gives_ike_keys = True  # charon logs them at level 4
     libipsec = False  # kernel-libipsec (userspace ESP through a TUN device) instead of the kernel's XFRM
 
     def check_topology(self, kind: str) -> None:
@@ -108,6 +113,9 @@ class StrongswanDriver:
         log = directory / "charon.log"
         return parse_charon_log(log.read_text(errors="replace")) if log.exists() else []
 
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        return None  # charon installs the Child SA before it answers IKE_AUTH
+
 
 class LibreswanDriver:
     """Libreswan 4.10: pluto with its NSS database on the guest's tmpfs, controlled with whack."""
@@ -115,6 +123,7 @@ class LibreswanDriver:
     impl = "libreswan"
     image: str | None = "libreswan"
     placement = "kernel"
+    gives_ike_keys = False  # see docs/architecture.md
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT: both daemons do NAT-T
@@ -152,6 +161,9 @@ class LibreswanDriver:
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # Libreswan's IKE keys: see docs/architecture.md (the strongSwan side supplies them)
+
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        return None  # pluto installs the Child SA before it answers IKE_AUTH
 
 
 class StrongswanLibipsecDriver(StrongswanDriver):
@@ -198,6 +210,7 @@ class OpenikedDriver:
     impl = "openiked"
     image: str | None = "openiked"
     placement = "kernel"
+    gives_ike_keys = False
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT (iked does NAT-T)
@@ -220,10 +233,21 @@ class OpenikedDriver:
             # -d: foreground, log to stderr; -vv: exchanges and SAs in the log
             + f"iked -d -vv -f /ipl/iked.conf -s {IKED_SOCK} > /ipl/iked.log 2>&1 &\n"
             + _WAIT_FOR.format(path=IKED_SOCK, what="iked")
+            # the control socket comes before the configuration is loaded; an exchange that starts
+            # earlier is freed by the load ("sa_free: reload"): wait for its last line
+            + "i=0; while ! grep -q 'config_getstatic: .*stickyaddress' /ipl/iked.log && [ $i -lt 200 ]; "
+              "do sleep 0.05; i=$((i+1)); done\n"
         )
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         # the active policy initiates by itself: wait for both SAs of the Child SA in the kernel
+        return self._child_sas(host, timeout)
+
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        self._child_sas(host, timeout)  # iked answers IKE_AUTH, then installs the Child SA
+
+    def _child_sas(self, host: UmlHost, timeout: float) -> str:
+        """Wait for both SAs of the Child SA in the guest's kernel; LabError if they do not come."""
         script = (f"i=0; while [ $(ip xfrm state | grep -c '^src') -lt 2 ] && [ $i -lt {int(timeout * 10)} ]; "
                   "do sleep 0.1; i=$((i+1)); done; ip xfrm state | grep -c '^src'; "
                   f"ikectl -s {IKED_SOCK} show sa 2>&1 | head -20")

@@ -11,7 +11,12 @@ Pure functions, text in and out.  What the translation relies on (iked.conf(5) o
   ``null`` for ESP only, ``3des``; ``hmac-md5``, ``hmac-sha1``, ``hmac-sha2-256/384/512`` for
   auth and prf; groups by name (``modp2048``, ``ecp256``, ``curve25519``, ...).
 * A ``group`` in ``childsa`` is only used for PFS in later CREATE_CHILD_SA exchanges.
-* No AES-XCBC/CMAC, no AH with AES-XCBC; one PSK per policy.
+* No AES-XCBC/CMAC; one PSK per policy.
+* Child SAs go to the kernel through PF_KEY, and 7.2's Linux PF_KEY mapping is narrow (seen in
+  this lab): an HMAC-SHA2 Child SA fails to install ("pfkey_sa: unsupported integrity algorithm
+  HMAC_SHA2_256_128"), and AES-GCM/ChaCha20 are left out of its Child SA proposal altogether (the
+  peer sees an empty proposal).  So Child SAs are AES-CBC or 3DES with HMAC-SHA1-96 or HMAC-MD5-96;
+  anything else is refused here with that reason.
 
 The algorithm names here are OpenIKED's column of the algorithm facts that the renderers of
 strongSwan and Libreswan hold too (to be one registry, see the algorithm-registry issue).
@@ -88,6 +93,20 @@ def _transforms(peer: PeerConfig, setting: str, text: str, specs: list[Transform
     return " ".join(words)
 
 
+_PFKEY_ENCR = (EncrId.AES_CBC, EncrId.TRIPLE_DES)
+_PFKEY_INTEG = (IntegId.HMAC_SHA1_96, IntegId.HMAC_MD5_96)
+
+
+def _check_pfkey(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> None:
+    for t in specs:
+        bad = ((t.type == TransformType.ENCR and t.id not in _PFKEY_ENCR)
+               or (t.type == TransformType.INTEG and t.id not in _PFKEY_INTEG))
+        if bad:
+            name = EncrId(t.id).name if t.type == TransformType.ENCR else IntegId(t.id).name
+            raise refuse(peer, setting, f"{text!r}: OpenIKED 7.2 on Linux cannot install a {name} Child SA "
+                         "through PF_KEY (only AES-CBC or 3DES with HMAC-SHA1-96 or HMAC-MD5-96)")
+
+
 def _check(peer: PeerConfig) -> None:
     if peer.protocol == "ah":
         raise refuse(peer, "protocol", "OpenIKED's AH support depends on the kernel's PF_KEY AH path, "
@@ -108,8 +127,11 @@ def render_iked_conf(peer: PeerConfig) -> str:
            for i, p in enumerate(peer.ike_proposals)]
     attr = "esp_proposals" if peer.protocol == "esp" else "ah_proposals"
     props = getattr(peer, attr)
-    child = [_transforms(peer, f"{attr}[{i}]", p, parse_proposal(p, peer.protocol), True)
-             for i, p in enumerate(props)]
+    child = []
+    for i, p in enumerate(props):
+        specs = parse_proposal(p, peer.protocol)
+        _check_pfkey(peer, f"{attr}[{i}]", p, specs)
+        child.append(_transforms(peer, f"{attr}[{i}]", p, specs, True))
     if peer.mode == "tunnel":
         flows = " ".join(f"from {a} to {b}" for a in peer.local_ts for b in peer.remote_ts)
     else:

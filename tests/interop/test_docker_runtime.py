@@ -31,7 +31,7 @@ def client():
     if not docker_images.engine_answers():
         pytest.skip("no Docker engine answers (the docker runtime's tests need one)")
     c = docker_images.engine()
-    for impl in docker_images.IMPLEMENTATIONS:
+    for impl in docker_images.image_names():
         docker_images.build(impl, client=c)
     yield c
     c.close()
@@ -52,13 +52,13 @@ def assert_nothing_left(client, run_id: str | None = None) -> None:
 
 
 def test_a_second_build_builds_nothing(client):
-    for impl in docker_images.IMPLEMENTATIONS:
+    for impl in docker_images.image_names():
         again = docker_images.build(impl, client=client)
         assert again.built_in == 0.0 and again.tag == docker_images.image_tag(impl)
         image = client.images.get(again.tag)
         assert image.labels[docker_images.LABEL] == "1" and image.labels[f"{docker_images.LABEL}.impl"] == impl
     current = {r["tag"] for r in docker_images.listed(client) if r["current"]}
-    assert {docker_images.image_tag(i) for i in docker_images.IMPLEMENTATIONS} | {docker_images.base_tag()} <= current
+    assert {docker_images.image_tag(i) for i in docker_images.image_names()} | {docker_images.base_tag()} <= current
 
 
 @pytest.mark.parametrize(("case", "pair"), [

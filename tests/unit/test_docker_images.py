@@ -17,8 +17,8 @@ def test_an_image_tag_is_a_hash_of_its_inputs(tmp_path, monkeypatch):
     shutil.copytree(images.CONTAINERS, copy)
     monkeypatch.setattr(docker_images, "CONTAINERS", copy)
     monkeypatch.setattr(images, "CONTAINERS", copy)
-    before = {impl: docker_images.image_tag(impl) for impl in docker_images.IMPLEMENTATIONS}
-    assert before == {impl: docker_images.image_tag(impl) for impl in docker_images.IMPLEMENTATIONS}
+    before = {impl: docker_images.image_tag(impl) for impl in docker_images.image_names()}
+    assert before == {impl: docker_images.image_tag(impl) for impl in docker_images.image_names()}
     assert all(tag.startswith(f"ipseclab/{impl}:") for impl, tag in before.items())
     with (copy / "strongswan" / "packages.txt").open("a") as fh:
         fh.write("strace\n")
@@ -29,7 +29,7 @@ def test_an_image_tag_is_a_hash_of_its_inputs(tmp_path, monkeypatch):
 
 
 def test_an_unknown_implementation_names_the_known_ones():
-    with pytest.raises(LabError, match="known implementations: libreswan, strongswan"):
+    with pytest.raises(LabError, match="known implementations: libreswan, openiked, strongswan"):
         docker_images.image_tag("racoon")
 
 

@@ -63,3 +63,35 @@ def test_libipsec_takes_udp_encapsulated_tunnels_and_nat():
     drv.check_supported(configs("esp-tunnel-nat")[1], "nat")
     with pytest.raises(ConfigError, match="ESN"):
         drv.check_supported(replace(configs("esp-tunnel-udp")[0], esn=True), "direct")
+
+
+def test_openiked_renders_one_policy_per_side():
+    from ipseclab.lab.render_openiked import render_iked_conf
+
+    left, right = configs("aes-cbc-sha1-ecp256")
+    conf = render_iked_conf(left)
+    assert 'ikev2 "lab" active esp \\' in conf
+    assert "from 203.0.113.0/26 to 203.0.113.64/26" in conf and "local 198.51.100.10 peer 198.51.100.20" in conf
+    assert "ikesa enc aes-128 prf hmac-sha2-256 auth hmac-sha2-256 group ecp256" in conf
+    assert "childsa enc aes-128 auth hmac-sha1 noesn" in conf
+    assert "srcid left.ipseclab.test dstid right.ipseclab.test" in conf
+    assert 'ikev2 "lab" passive esp' in render_iked_conf(right)
+
+
+@pytest.mark.parametrize(("case", "why"), [
+    ("esp-tunnel", "cannot install a HMAC_SHA2_256_128 Child SA through PF_KEY"),
+    ("aes-gcm-curve25519", "cannot install a AES_GCM_16 Child SA through PF_KEY"),
+    ("ah-transport", "AH"),
+    ("esp-tunnel-udp", "forces NAT-T only for every policy at once"),
+])
+def test_openiked_refuses_what_it_cannot_install_with_the_reason(case, why):
+    left, _ = configs(case)
+    with pytest.raises(ConfigError, match=why):
+        peers.driver("openiked").check_supported(left, by_name(case).topology)
+
+
+def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_path):
+    from ipseclab.interop import UNSUPPORTED, run_case
+
+    res = run_case(by_name("aes-cbc-sha1-ecp256"), "openiked", "libreswan", tmp_path)
+    assert res.status == UNSUPPORTED and "neither openiked nor libreswan gives its IKE keys" in res.reason
