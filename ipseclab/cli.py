@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import ConfigError, IpsecLabError
+from .lab.kernel import DEFAULT_SUITE
 from .lab.runtime import RUNTIMES
 
 RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers that boot "
@@ -104,7 +105,9 @@ def _cmd_interop(args: argparse.Namespace) -> int:
     runtime = choose_runtime(args.runtime)
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
     print(f"runtime: {runtime.name}: {runtime.reason}")
-    if any(impl != "ipseclab" for pair in pairs for impl in pair):
+    from .lab.peers import driver
+
+    if any(driver(impl).placement == "kernel" for pair in pairs for impl in pair):
         from .lab.kernel import select_kernel
         from .lab.probe import require_bootable
 
@@ -168,7 +171,7 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .lab.kernel import install_kernel, select_kernel
-    from .lab.probe import KernelCannotRun, check_kernel, diagnose, host_cpu
+    from .lab.probe import MARK, KernelCannotRun, check_kernel, diagnose, host_cpu
 
     if args.action == "install":
         kernel = install_kernel(args.suite, force=args.force)
@@ -180,6 +183,9 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
             text = Path(args.console_log).read_text(errors="replace")
         except OSError as exc:
             raise ConfigError(f"cannot read {args.console_log}: {exc.strerror}") from None
+        if MARK in text:
+            print(f"probe: the kernel in {args.console_log} ran the probe's init")
+            return 0
         line, evidence = diagnose(text, "", host_cpu())
         raise KernelCannotRun(line, evidence)
     kernel = select_kernel()
@@ -196,18 +202,21 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
 def _cmd_images(args: argparse.Namespace) -> int:
     from .lab import docker_images
 
+    client = docker_images.engine()
     if args.action == "build":
         for impl in args.impl or docker_images.image_names():
-            image = docker_images.build(impl)
+            image = docker_images.build(impl, client=client)
             how = f"built in {image.built_in:.1f} s" if image.built_in else "cached: nothing to build"
             print(f"{image.tag}  {how}")
     elif args.action == "list":
-        for row in docker_images.listed():
+        for row in docker_images.listed(client):
             print(f"{row['tag']:<44} {row['role']:<5} {row['size_mb']:>5} MB  {row['created'][:19]}  "
                   f"{'current' if row['current'] else 'stale (inputs changed)'}")
     else:
-        removed = docker_images.prune(everything=args.all)
+        removed, kept = docker_images.prune(everything=args.all, client=client)
         print("removed: " + (" ".join(removed) or "nothing"))
+        if kept:
+            print("kept (a container uses them): " + " ".join(kept))
     return 0
 
 
@@ -246,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kernel", help="the User-Mode Linux kernel the lab boots: show it, install it, probe it")
     p.add_argument("action", nargs="?", default="show", choices=["show", "install", "probe"])
-    p.add_argument("--suite", default="unstable", help="'install': the Debian suite to take user-mode-linux from")
+    p.add_argument("--suite", default=DEFAULT_SUITE, help="'install': the Debian suite to take user-mode-linux from")
     p.add_argument("--force", action="store_true", help="'install': install even if a kernel is in the cache")
     p.add_argument("--again", action="store_true", help="boot the probe again instead of using its cached verdict")
     p.add_argument("--console-log", metavar="FILE",

@@ -76,10 +76,14 @@ def lab_pids(run_id: str | None = None) -> list[int]:
     return sorted(pids)
 
 
-def sweep(run_id: str | None = None, dry_run: bool = False) -> Leftovers:
-    """Kill the lab's processes, delete its namespaces and UML state directories (one run's, or all)."""
+def sweep(run_id: str | None = None, dry_run: bool = False, containers: bool = True) -> Leftovers:
+    """Kill the lab's processes, delete its namespaces and UML state directories (one run's, or all).
+
+    ``containers=False`` leaves the Docker engine alone (a run that started none need not wake it).
+    """
     found = Leftovers(lab_namespaces(run_id), lab_pids(run_id))
-    found.containers = sweep_containers(run_id, dry_run=dry_run)  # labelled with the run id; removed now
+    if containers:
+        found.containers = sweep_containers(run_id, dry_run=dry_run)  # labelled with the run id; removed now
     prefix = LAB_PREFIX + (f"{run_id}-" if run_id else "")
     uml_home = Path.home() / ".uml"
     if uml_home.is_dir():

@@ -27,6 +27,7 @@ labelled ``ipseclab=1``, ``ipseclab.run=<run id>`` and removed on every teardown
 from __future__ import annotations
 
 import contextlib
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -79,10 +80,11 @@ class ContainerHost(UmlHost):
         options: dict[str, Any]
         kernel = self.image.kernel
         if self.uml and kernel is not None:
-            command = " ".join(self.kernel_command(Path("/"), IPL))
-            (self.dir / "launch.sh").write_text(LAUNCH.format(ifname=self.ifname, command=command))
-            install_dir = kernel.binary.parents[2]  # <cache>/kernels/<v>: the binary's libc sits beside it
-            mounts += [Mount(str(install_dir), str(install_dir), type="bind", read_only=True),
+            command = shlex.join(self.kernel_command(Path("/"), IPL))
+            (self.dir / "launch.sh").write_text(LAUNCH.format(ifname=shlex.quote(self.ifname), command=command))
+            # a cached kernel brings its own C library in its directory; any other binary uses the image's
+            kernel_files = kernel.install_dir or kernel.binary
+            mounts += [Mount(str(kernel_files), str(kernel_files), type="bind", read_only=True),
                        Mount(f"/lib/modules/{kernel.version}", str(kernel.modules), type="bind", read_only=True)]
             options = {"tmpfs": {"/dev/shm": "rw,exec,size=1g"},
                        "environment": {"IPSECLAB_START": "launch.sh", "TMPDIR": "/dev/shm"}}
@@ -90,12 +92,12 @@ class ContainerHost(UmlHost):
             raise LabError(f"the {self.name} container was asked to boot UML without a kernel")
         else:
             # the daemon itself: its init script waits for the interface as a UML guest's would not need to
-            (self.dir / "wait-init.sh").write_text(LAUNCH.format(ifname=self.ifname,
+            (self.dir / "wait-init.sh").write_text(LAUNCH.format(ifname=shlex.quote(self.ifname),
                                                                 command="/bin/sh /ipl/init.sh > /ipl/init.log 2>&1"))
             options = {"devices": ["/dev/net/tun:/dev/net/tun:rwm"], "environment": {"IPSECLAB_START": "wait-init.sh"}}
         caps = CAPABILITIES if self.uml else DAEMON_CAPABILITIES
         client = engine()
-        self.booted_at = time.monotonic()
+        started = time.monotonic()
         try:
             self.container = client.containers.run(
                 self.tag, detach=True, name=self.umid, hostname=self.name, network_mode="none",
@@ -108,6 +110,7 @@ class ContainerHost(UmlHost):
                     if exc.status_code == 409 else "see the engine's message above")
             raise LabError(f"starting the {self.name} container ({self.tag}) failed: {exc.explanation}",
                            hint=hint) from None
+        self.booted_at = started  # only now: a container that never started is not "alive"
         self._logs = threading.Thread(target=self._stream_logs, name=f"logs-{self.umid}", daemon=True)
         self._logs.start()
 
@@ -133,13 +136,16 @@ class ContainerHost(UmlHost):
             return self._status
         if self.container is None:
             return None
-        from docker.errors import NotFound
+        from docker.errors import DockerException, NotFound
+        from requests import RequestException
 
         try:
             self.container.reload()
         except NotFound:
             self._status = -1
             return self._status
+        except (DockerException, RequestException) as exc:
+            raise LabError(f"the Docker engine did not answer about the {self.name} container: {exc}") from None
         state = self.container.attrs["State"]
         if state.get("Running") or state.get("Status") == "created":
             return None
@@ -159,9 +165,10 @@ class ContainerHost(UmlHost):
 
 
 def remove_container(container: Any) -> None:
-    from docker.errors import APIError, NotFound
+    from docker.errors import DockerException
+    from requests import RequestException
 
-    with contextlib.suppress(NotFound, APIError):
+    with contextlib.suppress(DockerException, RequestException):
         container.remove(force=True)
 
 
@@ -174,7 +181,7 @@ def sweep_containers(run_id: str | None = None, dry_run: bool = False) -> list[s
     if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
         return []
     try:
-        client = engine()
+        client = engine(timeout=15)
         label = f"{LABEL}.run={run_id}" if run_id else f"{LABEL}=1"
         found = client.containers.list(all=True, filters={"label": label})
     except (LabError, DockerException):

@@ -13,16 +13,19 @@ whose inputs changed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LabError
-from .images import CONTAINERS, SUITE, packages
+from .images import CONTAINERS, SUITE, cache_root, packages
 from .proc import require_tool, run
 
 if TYPE_CHECKING:
@@ -38,14 +41,14 @@ def image_names() -> list[str]:
     return sorted(p.parent.name for p in CONTAINERS.glob("*/Dockerfile"))
 
 
-def engine() -> docker.DockerClient:
+def engine(timeout: int = 120) -> docker.DockerClient:
     """A client for the Docker engine ($DOCKER_HOST or the local socket); LabError if none answers."""
     import docker
     from docker.errors import DockerException
 
     where = os.environ.get("DOCKER_HOST", "the local socket /var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as exc:
         raise LabError(f"no Docker engine answers at {where} ({type(exc).__name__}: {str(exc)[:200]})",
@@ -89,11 +92,35 @@ def image_tag(impl: str) -> str:
 def _exists(client: docker.DockerClient, tag: str) -> bool:
     from docker.errors import ImageNotFound
 
-    try:
-        client.images.get(tag)
-    except ImageNotFound:
-        return False
+    with engine_errors(f"looking up {tag}"):
+        try:
+            client.images.get(tag)
+        except ImageNotFound:
+            return False
     return True
+
+
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Anything the engine or its connection raises while doing ``what``, as one LabError line."""
+    from docker.errors import DockerException
+    from requests import RequestException
+
+    try:
+        yield
+    except (DockerException, RequestException) as exc:
+        raise LabError(f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                       hint="check the Docker engine (docker info); ipseclab images list shows ipseclab's") from None
+
+
+@contextlib.contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """One build of ``name`` at a time on this machine (two labs starting at once wait for each other)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".docker-{name.replace('/', '_').replace(':', '_')}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def build_base(client: docker.DockerClient, log_dir: Path | None = None) -> str:
@@ -102,7 +129,9 @@ def build_base(client: docker.DockerClient, log_dir: Path | None = None) -> str:
     if _exists(client, tag):
         return tag
     require_tool("mmdebstrap")
-    with tempfile.TemporaryDirectory(prefix="ipseclab-base-") as tmp:
+    with build_lock(tag), tempfile.TemporaryDirectory(prefix="ipseclab-base-") as tmp:
+        if _exists(client, tag):  # built by another run while this one waited
+            return tag
         tarball = Path(tmp) / "base.tar"
         proc = run(["mmdebstrap", "--variant=apt", SUITE, str(tarball)], timeout=600, check=False)
         if log_dir is not None:
@@ -114,8 +143,9 @@ def build_base(client: docker.DockerClient, log_dir: Path | None = None) -> str:
                            output=proc.stdout + proc.stderr,
                            hint="check that Debian's package mirrors are reachable (apt-get update works)")
         repository, _, version = tag.partition(":")
-        client.api.import_image_from_file(str(tarball), repository=repository, tag=version,
-                                          changes=[f"LABEL {LABEL}=1 {LABEL}.role=base"])
+        with engine_errors(f"importing {tag}"):
+            client.api.import_image_from_file(str(tarball), repository=repository, tag=version,
+                                              changes=[f"LABEL {LABEL}=1 {LABEL}.role=base"])
     return tag
 
 
@@ -128,14 +158,22 @@ class DockerImage:
 
 def build(impl: str, log_dir: Path | None = None, client: docker.DockerClient | None = None) -> DockerImage:
     """The image of ``impl``: found by its tag, or built now on the base (which is made first if missing)."""
-    from docker.errors import BuildError, DockerException
-
     client = client or engine()
     tag = image_tag(impl)
     if _exists(client, tag):
         return DockerImage(impl, tag, 0.0)
     started = time.monotonic()
     base = build_base(client, log_dir)
+    with build_lock(tag):
+        if _exists(client, tag):  # built by another run while this one waited
+            return DockerImage(impl, tag, 0.0)
+        _build(client, impl, tag, base, log_dir)
+    return DockerImage(impl, tag, time.monotonic() - started)
+
+
+def _build(client: docker.DockerClient, impl: str, tag: str, base: str, log_dir: Path | None) -> None:
+    from docker.errors import BuildError, DockerException
+
     log: list[str] = []
     try:
         _, stream = client.images.build(
@@ -153,7 +191,6 @@ def build(impl: str, log_dir: Path | None = None, client: docker.DockerClient | 
         if log_dir is not None and log:
             log_dir.mkdir(parents=True, exist_ok=True)
             (log_dir / f"docker-image-{impl}.log").write_text("".join(log))
-    return DockerImage(impl, tag, time.monotonic() - started)
 
 
 def listed(client: docker.DockerClient | None = None) -> list[dict[str, Any]]:
@@ -161,7 +198,9 @@ def listed(client: docker.DockerClient | None = None) -> list[dict[str, Any]]:
     client = client or engine()
     current = {base_tag()} | {image_tag(i) for i in image_names()}
     out = []
-    for image in client.images.list(filters={"label": f"{LABEL}=1"}):
+    with engine_errors("listing ipseclab's images"):
+        images = client.images.list(filters={"label": f"{LABEL}=1"})
+    for image in images:
         labels = image.labels or {}
         for tag in image.tags or [f"<untagged {image.short_id}>"]:
             out.append({"tag": tag, "id": image.short_id, "role": labels.get(f"{LABEL}.role", "?"),
@@ -170,12 +209,25 @@ def listed(client: docker.DockerClient | None = None) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["tag"])
 
 
-def prune(everything: bool = False, client: docker.DockerClient | None = None) -> list[str]:
-    """Remove ipseclab's images whose inputs changed (all of them with ``everything``); returns the tags."""
+def prune(everything: bool = False, client: docker.DockerClient | None = None) -> tuple[list[str], list[str]]:
+    """Remove ipseclab's images whose inputs changed (all of them with ``everything``).
+
+    Returns (removed, kept): an image a container still uses (a running lab's) is kept.
+    """
+    from docker.errors import APIError
+
     client = client or engine()
-    removed = []
+    removed, kept = [], []
     for row in listed(client):
-        if everything or not row["current"]:
-            client.images.remove(row["tag"] if not row["tag"].startswith("<") else row["id"], force=True)
-            removed.append(row["tag"])
-    return removed
+        if not (everything or not row["current"]):
+            continue
+        with engine_errors(f"removing {row['tag']}"):
+            try:
+                client.images.remove(row["tag"] if not row["tag"].startswith("<") else row["id"])
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: in use by a container
+                    raise
+                kept.append(row["tag"])
+                continue
+        removed.append(row["tag"])
+    return removed, kept

@@ -54,6 +54,7 @@ class UmlKernel:
     version: str  # the kernel release (``linux.uml --version``), e.g. 7.2.7
     origin: str  # how it got here, for lab.json and error messages
     package: str = ""  # the Debian package version it came from, e.g. 7.2um1
+    install_dir: Path | None = None  # the cache directory it was installed into (binary, modules, libc)
 
     def build_id(self) -> str:
         """What identifies this build on this host: the version and the binary's size and mtime."""
@@ -64,7 +65,7 @@ class UmlKernel:
         return f"UML {self.version} ({self.origin})"
 
     def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
 
 
 def kernels_dir() -> Path:
@@ -89,7 +90,7 @@ def _from_manifest(directory: Path) -> UmlKernel | None:
     try:
         data = json.loads((directory / MANIFEST).read_text())
         kernel = UmlKernel(Path(data["binary"]), Path(data["modules"]), data["version"], data["origin"],
-                           data.get("package", ""))
+                           data.get("package", ""), directory)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return kernel if kernel.binary.exists() and kernel.modules.is_dir() else None
@@ -156,7 +157,15 @@ def host_debian_mirror(etc: Path = Path("/etc/apt"), codename: str | None = None
     The entry whose suite is the host's release itself (not -security or -updates) is the
     Debian archive; its URI serves unstable too.
     """
-    entries: list[tuple[str, list[str], str]] = []  # (uri, suites, signed-by)
+    entries: list[tuple[str, list[str], list[str], str]] = []  # (uri, suites, components, signed-by)
+    for path in [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]:
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            m = re.match(r"\s*deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)((?:\s+\S+)*)", line)
+            if m:
+                signed = re.search(r"signed-by=(\S+)", m.group(1) or "")
+                entries.append((m.group(2), [m.group(3)], m.group(4).split(), signed.group(1) if signed else ""))
     for path in sorted((etc / "sources.list.d").glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", path.read_text(errors="replace")):
             fields: dict[str, str] = {}
@@ -167,22 +176,21 @@ def host_debian_mirror(etc: Path = Path("/etc/apt"), codename: str | None = None
                 fields[key.strip().lower()] = value.strip()
             if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
                 continue
-            entries += [(uri, fields.get("suites", "").split(), fields.get("signed-by", ""))
-                        for uri in fields.get("uris", "").split()]
-    for path in [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]:
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            m = re.match(r"\s*deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)", line)
-            if m:
-                signed = re.search(r"signed-by=(\S+)", m.group(1) or "")
-                entries.append((m.group(2), [m.group(3)], signed.group(1) if signed else ""))
+            entries += [(uri, fields.get("suites", "").split(), fields.get("components", "").split(),
+                         fields.get("signed-by", "")) for uri in fields.get("uris", "").split()]
     release = codename if codename is not None else host_codename()
-    for uri, suites, keyring in entries:
-        if any(s == release or s in ("stable", "testing", "unstable", "sid") for s in suites):
-            return uri.rstrip("/"), keyring
+    # Debian's own archive: the host's release (or a Debian suite name) with component main, signed by
+    # Debian's keyring or apt's default keys; a third party's repository (its own keyring) is not it
+    candidates = [(uri, keyring) for uri, suites, components, keyring in entries
+                  if "main" in components
+                  and any(s == release or s in ("stable", "testing", "unstable", "sid") for s in suites)
+                  and (not keyring or "debian-archive-keyring" in keyring)]
+    if candidates:
+        uri, keyring = candidates[0]
+        return uri.rstrip("/"), keyring
     raise LabError("no Debian archive found in apt's sources (/etc/apt/sources.list*)",
-                   hint="install user-mode-linux >= 6.13 by hand and set IPSECLAB_UML_KERNEL to its linux.uml")
+                   hint="an entry for the host's release with component main signed by Debian's keyring is "
+                        "needed; or install a newer user-mode-linux by hand and set IPSECLAB_UML_KERNEL to it")
 
 
 def install_kernel(suite: str = DEFAULT_SUITE, *, force: bool = False, log: bool = True) -> UmlKernel:
@@ -232,7 +240,8 @@ def install_kernel(suite: str = DEFAULT_SUITE, *, force: bool = False, log: bool
         partial = work / "root"
         for deb in debs:
             run(["dpkg-deb", "-x", str(deb), str(partial)], timeout=300)
-        modules = sorted((partial / "usr/lib/uml/modules").iterdir(), key=lambda p: _version_key(p.name))
+        module_root = partial / "usr/lib/uml/modules"
+        modules = sorted(module_root.iterdir(), key=lambda p: _version_key(p.name)) if module_root.is_dir() else []
         if not modules:
             raise LabError(f"user-mode-linux {versions['user-mode-linux']} from {suite} holds no modules")
         version = modules[-1].name
@@ -241,11 +250,12 @@ def install_kernel(suite: str = DEFAULT_SUITE, *, force: bool = False, log: bool
         binary = partial / "usr/bin/linux.uml"
         run(["patchelf", "--set-interpreter", str(final / LIBDIR / "ld-linux-x86-64.so.2"),
              "--set-rpath", str(final / LIBDIR), str(binary)], timeout=120)
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():  # a reinstall (--force): move the old one aside first, remove it once replaced
+            final.rename(work / "replaced")
         partial.rename(final)
         kernel = UmlKernel(final / "usr/bin/linux.uml", final / "usr/lib/uml/modules" / version, version,
                            f"Debian {suite} user-mode-linux {versions['user-mode-linux']} with libc6 "
-                           f"{versions['libc6']}, in {final}", versions["user-mode-linux"])
+                           f"{versions['libc6']}, in {final}", versions["user-mode-linux"], final)
         reported = binary_version(kernel.binary)
         if reported != version:
             raise LabError(f"the installed UML kernel reports {reported}, its modules are for {version}")

@@ -20,8 +20,10 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -223,14 +225,25 @@ class Lab:
             self._collect_keys()
         except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
             (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
-        for peer in self.peers.values():
-            peer.host.halt()
-        for cap in self.captures:
-            stop_capture(cap)
-        netns.destroy(self.topology)
-        left = cleanup.sweep(self.run_id)
+        # every step runs whatever the one before it raised (an engine that went away, a dead guest);
+        # the failures are kept in teardown.warning and the final sweep catches what they left
+        problems: list[str] = []
+        steps: list[tuple[str, Callable[[], object]]] = [
+            *((f"halting the {p.side} peer", p.host.halt) for p in self.peers.values()),
+            *((f"stopping the capture on {c.pcap.name}", partial(stop_capture, c)) for c in self.captures),
+            ("removing the namespaces", partial(netns.destroy, self.topology)),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                problems.append(f"{what}: {type(exc).__name__}: {exc}")
+        containers = any(isinstance(p.host, ContainerHost) for p in self.peers.values())
+        left = cleanup.sweep(self.run_id, containers=containers)
         if left:
-            (self.run_dir / "teardown.warning").write_text(f"swept after teardown: {left.describe()}\n")
+            problems.append(f"swept after teardown: {left.describe()}")
+        if problems:
+            (self.run_dir / "teardown.warning").write_text("\n".join(problems) + "\n")
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         self._old_handlers.clear()

@@ -147,6 +147,19 @@ def _load_cache() -> dict[str, dict[str, object]]:
         return {}
 
 
+def _from_cache(entry: object) -> Verdict | None:
+    """A cached verdict, or None for anything that is not exactly what :func:`check_kernel` writes."""
+    if not isinstance(entry, dict):
+        return None
+    ok, seconds, evidence = entry.get("ok"), entry.get("seconds"), entry.get("evidence", [])
+    texts = [entry.get(k, "") for k in ("kernel", "cpu", "diagnosis", "probed_at")]
+    if (not isinstance(ok, bool) or not isinstance(seconds, int | float) or not all(isinstance(t, str) for t in texts)
+            or not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence)):
+        return None
+    kernel, cpu, diagnosis, probed_at = texts
+    return Verdict(ok, kernel, cpu, float(seconds), diagnosis, tuple(evidence), probed_at, cached=True)
+
+
 def boot_probe(kernel: UmlKernel, cpu: CpuInfo, timeout: float = 30) -> Verdict:
     """Boot ``kernel`` once with a trivial init and the host's root read-only; the verdict from its console."""
     started = time.monotonic()
@@ -184,14 +197,11 @@ def check_kernel(kernel: UmlKernel, *, again: bool = False, cpu: CpuInfo | None 
     cpu = cpu or host_cpu()
     key = _cache_key(kernel, cpu)
     cache = _load_cache()
-    if not again and isinstance(entry := cache.get(key), dict):
-        try:
-            fields = {k: v for k, v in entry.items() if k in Verdict.__dataclass_fields__}
-            fields["evidence"] = tuple(fields.get("evidence", ()))  # type: ignore[arg-type]
-            return Verdict(**fields, cached=True)  # type: ignore[arg-type]
-        except TypeError:
-            pass  # an entry from an older layout: probe again
+    if not again and (cached := _from_cache(cache.get(key))) is not None:
+        return cached
     verdict = boot_probe(kernel, cpu)
+    if not verdict.ok and not any(FP_REGS.search(e) or PANIC.search(e) for e in verdict.evidence):
+        return verdict  # a timeout, a kill or a failed spawn may not happen again: not cached
     cache[key] = {k: v for k, v in asdict(verdict).items() if k != "cached"}
     path = _cache_file()
     try:

@@ -49,7 +49,9 @@ def cold_builds(runtime: str, kernel: UmlKernel) -> dict[str, float]:
                 else:
                     os.environ["IPSECLAB_CACHE"] = old
         return out
-    docker_images.prune(everything=True)
+    _, kept = docker_images.prune(everything=True)
+    if kept:
+        raise SystemExit(f"cannot measure a cold docker build: containers use {kept}")
     t = time.monotonic()
     docker_images.build_base(docker_images.engine())
     out["base"] = time.monotonic() - t

@@ -190,8 +190,44 @@ def test_the_debian_mirror_comes_from_the_hosts_own_apt_sources(tmp_path):
         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
         """))
     (etc / "sources.list.d" / "other.list").write_text("deb https://elsewhere.example/apt nodistro main\n")
+    # a third party's repository for the same release, read first, is not Debian's archive
+    (etc / "sources.list.d" / "azure-cli.sources").write_text(textwrap.dedent("""\
+        Types: deb
+        URIs: https://vendor.example/repos/azure-cli
+        Suites: bookworm
+        Components: main
+        Signed-By: /etc/apt/keyrings/vendor.gpg
+        """))
     uri, keyring = host_debian_mirror(etc, codename="bookworm")
     assert (uri, keyring) == ("http://mirror.example/debian", "/usr/share/keyrings/debian-archive-keyring.gpg")
     (etc / "sources.list.d" / "debian.sources").unlink()
-    (etc / "sources.list").write_text("deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian stable main\n")
-    assert host_debian_mirror(etc, codename="bookworm") == ("http://old.example/debian", "/k.gpg")
+    (etc / "sources.list").write_text("deb [arch=amd64] http://old.example/debian stable contrib main\n")
+    assert host_debian_mirror(etc, codename="bookworm") == ("http://old.example/debian", "")
+
+
+def test_a_doctored_cache_entry_is_not_trusted(tmp_path, private_cache):
+    kdir = stand_in_kernel(tmp_path, EVIDENCE.read_text(), 134)
+    kernel = UmlKernel(kdir / "linux.uml", kdir / "modules" / "6.1.176", "6.1.176", "stand-in")
+    assert not check_kernel(kernel, cpu=AMX_CPU).ok
+    cache = private_cache / "probe.json"
+    data = json.loads(cache.read_text())
+    for entry in data.values():
+        entry["ok"] = "false"  # truthy: a naive reader would let the kernel through
+    cache.write_text(json.dumps(data))
+    verdict = check_kernel(kernel, cpu=AMX_CPU)
+    assert verdict.ok is False and not verdict.cached, "expected a malformed entry to be probed again"
+
+
+def test_a_failure_that_may_not_recur_is_not_cached(tmp_path):
+    kdir = stand_in_kernel(tmp_path, "Linux version 6.1.176\nKilled\n", 143)  # killed, no panic: not the kernel's fault
+    kernel = UmlKernel(kdir / "linux.uml", kdir / "modules" / "6.1.176", "6.1.176", "stand-in")
+    assert not check_kernel(kernel, cpu=PLAIN_CPU).ok
+    (kdir / "console.txt").write_text(MARK)
+    assert check_kernel(kernel, cpu=PLAIN_CPU).ok, "expected the next run to probe again"
+
+
+def test_cli_reads_a_console_log_of_a_good_boot_as_good(tmp_path, capsys):
+    log = tmp_path / "console.log"
+    log.write_text(f"Run /tmp/init as init process\n{MARK}\nreboot: Power down\n")
+    assert main(["kernel", "probe", "--console-log", str(log)]) == 0
+    assert "ran the probe's init" in capsys.readouterr().out
