@@ -148,3 +148,21 @@ def test_sigterm_mid_run_removes_the_containers(client, tmp_path):
     assert proc.returncode != 0 and "interrupted by SIGTERM" in err, err[-2000:]
     assert_nothing_left(client, run_id)
     assert list(tmp_path.glob("*.pcap")), "captures of an interrupted run must be kept"
+
+
+def test_an_image_that_fails_to_build_is_one_error_with_the_log_and_leaves_nothing(client, tmp_path, monkeypatch):
+    import shutil
+
+    containers = tmp_path / "containers"
+    shutil.copytree(docker_images.CONTAINERS, containers)
+    dockerfile = containers / "strongswan" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("RUN apt-get update", "RUN echo simulated-failure && false "
+                                                                              "&& apt-get update"))
+    monkeypatch.setattr(docker_images, "CONTAINERS", containers)
+    before = {c.id for c in client.containers.list(all=True)}
+    with pytest.raises(LabError, match="building the strongswan docker image failed") as err:
+        docker_images.build("strongswan", log_dir=tmp_path / "logs", client=client)
+    assert "simulated-failure" in str(err.value), "expected the build's own output in the error"
+    assert "simulated-failure" in (tmp_path / "logs" / "docker-image-strongswan.log").read_text()
+    assert {c.id for c in client.containers.list(all=True)} <= before, "the failed build left a container"
+    assert not client.images.list(name=docker_images.image_tag("strongswan")), "no image under the broken inputs' tag"
