@@ -43,7 +43,7 @@ from ipseclab.packets.payloads import (
     UnknownPayload,
     VendorPayload,
 )
-from tests.unit.ike_wire import Wire, configs
+from tests.unit.ike_wire import Wire, configs, sent
 
 
 class PropertyViolation(AssertionError):
@@ -100,7 +100,7 @@ class Target:
 
 
 def _send(w: Wire, src: IkeConnection, direction: str) -> list[bytes]:
-    out = src.datagrams_to_send(w.now)
+    out = sent(src, w.now)
     w.log += [(direction, d) for d in out]
     return out
 
@@ -401,7 +401,7 @@ def attack(t: Target, inputs: Iterable[bytes]) -> int:
             t.diverted = True  # a valid IKE_SA_INIT message: RFC 7296 says to act on it
         check_bounds(t)
     events = list(iter(conn.next_event, None))
-    out = conn.datagrams_to_send(t.now)
+    out = sent(conn, t.now)
     if t.keyed:
         bad = [e for e in events if not isinstance(e, DatagramDropped)]
         require(not bad, f"forged input made events {bad} in {t.name}", t.last_input)
