@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from ..errors import LocalProtocolError
 from .events import ChildSaEstablished
@@ -78,6 +79,7 @@ class ChildSa:
     installed_at: float = 0.0
     rekey_at: float | None = None  # soft lifetime: rekey it then
     expire_at: float | None = None  # hard lifetime: delete it then
+    rekey: Any = None  # our CREATE_CHILD_SA rekeying it, while in flight (create_child_sa.Pending)
 
     @property
     def key(self) -> int:

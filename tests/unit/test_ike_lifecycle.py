@@ -11,6 +11,8 @@ rekeyed SKEYSEED) and strongSwan's own logs; and the messages must have the payl
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ipseclab.crypto import child_sa_keys
@@ -25,6 +27,7 @@ from ipseclab.ike import (
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
+    IkeSaRekeyFailed,
     IkeState,
 )
 from ipseclab.ike.child import ChildTrigger, child_transition
@@ -397,3 +400,102 @@ def test_get_timer_is_the_earliest_deadline():
     assert w.i.get_timer() == 30.0
     w.i.check_liveness(w.now)
     assert w.i.get_timer() == 1.0  # the retransmission comes first; DPD waits while a request is out
+
+
+# -- simultaneous rekeys (RFC 7296 2.8.1, 2.8.2) ---------------------------------------------------------------
+
+
+def _rigged(w: Wire, loser: str) -> None:
+    """Make the first nonce ``loser`` makes from now on (the Ni of the rekey it starts) start with 0x00, its
+    other random bytes with 0xff and the other side's with 0x80: the lowest of the four nonces is then in the
+    exchange ``loser`` starts, whatever the rest."""
+    first = [True]
+
+    def loser_rng(n: int) -> bytes:
+        lead = 0xFF
+        if n == 32 and first[0]:
+            first[0], lead = False, 0x00
+        return bytes([lead]) + os.urandom(n - 1)
+
+    conn(w, loser).rng = loser_rng
+    conn(w, other(loser)).rng = lambda n: b"\x80" + os.urandom(n - 1)
+
+
+def _collision_exchanges(w: Wire, start: int) -> dict[str, tuple[bytes, bytes]]:
+    """For each side, the (Ni, Nr) of the CREATE_CHILD_SA exchange it started, read off the wire."""
+    msgs = [(d, m) for d, m in decoded(w, start) if m.exchange == ExchangeType.CREATE_CHILD_SA]
+    out = {}
+    for starter, req_dir in (("i", "i>r"), ("r", "r>i")):
+        (req,) = [m for d, m in msgs if d == req_dir and not m.response]
+        (resp,) = [m for d, m in msgs if d != req_dir and m.response]
+        nonce = [next(p for p in m.all_payloads() if isinstance(p, NoncePayload)).data for m in (req, resp)]
+        out[starter] = (nonce[0], nonce[1])
+    return out
+
+
+@pytest.mark.parametrize("expected_loser", SIDES)
+def test_simultaneous_child_sa_rekeys_keep_one_new_pair_chosen_by_the_lowest_nonce(expected_loser):
+    w = setup()
+    _rigged(w, expected_loser)
+    ci, cr = w.of("i", ChildSaEstablished)[0], w.of("r", ChildSaEstablished)[0]
+    start = len(w.log)
+    w.i.rekey_child(ci.spi_in, w.now)
+    w.r.rekey_child(cr.spi_in, w.now)  # both requests cross
+    pump(w)
+    nonces = _collision_exchanges(w, start)
+    loser = min(nonces, key=lambda side: min(nonces[side]))  # whose exchange holds the lowest of the four
+    assert loser == expected_loser
+    winner = other(loser)
+    made = {side: [e for e in w.of(side, ChildSaEstablished) if e.rekeyed] for side in SIDES}
+    assert len(made["i"]) == len(made["r"]) == 2  # each side took part in both exchanges
+    (survivor_i,), (survivor_r,) = w.i.child_sas(), w.r.child_sas()
+    assert (survivor_i.key, int.from_bytes(survivor_i.spi_out, "big")) == (
+        int.from_bytes(survivor_r.spi_out, "big"), survivor_r.key)
+    # the survivor is the pair made by the winner's exchange: its inbound SPI on the winner is the one it offered
+    winner_conn = conn(w, winner)
+    winner_new = [e for e in made[winner] if e.spi_in in {survivor_i.key, survivor_r.key}]
+    assert len(winner_new) == 1 and winner_conn.child_sas()[0].key == winner_new[0].spi_in
+    # deletes: the loser deletes its redundant pair, the winner the old one; nothing failed
+    deleted_by_loser = [e for e in w.of(loser, ChildSaDeleted) if not e.by_peer]
+    deleted_by_winner = [e for e in w.of(winner, ChildSaDeleted) if not e.by_peer]
+    assert len(deleted_by_loser) == len(deleted_by_winner) == 1
+    old_on_winner = (ci if winner == "i" else cr).spi_in
+    assert deleted_by_winner[0].spi_in == old_on_winner
+    assert not w.of("i", ChildSaFailed) and not w.of("r", ChildSaFailed)
+    works(survivor_i.sa, survivor_r.sa)  # type: ignore[arg-type]
+    assert w.i.get_timer() is None and w.r.get_timer() is None
+
+
+@pytest.mark.parametrize("expected_loser", SIDES)
+def test_simultaneous_ike_rekeys_keep_one_new_ike_sa_chosen_by_the_lowest_nonce(expected_loser):
+    w = setup()
+    _rigged(w, expected_loser)
+    old = (w.i.spi_i, w.i.spi_r)
+    start = len(w.log)
+    w.i.rekey_ike(w.now)
+    w.r.rekey_ike(w.now)
+    pump(w)
+    nonces = _collision_exchanges(w, start)
+    loser = min(nonces, key=lambda side: min(nonces[side]))
+    assert loser == expected_loser
+    winner = other(loser)
+    assert w.i.state == w.r.state == IkeState.ESTABLISHED and w.i.retired == w.r.retired == []
+    assert (w.i.spi_i, w.i.spi_r) == (w.r.spi_i, w.r.spi_r) != old
+    assert conn(w, winner).ike.initiator and not conn(w, loser).ike.initiator  # the winner started the survivor
+    (rw,), (rl,) = w.of(winner, IkeSaRekeyed), w.of(loser, IkeSaRekeyed)
+    assert not rw.by_peer and rl.by_peer and (rw.spi_i, rw.spi_r) == (rl.spi_i, rl.spi_r) == (w.i.spi_i, w.i.spi_r)
+    assert len(w.i.child_sas()) == len(w.r.child_sas()) == 1
+    assert not w.of("i", IkeSaFailed) and not w.of("r", IkeSaFailed)
+    w.r.rekey_child(w.r.child_sas()[0].key, w.now)  # the surviving IKE SA works
+    pump(w)
+    assert len(w.of("i", ChildSaDeleted)) == 1 and w.i.get_timer() is None and w.r.get_timer() is None
+
+
+def test_an_ike_rekey_during_our_child_sa_exchange_gets_temporary_failure():
+    w = setup()
+    w.i.create_child(w.now)
+    w.r.rekey_ike(w.now)
+    pump(w)
+    (failed,) = w.of("r", IkeSaRekeyFailed)
+    assert failed.notify == NotifyType.TEMPORARY_FAILURE and failed.remote
+    assert len(w.i.child_sas()) == 2 and w.i.state == w.r.state == IkeState.ESTABLISHED

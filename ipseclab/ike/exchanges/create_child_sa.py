@@ -63,6 +63,7 @@ class Pending:
     nonce: bytes = b""
     ke: KeyExchange | None = None
     tried: list[int] = field(default_factory=list)
+    collision: tuple[bytes, bytes, ChildSa] | None = None  # the peer's rekey of the same pair: its Ni, our Nr, its pair
 
 
 class Refused(RemoteProtocolError):
@@ -104,9 +105,10 @@ def start_child(conn: IkeConnection, now: float, *, local_ts: tuple[str, ...] | 
     groups = offered_groups(the_offer)
     child = ChildSa(protocol, spi, mode)
     conn.children[child.key] = child
+    pending = Pending(child, old, the_offer, lts, rts, groups[0] if groups else 0)
     if old is not None:
         old.step(ChildTrigger.REKEY)
-    pending = Pending(child, old, the_offer, lts, rts, groups[0] if groups else 0)
+        old.rekey = pending
     _send(conn, pending, now)
     return child.key
 
@@ -132,8 +134,10 @@ def _send(conn: IkeConnection, p: Pending, now: float) -> None:
 def _failed(conn: IkeConnection, p: Pending, reason: str, notify: int, remote: bool) -> None:
     p.child.step(ChildTrigger.FAIL)
     conn.children.pop(p.child.key, None)
-    if p.old is not None and p.old.state == ChildState.REKEYING:
-        p.old.step(ChildTrigger.REKEY_FAILED)
+    if p.old is not None:
+        p.old.rekey = None
+        if p.old.state == ChildState.REKEYING and p.collision is None:  # (the peer's rekey replaced it anyway)
+            p.old.step(ChildTrigger.REKEY_FAILED)
     conn.emit(ChildSaFailed(reason, notify, remote))
 
 
@@ -158,9 +162,28 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: o
     except RemoteProtocolError as exc:
         _failed(conn, p, str(exc), exc.notify, False)
         return
-    add_child(conn, event, now)
-    if p.old is not None:  # RFC 7296 2.8: the initiator of the rekey deletes the old pair
+    new = add_child(conn, event, now)
+    if p.old is None:
+        return
+    p.old.rekey = None
+    if p.collision is not None and _lost(p, nonce_r=_nonce(inner)):
+        # RFC 7296 2.8.1: both sides rekeyed the pair at once; the new pair of the exchange with the lowest of
+        # the four nonces is redundant and its initiator (we) deletes it; the peer deletes the old pair
+        informational.send_child_delete(conn, [new], now)
+    elif p.old.state in LIVE:  # 2.8: the initiator of the (surviving) rekey deletes the old pair
         informational.send_child_delete(conn, [p.old], now)
+
+
+def _nonce(inner: list[Payload]) -> bytes:
+    nonce = _find(inner, NoncePayload)
+    return nonce.data if isinstance(nonce, NoncePayload) else b""
+
+
+def _lost(p: Pending, *, nonce_r: bytes) -> bool:
+    """Whether the lowest of the four nonces of two colliding rekeys is in our exchange (2.8.1, 2.8.2)."""
+    assert p.collision is not None
+    peer_ni, our_nr, _ = p.collision
+    return min(p.nonce, nonce_r) < min(peer_ni, our_nr)
 
 
 def _check_response(conn: IkeConnection, sa: IkeSa, p: Pending, inner: list[Payload]) -> ChildSaEstablished:
@@ -292,4 +315,6 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
     if t.old is not None and t.old.state == ChildState.INSTALLED:
         t.old.step(ChildTrigger.REKEY)  # it carries traffic until the peer deletes it
     conn.children[int.from_bytes(spi, "big")] = ChildSa(t.chosen.protocol, spi, t.mode)
-    add_child(conn, event, now)
+    new = add_child(conn, event, now)
+    if t.old is not None and isinstance(t.old.rekey, Pending):  # we are rekeying it too: a collision (2.8.1)
+        t.old.rekey.collision = (t.nonce_i, nonce_r, new)

@@ -7,8 +7,11 @@ is the new IKE SA's original initiator (its I flag).  The Child SAs belong to th
 by being left alone; requests still waiting for the old IKE SA's window move to the new one; the initiator of
 the rekey then deletes the old IKE SA.
 
-What is left for later (issue 11): simultaneous IKE rekeys (2.8.2, the lowest nonce wins) are refused with
-TEMPORARY_FAILURE by a side whose own CREATE_CHILD_SA is in flight, rather than resolved.
+Simultaneous IKE rekeys (2.8.2): a side whose own IKE rekey is in flight answers the peer's as usual but
+does not switch yet; when its own answer comes, the new IKE SA of the exchange with the lowest of the four
+nonces is redundant and deleted by the side that started that exchange, and the other side (the winner)
+deletes the old IKE SA.  A request to rekey the IKE SA while a Child SA exchange of ours is in flight gets
+TEMPORARY_FAILURE (2.25).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Pending:
     nonce: bytes = b""
     ke: KeyExchange | None = None
     tried: list[int] = field(default_factory=list)
+    collision: tuple[bytes, bytes, IkeSa] | None = None  # the peer's rekey at the same time: Ni, Nr, its new SA
 
 
 def is_ike_rekey(msg: Message) -> bool:
@@ -90,7 +94,10 @@ def _new_sa(conn: IkeConnection, old: IkeSa, suite: IkeSuite, g_ir: bytes, nonce
 
 def _switch(conn: IkeConnection, old: IkeSa, new: IkeSa, now: float, *, by_peer: bool) -> None:
     """The new IKE SA takes over: state, waiting requests, lifetimes; the old one waits for its Delete."""
-    new.step(Trigger.REKEY_CREATED)
+    if new.state == IkeState.INITIAL:
+        new.step(Trigger.REKEY_CREATED)
+    if new in conn.retired:
+        conn.retired.remove(new)
     old.step(Trigger.REKEYED)
     new.requests.extend(old.requests)
     old.requests.clear()
@@ -119,6 +126,12 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
         conn.notify_only_response(ExchangeType.CREATE_CHILD_SA, msg.message_id, exc.notify, exc.data, sa=sa)
         return
     conn.send_response(ExchangeType.CREATE_CHILD_SA, payloads, msg.message_id, sa=sa)
+    ours = sa.outstanding.context if sa.outstanding is not None else None
+    if isinstance(ours, Pending):  # 2.8.2: our own rekey is in flight; its answer decides which new SA stays
+        new.step(Trigger.REKEY_CREATED)
+        conn.retired.append(new)  # reachable by its SPIs meanwhile
+        ours.collision = (new.neg.nonce_i, new.neg.nonce_r, new)
+        return
     _switch(conn, sa, new, now, by_peer=True)
 
 
@@ -126,8 +139,8 @@ def _check_request(conn: IkeConnection, sa: IkeSa, inner: list[Payload]) -> tupl
     if sa is not conn.ike or sa.state != IkeState.ESTABLISHED:
         raise Refused("an IKE rekey of an IKE SA that is not the current one", NotifyType.TEMPORARY_FAILURE)
     out = sa.outstanding
-    if out is not None and out.exchange == ExchangeType.CREATE_CHILD_SA:  # 2.25; 2.8.2 collisions: issue 11
-        raise Refused("our own CREATE_CHILD_SA is in flight", NotifyType.TEMPORARY_FAILURE)
+    if out is not None and out.exchange == ExchangeType.CREATE_CHILD_SA and not isinstance(out.context, Pending):
+        raise Refused("a Child SA exchange of ours is in flight", NotifyType.TEMPORARY_FAILURE)  # 2.25
     sa_p, nonce, ke = _find(inner, SaPayload), _find(inner, NoncePayload), _find(inner, KePayload)
     if not isinstance(sa_p, SaPayload) or not isinstance(nonce, NoncePayload) or not isinstance(ke, KePayload):
         raise Refused("IKE rekey without SA, Ni and KEi", NotifyType.INVALID_SYNTAX)
@@ -178,8 +191,22 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, p: Pen
     if sa is not conn.ike or sa.state != IkeState.ESTABLISHED:
         conn.emit(IkeSaRekeyFailed(f"the IKE SA is {sa.state} by the time the rekey was answered"))
         return
-    _switch(conn, sa, new, now, by_peer=False)
-    informational.send_delete(conn, sa, now)
+    if p.collision is None:
+        _switch(conn, sa, new, now, by_peer=False)
+        informational.send_delete(conn, sa, now)
+        return
+    peer_ni, our_nr, theirs = p.collision
+    new.step(Trigger.REKEY_CREATED)
+    if min(new.neg.nonce_i, new.neg.nonce_r) < min(peer_ni, our_nr):
+        # 2.8.2: ours has the lowest nonce: it is redundant and ours to delete; the peer deletes the old SA
+        _switch(conn, sa, theirs, now, by_peer=True)
+        new.step(Trigger.REKEYED)
+        conn.retired.append(new)
+        informational.send_delete(conn, new, now)
+    else:  # ours stays: we delete the old SA, the peer deletes its redundant one
+        theirs.step(Trigger.REKEYED)
+        _switch(conn, sa, new, now, by_peer=False)
+        informational.send_delete(conn, sa, now)
 
 
 def _check_response(conn: IkeConnection, sa: IkeSa, p: Pending, inner: list[Payload]) -> IkeSa:
