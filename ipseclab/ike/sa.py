@@ -47,6 +47,15 @@ class Negotiation:
     nat_local: bool = False  # we are behind a NAT (RFC 7296 2.23)
     nat_remote: bool = False  # the peer is
 
+    def forget_handshake(self) -> None:
+        """Drop what only IKE_SA_INIT and the AUTH payloads needed (the KE private value, both IKE_SA_INIT
+        messages, the offer): an established SA keeps its keys, not the means to them.  About a kilobyte per SA
+        and the private key's OpenSSL object; it also means the key exchange's secret does not outlive its use."""
+        self.ke = None
+        self.init_request = self.init_response = self.cookie = b""
+        self.ike_offer = None
+        self.tried_groups = []
+
 
 @dataclass(slots=True)
 class Outstanding:

@@ -88,25 +88,37 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_per_sa(count: int) -> tuple[float, float]:
-    """(Python heap bytes, resident bytes) per established connection (IKE SA + one Child SA), ``count`` a side."""
+def _establish(count: int) -> list[object]:
     ike, esp = REKEY_SUITE
     ci = IkeConfig("moon.example", "sun.example", b"secret", ike_proposals=(ike,), esp_proposals=(esp,))
     cr = IkeConfig("sun.example", "moon.example", b"secret", ike_proposals=(ike,), esp_proposals=(esp,))
-    loopback.handshake(ci, cr)  # warm-up: imports, caches
-    gc.collect()
-    rss0 = _rss()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    kept = []
+    kept: list[object] = []
     for _ in range(count):
         i, r = loopback.handshake(ci, cr)
         assert len(i.conn.child_sas()) == 1
         kept += [i.conn, r.conn]  # the connections only, not the loopback's event lists
+    return kept
+
+
+def memory_per_sa(count: int) -> tuple[float, float]:
+    """(Python heap bytes, resident bytes) per established connection (IKE SA + one Child SA), ``count`` a side.
+
+    Two runs: the resident set without tracemalloc (whose own bookkeeping would count), then the heap with it.
+    """
+    _establish(1)  # warm-up: imports, caches
+    gc.collect()
+    rss0 = _rss()
+    kept = _establish(count)
+    gc.collect()
+    rss = _rss() - rss0
+    del kept
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = _establish(count)
     gc.collect()
     heap = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    rss = _rss() - rss0
     assert len(kept) == 2 * count
     return heap / (2 * count), rss / (2 * count)
 

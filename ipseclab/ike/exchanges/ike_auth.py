@@ -150,6 +150,7 @@ def established_event(conn: IkeConnection) -> IkeSaEstablished:
 
 def _established(conn: IkeConnection, peer_id: IdPayload, now: float) -> IkeSaEstablished:
     conn.peer_id = peer_id.text()
+    conn.neg.forget_handshake()
     from .. import lifecycle
 
     lifecycle.schedule_ike(conn, now)
