@@ -65,6 +65,7 @@ class IkeConfig:
     child_life_time: float | None = None
     rekey_jitter: float = 0.0
     dpd_delay: float | None = None  # an empty INFORMATIONAL after this long without a word from the peer
+    half_open_timeout: float | None = None  # a responder gives up an IKE SA whose IKE_AUTH has not come by then
     keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
 
     @property
@@ -95,7 +96,8 @@ class IkeConfig:
                 raise ConfigError(f"traffic selector {ts!r}: {exc}") from None
         if not 576 <= self.fragment_size <= 65535:
             raise ConfigError(f"fragment_size {self.fragment_size}: use 576..65535 bytes (RFC 7383 2.5.1)")
-        for name in ("ike_rekey_time", "ike_life_time", "child_rekey_time", "child_life_time", "dpd_delay"):
+        for name in ("ike_rekey_time", "ike_life_time", "child_rekey_time", "child_life_time", "dpd_delay",
+                     "half_open_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} {value}: use a positive number of seconds, or None for never")

@@ -115,6 +115,7 @@ class IkeConnection:
     peer_natt: bool = False  # ``peer`` is the peer's NAT-T port (learned from a datagram on 4500)
     last_heard: float = 0.0  # when the peer last sent something authentic (dead peer detection)
     next_keepalive: float | None = None
+    half_open_until: float | None = None  # a responder's half-open IKE SA expires then (``half_open_timeout``)
     ike_rekey_at: float | None = None
     ike_expire_at: float | None = None
     _events: deque[Event] = field(default_factory=deque)
@@ -311,7 +312,7 @@ class IkeConnection:
                 self.fail(f"{refusal[0]}; no acceptable answer after {out.tries} transmissions", refusal[1],
                           remote=True)
             else:
-                if out.exchange == ExchangeType.INFORMATIONAL and self.state == IkeState.ESTABLISHED:
+                if self.state == IkeState.ESTABLISHED:  # RFC 7296 2.4: the peer is gone
                     self.emit(DeadPeer(waited))
                 self.fail(waited, 0)
             return

@@ -5,6 +5,7 @@ calls ``handle_timer(now)``; nothing else in the engine waits on time.  The dead
 
 * retransmission of our request on each IKE SA (current and old ones finishing their Delete), RFC 7296 2.1;
 * NAT keepalives every ``keepalive_interval`` while we are behind a NAT (RFC 3948 4);
+* a responder's half-open IKE SA (IKE_SA_INIT answered, no IKE_AUTH) expires after ``half_open_timeout``;
 * dead peer detection: an empty INFORMATIONAL once the peer has been silent for ``dpd_delay`` (2.4); when its
   retransmissions go unanswered the connection emits ``DeadPeer`` and fails;
 * lifetimes, strongSwan's shape: a soft deadline (rekey) at ``*_rekey_time`` minus a random jitter of up to
@@ -54,6 +55,8 @@ def schedule_ike(conn: IkeConnection, now: float) -> None:
 def next_deadline(conn: IkeConnection) -> float | None:
     """The earliest deadline of the connection (None: nothing scheduled)."""
     times = [sa.outstanding.deadline for sa in conn.ike_sas() if sa.outstanding is not None]
+    if conn.state == IkeState.INIT_DONE and conn.half_open_until is not None:
+        times.append(conn.half_open_until)
     if conn.state == IkeState.ESTABLISHED:
         cfg = conn.config
         if conn.next_keepalive is not None:
@@ -73,6 +76,9 @@ def next_deadline(conn: IkeConnection) -> float | None:
 
 def on_timer(conn: IkeConnection, now: float) -> None:
     """Everything due at ``now`` (retransmissions are done by the connection before this)."""
+    if conn.state == IkeState.INIT_DONE and conn.half_open_until is not None and now >= conn.half_open_until:
+        conn.fail(f"half-open: no IKE_AUTH request within {conn.config.half_open_timeout} s of IKE_SA_INIT", 0)
+        return
     if conn.state != IkeState.ESTABLISHED:
         return
     cfg = conn.config

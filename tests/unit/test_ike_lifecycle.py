@@ -499,3 +499,16 @@ def test_an_ike_rekey_during_our_child_sa_exchange_gets_temporary_failure():
     (failed,) = w.of("r", IkeSaRekeyFailed)
     assert failed.notify == NotifyType.TEMPORARY_FAILURE and failed.remote
     assert len(w.i.child_sas()) == 2 and w.i.state == w.r.state == IkeState.ESTABLISHED
+
+
+def test_a_half_open_ike_sa_expires_on_the_responder():
+    w = Wire(*configs(r_half_open_timeout=30.0), deliver=lambda direction, _d: direction == "i>r")
+    w.i.initiate(w.now)
+    w.pump()  # the IKE_SA_INIT response is lost; the initiator's IKE_AUTH never comes
+    assert w.r.state == IkeState.INIT_DONE and w.r.get_timer() == 30.0
+    w.r.handle_timer(29.0)
+    assert w.r.state == IkeState.INIT_DONE
+    w.r.handle_timer(30.0)
+    w.collect()
+    (failed,) = w.of("r", IkeSaFailed)
+    assert "half-open" in failed.reason and w.r.state == IkeState.FAILED and w.r.get_timer() is None

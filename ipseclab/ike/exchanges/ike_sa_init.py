@@ -249,4 +249,6 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     if conn.config.fragmentation and neg.peer_fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
     conn.step(Trigger.RECV_INIT_REQUEST)
+    if conn.config.half_open_timeout:
+        conn.half_open_until = now + conn.config.half_open_timeout
     neg.init_response = conn.send_response(ExchangeType.IKE_SA_INIT, payloads, msg.message_id, encrypted=False)
