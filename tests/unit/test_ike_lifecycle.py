@@ -512,3 +512,17 @@ def test_a_half_open_ike_sa_expires_on_the_responder():
     w.collect()
     (failed,) = w.of("r", IkeSaFailed)
     assert "half-open" in failed.reason and w.r.state == IkeState.FAILED and w.r.get_timer() is None
+
+
+def test_a_rekey_crossing_the_delete_of_its_pair_gets_child_sa_not_found():
+    """RFC 7296 2.25: the pair is being deleted by the peer when our rekey of it arrives."""
+    w = setup()
+    ci, cr = w.of("i", ChildSaEstablished)[0], w.of("r", ChildSaEstablished)[0]
+    w.i.delete_child(ci.spi_in, w.now)
+    w.r.rekey_child(cr.spi_in, w.now)  # the two requests cross
+    pump(w)
+    (failed,) = w.of("r", ChildSaFailed)
+    assert failed.notify == NotifyType.CHILD_SA_NOT_FOUND and failed.remote
+    assert not w.i.children and not w.r.children and w.i.state == w.r.state == IkeState.ESTABLISHED
+    assert w.of("i", ChildSaDeleted) == [ChildSaDeleted(ci.spi_in, ci.spi_out, by_peer=False)]
+    assert w.of("r", ChildSaDeleted) == [ChildSaDeleted(cr.spi_in, cr.spi_out, by_peer=True)]
