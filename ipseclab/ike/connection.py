@@ -316,7 +316,7 @@ class IkeConnection:
                     self.emit(DeadPeer(waited))
                 self.fail(waited, 0)
             return
-        self._queue.extend(self._datagrams(sa, out.datagrams, response=False))
+        self._queue.extend(self._datagrams(out.datagrams, response=False))
         self.counters.retransmits += 1
         out.deadline = now + cfg.retransmit_timeout * cfg.retransmit_base ** out.tries
         out.tries += 1
@@ -348,17 +348,16 @@ class IkeConnection:
         self.emit(DatagramDropped(reason, kind))
 
     def fail(self, reason: str, notify: int, remote: bool = False) -> None:
+        """The connection is over: its IKE SA fails, old ones are forgotten, nothing is retransmitted."""
         if self.state not in FINAL:
             self.step(Trigger.FAIL)
             self.ike.outstanding = None
+            self.retired.clear()
             self.emit(IkeSaFailed(reason, notify, remote))
 
     def step(self, trigger: Trigger) -> None:
         """Move the current IKE SA's state on (see state.TRANSITIONS)."""
         self.ike.step(trigger)
-
-    def message(self, exchange: int, payloads: list[Payload], *, response: bool, message_id: int) -> Message:
-        return self.ike.message(exchange, payloads, response=response, message_id=message_id)
 
     def _encode(self, sa: IkeSa, msg: Message) -> list[bytes]:
         """Datagrams for ``msg``: one, or RFC 7383 fragments when both sides support them and it is too long."""
@@ -371,7 +370,7 @@ class IkeConnection:
             return fragment(msg, crypto, size, self.rng)
         return [data]
 
-    def _datagrams(self, sa: IkeSa, data: list[bytes], *, response: bool) -> list[Datagram]:
+    def _datagrams(self, data: list[bytes], *, response: bool) -> list[Datagram]:
         """Where datagrams go (RFC 7296 2.23): a response the way its request came; a request to the peer,
         on UDP 4500 once a NAT was detected (or once the peer moved there)."""
         if response:
@@ -387,7 +386,7 @@ class IkeConnection:
         sa = self.ike
         (data,) = self._encode(sa, sa.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
         sa.next_mid = 1
-        self._queue.extend(self._datagrams(sa, [data], response=False))
+        self._queue.extend(self._datagrams([data], response=False))
         sa.outstanding = Outstanding(0, ExchangeType.IKE_SA_INIT, [data], now + self.config.retransmit_timeout)
         return data
 
@@ -418,7 +417,7 @@ class IkeConnection:
         datagrams = self._encode(sa, sa.message(q.exchange, [EncryptedPayload(payloads=q.payloads)],
                                                 response=False, message_id=mid))
         sa.next_mid = mid + 1
-        self._queue.extend(self._datagrams(sa, datagrams, response=False))
+        self._queue.extend(self._datagrams(datagrams, response=False))
         sa.outstanding = Outstanding(mid, q.exchange, datagrams, now + self.config.retransmit_timeout,
                                      context=q.context)
 
@@ -436,7 +435,7 @@ class IkeConnection:
         if encrypted:
             payloads = [EncryptedPayload(payloads=payloads)]
         datagrams = self._encode(sa, sa.message(exchange, payloads, response=True, message_id=message_id))
-        self._queue.extend(self._datagrams(sa, datagrams, response=True))
+        self._queue.extend(self._datagrams(datagrams, response=True))
         size = sum(len(d) for d in datagrams)
         if sa.account.allows_response(size):
             sa.last_response = Cached(message_id, exchange, datagrams)
@@ -449,7 +448,7 @@ class IkeConnection:
 
     def resend_response(self, cached: Cached) -> None:
         """Our cached response again, for a retransmitted request (RFC 7296 2.1), back the way it came."""
-        self._queue.extend(self._datagrams(self.ike, cached.datagrams, response=True))
+        self._queue.extend(self._datagrams(cached.datagrams, response=True))
 
     def notify_only_response(self, exchange: int, message_id: int, notify: int, data: bytes = b"", *,
                              sa: IkeSa | None = None) -> None:
@@ -463,7 +462,7 @@ class IkeConnection:
         """
         reply = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
                         [NotifyPayload(notify, data=data)], initiator=False, response=True)
-        self._queue.extend(self._datagrams(self.ike, [encode(reply, rng=self.rng)], response=True))
+        self._queue.extend(self._datagrams([encode(reply, rng=self.rng)], response=True))
 
     def keepalive(self) -> None:
         """A NAT keepalive (RFC 3948 4) to the peer's NAT-T port."""
