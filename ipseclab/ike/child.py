@@ -80,6 +80,7 @@ class ChildSa:
     rekey_at: float | None = None  # soft lifetime: rekey it then
     expire_at: float | None = None  # hard lifetime: delete it then
     rekey: Any = None  # our CREATE_CHILD_SA rekeying it, while in flight (create_child_sa.Pending)
+    volume_rekeyed: bool = False  # its soft volume limit was reached and acted on
 
     @property
     def key(self) -> int:

@@ -64,6 +64,12 @@ class IkeConfig:
     child_rekey_time: float | None = None
     child_life_time: float | None = None
     rekey_jitter: float = 0.0
+    # Child SA volume limits (strongSwan's rekey_bytes/life_bytes, rekey_packets/life_packets), from the data
+    # plane's counters as the driver reports them (``IkeConnection.child_usage``); None: no limit
+    child_rekey_bytes: int | None = None
+    child_life_bytes: int | None = None
+    child_rekey_packets: int | None = None
+    child_life_packets: int | None = None
     dpd_delay: float | None = None  # an empty INFORMATIONAL after this long without a word from the peer
     half_open_timeout: float | None = None  # a responder gives up an IKE SA whose IKE_AUTH has not come by then
     keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
@@ -97,11 +103,14 @@ class IkeConfig:
         if not 576 <= self.fragment_size <= 65535:
             raise ConfigError(f"fragment_size {self.fragment_size}: use 576..65535 bytes (RFC 7383 2.5.1)")
         for name in ("ike_rekey_time", "ike_life_time", "child_rekey_time", "child_life_time", "dpd_delay",
-                     "half_open_timeout"):
+                     "half_open_timeout", "child_rekey_bytes", "child_life_bytes", "child_rekey_packets",
+                     "child_life_packets"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} {value}: use a positive number of seconds, or None for never")
-        for soft, hard in (("ike_rekey_time", "ike_life_time"), ("child_rekey_time", "child_life_time")):
+        for soft, hard in (("ike_rekey_time", "ike_life_time"), ("child_rekey_time", "child_life_time"),
+                           ("child_rekey_bytes", "child_life_bytes"),
+                           ("child_rekey_packets", "child_life_packets")):
             s, h = getattr(self, soft), getattr(self, hard)
             if s is not None and h is not None and s >= h:
                 raise ConfigError(f"{soft} {s} is not before {hard} {h}: the rekey must come first")

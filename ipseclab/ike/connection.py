@@ -237,6 +237,18 @@ class IkeConnection:
             raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in:#010x} to delete")
         informational.send_child_delete(self, [child], now)
 
+    def child_usage(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+        """What the data plane has carried on a Child SA so far (totals of both directions); past
+        ``child_rekey_bytes``/``_packets`` it is rekeyed, past ``child_life_bytes``/``_packets`` deleted.
+
+        Unknown or finished Child SAs are ignored: the data plane may report an SA the engine has just deleted.
+        """
+        from . import lifecycle
+
+        child = self.children.get(spi_in)
+        if child is not None and self.state == IkeState.ESTABLISHED:
+            lifecycle.on_usage(self, child, octets, packets, now)
+
     def rekey_ike(self, now: float) -> None:
         """Rekey the IKE SA (CREATE_CHILD_SA with an IKE proposal, RFC 7296 1.3.2 and 2.18).
 

@@ -12,6 +12,9 @@ calls ``handle_timer(now)``; nothing else in the engine waits on time.  The dead
   ``rekey_jitter`` (so two peers configured alike do not rekey at once, 2.8.1), and a hard one (delete) at
   ``*_life_time``; for Child SAs and for the IKE SA.
 
+Volume limits of Child SAs (``child_rekey_bytes``, ``child_life_packets``, ...) are not deadlines: the driver
+reports the data plane's counters (``IkeConnection.child_usage``) and ``on_usage`` acts at once.
+
 Jitter comes from the connection's ``rng``, never from a clock or the global random module.
 """
 
@@ -102,6 +105,22 @@ def on_timer(conn: IkeConnection, now: float) -> None:
             _try(partial(conn.rekey_child, child.key), now)
     if cfg.dpd_delay and not conn.ike.busy() and now >= conn.last_heard + cfg.dpd_delay:
         conn.check_liveness(now)
+
+
+def on_usage(conn: IkeConnection, child: ChildSa, octets: int, packets: int, now: float) -> None:
+    """Rekey or delete a Child SA whose traffic passed its soft or hard volume limit (checked, then acted on)."""
+    cfg = conn.config
+
+    def past(limit: int | None, value: int) -> bool:
+        return limit is not None and value >= limit
+
+    if child.state in (ChildState.INSTALLED, ChildState.REKEYING) and (
+            past(cfg.child_life_bytes, octets) or past(cfg.child_life_packets, packets)):
+        _try(partial(conn.delete_child, child.key), now)
+    elif child.state == ChildState.INSTALLED and not child.volume_rekeyed and (
+            past(cfg.child_rekey_bytes, octets) or past(cfg.child_rekey_packets, packets)):
+        child.volume_rekeyed = True  # once: the counters keep growing until the new pair takes over
+        _try(partial(conn.rekey_child, child.key), now)
 
 
 def _try(action: Callable[[float], object], now: float) -> None:

@@ -526,3 +526,23 @@ def test_a_rekey_crossing_the_delete_of_its_pair_gets_child_sa_not_found():
     assert not w.i.children and not w.r.children and w.i.state == w.r.state == IkeState.ESTABLISHED
     assert w.of("i", ChildSaDeleted) == [ChildSaDeleted(ci.spi_in, ci.spi_out, by_peer=False)]
     assert w.of("r", ChildSaDeleted) == [ChildSaDeleted(cr.spi_in, cr.spi_out, by_peer=True)]
+
+
+@pytest.mark.parametrize("unit", ["bytes", "packets"])
+def test_child_sa_volume_limits_rekey_and_then_delete(unit):
+    w = setup(**{f"child_rekey_{unit}": 1000, f"child_life_{unit}": 2000})
+    first = w.of("i", ChildSaEstablished)[0]
+
+    def usage(spi: int, n: int) -> None:
+        w.i.child_usage(spi, n if unit == "bytes" else 0, n if unit == "packets" else 0, w.now)
+        pump(w)
+
+    usage(first.spi_in, 999)
+    assert [c.key for c in w.i.child_sas()] == [first.spi_in]
+    usage(first.spi_in, 1000)  # soft: rekeyed once, however often the counters are reported after
+    usage(first.spi_in, 1500)
+    (new,) = [e for e in w.of("i", ChildSaEstablished) if e.rekeyed == first.spi_in]
+    assert [c.key for c in w.i.child_sas()] == [new.spi_in] and len(w.of("i", ChildSaEstablished)) == 2
+    usage(first.spi_in, 5000)  # the old pair is gone: a late report of it changes nothing
+    usage(new.spi_in, 2000)  # hard: deleted
+    assert not w.i.child_sas() and not w.r.child_sas() and w.i.state == IkeState.ESTABLISHED
