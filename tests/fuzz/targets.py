@@ -158,11 +158,21 @@ def build(state: str, side: str, suite: str = "gcm", budget: MemoryBudget | None
     if state == "ike-rekey":  # the attacked side waits for the answer to its IKE rekey
         conn.rekey_ike(w.now)
         return Target(name, w, side, True, _send(w, conn, "i>r" if side == "i" else "r>i"), "peer", "ike-rekeyed")
+    if state == "ike-retiring":  # rekeyed: the attacked side holds the new IKE SA and the old one's Delete is out
+        out, back = ("i>r", "r>i") if side == "i" else ("r>i", "i>r")
+        conn.rekey_ike(w.now)
+        peer = w.r if side == "i" else w.i
+        _deliver(w, peer, _send(w, conn, out))
+        _deliver(w, conn, _send(w, peer, back))
+        w.collect()
+        if len(conn.retired) != 1:
+            raise RuntimeError(f"{name}: the IKE rekey did not leave the old IKE SA retiring: {w.events}")
+        return Target(name, w, side, True, _send(w, conn, out), "peer", "ike-rekeyed")
     raise ValueError(f"unknown state {state!r}")
 
 
 STATES = ("init", "auth", "established", "liveness", "deleting", "closed", "child-rekey", "child-request",
-          "ike-rekey")
+          "ike-rekey", "ike-retiring")
 TARGETS: tuple[tuple[str, str, str], ...] = tuple(
     (state, side, suite) for suite in SUITES for state in STATES for side in "ir"
     if not (suite == "frag" and state in ("init", "closed"))
