@@ -9,7 +9,9 @@ needed, the data plane is ipseclab's) and is driven over a line protocol, one JS
   engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
   ``{"kind": "error", "message": ...}`` for a command it could not take.
 
-Echo requests that arrive through the Child SA are answered as the host behind this endpoint
+The engine owns every IKE deadline (retransmissions, NAT keepalives, DPD, lifetimes): the loop sleeps until
+``get_timer()`` and sends each datagram where the engine says (``Datagram.addr``, from port 4500 when
+``Datagram.natt``).  Echo requests that arrive through the Child SA are answered as the host behind this endpoint
 would (there is no TUN device yet), so a peer's ping across the tunnel gets its replies.
 
 Key material goes to files in the output directory, never to stdout: ``ikev2_decryption_table`` and
@@ -36,16 +38,12 @@ from ..esp import AhSA, EspSA
 from ..esp_decrypt import esp_sa_row
 from ..ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
 from ..ike.events import Event
+from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
 from .children import esp_sas
 from .icmp import echo_reply_of, echo_reply_to, echo_request
 
-IKE_PORT = 500
-NATT_PORT = 4500
-NON_ESP_MARKER = b"\0\0\0\0"
-KEEPALIVE = b"\xff"
-KEEPALIVE_INTERVAL = 20.0  # seconds, as strongSwan's default
 _IDENT = 0x15EC  # ICMP echo identifier of the endpoint's pings
 
 
@@ -124,12 +122,10 @@ class Endpoint:
         self.esp_errors: dict[str, int] = {}
         self.answered = 0  # echo requests that arrived through the Child SA and were answered
         self.udp_encap = False  # the Child SA is ESP in UDP (NAT detected)
-        # where the peer is: configured, or learned from its datagrams (its port 4500 may be a NAT's mapping)
+        # where the peer's ESP goes: configured, or learned from its datagrams (its port 4500 may be a NAT's
+        # mapping); IKE datagrams carry their own destination (the engine's Datagram.addr)
         self.peer_ip = spec.remote
-        self.peer_ike_port = spec.port  # a NAT in front of the peer may map its port 500 to another
         self.peer_natt_port = NATT_PORT
-        self.heard_on_natt = False  # the peer's last IKE datagram came on 4500: answer there
-        self.next_keepalive = 0.0
         spec.out_dir.mkdir(parents=True, exist_ok=True)
         # IPv4: raw sockets see whole packets and send whole packets (the SA builds the outer header).
         # IPv6: raw sockets see and send the payload only, so ESP goes as ESP bytes and the kernel adds
@@ -169,8 +165,7 @@ class Endpoint:
             now = time.monotonic()
             if self.udp in readable:
                 data, addr = self.udp.recvfrom(65535)
-                self.peer_ip, self.peer_ike_port = addr[0], addr[1]
-                self.heard_on_natt = False
+                self.peer_ip = addr[0]
                 self.conn.receive_datagram(data, now, source=(addr[0], addr[1]))
             if self.natt in readable:
                 self._receive_natt(*self.natt.recvfrom(65535), now=now)
@@ -188,20 +183,18 @@ class Endpoint:
                         self._command(line, now)
             self.conn.handle_timer(now)
             self._ping_step(now)
-            self._keepalive(now)
             self._flush(now)
 
     def _flush(self, now: float) -> None:
+        """Send what the engine has for the peer where the engine says: it knows which datagram is a response
+        (back the way its request came), when IKE moves to UDP 4500 and when a NAT keepalive is due."""
         for d in self.conn.datagrams_to_send(now):
-            if self.peer_ip is None:
+            to = d.addr
+            if to is None and self.spec.remote is not None:
+                to = (self.spec.remote, self.spec.port)  # an engine configured without remote_endpoint
+            if to is None:
                 continue  # a responder that has heard from nobody has nobody to answer
-            # RFC 7296 2.23: a response goes back the way its request came; our requests move to 4500 once
-            # a NAT is detected (the IKE_SA_INIT response itself still goes out on 500)
-            response = len(d) > 19 and bool(d[19] & 0x20)
-            if (self.heard_on_natt if response else self.conn.use_natt):
-                self.natt.sendto(NON_ESP_MARKER + d, (self.peer_ip, self.peer_natt_port))
-            else:
-                self.udp.sendto(d, (self.peer_ip, self.peer_ike_port))
+            (self.natt if d.natt else self.udp).sendto(d.payload(), to)
         while (event := self.conn.next_event()) is not None:
             self._on_event(event)
 
@@ -209,8 +202,7 @@ class Endpoint:
         """UDP 4500 (RFC 3948 2.2): IKE after the non-ESP marker, a keepalive, or ESP."""
         self.peer_ip, self.peer_natt_port = addr[0], addr[1]
         if data[:4] == NON_ESP_MARKER:
-            self.heard_on_natt = True
-            self.conn.receive_datagram(data[4:], now, source=(addr[0], addr[1]))
+            self.conn.receive_datagram(data[4:], now, source=(addr[0], addr[1]), natt=True)
         elif data != KEEPALIVE and isinstance(self.esp_in, EspSA):
             try:
                 inner, _nh = self.esp_in.decapsulate(data)
@@ -219,12 +211,6 @@ class Endpoint:
                 self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
                 return
             self._deliver(inner)
-
-    def _keepalive(self, now: float) -> None:
-        """NAT keepalives from behind a NAT (RFC 3948 4), so the mapping stays while the tunnel is idle."""
-        if self.conn.neg.nat_local and self.peer_ip is not None and now >= self.next_keepalive:
-            self.natt.sendto(KEEPALIVE, (self.peer_ip, self.peer_natt_port))
-            self.next_keepalive = now + KEEPALIVE_INTERVAL
 
     def _send_ipsec(self, packet: bytes) -> None:
         """An inner packet out through the Child SA: raw ESP/AH, or ESP in UDP 4500 behind a NAT."""

@@ -4,17 +4,21 @@ No sockets, no clock, no subprocesses here (see docs/architecture.md); ``endpoin
 """
 
 from . import loopback
+from .child import ChildSa, ChildState
 from .config import IkeConfig, identity
-from .connection import EngineCounters, IkeConnection
+from .connection import Datagram, EngineCounters, IkeConnection
 from .events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
     DatagramDropped,
+    DeadPeer,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
+    IkeSaRekeyFailed,
     NatDetected,
 )
 from .limits import DEFAULT_BUDGET, MemoryBudget
@@ -22,10 +26,14 @@ from .state import IkeState, Role
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "ChildSa",
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
+    "ChildState",
+    "Datagram",
     "DatagramDropped",
+    "DeadPeer",
     "EngineCounters",
     "Event",
     "IkeConfig",
@@ -33,6 +41,8 @@ __all__ = [
     "IkeSaDeleted",
     "IkeSaEstablished",
     "IkeSaFailed",
+    "IkeSaRekeyFailed",
+    "IkeSaRekeyed",
     "IkeState",
     "MemoryBudget",
     "NatDetected",

@@ -57,6 +57,22 @@ class IkeConfig:
     retransmit_tries: int = 5
     fragmentation: bool = True  # RFC 7383: offered in IKE_SA_INIT, used when the peer offers it too
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (strongSwan's default)
+    # lifetimes in seconds, strongSwan's shape (None: never): rekey at *_rekey_time minus up to rekey_jitter,
+    # delete at *_life_time.  A KE transform in esp/ah proposals means PFS for CREATE_CHILD_SA.
+    ike_rekey_time: float | None = None
+    ike_life_time: float | None = None
+    child_rekey_time: float | None = None
+    child_life_time: float | None = None
+    rekey_jitter: float = 0.0
+    # Child SA volume limits (strongSwan's rekey_bytes/life_bytes, rekey_packets/life_packets), from the data
+    # plane's counters as the driver reports them (``IkeConnection.child_usage``); None: no limit
+    child_rekey_bytes: int | None = None
+    child_life_bytes: int | None = None
+    child_rekey_packets: int | None = None
+    child_life_packets: int | None = None
+    dpd_delay: float | None = None  # an empty INFORMATIONAL after this long without a word from the peer
+    half_open_timeout: float | None = None  # a responder gives up an IKE SA whose IKE_AUTH has not come by then
+    keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
 
     @property
     def child_proposals(self) -> tuple[str, ...]:
@@ -86,5 +102,19 @@ class IkeConfig:
                 raise ConfigError(f"traffic selector {ts!r}: {exc}") from None
         if not 576 <= self.fragment_size <= 65535:
             raise ConfigError(f"fragment_size {self.fragment_size}: use 576..65535 bytes (RFC 7383 2.5.1)")
+        for name in ("ike_rekey_time", "ike_life_time", "child_rekey_time", "child_life_time", "dpd_delay",
+                     "half_open_timeout", "child_rekey_bytes", "child_life_bytes", "child_rekey_packets",
+                     "child_life_packets"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} {value}: use a positive number of seconds, or None for never")
+        for soft, hard in (("ike_rekey_time", "ike_life_time"), ("child_rekey_time", "child_life_time"),
+                           ("child_rekey_bytes", "child_life_bytes"),
+                           ("child_rekey_packets", "child_life_packets")):
+            s, h = getattr(self, soft), getattr(self, hard)
+            if s is not None and h is not None and s >= h:
+                raise ConfigError(f"{soft} {s} is not before {hard} {h}: the rekey must come first")
+        if self.rekey_jitter < 0 or self.keepalive_interval <= 0:
+            raise ConfigError("rekey_jitter must be >= 0 and keepalive_interval > 0")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 1 or self.retransmit_base < 1:
             raise ConfigError("retransmit_timeout must be > 0, retransmit_tries >= 1 and retransmit_base >= 1")

@@ -1,65 +1,68 @@
-"""One IKE SA, sans-I/O (in the manner of aioquic's QuicConnection): bytes and ``now`` in, bytes and events out.
+"""One IKE connection, sans-I/O (in the manner of aioquic's QuicConnection): bytes and ``now`` in, bytes and events
+out.
 
 A driver feeds it what arrives on UDP 500/4500 (without the non-ESP marker) and the time::
 
     conn = IkeConnection(config, initiator=True)
     conn.initiate(now)
-    for datagram in conn.datagrams_to_send(now): sock.send(datagram)
-    conn.receive_datagram(data, now, source)
+    for d in conn.datagrams_to_send(now): sock_for(d.natt).sendto(d.payload(), d.addr)
+    conn.receive_datagram(data, now, source, natt=arrived_on_4500)
     while (event := conn.next_event()) is not None: ...
     conn.handle_timer(now) when now >= conn.get_timer()
 
 Nothing here reads a clock, opens a socket or raises out of ``receive_datagram``.
 
-The rule for what arrives (RFC 7296 2.21 and 5): before the IKE SA is authenticated, and for anything that
-fails integrity afterwards, a datagram is dropped and counted (``counters``, a ``DatagramDropped`` event),
-never acted on.  ``receive_datagram`` therefore checks before it changes anything, in this order: the header
-parses; the I flag names the peer (RFC 7296 3.1: our own message reflected back decrypts with our own keys);
-the SPIs, message id, exchange and state are ones we expect; once keys exist the message carries an SK or
-SKF payload (only IKE_SA_INIT and its retransmissions travel in the clear) and its ICV verifies.  Only then
-is a response matched to our outstanding request, a retransmitted request answered from the cache (2.1), or
-a fragment stored (RFC 7383, within the ``MemoryBudget``).  An IKE_SA_INIT message cannot be authenticated:
-its exchange module checks all of it before it commits anything, and a response it cannot take leaves the
-initiator waiting for a valid one until the retransmissions give up (2.21.1).
+The shape: a connection (config, the peer's address, the Child SAs) holds its current IKE SA (``ike.sa.IkeSa``:
+SPIs, keys, message ids, state) and, during an IKE rekey, the old ones until they are deleted (RFC 7296 2.18).
+Child SAs (``ike.child.ChildSa``) belong to the connection, so an IKE rekey moves them by leaving them alone.
+``create_child``, ``rekey_child``, ``delete_child`` and ``rekey_ike`` queue requests; each IKE SA sends one at a
+time (2.3, window size 1).  ``get_timer()`` is the earliest of every deadline the engine owns (retransmissions
+on every IKE SA, NAT keepalives, dead peer detection, Child SA and IKE SA lifetimes), and every datagram says
+where it goes (``Datagram``), so a driver never reads the engine's state or a datagram's bytes.
 
-Requests we send are retransmitted from ``handle_timer`` (2.1) and go out one at a time (2.3, window size 1):
-a request asked for while another is in flight waits in a short queue.  The exchanges live in
-``ike/exchanges``.
+The rule for what arrives (RFC 7296 2.21 and 5) is in ``ike.receive``: input that is not authentic is dropped
+and counted, never acted on.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, NamedTuple
 
-from ..crypto import KeyExchange
-from ..crypto.keys import IkeSaKeys, IkeSuite
 from ..crypto.random import RandomSource, random_bytes
-from ..errors import DecodeError, IntegrityError, IpsecLabError, LocalProtocolError, ProtocolError
-from ..packets.enums import ExchangeType, NotifyType, PayloadType, enum_name
-from ..packets.fragment import Reassembler, fragment
-from ..packets.message import (
-    FLAG_INITIATOR,
-    FLAG_RESPONSE,
-    HEADER_LEN,
-    EncryptedFragment,
-    EncryptedPayload,
-    IkeSaCrypto,
-    Message,
-    decode,
-    decode_header,
-    encode,
-)
-from ..packets.payloads import NotifyPayload, Payload, SaPayload
+from ..errors import LocalProtocolError
+from ..packets.enums import ExchangeType, enum_name
+from ..packets.fragment import fragment
+from ..packets.message import EncryptedPayload, Message, encode
+from ..packets.natt import KEEPALIVE, NATT_PORT, NON_ESP_MARKER
+from ..packets.payloads import NotifyPayload, Payload
+from .child import LIVE, ChildSa, ChildState
 from .config import IkeConfig
-from .events import ChildSaEstablished, DatagramDropped, Event, IkeSaFailed
-from .limits import DEFAULT_BUDGET, Account, MemoryBudget
-from .state import FINAL, REQUESTS, IkeState, Role, Trigger, transition
+from .events import DatagramDropped, DeadPeer, Event, IkeSaFailed
+from .limits import DEFAULT_BUDGET, MemoryBudget
+from .sa import Cached, IkeSa, Negotiation, Outstanding, Queued
+from .state import FINAL, IkeState, Role, Trigger
 
-DropKind = Literal["malformed", "integrity", "unprotected", "unexpected", "unacceptable", "over_limit"]
+MAX_QUEUED_REQUESTS = 4  # our own requests waiting for the window (liveness, Delete, rekeys, extra Child SAs)
 
-MAX_QUEUED_REQUESTS = 4  # our own requests waiting for the window (liveness, Delete, a test's extra one)
+
+class Datagram(NamedTuple):
+    """One datagram for the driver to send, and where (aioquic's ``datagrams_to_send`` gives the same pair).
+
+    ``addr`` is None only when the engine has never been told where the peer is (a test wiring two engines
+    together without addresses).  ``natt``: send it from our UDP port 4500; ``payload()`` then puts the
+    non-ESP marker in front of an IKE message (RFC 3948 2.2), not in front of a NAT keepalive.
+    """
+
+    data: bytes
+    addr: tuple[str, int] | None
+    natt: bool = False
+    keepalive: bool = False
+
+    def payload(self) -> bytes:
+        """The UDP payload to send."""
+        return NON_ESP_MARKER + self.data if self.natt and not self.keepalive else self.data
 
 
 @dataclass(slots=True)
@@ -87,115 +90,86 @@ class EngineCounters:
                 + self.dropped_unexpected + self.dropped_unacceptable + self.dropped_over_limit)
 
 
-@dataclass(slots=True)
-class _Outstanding:
-    """Our request in flight: its datagrams and its retransmission schedule."""
-
-    message_id: int
-    exchange: int
-    datagrams: list[bytes]
-    deadline: float
-    tries: int = 1
-
-
-@dataclass(slots=True)
-class _Queued:
-    """A request of ours waiting for the window; ``trigger`` is the state step taken when it goes out."""
-
-    exchange: int
-    payloads: list[Payload]
-    trigger: Trigger | None = None
-
-
-@dataclass(slots=True)
-class _Cached:
-    """Our last response, kept for a retransmission of the request it answers (RFC 7296 2.1)."""
-
-    message_id: int
-    exchange: int
-    datagrams: list[bytes]
-
-
-class _Drop(Exception):
-    """A datagram to drop (and count): control flow inside receive_datagram, never raised out of it."""
-
-    def __init__(self, kind: DropKind, reason: str) -> None:
-        super().__init__(reason)
-        self.kind: DropKind = kind
-
-
-@dataclass(slots=True)
-class Negotiation:
-    """What the IKE_SA_INIT and IKE_AUTH exchanges build up; read by the exchange modules."""
-
-    ke: KeyExchange | None = None
-    ke_group: int = 0
-    tried_groups: list[int] = field(default_factory=list)  # each KE group sent once at most (INVALID_KE retries)
-    nonce_i: bytes = b""
-    nonce_r: bytes = b""
-    cookie: bytes = b""
-    init_request: bytes = b""  # as sent: InitiatorSignedOctets start with it (RFC 7296 2.15)
-    init_response: bytes = b""
-    init_refusal: tuple[str, int] | None = None  # an unauthenticated error notify, reported if nothing better comes
-    ike_offer: SaPayload | None = None
-    child_offer: SaPayload | None = None
-    child_spi: bytes = b""  # our inbound Child SA SPI
-    suite: IkeSuite | None = None
-    keys: IkeSaKeys | None = None
-    crypto: IkeSaCrypto | None = None
-    peer_fragmentation: bool = False
-    nat_local: bool = False  # we are behind a NAT (RFC 7296 2.23)
-    nat_remote: bool = False  # the peer is
-    child: ChildSaEstablished | None = None
-
-
 @dataclass(slots=True, weakref_slot=True)
 class IkeConnection:
-    """The IKE SA of one side; see the module docstring for the driving loop and the rule for input.
+    """One side's connection: its current IKE SA (``ike``), old ones being deleted, and its Child SAs.
 
-    ``budget`` bounds the fragments and cached responses this connection keeps, alone and together with the
-    others sharing it (``ike.limits``); by default every connection of the process shares one.
+    ``initiator`` says who started the connection (and its first IKE SA); after an IKE rekey the current IKE
+    SA's own ``initiator`` flag may differ (RFC 7296 2.18).  ``budget`` bounds the fragments and cached
+    responses each IKE SA keeps, alone and together with the others sharing it (``ike.limits``).
     """
 
     config: IkeConfig
     initiator: bool
     rng: RandomSource = random_bytes
     budget: MemoryBudget = field(default_factory=lambda: DEFAULT_BUDGET)
-    state: IkeState = IkeState.INITIAL
-    spi_i: bytes = b""
-    spi_r: bytes = bytes(8)
     counters: EngineCounters = field(default_factory=EngineCounters)
-    neg: Negotiation = field(default_factory=Negotiation)
+    ike: IkeSa = field(init=False)
+    retired: list[IkeSa] = field(default_factory=list)  # rekeyed IKE SAs still finishing their Delete
+    children: dict[int, ChildSa] = field(default_factory=dict)  # by our inbound SPI
+    peer_id: str = ""  # the peer's authenticated identity
     # where the last datagram the engine took came from (driver-supplied); NAT detection reads it
     source: tuple[str, int] | None = None
+    source_natt: bool = False  # ... and whether it came on our UDP 4500
+    peer: tuple[str, int] | None = None  # where our requests go
+    peer_natt: bool = False  # ``peer`` is the peer's NAT-T port (learned from a datagram on 4500)
+    last_heard: float = 0.0  # when the peer last sent something authentic (dead peer detection)
+    next_keepalive: float | None = None
+    half_open_until: float | None = None  # a responder's half-open IKE SA expires then (``half_open_timeout``)
+    ike_rekey_at: float | None = None
+    ike_expire_at: float | None = None
     _events: deque[Event] = field(default_factory=deque)
-    _queue: list[bytes] = field(default_factory=list)
-    _next_mid: int = 0  # message id of our next request
-    _peer_mid: int = 0  # message id we expect in the peer's next request
-    _outstanding: _Outstanding | None = None
-    _requests: deque[_Queued] = field(default_factory=deque)  # ours, waiting for the window
-    _last_response: _Cached | None = None
-    _reassembler: Reassembler = field(default_factory=Reassembler)
-    _account: Account = field(init=False, repr=False)
+    _queue: list[Datagram] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.ike = IkeSa(self.initiator, self.budget)
         if self.initiator:
-            self.spi_i = self.rng(8)
-        self._account = self.budget.open_account(self)
+            self.ike.spi_i = self.rng(8)
+        self.peer = self.config.remote_endpoint
+
+    # -- what the current IKE SA is (read-only views kept for drivers and tests) --------------------------
+
+    @property
+    def state(self) -> IkeState:
+        return self.ike.state
+
+    @property
+    def spi_i(self) -> bytes:
+        return self.ike.spi_i
+
+    @property
+    def spi_r(self) -> bytes:
+        return self.ike.spi_r
+
+    @property
+    def neg(self) -> Negotiation:
+        return self.ike.neg
 
     @property
     def role(self) -> Role:
-        return Role.INITIATOR if self.initiator else Role.RESPONDER
+        return self.ike.role
+
+    @property
+    def use_natt(self) -> bool:
+        """Whether IKE now goes over UDP 4500 with the non-ESP marker (a NAT was detected)."""
+        return self.ike.neg.nat_local or self.ike.neg.nat_remote
 
     @property
     def stored_fragment_bytes(self) -> int:
         """Bytes of authentic fragments held for messages not yet complete (at most the budget's per-SA bound)."""
-        return self._account.fragment_bytes
+        return sum(sa.account.fragment_bytes for sa in self.ike_sas())
 
     @property
     def cached_response_bytes(self) -> int:
-        """Bytes of the response kept for a retransmitted request (at most the budget's per-SA bound)."""
-        return self._account.response_bytes
+        """Bytes of the responses kept for retransmitted requests (at most the budget's per-SA bound each)."""
+        return sum(sa.account.response_bytes for sa in self.ike_sas())
+
+    def ike_sas(self) -> list[IkeSa]:
+        return [self.ike, *self.retired]
+
+    def child_sas(self) -> list[ChildSa]:
+        """The Child SAs that carry traffic now (installed, or being rekeyed)."""
+        return [c for c in self.children.values() if c.state in LIVE]
 
     # -- the driver's API --------------------------------------------------------------------------
 
@@ -214,55 +188,102 @@ class IkeConnection:
         The Delete waits for a request of ours still in flight (RFC 7296 2.3); the state moves to DELETING
         when it goes out.
         """
-        if self.state != IkeState.ESTABLISHED or any(q.trigger == Trigger.SEND_DELETE for q in self._requests):
+        if self.state != IkeState.ESTABLISHED or any(q.trigger == Trigger.SEND_DELETE for q in self.ike.requests):
             return
         from .exchanges import informational
 
-        informational.send_delete(self, now)
-
-    @property
-    def use_natt(self) -> bool:
-        """Whether IKE now goes over UDP 4500 with the non-ESP marker (a NAT was detected)."""
-        return self.neg.nat_local or self.neg.nat_remote
+        informational.send_delete(self, self.ike, now)
 
     def check_liveness(self, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 1.4, dead peer detection); no answer fails the SA.
 
         A no-op while a request of ours is in flight or waiting: its answer says as much about the peer.
         """
-        if self.state != IkeState.ESTABLISHED or self._outstanding is not None or self._requests:
+        if self.state != IkeState.ESTABLISHED or self.ike.busy():
             return
         from .exchanges import informational
 
         informational.send_liveness(self, now)
 
-    def receive_datagram(self, data: bytes, now: float, source: tuple[str, int] | None = None) -> None:
+    def create_child(self, now: float, *, local_ts: tuple[str, ...] | None = None,
+                     remote_ts: tuple[str, ...] | None = None) -> int:
+        """Ask for an additional Child SA (CREATE_CHILD_SA, RFC 7296 1.3.1); returns its inbound SPI.
+
+        Selectors default to the configured ones; the proposals' KE transform, if any, makes it use PFS.
+        """
+        from .exchanges import create_child_sa
+
+        self._require_established("create a Child SA")
+        return create_child_sa.start_child(self, now, local_ts=local_ts, remote_ts=remote_ts)
+
+    def rekey_child(self, spi_in: int, now: float) -> int:
+        """Rekey the Child SA with inbound SPI ``spi_in`` (REKEY_SA, 1.3.3); returns the new pair's inbound SPI.
+
+        The old pair keeps carrying traffic until the new one is agreed, then we delete it.
+        """
+        from .exchanges import create_child_sa
+
+        self._require_established("rekey a Child SA")
+        child = self._child(spi_in, ChildState.INSTALLED)
+        return create_child_sa.start_child(self, now, old=child)
+
+    def delete_child(self, spi_in: int, now: float) -> None:
+        """Delete the Child SA with inbound SPI ``spi_in`` (INFORMATIONAL with a Delete payload, 1.4.1)."""
+        from .exchanges import informational
+
+        self._require_established("delete a Child SA")
+        child = self.children.get(spi_in)
+        if child is None or child.state not in LIVE:
+            raise LocalProtocolError(f"no Child SA with inbound SPI {spi_in:#010x} to delete")
+        informational.send_child_delete(self, [child], now)
+
+    def child_usage(self, spi_in: int, octets: int, packets: int, now: float) -> None:
+        """What the data plane has carried on a Child SA so far (totals of both directions); past
+        ``child_rekey_bytes``/``_packets`` it is rekeyed, past ``child_life_bytes``/``_packets`` deleted.
+
+        Unknown or finished Child SAs are ignored: the data plane may report an SA the engine has just deleted.
+        """
+        from . import lifecycle
+
+        child = self.children.get(spi_in)
+        if child is not None and self.state == IkeState.ESTABLISHED:
+            lifecycle.on_usage(self, child, octets, packets, now)
+
+    def rekey_ike(self, now: float) -> None:
+        """Rekey the IKE SA (CREATE_CHILD_SA with an IKE proposal, RFC 7296 1.3.2 and 2.18).
+
+        The new IKE SA takes over the Child SAs and our queued requests; we then delete the old one.
+        """
+        from .exchanges import rekey_ike
+
+        self._require_established("rekey the IKE SA")
+        rekey_ike.start(self, now)
+
+    def receive_datagram(self, data: bytes, now: float, source: tuple[str, int] | None = None, *,
+                         natt: bool = False) -> None:
         """Process one datagram (IKE header first: the driver strips the non-ESP marker on port 4500).
 
-        ``source`` (address, port) is where it came from: NAT detection compares it with what the peer says.
-        It is kept (``self.source``) only if the datagram is taken.
+        ``source`` (address, port) is where it came from, ``natt`` whether it came on our UDP port 4500: NAT
+        detection compares the address with what the peer says, and our responses go back the same way.
+        Both are kept only if the datagram is taken.
         """
+        from .receive import receive
+
         dropped = self.counters.total_dropped()
-        previous = self.source
+        previous = self.source, self.source_natt
         if source is not None:
-            self.source = source
-        try:
-            self._receive(bytes(data), now)
-        except _Drop as exc:
-            self._drop(str(exc), exc.kind)
-        except IntegrityError as exc:
-            self._drop(f"ICV check failed: {exc}", "integrity")
-        except DecodeError as exc:
-            self._drop(f"malformed IKE message: {exc}", "malformed")
-        except IpsecLabError as exc:  # e.g. a value the codec took but a later check refused: still just dropped
-            self._drop(f"unusable IKE message: {type(exc).__name__}: {exc}", "malformed")
+            self.source, self.source_natt = source, natt
+        receive(self, bytes(data), now)
         if self.counters.total_dropped() == dropped:
             self.counters.received += 1
+            self.last_heard = now
+            if source is not None:
+                self.peer, self.peer_natt = source, natt
         else:
-            self.source = previous
+            self.source, self.source_natt = previous
 
-    def datagrams_to_send(self, now: float) -> list[bytes]:
-        """Everything queued for the peer since the last call, in order."""
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        """Everything queued for the peer since the last call, in order, each with where it goes."""
         out, self._queue = self._queue, []
         self.counters.sent += len(out)
         return out
@@ -271,130 +292,180 @@ class IkeConnection:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        """When ``handle_timer`` next wants to run (None: nothing outstanding)."""
-        return self._outstanding.deadline if self._outstanding is not None else None
+        """The earliest deadline the engine owns (None: nothing is scheduled); ``handle_timer`` acts on it."""
+        from . import lifecycle
+
+        return lifecycle.next_deadline(self)
 
     def handle_timer(self, now: float) -> None:
-        """Retransmit our outstanding request, or give up after ``retransmit_tries`` sends."""
-        out = self._outstanding
+        """Act on every deadline that has passed: retransmissions, keepalives, DPD, lifetimes."""
+        for sa in self.ike_sas():
+            self._retransmit(sa, now)
+        from . import lifecycle
+
+        lifecycle.on_timer(self, now)
+
+    def _retransmit(self, sa: IkeSa, now: float) -> None:
+        """Retransmit ``sa``'s outstanding request, or give up after ``retransmit_tries`` sends."""
+        out = sa.outstanding
         if out is None or now < out.deadline:
             return
         cfg = self.config
         if out.tries >= cfg.retransmit_tries:
-            self._outstanding = None
+            sa.outstanding = None
             waited = (f"no answer to our {enum_name(ExchangeType, out.exchange)} request (message id "
                       f"{out.message_id}) after {out.tries} transmissions")
-            refusal = self.neg.init_refusal if out.exchange == ExchangeType.IKE_SA_INIT else None
+            if sa is not self.ike:  # an old IKE SA whose Delete went unanswered: forget it
+                sa.step(Trigger.FAIL)
+                self.retired.remove(sa)
+                return
+            refusal = sa.neg.init_refusal if out.exchange == ExchangeType.IKE_SA_INIT else None
             if refusal is not None:  # RFC 7296 2.21.1: the unauthenticated refusal counts only now
                 self.fail(f"{refusal[0]}; no acceptable answer after {out.tries} transmissions", refusal[1],
                           remote=True)
             else:
+                if self.state == IkeState.ESTABLISHED:  # RFC 7296 2.4: the peer is gone
+                    self.emit(DeadPeer(waited))
                 self.fail(waited, 0)
             return
-        self._queue.extend(out.datagrams)
+        self._queue.extend(self._datagrams(out.datagrams, response=False))
         self.counters.retransmits += 1
         out.deadline = now + cfg.retransmit_timeout * cfg.retransmit_base ** out.tries
         out.tries += 1
 
     # -- used by the exchange modules --------------------------------------------------------------
 
+    def require_window_room(self) -> None:
+        """LocalProtocolError if our queue of requests for the current IKE SA is full (checked before a change)."""
+        if len(self.ike.requests) >= MAX_QUEUED_REQUESTS:
+            raise LocalProtocolError(f"{MAX_QUEUED_REQUESTS} requests already wait for the peer's answers")
+
+    def _require_established(self, what: str) -> None:
+        if self.state != IkeState.ESTABLISHED:
+            raise LocalProtocolError(f"cannot {what}: the IKE SA is {self.state}")
+
+    def _child(self, spi_in: int, state: ChildState) -> ChildSa:
+        child = self.children.get(spi_in)
+        if child is None or child.state != state:
+            raise LocalProtocolError(f"no {state} Child SA with inbound SPI {spi_in:#010x}"
+                                     + (f" (it is {child.state})" if child is not None else ""))
+        return child
+
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
+    def drop(self, reason: str, kind: str) -> None:
+        name = f"dropped_{kind}"
+        setattr(self.counters, name, getattr(self.counters, name) + 1)
+        self.emit(DatagramDropped(reason, kind))
+
     def fail(self, reason: str, notify: int, remote: bool = False) -> None:
+        """The connection is over: its IKE SA fails, old ones are forgotten, nothing is retransmitted."""
         if self.state not in FINAL:
             self.step(Trigger.FAIL)
-            self._outstanding = None
+            self.ike.outstanding = None
+            self.retired.clear()
             self.emit(IkeSaFailed(reason, notify, remote))
 
     def step(self, trigger: Trigger) -> None:
-        """Move the state on (the exchange modules' one way to change it); see state.TRANSITIONS.
+        """Move the current IKE SA's state on (see state.TRANSITIONS)."""
+        self.ike.step(trigger)
 
-        A final state forgets what only a live SA needs: our waiting requests and partial fragments.
-        """
-        self.state = transition(self.role, self.state, trigger)
-        if self.state in FINAL:
-            self._requests.clear()
-            self._reassembler.pending.clear()
-            self._account.set_fragments(0)
-
-    def message(self, exchange: int, payloads: list[Payload], *, response: bool, message_id: int) -> Message:
-        return Message(self.spi_i, self.spi_r, exchange, message_id, payloads, initiator=self.initiator,
-                       response=response)
-
-    def _encode(self, msg: Message) -> list[bytes]:
+    def _encode(self, sa: IkeSa, msg: Message) -> list[bytes]:
         """Datagrams for ``msg``: one, or RFC 7383 fragments when both sides support them and it is too long."""
-        crypto = self.neg.crypto
+        crypto = sa.neg.crypto
         if crypto is None or msg.encrypted is None:
             return [encode(msg, rng=self.rng)]
         data = encode(msg, crypto, self.rng)
         size = self.config.fragment_size
-        if self.neg.peer_fragmentation and self.config.fragmentation and len(data) > size:
+        if sa.neg.peer_fragmentation and self.config.fragmentation and len(data) > size:
             return fragment(msg, crypto, size, self.rng)
         return [data]
 
+    def _datagrams(self, data: list[bytes], *, response: bool) -> list[Datagram]:
+        """Where datagrams go (RFC 7296 2.23): a response the way its request came; a request to the peer,
+        on UDP 4500 once a NAT was detected (or once the peer moved there)."""
+        if response:
+            return [Datagram(d, self.source, self.source_natt) for d in data]
+        natt = self.use_natt or self.peer_natt
+        to = self.peer
+        if to is not None and natt and not self.peer_natt:
+            to = (to[0], NATT_PORT)
+        return [Datagram(d, to, natt) for d in data]
+
     def send_init_request(self, payloads: list[Payload], now: float) -> bytes:
         """Send our IKE_SA_INIT request (message id 0, in the clear), replacing any earlier one; returns it."""
-        (data,) = self._encode(self.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
-        self._next_mid = 1
-        self._queue.append(data)
-        self._outstanding = _Outstanding(0, ExchangeType.IKE_SA_INIT, [data], now + self.config.retransmit_timeout)
+        sa = self.ike
+        (data,) = self._encode(sa, sa.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
+        sa.next_mid = 1
+        self._queue.extend(self._datagrams([data], response=False))
+        sa.outstanding = Outstanding(0, ExchangeType.IKE_SA_INIT, [data], now + self.config.retransmit_timeout)
         return data
 
     def send_request(self, exchange: int, payloads: list[Payload], now: float, *,
-                     trigger: Trigger | None = None) -> None:
-        """Queue an encrypted request; it goes out at once unless one of ours is in flight (RFC 7296 2.3).
+                     trigger: Trigger | None = None, context: Any = None, sa: IkeSa | None = None) -> None:
+        """Queue an encrypted request on ``sa`` (the current IKE SA by default); it goes out at once unless one of
+        ours is in flight there (RFC 7296 2.3).
 
-        ``trigger`` is the state step to take when it goes out (the Delete of the IKE SA: SEND_DELETE).
+        ``trigger`` is the IKE SA's state step to take when it goes out (its Delete: SEND_DELETE); ``context``
+        is handed to the exchange module with the answer.
         """
-        if self.state in FINAL:
-            raise LocalProtocolError(f"no request can be sent: the IKE SA is {self.state}")
-        if len(self._requests) >= MAX_QUEUED_REQUESTS:
+        sa = sa or self.ike
+        if sa.state in FINAL:
+            raise LocalProtocolError(f"no request can be sent: the IKE SA is {sa.state}")
+        if len(sa.requests) >= MAX_QUEUED_REQUESTS:
             raise LocalProtocolError(f"{MAX_QUEUED_REQUESTS} requests already wait for the peer's answers")
-        self._requests.append(_Queued(exchange, payloads, trigger))
-        self._send_next(now)
+        sa.requests.append(Queued(exchange, payloads, trigger, context))
+        self.send_next(sa, now)
 
-    def _send_next(self, now: float) -> None:
+    def send_next(self, sa: IkeSa, now: float) -> None:
         """Send the first waiting request if the window is free (one request in flight at a time)."""
-        if self._outstanding is not None or not self._requests or self.state in FINAL:
+        if sa.outstanding is not None or not sa.requests or sa.state in FINAL:
             return
-        q = self._requests.popleft()
+        q = sa.requests.popleft()
         if q.trigger is not None:
-            self.step(q.trigger)
-        mid = self._next_mid
-        datagrams = self._encode(self.message(q.exchange, [EncryptedPayload(payloads=q.payloads)], response=False,
-                                              message_id=mid))
-        self._next_mid = mid + 1
-        self._queue.extend(datagrams)
-        self._outstanding = _Outstanding(mid, q.exchange, datagrams, now + self.config.retransmit_timeout)
+            sa.step(q.trigger)
+        mid = sa.next_mid
+        datagrams = self._encode(sa, sa.message(q.exchange, [EncryptedPayload(payloads=q.payloads)],
+                                                response=False, message_id=mid))
+        sa.next_mid = mid + 1
+        self._queue.extend(self._datagrams(datagrams, response=False))
+        sa.outstanding = Outstanding(mid, q.exchange, datagrams, now + self.config.retransmit_timeout,
+                                     context=q.context)
 
     def complete_request(self) -> None:
-        """Our outstanding request has its answer (called once the answer is checked: parsed and authentic)."""
-        self._outstanding = None
+        """The current IKE SA's outstanding request has its answer (IKE_SA_INIT: once the response is checked)."""
+        self.ike.outstanding = None
 
     def send_response(self, exchange: int, payloads: list[Payload], message_id: int, *,
-                      encrypted: bool = True) -> bytes:
+                      encrypted: bool = True, sa: IkeSa | None = None) -> bytes:
         """Queue a response and keep it for a retransmitted request; returns the first datagram.
 
         A response over the budget's bound is sent but not kept: a retransmission of its request is dropped.
         """
+        sa = sa or self.ike
         if encrypted:
             payloads = [EncryptedPayload(payloads=payloads)]
-        datagrams = self._encode(self.message(exchange, payloads, response=True, message_id=message_id))
-        self._queue.extend(datagrams)
+        datagrams = self._encode(sa, sa.message(exchange, payloads, response=True, message_id=message_id))
+        self._queue.extend(self._datagrams(datagrams, response=True))
         size = sum(len(d) for d in datagrams)
-        if self._account.allows_response(size):
-            self._last_response = _Cached(message_id, exchange, datagrams)
-            self._account.set_response(size)
+        if sa.account.allows_response(size):
+            sa.last_response = Cached(message_id, exchange, datagrams)
+            sa.account.set_response(size)
         else:
-            self._last_response = None
-            self._account.set_response(0)
-        self._peer_mid = message_id + 1
+            sa.last_response = None
+            sa.account.set_response(0)
+        sa.peer_mid = message_id + 1
         return datagrams[0]
 
-    def notify_only_response(self, exchange: int, message_id: int, notify: int, data: bytes = b"") -> None:
+    def resend_response(self, cached: Cached) -> None:
+        """Our cached response again, for a retransmitted request (RFC 7296 2.1), back the way it came."""
+        self._queue.extend(self._datagrams(cached.datagrams, response=True))
+
+    def notify_only_response(self, exchange: int, message_id: int, notify: int, data: bytes = b"", *,
+                             sa: IkeSa | None = None) -> None:
         """An error response that carries one notify, inside the SK payload."""
-        self.send_response(exchange, [NotifyPayload(notify, data=data)], message_id)
+        self.send_response(exchange, [NotifyPayload(notify, data=data)], message_id, sa=sa)
 
     def refuse_init(self, request: Message, notify: int, data: bytes = b"") -> None:
         """Answer an IKE_SA_INIT request we cannot take with one notify, keeping no state (RFC 7296 2.21.1).
@@ -403,192 +474,11 @@ class IkeConnection:
         """
         reply = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
                         [NotifyPayload(notify, data=data)], initiator=False, response=True)
-        self._queue.append(encode(reply, rng=self.rng))
+        self._queue.extend(self._datagrams([encode(reply, rng=self.rng)], response=True))
 
-    # -- receiving ---------------------------------------------------------------------------------
+    def keepalive(self) -> None:
+        """A NAT keepalive (RFC 3948 4) to the peer's NAT-T port."""
+        if self.peer is not None:
+            to = self.peer if self.peer_natt else (self.peer[0], NATT_PORT)
+            self._queue.append(Datagram(KEEPALIVE, to, natt=True, keepalive=True))
 
-    def _drop(self, reason: str, kind: DropKind) -> None:
-        name = f"dropped_{kind}"
-        setattr(self.counters, name, getattr(self.counters, name) + 1)
-        self.emit(DatagramDropped(reason, kind))
-
-    def _receive(self, data: bytes, now: float) -> None:
-        spi_i, spi_r, nxt, version, exchange, flags, mid = decode_header(data)
-        if self.state == IkeState.FAILED:
-            raise _Drop("unexpected", "the IKE SA has failed")
-        if version >> 4 != 2:
-            raise _Drop("unexpected", f"IKE major version {version >> 4}, not 2")
-        response = bool(flags & FLAG_RESPONSE)
-        if bool(flags & FLAG_INITIATOR) == self.initiator:
-            raise _Drop("unexpected", f"the I flag says the {self.role} sent it: our own message reflected, "
-                                      f"or not for this IKE SA")
-        if exchange == ExchangeType.IKE_SA_INIT:
-            self._receive_init(data, spi_i, spi_r, mid, response, now)
-            return
-        crypto = self.neg.crypto
-        kind = f"{enum_name(ExchangeType, exchange)} {'response' if response else 'request'} #{mid}"
-        if crypto is None:
-            raise _Drop("unexpected", f"{kind} before IKE_SA_INIT gave this IKE SA keys")
-        if spi_i != self.spi_i or spi_r != self.spi_r:
-            raise _Drop("unexpected", f"{kind} for SPIs {spi_i.hex()}/{spi_r.hex()}, not this IKE SA's "
-                                      f"{self.spi_i.hex()}/{self.spi_r.hex()}")
-        if not _reaches_sk(data, nxt):
-            raise _Drop("unprotected", f"{kind} without an SK payload, though the IKE SA has keys")
-        if response:
-            self._receive_response(data, exchange, mid, crypto, kind, now)
-        else:
-            self._receive_request(data, exchange, mid, crypto, kind, now)
-
-    def _receive_response(self, data: bytes, exchange: int, mid: int, crypto: IkeSaCrypto, kind: str,
-                          now: float) -> None:
-        out = self._outstanding
-        if out is None or mid != out.message_id or exchange != out.exchange:
-            raise _Drop("unexpected", f"{kind}: not the response we are waiting for")
-        msg = self._reassemble(decode(data, crypto))  # the ICV first: a forged answer leaves the request out
-        if msg is None:
-            return  # a fragment of an answer still incomplete; the retransmission timer keeps running
-        self.complete_request()
-        self._dispatch(msg, now)
-        self._send_next(now)
-
-    def _receive_request(self, data: bytes, exchange: int, mid: int, crypto: IkeSaCrypto, kind: str,
-                         now: float) -> None:
-        last = self._last_response
-        if last is not None and mid == last.message_id and exchange == last.exchange:
-            again = decode(data, crypto)  # only a message that passes the ICV is the peer's retransmission
-            frag = again.payloads[-1]
-            self.counters.duplicate_requests += 1
-            if not isinstance(frag, EncryptedFragment) or frag.number == 1:
-                self._queue.extend(last.datagrams)  # RFC 7383 2.6.1: a fragmented request: on fragment 1 only
-            return
-        if self.state in FINAL:
-            raise _Drop("unexpected", f"{kind}: the IKE SA is {self.state}")
-        if mid != self._peer_mid:
-            raise _Drop("unexpected", f"{kind}: expected message id {self._peer_mid}")
-        if exchange not in REQUESTS.get((self.role, self.state), ()):
-            raise _Drop("unexpected", f"{kind} is not taken in state {self.state}")
-        msg = self._reassemble(decode(data, crypto))
-        if msg is not None:
-            self._dispatch(msg, now)
-
-    def _reassemble(self, msg: Message) -> Message | None:
-        """``msg`` itself, or once its last authentic fragment is in, the whole message (None until then)."""
-        frag = msg.payloads[-1] if msg.payloads else None
-        if not isinstance(frag, EncryptedFragment):
-            if self._reassembler.pending:  # a whole message makes fragments of the same one moot
-                self._reassembler.discard(msg)
-                self._account.set_fragments(self._reassembler.stored_bytes)
-            return msg
-        size = len(frag.plaintext or b"")
-        if not self._account.allows_fragment(size):
-            self._reassembler.discard(msg)
-            self._account.set_fragments(self._reassembler.stored_bytes)
-            raise _Drop("over_limit", f"fragment {frag.number}/{frag.total} of {msg.summary()}: over the "
-                                      f"{self.budget.fragment_bytes_per_sa}-byte per-SA (or the total) bound; "
-                                      f"the partial message is discarded")
-        try:
-            return self._reassembler.add(msg)
-        finally:
-            self._account.set_fragments(self._reassembler.stored_bytes)
-
-    def _receive_init(self, data: bytes, spi_i: bytes, spi_r: bytes, mid: int, response: bool,
-                      now: float) -> None:
-        """IKE_SA_INIT travels in the clear: checked whole by its exchange module before anything changes."""
-        from .exchanges import ike_sa_init
-
-        if mid != 0:
-            raise _Drop("unexpected", f"IKE_SA_INIT with message id {mid}, not 0")
-        if self.initiator:
-            out = self._outstanding
-            if not response or self.state != IkeState.INIT_SENT or out is None \
-                    or out.exchange != ExchangeType.IKE_SA_INIT or spi_i != self.spi_i:
-                raise _Drop("unexpected", "an IKE_SA_INIT message we are not waiting for")
-            msg = decode(data)
-            try:
-                ike_sa_init.on_response(self, msg, data, now)
-            except IpsecLabError as exc:  # nothing was changed: the exchange module checks before it commits
-                if isinstance(exc, ProtocolError) and exc.from_peer:
-                    self.neg.init_refusal = (str(exc), exc.notify)
-                raise _Drop("unacceptable", f"IKE_SA_INIT response not taken, still waiting: {exc}") from None
-            return
-        if response:
-            raise _Drop("unexpected", "an IKE_SA_INIT response sent to the responder")
-        last = self._last_response
-        if self.state != IkeState.INITIAL:
-            if last is not None and last.exchange == ExchangeType.IKE_SA_INIT and data == self.neg.init_request:
-                self.counters.duplicate_requests += 1  # RFC 7296 2.1: the same bytes again get the same answer
-                self._queue.extend(last.datagrams)
-                return
-            raise _Drop("unexpected", f"an IKE_SA_INIT request in state {self.state} that is not a "
-                                      f"retransmission of the one answered")
-        if spi_r != bytes(8):
-            raise _Drop("unexpected", f"an IKE_SA_INIT request with responder SPI {spi_r.hex()}")
-        msg = decode(data)
-        try:
-            ike_sa_init.on_request(self, msg, data, now)
-        except IpsecLabError as exc:  # answered with a notify, or not at all; no state was kept
-            raise _Drop("unacceptable", f"IKE_SA_INIT request refused: {exc}") from None
-
-    def _dispatch(self, msg: Message, now: float) -> None:
-        """Hand an authentic, expected message to its exchange; a protocol error from it fails the SA."""
-        from .exchanges import ike_auth, informational
-
-        ex = msg.exchange
-        try:
-            if ex == ExchangeType.IKE_AUTH:
-                if msg.response:
-                    ike_auth.on_response(self, msg, now)
-                else:
-                    ike_auth.on_request(self, msg, now)
-            elif ex == ExchangeType.INFORMATIONAL:
-                if msg.response:
-                    informational.on_response(self, msg, now)
-                else:
-                    informational.on_request(self, msg, now)
-            elif ex == ExchangeType.CREATE_CHILD_SA and not msg.response:
-                # rekeying and extra Child SAs are not implemented yet: say so, as RFC 7296 1.3 allows
-                self.notify_only_response(ex, msg.message_id, NotifyType.NO_ADDITIONAL_SAS)
-            else:
-                raise _Drop("unexpected", f"{msg.summary()} is not handled in state {self.state}")
-        except LocalProtocolError as exc:
-            raise _Drop("unexpected", f"{msg.summary()} cannot be taken in state {self.state}: {exc}") from None
-        except ProtocolError as exc:
-            self.fail(str(exc), exc.notify, remote=exc.from_peer)
-
-
-_SK_TYPES = (PayloadType.SK, PayloadType.SKF)
-
-
-def _reaches_sk(data: bytes, nxt: int) -> bool:
-    """Whether the payload chain gets to an SK or SKF payload, read from the generic headers alone.
-
-    Cheap and before any payload is parsed: once keys exist, nothing without one is looked at further.
-    """
-    pos, end = HEADER_LEN, len(data)
-    while nxt != PayloadType.NONE:
-        if nxt in _SK_TYPES:
-            return True
-        if pos + 4 > end:
-            return False
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 4:
-            return False
-        nxt = data[pos]
-        pos += length
-    return False
-
-
-def find_notify(msg: Message, notify_type: int) -> NotifyPayload | None:
-    """The first notify of a type among the message's clear and decrypted payloads."""
-    for p in msg.all_payloads():
-        if isinstance(p, NotifyPayload) and p.notify_type == notify_type:
-            return p
-    return None
-
-
-def error_notify(msg: Message) -> NotifyPayload | None:
-    """The first error notify (type below 16384, RFC 7296 3.10.1) of a message."""
-    for p in msg.all_payloads():
-        if isinstance(p, NotifyPayload) and p.is_error:
-            return p
-    return None

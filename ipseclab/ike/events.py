@@ -54,6 +54,8 @@ class ChildSaEstablished(Event):
     integ_key_out: bytes
     local_ts: tuple[TrafficSelector, ...]
     remote_ts: tuple[TrafficSelector, ...]
+    rekeyed: int | None = None  # the inbound SPI of the pair this one replaces (REKEY_SA, RFC 7296 1.3.3)
+    pfs: bool = False  # a fresh key exchange went into its KEYMAT (CREATE_CHILD_SA with KE, 2.17)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,39 @@ class IkeSaDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class IkeSaRekeyed(Event):
+    """A new IKE SA replaced the old one (RFC 7296 2.18); an ``IkeSaEstablished`` with its keys came just before.
+
+    The Child SAs now belong to the new IKE SA; the old one is deleted by whoever started the rekey.
+    """
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaRekeyFailed(Event):
+    """Our IKE rekey was refused or could not be taken; the old IKE SA stays in use."""
+
+    reason: str
+    notify: int = 0
+    remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadPeer(Event):
+    """The peer answered none of the retransmissions of a request on an established IKE SA (RFC 7296 2.4).
+
+    An ``IkeSaFailed`` follows: the IKE SA and its Child SAs are gone.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DatagramDropped(Event):
     """A datagram the engine could not use; counted and dropped (never an exception out of receive).
 
@@ -112,7 +147,7 @@ class ChildSaFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class ChildSaDeleted(Event):
-    """A Child SA pair was deleted (by an INFORMATIONAL Delete)."""
+    """A Child SA pair was deleted (by an INFORMATIONAL Delete: ours, after a rekey or on request, or the peer's)."""
 
     spi_in: int
     spi_out: int

@@ -34,7 +34,7 @@ def exchange(i: Side, r: Side, now: float = 0.0, rounds: int = 20) -> None:
         for src, dst in ((i, r), (r, i)):
             for d in src.conn.datagrams_to_send(now):
                 moved = True
-                dst.conn.receive_datagram(d, now)
+                dst.conn.receive_datagram(d.data, now)
         for side in (i, r):
             side.events.extend(iter(side.conn.next_event, None))
         if not moved:

@@ -40,10 +40,17 @@ def _spec_key(s: TransformSpec) -> TransformKey:
     return (int(s.type), s.id, s.key_bits)
 
 
-def offer(proposals: tuple[str, ...], protocol: str, spi: bytes = b"") -> SaPayload:
+def _specs(proposal: str, protocol: str, ke: bool) -> list[TransformSpec]:
+    """A proposal's transforms; without KE for a Child SA made in IKE_AUTH, which has no key exchange of its own
+    (RFC 7296 1.2: a Child SA proposal's KE transforms apply to CREATE_CHILD_SA, as strongSwan strips them)."""
+    specs = parse_proposal(proposal, protocol)
+    return specs if ke else [s for s in specs if s.type != TransformType.KE]
+
+
+def offer(proposals: tuple[str, ...], protocol: str, spi: bytes = b"", *, ke: bool = True) -> SaPayload:
     """An SA payload with one proposal per string, numbered from 1."""
     return SaPayload([
-        proposal_from_specs(n, _PROTOCOLS[protocol], parse_proposal(p, protocol), spi)
+        proposal_from_specs(n, _PROTOCOLS[protocol], _specs(p, protocol, ke), spi)
         for n, p in enumerate(proposals, 1)
     ])
 
@@ -71,9 +78,10 @@ def _accepts(offered: Proposal, mine: list[TransformSpec]) -> list[Transform] | 
     return chosen
 
 
-def choose(offered: SaPayload, acceptable: tuple[str, ...], protocol: str, spi: bytes = b"") -> Proposal:
+def choose(offered: SaPayload, acceptable: tuple[str, ...], protocol: str, spi: bytes = b"", *,
+           ke: bool = True) -> Proposal:
     """The responder's choice (see the module docstring); RemoteProtocolError(NO_PROPOSAL_CHOSEN) if none fits."""
-    mine = [parse_proposal(p, protocol) for p in acceptable]
+    mine = [_specs(p, protocol, ke) for p in acceptable]
     proto = _PROTOCOLS[protocol]
     for op in offered.proposals:
         if op.protocol != proto:
@@ -150,6 +158,22 @@ def child_algorithms(p: Proposal) -> ChildAlgorithms:
         bits = get_encr(encr.id).key_bits
     return ChildAlgorithms(p.protocol, encr.id if encr else None, bits or 0,
                            integ.id if integ and integ.id else None, bool(esn and esn.id == EsnId.ESN))
+
+
+def ke_group(p: Proposal) -> int:
+    """The KE transform of a chosen proposal (0: none, i.e. no PFS for a Child SA)."""
+    t = _one(p, TransformType.KE)
+    return t.id if t is not None else 0
+
+
+def offered_groups(offer_: SaPayload) -> list[int]:
+    """Every KE group in an offer, in order, once each."""
+    out: list[int] = []
+    for p in offer_.proposals:
+        for t in p.transforms:
+            if t.type == TransformType.KE and t.id and t.id not in out:
+                out.append(t.id)
+    return out
 
 
 def describe(p: Proposal) -> str:

@@ -5,7 +5,10 @@ Rules, read top to bottom:
 * The initiator sends IKE_SA_INIT, then IKE_AUTH; each response moves it on (RFC 7296 1.2).
   An INVALID_KE_PAYLOAD or COOKIE answer sends IKE_SA_INIT again (``RETRY_INIT``, 1.2 and 2.6).
 * The responder answers IKE_SA_INIT, then IKE_AUTH.
-* Once ESTABLISHED, either side may run INFORMATIONAL exchanges; a Delete of the IKE SA ends it.
+* Once ESTABLISHED, either side may run INFORMATIONAL and CREATE_CHILD_SA exchanges; a Delete of the IKE SA
+  ends it.
+* An IKE rekey (RFC 7296 2.18) makes a new IKE SA that starts ESTABLISHED (``REKEY_CREATED``) and leaves the old
+  one REKEYED: it takes nothing but INFORMATIONAL (its Delete) until the initiator of the rekey deletes it.
 * Any state may fail; FAILED and CLOSED are final.
 * ``REQUESTS`` says which requests from the peer each state takes at all; the engine drops any other before
   it decrypts it, so an exchange handler only ever runs where its step is allowed.
@@ -33,6 +36,7 @@ class IkeState(StrEnum):
     AUTH_SENT = "auth-sent"  # initiator: IKE_AUTH request out
     INIT_DONE = "init-done"  # responder: IKE_SA_INIT answered, waiting for IKE_AUTH
     ESTABLISHED = "established"
+    REKEYED = "rekeyed"  # replaced by a new IKE SA; waits for its Delete
     DELETING = "deleting"  # we sent the Delete of the IKE SA
     CLOSED = "closed"
     FAILED = "failed"
@@ -48,6 +52,8 @@ class Trigger(StrEnum):
     SEND_DELETE = "send Delete of the IKE SA"
     RECV_DELETE = "receive Delete of the IKE SA"
     DELETE_ANSWERED = "receive the answer to our Delete"
+    REKEY_CREATED = "come into being by an IKE rekey"
+    REKEYED = "be replaced by a new IKE SA"
     FAIL = "fail"
 
 
@@ -64,6 +70,10 @@ TRANSITIONS: dict[tuple[Role, IkeState, Trigger], IkeState] = {
     (RES, S.INIT_DONE, T.RECV_AUTH_REQUEST): S.ESTABLISHED,
 }
 for _role in Role:
+    TRANSITIONS[(_role, S.INITIAL, T.REKEY_CREATED)] = S.ESTABLISHED
+    TRANSITIONS[(_role, S.ESTABLISHED, T.REKEYED)] = S.REKEYED
+    TRANSITIONS[(_role, S.REKEYED, T.SEND_DELETE)] = S.DELETING
+    TRANSITIONS[(_role, S.REKEYED, T.RECV_DELETE)] = S.CLOSED
     TRANSITIONS[(_role, S.ESTABLISHED, T.SEND_DELETE)] = S.DELETING
     TRANSITIONS[(_role, S.ESTABLISHED, T.RECV_DELETE)] = S.CLOSED
     TRANSITIONS[(_role, S.DELETING, T.RECV_DELETE)] = S.CLOSED  # both sides deleted at once
@@ -80,6 +90,7 @@ REQUESTS: dict[tuple[Role, IkeState], frozenset[int]] = {
 }
 for _role in Role:
     REQUESTS[(_role, S.ESTABLISHED)] = frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA})
+    REQUESTS[(_role, S.REKEYED)] = frozenset({ExchangeType.INFORMATIONAL})
     REQUESTS[(_role, S.DELETING)] = frozenset({ExchangeType.INFORMATIONAL})
 
 

@@ -14,9 +14,10 @@ datagram from a ``random.Random`` and the target, so Hypothesis drives the same 
 * memory stays under the budget (stored fragments, cached responses; per SA and in total);
 
 and ``finish`` delivers the held genuine datagrams: the handshake completes, the liveness check is answered,
-the Delete closes both sides.  Only what RFC 7296 says an initiator must act on, unauthenticated (a valid
-IKE_SA_INIT response, COOKIE, INVALID_KE_PAYLOAD; 2.21.1) and a responder must take (a valid IKE_SA_INIT
-request) may divert a target from that; ``Target.diverted`` says so and ``finish`` then checks nothing.
+the Delete closes both sides, a Child SA rekey (ours or the peer's) and an IKE rekey complete.  Only what
+RFC 7296 says an initiator must act on, unauthenticated (a valid IKE_SA_INIT response, COOKIE,
+INVALID_KE_PAYLOAD; 2.21.1) and a responder must take (a valid IKE_SA_INIT request) may divert a target
+from that; ``Target.diverted`` says so and ``finish`` then checks nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ipseclab.ike import DatagramDropped, IkeConnection, IkeState, MemoryBudget
+from ipseclab.ike import ChildSaEstablished, DatagramDropped, IkeConnection, IkeSaRekeyed, IkeState, MemoryBudget
 from ipseclab.packets.enums import ExchangeType, NotifyType, ProtocolId
 from ipseclab.packets.message import HEADER, EncryptedFragment, EncryptedPayload, IkeSaCrypto, Message, decode, encode
 from ipseclab.packets.payloads import (
@@ -43,7 +44,7 @@ from ipseclab.packets.payloads import (
     UnknownPayload,
     VendorPayload,
 )
-from tests.unit.ike_wire import Wire, configs
+from tests.unit.ike_wire import Wire, configs, sent
 
 
 class PropertyViolation(AssertionError):
@@ -79,7 +80,8 @@ class Target:
     keyed: bool
     held: list[bytes]
     held_to: str
-    expect: str  # what finish() checks: established, answered, idle, closed, still-closed
+    expect: str  # what finish() checks: established, answered, idle, closed, still-closed, child-rekeyed,
+    # ike-rekeyed
     genuine: list[bytes] = field(default_factory=list)
     genuine_set: frozenset[bytes] = field(default_factory=frozenset)
     diverted: bool = False
@@ -100,7 +102,7 @@ class Target:
 
 
 def _send(w: Wire, src: IkeConnection, direction: str) -> list[bytes]:
-    out = src.datagrams_to_send(w.now)
+    out = sent(src, w.now)
     w.log += [(direction, d) for d in out]
     return out
 
@@ -145,10 +147,32 @@ def build(state: str, side: str, suite: str = "gcm", budget: MemoryBudget | None
         conn.close(w.now)
         w.pump()
         return Target(name, w, side, True, [], "peer", "still-closed")
+    first = next(iter(conn.children))
+    if state == "child-rekey":  # the attacked side waits for the answer to its CREATE_CHILD_SA (REKEY_SA)
+        conn.rekey_child(first, w.now)
+        return Target(name, w, side, True, _send(w, conn, "i>r" if side == "i" else "r>i"), "peer", "child-rekeyed")
+    if state == "child-request":  # the attacked side is about to get the peer's CREATE_CHILD_SA request
+        peer = w.r if side == "i" else w.i
+        peer.rekey_child(next(iter(peer.children)), w.now)
+        return Target(name, w, side, True, _send(w, peer, "r>i" if side == "i" else "i>r"), "conn", "child-rekeyed")
+    if state == "ike-rekey":  # the attacked side waits for the answer to its IKE rekey
+        conn.rekey_ike(w.now)
+        return Target(name, w, side, True, _send(w, conn, "i>r" if side == "i" else "r>i"), "peer", "ike-rekeyed")
+    if state == "ike-retiring":  # rekeyed: the attacked side holds the new IKE SA and the old one's Delete is out
+        out, back = ("i>r", "r>i") if side == "i" else ("r>i", "i>r")
+        conn.rekey_ike(w.now)
+        peer = w.r if side == "i" else w.i
+        _deliver(w, peer, _send(w, conn, out))
+        _deliver(w, conn, _send(w, peer, back))
+        w.collect()
+        if len(conn.retired) != 1:
+            raise RuntimeError(f"{name}: the IKE rekey did not leave the old IKE SA retiring: {w.events}")
+        return Target(name, w, side, True, _send(w, conn, out), "peer", "ike-rekeyed")
     raise ValueError(f"unknown state {state!r}")
 
 
-STATES = ("init", "auth", "established", "liveness", "deleting", "closed")
+STATES = ("init", "auth", "established", "liveness", "deleting", "closed", "child-rekey", "child-request",
+          "ike-rekey", "ike-retiring")
 TARGETS: tuple[tuple[str, str, str], ...] = tuple(
     (state, side, suite) for suite in SUITES for state in STATES for side in "ir"
     if not (suite == "frag" and state in ("init", "closed"))
@@ -266,7 +290,8 @@ def _payload(rnd: random.Random, t: Target) -> Payload:
     if kind == 2:
         notify = rnd.choice((NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.INVALID_SYNTAX,
                              NotifyType.AUTHENTICATION_FAILED, NotifyType.INVALID_KE_PAYLOAD, NotifyType.COOKIE,
-                             NotifyType.NO_ADDITIONAL_SAS, rnd.randrange(65536)))
+                             NotifyType.NO_ADDITIONAL_SAS, NotifyType.REKEY_SA, NotifyType.TEMPORARY_FAILURE,
+                             NotifyType.CHILD_SA_NOT_FOUND, rnd.randrange(65536)))
         data = {NotifyType.INVALID_KE_PAYLOAD: rnd.choice((19, 14, 31, 0)).to_bytes(2, "big"),
                 NotifyType.COOKIE: rnd.randbytes(rnd.choice((0, 1, 16, 64, 65)))}.get(notify, rnd.randbytes(4))
         return NotifyPayload(notify, data=data)
@@ -361,8 +386,9 @@ def snapshot(conn: IkeConnection, *, sent: bool = True) -> tuple[object, ...]:
     """What input that is not authentic must not change: state, timer, SPIs, non-drop counters, memory."""
     counters = {k: v for k, v in dataclasses.asdict(conn.counters).items()
                 if not k.startswith("dropped_") and (sent or k != "sent")}
+    children = tuple(sorted((k, c.state) for k, c in conn.children.items()))
     return (conn.state, conn.get_timer(), conn.spi_i, conn.spi_r, counters, conn.stored_fragment_bytes,
-            conn.cached_response_bytes, conn.use_natt)
+            conn.cached_response_bytes, conn.use_natt, children, len(conn.retired))
 
 
 def check_bounds(t: Target) -> None:
@@ -401,7 +427,7 @@ def attack(t: Target, inputs: Iterable[bytes]) -> int:
             t.diverted = True  # a valid IKE_SA_INIT message: RFC 7296 says to act on it
         check_bounds(t)
     events = list(iter(conn.next_event, None))
-    out = conn.datagrams_to_send(t.now)
+    out = sent(conn, t.now)
     if t.keyed:
         bad = [e for e in events if not isinstance(e, DatagramDropped)]
         require(not bad, f"forged input made events {bad} in {t.name}", t.last_input)
@@ -441,5 +467,16 @@ def finish(t: Target, *, retransmit: bool = False) -> None:
         w.pump()
         require(conn.state == peer.state == IkeState.ESTABLISHED and conn.get_timer() is None
                 and peer.get_timer() is None, f"{t.name}: liveness checks both ways not answered")
+    elif t.expect == "child-rekeyed":
+        for c, side in ((w.i, "i"), (w.r, "r")):
+            require(c.state == IkeState.ESTABLISHED and len(c.child_sas()) == 1 and c.get_timer() is None,
+                    f"{t.name}: the Child SA rekey did not complete on {side} ({c.state}, {c.children})")
+            require(any(isinstance(e, ChildSaEstablished) and e.rekeyed for e in w.events[side]),
+                    f"{t.name}: no rekeyed Child SA on {side}: {w.events[side]}")
+    elif t.expect == "ike-rekeyed":
+        for c, side in ((w.i, "i"), (w.r, "r")):
+            require(c.state == IkeState.ESTABLISHED and not c.retired and c.get_timer() is None
+                    and any(isinstance(e, IkeSaRekeyed) for e in w.events[side]),
+                    f"{t.name}: the IKE rekey did not complete on {side} ({c.state}, {c.retired})")
     elif t.expect == "still-closed":
         require(conn.state == IkeState.CLOSED, f"{t.name}: left CLOSED ({conn.state})")

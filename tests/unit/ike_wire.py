@@ -15,6 +15,11 @@ from ipseclab.ike import Event, IkeConfig, IkeConnection
 Filter = Callable[[str, bytes], bool]  # (direction "i>r"/"r>i", datagram) -> deliver?
 
 
+def sent(conn: IkeConnection, now: float) -> list[bytes]:
+    """The bytes of what ``conn`` has to send (``datagrams_to_send`` also says where each goes)."""
+    return [d.data for d in conn.datagrams_to_send(now)]
+
+
 def configs(**kw: object) -> tuple[IkeConfig, IkeConfig]:
     """Matching initiator and responder configs; ``r_*`` keys apply to the responder only."""
     ri = {k[2:]: v for k, v in kw.items() if k.startswith("r_")}
@@ -44,7 +49,7 @@ class Wire:
         for _ in range(rounds):
             moved = False
             for src, dst, name in ((self.i, self.r, "i>r"), (self.r, self.i, "r>i")):
-                for d in src.datagrams_to_send(self.now):
+                for d in sent(src, self.now):
                     moved = True
                     self.log.append((name, d))
                     if self.deliver(name, d):

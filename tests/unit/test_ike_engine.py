@@ -35,7 +35,7 @@ from ipseclab.ike.state import Role, Trigger, transition
 from ipseclab.packets.enums import ExchangeType, NotifyType
 from ipseclab.packets.message import decode
 
-from .ike_wire import Wire, configs, handshake
+from .ike_wire import Wire, configs, handshake, sent
 
 
 def esp_pair(child: ChildSaEstablished) -> tuple[EspSA, EspSA]:
@@ -234,7 +234,7 @@ def test_a_request_with_a_used_message_id_but_other_bytes_is_not_a_retransmissio
     forged = bytearray(auth_req)
     forged[-1] ^= 0x55
     w.r.receive_datagram(bytes(forged), w.now)
-    assert w.r.counters.duplicate_requests == 0 and w.r.datagrams_to_send(w.now) == []
+    assert w.r.counters.duplicate_requests == 0 and sent(w.r, w.now) == []
     assert w.r.counters.total_dropped() == 1
 
 
@@ -244,7 +244,7 @@ def test_no_answer_fails_after_the_retransmission_schedule():
     while (t := w.i.get_timer()) is not None:
         w.now = t
         w.i.handle_timer(t)
-        sent_at += [t] * len(w.i.datagrams_to_send(t))
+        sent_at += [t] * len(sent(w.i, t))
         w.collect()
     assert sent_at == pytest.approx([0.5, 0.5 + 0.9, 0.5 + 0.9 + 1.62])  # timeout * 1.8**n
     (f,) = w.of("i", IkeSaFailed)
@@ -257,7 +257,7 @@ def test_malformed_forged_and_stray_datagrams_are_counted_and_dropped():
     w = Wire(ci, cr)
     w.i.initiate(0)
     w.pump(rounds=1)  # IKE_SA_INIT both ways; the IKE_AUTH request is now queued at the initiator
-    (auth_req,) = w.i.datagrams_to_send(0)
+    (auth_req,) = sent(w.i, 0)
     forged = bytearray(auth_req)
     forged[-1] ^= 1
     for junk in (b"", b"\x00" * 10, auth_req[:40], bytes(forged), auth_req[:16] + bytes(8) + auth_req[24:]):
@@ -293,10 +293,11 @@ def test_child_sa_delete_is_answered_with_our_spi():
 
     w = handshake(*configs())
     (ci,) = w.of("i", ChildSaEstablished)
-    w.i.send_request(ExchangeType.INFORMATIONAL, [DeletePayload(ProtocolId.ESP, [ci.spi_in.to_bytes(4, "big")])],
-                     w.now)
+    w.i.delete_child(ci.spi_in, w.now)
     w.pump()
     assert w.of("r", ChildSaDeleted) == [ChildSaDeleted(ci.spi_out, ci.spi_in, by_peer=True)]
+    assert w.of("i", ChildSaDeleted) == [ChildSaDeleted(ci.spi_in, ci.spi_out, by_peer=False)]
+    assert not w.i.child_sas() and not w.r.child_sas()
     answer = decode(w.log[-1][1], w.i.neg.crypto).all_payloads()
     assert answer == [DeletePayload(ProtocolId.ESP, [ci.spi_out.to_bytes(4, "big")])]
 
@@ -308,14 +309,6 @@ def test_large_ike_auth_messages_are_fragmented_and_reassembled():
     auth = [d for direction, d in w.log if direction == "i>r" and decode(d).exchange == ExchangeType.IKE_AUTH]
     assert len(auth) > 1 and all(len(d) <= 576 for d in auth)
     assert len(w.of("r", ChildSaEstablished)[0].remote_ts) == 60
-
-
-def test_create_child_sa_is_refused_politely_for_now():
-    w = handshake(*configs())
-    w.i.send_request(ExchangeType.CREATE_CHILD_SA, [], w.now)
-    w.pump()
-    reply = decode(w.log[-1][1], w.i.neg.crypto)
-    assert reply.response and reply.all_payloads()[0].notify_type == NotifyType.NO_ADDITIONAL_SAS
 
 
 def test_state_table_refuses_impossible_steps():
@@ -379,7 +372,7 @@ def test_mutated_datagrams_never_raise_and_forged_ones_never_advance_the_state(w
     i.initiate(0)
     sender, receiver = i, r
     for step in range(which + 1):
-        (original,) = sender.datagrams_to_send(0)
+        (original,) = sent(sender, 0)
         if step < which:
             receiver.receive_datagram(original, 0)
             sender, receiver = receiver, sender

@@ -34,7 +34,7 @@ from ipseclab.packets.payloads import (
     SaPayload,
 )
 
-from .ike_wire import Wire, configs, handshake
+from .ike_wire import Wire, configs, handshake, sent
 
 
 def todo(item: int) -> pytest.MarkDecorator:
@@ -57,7 +57,7 @@ def after_init() -> tuple[Wire, bytes]:
     w = Wire(*configs())
     w.i.initiate(w.now)
     w.pump(rounds=1)
-    (auth_req,) = w.i.datagrams_to_send(w.now)
+    (auth_req,) = sent(w.i, w.now)
     assert (w.i.state, w.r.state) == (IkeState.AUTH_SENT, IkeState.INIT_DONE)
     return w, auth_req
 
@@ -81,7 +81,7 @@ def test_cleartext_delete_does_not_close_an_established_sa():
     for conn, by_initiator, mid in ((w.r, True, 2), (w.i, False, 0)):  # the next request id each side expects
         conn.receive_datagram(forge(w, INFORMATIONAL, mid, [DeletePayload(ProtocolId.IKE)], response=False,
                                     by_initiator=by_initiator), w.now)
-        assert conn.state == IkeState.ESTABLISHED and conn.datagrams_to_send(w.now) == []
+        assert conn.state == IkeState.ESTABLISHED and sent(conn, w.now) == []
     w.collect()
     assert not w.of("i", IkeSaDeleted) and not w.of("r", IkeSaDeleted)
     assert w.i.counters.dropped_unprotected == w.r.counters.dropped_unprotected == 1
@@ -94,7 +94,7 @@ def test_cleartext_delete_does_not_close_an_established_sa():
 def test_cleartext_response_neither_answers_a_liveness_check_nor_finishes_a_delete():
     w = established()
     w.r.check_liveness(w.now)
-    (liveness,) = w.r.datagrams_to_send(w.now)
+    (liveness,) = sent(w.r, w.now)
     timer = w.r.get_timer()
     w.r.receive_datagram(forge(w, INFORMATIONAL, 0, [], response=True, by_initiator=True), w.now)
     assert w.r.get_timer() == timer and w.r.counters.dropped_unprotected == 1
@@ -102,7 +102,7 @@ def test_cleartext_response_neither_answers_a_liveness_check_nor_finishes_a_dele
     w.pump()
     assert w.r.get_timer() is None and w.r.counters.total_dropped() == 1
     w.i.close(w.now)
-    w.i.datagrams_to_send(w.now)  # the Delete is lost
+    sent(w.i, w.now)  # the Delete is lost
     w.i.receive_datagram(forge(w, INFORMATIONAL, 2, [], response=True, by_initiator=False), w.now)
     assert w.i.state == IkeState.DELETING and w.i.get_timer() is not None
     assert w.i.counters.dropped_unprotected == 1
@@ -115,7 +115,7 @@ def test_cleartext_junk_ike_auth_fails_neither_side():
     w, auth_req = after_init()
     junk = [IdiPayload(2, b"moon.strongswan.org"), AuthPayload(2, bytes(32))]
     w.r.receive_datagram(forge(w, IKE_AUTH, 1, junk, response=False, by_initiator=True), w.now)
-    assert w.r.state == IkeState.INIT_DONE and w.r.datagrams_to_send(w.now) == []
+    assert w.r.state == IkeState.INIT_DONE and sent(w.r, w.now) == []
     timer = w.i.get_timer()
     refusal = [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     w.i.receive_datagram(forge(w, IKE_AUTH, 1, refusal, response=True, by_initiator=False), w.now)
@@ -135,7 +135,7 @@ def test_cleartext_junk_ike_auth_fails_neither_side():
 def test_a_stray_28_byte_response_leaves_the_ike_sa_init_request_outstanding(exchange):
     w = Wire(*configs())
     w.i.initiate(w.now)
-    (init_req,) = w.i.datagrams_to_send(w.now)
+    (init_req,) = sent(w.i, w.now)
     timer = w.i.get_timer()
     stray = HEADER.pack(w.i.spi_i, bytes(8), 0, 0x20, exchange, 0x20, 0, 28)
     w.i.receive_datagram(stray, w.now)
@@ -149,7 +149,7 @@ def test_a_stray_28_byte_response_leaves_the_ike_sa_init_request_outstanding(exc
 def test_a_stray_28_byte_response_does_not_answer_a_liveness_check():
     w = established()
     w.r.check_liveness(w.now)
-    (liveness,) = w.r.datagrams_to_send(w.now)
+    (liveness,) = sent(w.r, w.now)
     timer = w.r.get_timer()
     w.r.receive_datagram(HEADER.pack(w.i.spi_i, w.r.spi_r, 0, 0x20, INFORMATIONAL, 0x28, 0, 28), w.now)
     assert w.r.get_timer() == timer and w.r.counters.total_dropped() == 1
@@ -190,11 +190,11 @@ def forge_init_error(genuine: bytes, notify: int) -> bytes:
 def test_a_forged_ike_sa_init_response_does_not_fail_the_initiator(kind):
     w = Wire(*configs())
     w.i.initiate(w.now)
-    w.r.receive_datagram(w.i.datagrams_to_send(w.now)[0], w.now)
-    (genuine,) = w.r.datagrams_to_send(w.now)
+    w.r.receive_datagram(sent(w.i, w.now)[0], w.now)
+    (genuine,) = sent(w.r, w.now)
     timer = w.i.get_timer()
     w.i.receive_datagram(_forged_init_responses(genuine)[kind], w.now)
-    assert w.i.state == IkeState.INIT_SENT and w.i.get_timer() == timer and w.i.datagrams_to_send(w.now) == []
+    assert w.i.state == IkeState.INIT_SENT and w.i.get_timer() == timer and sent(w.i, w.now) == []
     w.collect()
     assert not w.of("i", IkeSaFailed)
     assert w.i.counters.total_dropped() == 1 and len(w.of("i", DatagramDropped)) == 1
@@ -207,12 +207,12 @@ def test_an_unanswered_refusal_fails_the_initiator_when_the_retransmissions_give
     """Only when no valid response comes before the timer gives up does the (unauthenticated) notify count."""
     w = Wire(*configs(retransmit_tries=3))
     w.i.initiate(w.now)
-    (init_req,) = w.i.datagrams_to_send(w.now)
+    (init_req,) = sent(w.i, w.now)
     w.i.receive_datagram(forge_init_error(init_req, NotifyType.NO_PROPOSAL_CHOSEN), w.now)
     while (t := w.i.get_timer()) is not None:
         w.now = t
         w.i.handle_timer(t)
-        w.i.datagrams_to_send(t)
+        sent(w.i, t)
     w.collect()
     (failed,) = w.of("i", IkeSaFailed)
     assert failed.notify == NotifyType.NO_PROPOSAL_CHOSEN and failed.remote and "NO_PROPOSAL_CHOSEN" in failed.reason
@@ -226,12 +226,12 @@ def test_an_unanswered_refusal_fails_the_initiator_when_the_retransmissions_give
 def test_an_ike_sa_init_request_with_an_invalid_ke_value_gets_invalid_syntax_and_leaves_no_state(ke_data):
     w = Wire(*configs())
     w.i.initiate(w.now)
-    (genuine,) = w.i.datagrams_to_send(w.now)
+    (genuine,) = sent(w.i, w.now)
     ke = decode(genuine).find(KePayload)[0]
     assert isinstance(ke, KePayload)
     w.r.receive_datagram(_replace(decode(genuine), KePayload, KePayload(ke.group, ke_data)), w.now)
     assert w.r.state == IkeState.INITIAL
-    (answer,) = w.r.datagrams_to_send(w.now)
+    (answer,) = sent(w.r, w.now)
     reply = decode(answer)
     assert reply.response and reply.exchange == IKE_SA_INIT and reply.spi_r == bytes(8)
     assert [type(p) for p in reply.payloads] == [NotifyPayload]
@@ -247,8 +247,8 @@ def test_an_ike_sa_init_request_in_another_group_gets_invalid_ke_payload_and_lea
     w = Wire(*configs(ike_proposals=("aes256gcm16-prfsha256-ecp256", "aes256gcm16-prfsha256-modp2048"),
                       r_ike_proposals=("aes256gcm16-prfsha256-modp2048",)))
     w.i.initiate(w.now)
-    w.r.receive_datagram(w.i.datagrams_to_send(w.now)[0], w.now)
-    (answer,) = w.r.datagrams_to_send(w.now)
+    w.r.receive_datagram(sent(w.i, w.now)[0], w.now)
+    (answer,) = sent(w.r, w.now)
     assert decode(answer).payloads == [NotifyPayload(NotifyType.INVALID_KE_PAYLOAD, data=(14).to_bytes(2, "big"))]
     assert w.r.state == IkeState.INITIAL and w.r.counters.dropped_unacceptable == 1
     w.i.receive_datagram(answer, w.now)
@@ -262,8 +262,8 @@ def test_a_refused_ike_sa_init_request_does_not_claim_the_responder():
     stranger = IkeConnection(IkeConfig("mallory", "sun.strongswan.org", b"x", ike_proposals=("aes128-sha1-modp2048",)),
                              initiator=True)
     stranger.initiate(0)
-    w.r.receive_datagram(stranger.datagrams_to_send(0)[0], w.now)
-    (answer,) = w.r.datagrams_to_send(w.now)
+    w.r.receive_datagram(sent(stranger, 0)[0], w.now)
+    (answer,) = sent(w.r, w.now)
     assert decode(answer).payloads == [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN)]
     assert decode(answer).spi_i == stranger.spi_i and w.r.state == IkeState.INITIAL
     w.collect()
@@ -309,10 +309,10 @@ def test_a_forged_copy_of_an_answered_request_gets_no_cached_response():
     w.pump()
     assert w.r.state == IkeState.ESTABLISHED and w.r.counters.dropped_integrity == 1
     w.r.receive_datagram(forged, w.now)
-    assert w.r.datagrams_to_send(w.now) == [] and w.r.counters.duplicate_requests == 0
+    assert sent(w.r, w.now) == [] and w.r.counters.duplicate_requests == 0
     assert w.r.counters.dropped_integrity == 2
     w.r.receive_datagram(auth_req, w.now)  # a genuine retransmission is still answered from the cache
-    assert len(w.r.datagrams_to_send(w.now)) == 1 and w.r.counters.duplicate_requests == 1
+    assert len(sent(w.r, w.now)) == 1 and w.r.counters.duplicate_requests == 1
 
 
 def _authentic_fragments(w: Wire, mid: int, total: int, size: int) -> list[bytes]:
@@ -343,7 +343,7 @@ def test_a_shared_budget_bounds_fragments_over_all_its_connections():
     for w in wires:
         w.i.initiate(w.now)
         w.pump(rounds=1)
-        w.i.datagrams_to_send(w.now)
+        sent(w.i, w.now)
         for d in _authentic_fragments(w, 1, 20, 1000):
             w.r.receive_datagram(d, w.now)
         assert w.r.stored_fragment_bytes <= 16_000
@@ -366,7 +366,7 @@ def test_liveness_then_close_keeps_one_request_in_flight():
     w = established()
     w.i.check_liveness(w.now)
     w.i.close(w.now)
-    (in_flight,) = w.i.datagrams_to_send(w.now)  # RFC 7296 2.3: the Delete waits for the liveness answer
+    (in_flight,) = sent(w.i, w.now)  # RFC 7296 2.3: the Delete waits for the liveness answer
     w.r.receive_datagram(in_flight, w.now)
     w.pump()
     assert w.i.state == w.r.state == IkeState.CLOSED
@@ -403,7 +403,7 @@ def test_our_own_request_reflected_back_is_not_taken_as_the_peers():
         w.r.check_liveness(w.now)
         w.pump()
     w.r.close(w.now)
-    (delete,) = w.r.datagrams_to_send(w.now)
+    (delete,) = sent(w.r, w.now)
     assert decode(delete).message_id == 2
     w.r.receive_datagram(delete, w.now)
     w.collect()
@@ -415,11 +415,11 @@ def test_a_cookie_retry_resends_the_same_payloads_behind_the_cookie():
     """RFC 7296 2.6: the retry carries the COOKIE first and all other payloads unchanged (the same KE value)."""
     w = Wire(*configs())
     w.i.initiate(w.now)
-    (first,) = w.i.datagrams_to_send(w.now)
+    (first,) = sent(w.i, w.now)
     cookie = NotifyPayload(NotifyType.COOKIE, data=b"c" * 16)
     w.i.receive_datagram(encode(Message(w.i.spi_i, bytes(8), IKE_SA_INIT, 0, [cookie], initiator=False,
                                         response=True)), w.now)
-    (retry,) = w.i.datagrams_to_send(w.now)
+    (retry,) = sent(w.i, w.now)
     assert decode(retry).payloads == [cookie, *decode(first).payloads]
     w.r.receive_datagram(retry, w.now)
     w.pump()

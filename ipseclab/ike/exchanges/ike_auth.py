@@ -34,6 +34,7 @@ from ...packets.payloads import (
     TsiPayload,
     TsrPayload,
 )
+from ..child import ChildSa, ChildTrigger
 from ..config import identity
 from ..events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ..negotiate import check_choice, child_algorithms, choose, offer
@@ -96,14 +97,20 @@ def _has_notify(payloads: list[Payload], notify_type: int) -> bool:
     return any(isinstance(p, NotifyPayload) and p.notify_type == notify_type for p in payloads)
 
 
-def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: bytes, mode: str,
-                 tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> ChildSaEstablished:
-    neg = conn.neg
-    suite, keys = _negotiated(conn)
+def child_event(conn: IkeConnection, keys: tuple[IkeSuite, IkeSaKeys], chosen: Proposal, spi_in: bytes,
+                spi_out: bytes, mode: str, tsi: list[TrafficSelector], tsr: list[TrafficSelector], *,
+                nonce_i: bytes, nonce_r: bytes, we_initiated: bool, g_ir: bytes | None = None,
+                rekeyed: int | None = None) -> ChildSaEstablished:
+    """A Child SA's event with its KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr) (RFC 7296 2.17).
+
+    Ni, Nr and the key order (initiator to responder first) are those of the exchange that made it: IKE_AUTH,
+    or a CREATE_CHILD_SA started by either side.  ``keys`` are the suite and keys of the IKE SA it ran on.
+    """
+    suite, ike_keys = keys
     algs = child_algorithms(chosen)
     e_size, i_size = algs.key_sizes
-    km = child_sa_keys(suite.prf, keys.sk_d, neg.nonce_i, neg.nonce_r, e_size, i_size)
-    if conn.initiator:
+    km = child_sa_keys(suite.prf, ike_keys.sk_d, nonce_i, nonce_r, e_size, i_size, g_ir)
+    if we_initiated:
         ein, iin, eout, iout = km.encr_r, km.integ_r, km.encr_i, km.integ_i
         local, remote = tsi, tsr
     else:
@@ -111,13 +118,43 @@ def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: 
         local, remote = tsr, tsi
     return ChildSaEstablished(chosen.protocol, int.from_bytes(spi_in, "big"), int.from_bytes(spi_out, "big"), mode,
                               algs.encr_id, algs.encr_key_bits, algs.integ_id, algs.esn, conn.use_natt,
-                              ein, iin, eout, iout, tuple(local), tuple(remote))
+                              ein, iin, eout, iout, tuple(local), tuple(remote), rekeyed, g_ir is not None)
 
 
-def _established(conn: IkeConnection, peer_id: IdPayload) -> IkeSaEstablished:
+def _child_event(conn: IkeConnection, chosen: Proposal, spi_in: bytes, spi_out: bytes, mode: str,
+                 tsi: list[TrafficSelector], tsr: list[TrafficSelector]) -> ChildSaEstablished:
+    neg = conn.neg
+    return child_event(conn, _negotiated(conn), chosen, spi_in, spi_out, mode, tsi, tsr, nonce_i=neg.nonce_i,
+                       nonce_r=neg.nonce_r, we_initiated=conn.initiator)
+
+
+def add_child(conn: IkeConnection, event: ChildSaEstablished, now: float) -> ChildSa:
+    """An agreed pair becomes an installed Child SA of the connection, and its event goes to the driver."""
+    child = conn.children.get(event.spi_in) or ChildSa(event.protocol, event.spi_in.to_bytes(4, "big"), event.mode)
+    child.spi_out, child.sa, child.installed_at = event.spi_out.to_bytes(4, "big"), event, now
+    child.step(ChildTrigger.INSTALL)
+    conn.children[child.key] = child
+    from .. import lifecycle
+
+    lifecycle.schedule_child(conn, child, now)
+    conn.emit(event)
+    return child
+
+
+def established_event(conn: IkeConnection) -> IkeSaEstablished:
+    """The current IKE SA's event, with the keys for Wireshark's table."""
     s, keys = _negotiated(conn)
-    return IkeSaEstablished(conn.spi_i, conn.spi_r, conn.initiator, s.describe(), int(s.encr.id), s.encr.key_bits,
-                            int(s.integ.id) if s.integ else None, keys, peer_id.text())
+    return IkeSaEstablished(conn.spi_i, conn.spi_r, conn.ike.initiator, s.describe(), int(s.encr.id),
+                            s.encr.key_bits, int(s.integ.id) if s.integ else None, keys, conn.peer_id)
+
+
+def _established(conn: IkeConnection, peer_id: IdPayload, now: float) -> IkeSaEstablished:
+    conn.peer_id = peer_id.text()
+    conn.neg.forget_handshake()
+    from .. import lifecycle
+
+    lifecycle.schedule_ike(conn, now)
+    return established_event(conn)
 
 
 def start(conn: IkeConnection, now: float) -> None:
@@ -125,8 +162,8 @@ def start(conn: IkeConnection, now: float) -> None:
     neg, cfg = conn.neg, conn.config
     idi = _own_id(conn, IdiPayload)
     id_type, data = identity(cfg.remote_id)
-    neg.child_spi = _child_spi(conn)
-    neg.child_offer = offer(cfg.child_proposals, cfg.protocol, neg.child_spi)
+    neg.child_spi = child_spi(conn)
+    neg.child_offer = offer(cfg.child_proposals, cfg.protocol, neg.child_spi, ke=False)
     payloads: list[Payload] = [idi, IdrPayload(id_type, data),
                                AuthPayload(AuthMethod.SHARED_KEY_MIC, _auth_data(conn, for_initiator=True,
                                                                                  id_payload=idi))]
@@ -136,10 +173,12 @@ def start(conn: IkeConnection, now: float) -> None:
     conn.send_request(ExchangeType.IKE_AUTH, payloads, now)
 
 
-def _child_spi(conn: IkeConnection) -> bytes:
+def child_spi(conn: IkeConnection) -> bytes:
+    """A fresh inbound SPI for a Child SA, not one of our others."""
     while True:
         spi = conn.rng(4)
-        if int.from_bytes(spi, "big") >= 256:  # 1-255 are reserved by IANA (RFC 4303 2.1)
+        n = int.from_bytes(spi, "big")
+        if n >= 256 and n not in conn.children:  # 1-255 are reserved by IANA (RFC 4303 2.1)
             return spi
 
 
@@ -166,8 +205,8 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
         n_tsi = narrow(tsi.selectors, from_cidrs(cfg.remote_ts))
         n_tsr = narrow(tsr.selectors, from_cidrs(cfg.local_ts))
         try:
-            spi = _child_spi(conn)
-            chosen = choose(sa, cfg.child_proposals, cfg.protocol, spi)
+            spi = child_spi(conn)
+            chosen = choose(sa, cfg.child_proposals, cfg.protocol, spi, ke=False)
         except RemoteProtocolError as exc:
             failure = (str(exc), exc.notify)
         else:
@@ -189,10 +228,9 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
     if failure is not None:
         payloads.append(NotifyPayload(failure[1]))
     conn.send_response(ExchangeType.IKE_AUTH, payloads, msg.message_id)
-    conn.emit(_established(conn, idi))
+    conn.emit(_established(conn, idi, now))
     if child is not None:
-        conn.neg.child = child
-        conn.emit(child)
+        add_child(conn, child, now)
     elif failure is not None:
         conn.emit(ChildSaFailed(failure[0], failure[1], remote=True))
 
@@ -209,7 +247,7 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
                                   from_peer=True)
     idr = _check_peer(conn, _find(inner, IdrPayload), auth, peer_is_initiator=False)
     conn.step(Trigger.RECV_AUTH_RESPONSE)
-    conn.emit(_established(conn, idr))
+    conn.emit(_established(conn, idr, now))
     err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
     sa, tsi, tsr = _find(inner, SaPayload), _find(inner, TsiPayload), _find(inner, TsrPayload)
     if err is not None or not isinstance(sa, SaPayload) or not isinstance(tsi, TsiPayload) \
@@ -237,9 +275,8 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
         conn.emit(ChildSaFailed(f"the responder's Child SA proposal has a {len(chosen.spi)}-byte SPI",
                                 NotifyType.INVALID_SYNTAX))
         return
-    child = _child_event(conn, chosen, neg.child_spi, chosen.spi, cfg.mode, tsi.selectors, tsr.selectors)
-    neg.child = child
-    conn.emit(child)
+    add_child(conn, _child_event(conn, chosen, neg.child_spi, chosen.spi, cfg.mode, tsi.selectors, tsr.selectors),
+              now)
 
 
 def _ts(selectors: list[TrafficSelector]) -> str:

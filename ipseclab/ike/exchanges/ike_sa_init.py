@@ -183,7 +183,7 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
     keys, crypto = _keys(suite, neg.ke, ke, neg.nonce_i, nonce.data, conn.spi_i, msg.spi_r)
     # everything checked: from here on the response is taken
     conn.complete_request()
-    conn.spi_r = msg.spi_r
+    conn.ike.spi_r = msg.spi_r
     neg.suite, neg.keys, neg.crypto = suite, keys, crypto
     neg.nonce_r = nonce.data
     neg.init_response = data
@@ -236,7 +236,7 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
         conn.refuse_init(msg, exc.notify, exc.data)
         raise
     # everything checked: from here on the request is taken
-    conn.spi_i, conn.spi_r = msg.spi_i, spi_r
+    conn.ike.spi_i, conn.ike.spi_r = msg.spi_i, spi_r
     neg.suite, neg.keys, neg.crypto = suite, keys, crypto
     neg.ke_group, neg.ke = group.id, our_ke
     neg.nonce_i, neg.nonce_r = nonce.data, nonce_r
@@ -249,4 +249,6 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     if conn.config.fragmentation and neg.peer_fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
     conn.step(Trigger.RECV_INIT_REQUEST)
+    if conn.config.half_open_timeout:
+        conn.half_open_until = now + conn.config.half_open_timeout
     neg.init_response = conn.send_response(ExchangeType.IKE_SA_INIT, payloads, msg.message_id, encrypted=False)
