@@ -9,6 +9,7 @@ and refuses anything else (RFC 7296 3.3.6).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..crypto import IkeSuite, get_encr, get_integ
@@ -17,7 +18,7 @@ from ..crypto.registry import EsnId, TransformType, transform_name
 from ..errors import RemoteProtocolError
 from ..packets.builders import proposal_from_specs
 from ..packets.enums import NotifyType, ProtocolId, enum_name
-from ..packets.payloads import Proposal, SaPayload, Transform
+from ..packets.payloads import NotifyPayload, Proposal, SaPayload, Transform
 
 _KEY_LENGTH = 14  # transform attribute type (RFC 7296 3.3.5)
 _PROTOCOLS = {"ike": ProtocolId.IKE, "esp": ProtocolId.ESP, "ah": ProtocolId.AH}
@@ -174,6 +175,18 @@ def offered_groups(offer_: SaPayload) -> list[int]:
             if t.type == TransformType.KE and t.id and t.id not in out:
                 out.append(t.id)
     return out
+
+
+def group_asked_for(notify: NotifyPayload, offer_: SaPayload, tried: Collection[int]) -> int | None:
+    """The group an INVALID_KE_PAYLOAD asks for (RFC 7296 1.3), or None.
+
+    None unless the notify carries a two-byte group that we offered and have not sent yet: a peer
+    can neither make us loop nor move us to a group we never proposed.
+    """
+    if notify.notify_type != NotifyType.INVALID_KE_PAYLOAD or len(notify.data) != 2:
+        return None
+    group = int.from_bytes(notify.data, "big")
+    return group if group in offered_groups(offer_) and group not in tried else None
 
 
 def describe(p: Proposal) -> str:

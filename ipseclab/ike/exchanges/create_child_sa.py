@@ -36,7 +36,7 @@ from ...packets.payloads import (
 )
 from ..child import LIVE, ChildSa, ChildState, ChildTrigger
 from ..events import ChildSaEstablished, ChildSaFailed
-from ..negotiate import check_choice, choose, ke_group, offer, offered_groups
+from ..negotiate import check_choice, choose, group_asked_for, ke_group, offer, offered_groups
 from ..sa import IkeSa
 from ..selectors import from_cidrs, narrow, within
 from . import informational
@@ -148,12 +148,10 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: o
     inner = msg.all_payloads()
     err = next((n for n in inner if isinstance(n, NotifyPayload) and n.is_error), None)
     if err is not None:
-        if err.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(err.data) == 2:
-            group = _GROUP.unpack(err.data)[0]
-            if group in offered_groups(p.offer) and group not in p.tried:
-                p.group = group  # RFC 7296 1.3: again, with the group the responder asks for
-                _send(conn, p, now)
-                return
+        if (group := group_asked_for(err, p.offer, p.tried)) is not None:
+            p.group = group  # RFC 7296 1.3: again, with the group the responder asks for
+            _send(conn, p, now)
+            return
         _failed(conn, p, f"the responder refused the Child SA: {enum_name(NotifyType, err.notify_type)}",
                 err.notify_type, True)
         return

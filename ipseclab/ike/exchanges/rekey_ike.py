@@ -27,7 +27,7 @@ from ...packets.enums import ExchangeType, NotifyType, ProtocolId, enum_name
 from ...packets.message import IkeSaCrypto, Message
 from ...packets.payloads import KePayload, NoncePayload, NotifyPayload, Payload, SaPayload
 from ..events import IkeSaRekeyed, IkeSaRekeyFailed
-from ..negotiate import check_choice, choose, ike_suite, offer, offered_groups
+from ..negotiate import check_choice, choose, group_asked_for, ike_suite, offer, offered_groups
 from ..sa import IkeSa
 from ..state import IkeState, Trigger
 from . import informational
@@ -174,12 +174,10 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, p: Pen
     inner = msg.all_payloads()
     err = next((n for n in inner if isinstance(n, NotifyPayload) and n.is_error), None)
     if err is not None:
-        if err.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(err.data) == 2:
-            group = _GROUP.unpack(err.data)[0]
-            if group in offered_groups(p.offer) and group not in p.tried:
-                p.group = group
-                _send(conn, p, now)
-                return
+        if (group := group_asked_for(err, p.offer, p.tried)) is not None:
+            p.group = group  # RFC 7296 1.3: again, with the group the responder asks for
+            _send(conn, p, now)
+            return
         conn.emit(IkeSaRekeyFailed(f"the responder refused the IKE rekey: {enum_name(NotifyType, err.notify_type)}",
                                    err.notify_type, remote=True))
         return
