@@ -58,6 +58,13 @@ def choose_runtime(requested: str | None = None) -> RuntimeChoice:
     kernel = (f"the host kernel has ESP/AH ({why}), but using it from containers is not implemented yet"
               if has_esp else f"the host kernel lacks ESP/AH ({why})")
     if asked == "docker" or (asked == "auto" and engine_answers()):
+        remote = os.environ.get("DOCKER_HOST", "")
+        if remote and not remote.startswith("unix://"):
+            # the lab bind-mounts run directories and names the containers' network namespaces: both
+            # need the engine's own host
+            raise LabError(f"the docker runtime needs the Docker engine on this machine; DOCKER_HOST={remote} is "
+                           "another one", hint="unset DOCKER_HOST (or point it at a local unix socket), or run "
+                                               "ipseclab on the engine's machine")
         engine().close()  # a one-line error naming DOCKER_HOST when no engine answers
         return RuntimeChoice("docker", f"{asked} asked: each kernel peer is a container of its docker image "
                                        f"that boots the peer's own kernel under User-Mode Linux, since {kernel}")

@@ -48,3 +48,9 @@ def test_an_unknown_runtime_is_refused_with_the_choices(monkeypatch):
     monkeypatch.setenv("IPSECLAB_RUNTIME", "podman")
     with pytest.raises(LabError, match=r"(?s)unknown runtime 'podman'.*auto, uml, docker"):
         choose_runtime()
+
+
+def test_a_remote_engine_is_refused_with_the_reason(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://198.51.100.7:2376")
+    with pytest.raises(LabError, match=r"needs the Docker engine on this machine; DOCKER_HOST=tcp://"):
+        choose_runtime("docker")
