@@ -166,3 +166,15 @@ def test_an_image_that_fails_to_build_is_one_error_with_the_log_and_leaves_nothi
     assert "simulated-failure" in (tmp_path / "logs" / "docker-image-strongswan.log").read_text()
     assert {c.id for c in client.containers.list(all=True)} <= before, "the failed build left a container"
     assert not client.images.list(name=docker_images.image_tag("strongswan")), "no image under the broken inputs' tag"
+
+
+def test_images_cli_lists_and_builds_nothing_twice(client, capsys):
+    from ipseclab.cli import main
+
+    assert main(["images", "build", "strongswan"]) == 0
+    assert "cached: nothing to build" in capsys.readouterr().out
+    assert main(["images", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in docker_images.image_names():
+        line = next((ln for ln in out.splitlines() if ln.startswith(docker_images.image_tag(name))), "")
+        assert line.endswith("current"), f"expected {docker_images.image_tag(name)} listed as current, got {out!r}"
