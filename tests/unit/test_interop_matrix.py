@@ -294,3 +294,16 @@ def test_interop_junit_into_a_missing_directory_is_one_line_before_anything_runs
     rc = main(["interop", "--pair", "ipseclab:ipseclab", "--junit", str(tmp_path / "no" / "x.xml")])
     _one_line_error(capsys, rc, "--junit")
     assert fake_cells == []
+
+
+def test_the_ci_workflow_runs_every_shard_and_merges_them():
+    """docs/ci/interop.yml cannot run here; at least its shard list, the --shard it passes and the merge agree."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ci" / "interop.yml").read_text()
+    count = int(re.search(r"\n  SHARDS: (\d+)", text).group(1))  # type: ignore[union-attr]
+    listed = re.search(r"\n        shard: \[([\d, ]+)\]", text).group(1)  # type: ignore[union-attr]
+    assert [int(x) for x in listed.split(",")] == list(range(1, count + 1))
+    assert "ipseclab interop --shard ${{ matrix.shard }}/${{ env.SHARDS }}" in text
+    assert 'name: interop-shard-${{ matrix.shard }}\n          path: runs/shard-${{ matrix.shard }}' in text
+    assert "ipseclab results merge shards/interop-shard-* --out matrix" in text
