@@ -239,9 +239,9 @@ def merge(files: Sequence[ResultsFile]) -> tuple[Selection, list[CaseResult]]:
     for f in files[1:]:
         if f.selection != first.selection:
             raise ConfigError(f"{f.path} and {first.path} are shards of different matrices (cases or pairs differ)")
-        if (f.shard and f.shard.count) != (first.shard and first.shard.count):
-            raise ConfigError(f"{f.path} is shard {f.shard or 'none (a whole run)'} and {first.path} is shard "
-                              f"{first.shard or 'none (a whole run)'}: not one split of the matrix")
+        if _count(f) != _count(first):
+            raise ConfigError(f"{f.path} is {_which(f)} and {first.path} is {_which(first)}: not one split of the "
+                              "matrix")
     seen_shards: dict[int, Path] = {}
     for f in files:
         if f.shard is None:
@@ -271,3 +271,11 @@ def merge(files: Sequence[ResultsFile]) -> tuple[Selection, list[CaseResult]]:
         more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
         raise ConfigError(f"no input holds cell {absent[0]}{more}: a shard did not finish")
     return first.selection, order(merged, first.selection)
+
+
+def _count(f: ResultsFile) -> int | None:
+    return f.shard.count if f.shard else None
+
+
+def _which(f: ResultsFile) -> str:
+    return f"shard {f.shard}" if f.shard else "a whole run"

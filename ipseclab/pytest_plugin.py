@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .lab.runtime import RUNTIMES  # stdlib imports only: cheap at start-up
+
 if TYPE_CHECKING:
     from testcases.base import TestCase
 
     from .ike.loopback import Pair
     from .lab.lab import Lab
 
-RUNTIMES = ("uml", "docker", "auto")  # as ipseclab.lab.runtime.RUNTIMES, without importing the lab at start-up
 TSHARK_REASON = "tshark is not installed (apt-get install tshark)"
 ROOT_REASON = "interop tests need root (network namespaces, UML)"
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # on an item: its phases' reports

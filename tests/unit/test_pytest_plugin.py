@@ -59,7 +59,7 @@ def no_boot(monkeypatch):
 def test_the_options_are_in_pytest_help(pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*ipseclab interop labs:*", "*--ipseclab-pair=INIT:RESP*", "*--ipseclab-case=NAME*",
-                                 "*--ipseclab-runtime={uml,docker,auto}*", "*--ipseclab-keep*"])
+                                 "*--ipseclab-runtime={auto,uml,docker}*", "*--ipseclab-keep*"])
 
 
 @pytest.mark.parametrize(("args", "line"), [
