@@ -8,7 +8,8 @@ Registered through pyproject.toml, so any project that installs ipseclab gets it
 - options ``--ipseclab-pair INIT:RESP`` (repeatable), ``--ipseclab-case NAME`` (repeatable),
   ``--ipseclab-runtime`` and ``--ipseclab-keep``; bad values stop the session with one line.
 - fixtures ``ike_pair`` (two IKEv2 engines wired in memory, no root), ``ipseclab_lab`` (a factory that
-  boots a lab and tears it down after the test), and ``ipseclab_pair``/``ipseclab_case``, which
+  boots a lab and tears it down after the test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's
+  run), and ``ipseclab_pair``/``ipseclab_case``, which
   parametrise a test over the pairs and cases the options name (default: the main matrix's).
 
 Everything heavier than pytest itself is imported inside the hooks and fixtures that need it, so a
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from .ike.loopback import Pair
     from .lab.lab import Lab
+    from .pcap.trace import Trace
 
 TSHARK_REASON = "tshark is not installed (apt-get install tshark)"
 ROOT_REASON = "interop tests need root (network namespaces, UML)"
@@ -224,6 +226,29 @@ def _artifacts(lab: Lab) -> list[Path]:
     from .matrix import artifacts
 
     return artifacts(str(lab.run_dir))
+
+
+@pytest.fixture
+def ipseclab_trace(request: pytest.FixtureRequest, ipseclab_lab: LabFactory) -> Callable[..., Trace]:
+    """Wireshark's view of a lab's run, decrypted with the run's key files: ``ipseclab_trace(lab)``.
+
+    It takes the lab down first (the key files are collected on the way down, and captures are complete
+    only once stopped), so call it when the traffic is done; without an argument it is the last lab
+    ``ipseclab_lab`` made.  Needs tshark (mark the test ``tshark``).
+    """
+    from .errors import ConfigError
+    from .pcap.trace import Trace
+
+    def trace(lab: Lab | None = None) -> Trace:
+        labs = request.node.stash.get(_LABS, [])
+        if lab is None:
+            if not labs:
+                raise ConfigError("ipseclab_trace: no lab yet; make one with ipseclab_lab first")
+            lab = labs[-1]
+        lab.down()
+        return Trace.load(Path(lab.run_dir))
+
+    return trace
 
 
 def _lab_configs(case: object, initiator: str, responder: str, topology: str | None) -> tuple[Any, Any, str]:

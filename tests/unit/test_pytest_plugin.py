@@ -42,6 +42,9 @@ class FakeLab:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def down(self) -> None:
         (self.run_dir / "torn-down").write_text(f"{self.spec.left}->{self.spec.right} {self.spec.topology}")
 
 
@@ -255,3 +258,46 @@ def test_keep_keeps_a_passing_tests_run_directory(pytester, host, no_boot):
     kept = next(base.glob("ipseclab-ipseclab-to-strongswan-[0-9]*"))
     assert (kept / "torn-down").read_text() == "ipseclab->strongswan direct"
     assert (kept / "l0.pcap").exists()
+
+
+# --- ipseclab_trace ------------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parents[2] / "pcaps" / "strongswan-aes256-sha256-modp2048"
+
+
+class GoldenLab(FakeLab):
+    """A lab whose teardown leaves a real strongSwan capture and the keys strongSwan logged."""
+
+    def __enter__(self) -> GoldenLab:
+        return self
+
+    def down(self) -> None:
+        import shutil
+
+        shutil.copy(f"{GOLDEN}.pcap", self.run_dir / "l0.pcap")
+        shutil.copy(f"{GOLDEN}.ikev2_decryption_table", self.run_dir / "ikev2_decryption_table")
+        super().down()
+
+
+@pytest.mark.tshark
+def test_ipseclab_trace_takes_the_lab_down_and_decrypts_its_run(pytester, host, monkeypatch):
+    from ipseclab.lab import lab
+
+    monkeypatch.setattr(lab, "Lab", GoldenLab)
+    host(root=True)
+    pytester.makepyfile("""
+        import pytest
+
+        def test_trace(ipseclab_lab, ipseclab_trace):
+            made = ipseclab_lab("esp-tunnel")
+            trace = ipseclab_trace()
+            assert (made.run_dir / "torn-down").exists()
+            encrypted = [r for r in trace.ike() if r.encrypted]
+            assert len(trace.ike()) == 8 and len(encrypted) == 6
+            assert all(r.decrypted and r.icv_ok for r in encrypted)
+
+        def test_no_lab(ipseclab_trace):
+            with pytest.raises(Exception, match="no lab yet; make one with ipseclab_lab first"):
+                ipseclab_trace()
+    """)
+    pytester.runpytest().assert_outcomes(passed=2)
