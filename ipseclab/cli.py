@@ -16,12 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
 from .lab.kernel import DEFAULT_SUITE
 from .lab.runtime import RUNTIMES
-
-RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers that boot "
-                "the peer's kernel under UML), auto (docker when an engine answers)")
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -71,54 +69,6 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
                         f"{sum(1 for e in esp_records if e.verified)} verified")
         print(f"{summary}, {failures} with errors")
     return 1 if failures else 0
-
-
-def _pairs(specs: list[str] | None) -> list[tuple[str, str]]:
-    from .interop import DEFAULT_PAIRS
-    from .lab.peers import implementations
-
-    known = implementations()
-    if not specs:
-        return list(DEFAULT_PAIRS)
-    out = []
-    for spec in specs:
-        init, sep, resp = spec.partition(":")
-        if not sep or init not in known or resp not in known:
-            raise ConfigError(f"--pair {spec!r}: write INITIATOR:RESPONDER, each one of {', '.join(known)}")
-        out.append((init, resp))
-    return out
-
-
-def _cmd_interop(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
-
-    from testcases import ALL_CASES, by_name
-
-    from .interop import PASSED, UNSUPPORTED, matrix_markdown, run_matrix
-
-    cases = [by_name(n) for n in args.case] if args.case else ALL_CASES
-    pairs = _pairs(args.pair)
-    out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
-    from .lab.runtime import choose_runtime
-
-    runtime = choose_runtime(args.runtime)
-    print(f"interop: {len(cases)} cases x {len(pairs)} pairs; runs, pcaps, keys and logs in {out}")
-    print(f"runtime: {runtime.name}: {runtime.reason}")
-    from .lab.peers import driver
-
-    if any(driver(impl).placement == "kernel" for pair in pairs for impl in pair):
-        from .lab.kernel import select_kernel
-        from .lab.probe import require_bootable
-
-        kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
-        print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")
-    results = run_matrix(cases, pairs, out, runtime=runtime.name)
-    print()
-    print(matrix_markdown(results))
-    print(f"results: {out / 'results.md'} and {out / 'results.json'}")
-    bad = [r for r in results if r.status not in (PASSED, UNSUPPORTED)]
-    return 1 if bad else 0
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
@@ -233,13 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_decrypt)
 
-    p = sub.add_parser("interop", help="run the interop matrix: test cases x initiator->responder pairs (root)")
-    p.add_argument("--case", action="append", help="a test case name (default: all); may be repeated")
-    p.add_argument("--pair", action="append", metavar="INIT:RESP",
-                   help="e.g. strongswan:libreswan (default: both directions of strongSwan/Libreswan)")
-    p.add_argument("--out", help="directory for the runs and the results matrix")
-    p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
-    p.set_defaults(func=_cmd_interop)
+    add_parsers(sub)
 
     p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
     p.add_argument("action", choices=["up", "status", "down", "cleanup"])

@@ -8,10 +8,9 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from testcases.base import TestCase
@@ -20,8 +19,20 @@ from .errors import ConfigError, IpsecLabError
 from .lab import docker_images
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
-from .lab.peers import driver
+from .lab.peers import driver, implementations
 from .lab.topology import Topology, make_topology
+from .matrix import (  # noqa: F401  (re-exported: the results model used to live here)
+    ERROR,
+    FAILED,
+    PASSED,
+    UNSUPPORTED,
+    CaseResult,
+    Cell,
+    Selection,
+    Shard,
+    matrix_markdown,
+    write_results,
+)
 from .pcap.trace import Trace
 
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
@@ -33,20 +44,6 @@ DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("openiked", "strongswan"), ("strongswan", "openiked"), ("openiked", "libreswan"),
                  ("libreswan", "openiked"), ("openiked", "ipseclab"), ("ipseclab", "openiked")]
 PSK = "ipseclab-interop-psk"
-
-PASSED, FAILED, UNSUPPORTED, ERROR = "passed", "failed", "unsupported", "error"
-
-
-@dataclass(frozen=True, slots=True)
-class CaseResult:
-    case: str
-    initiator: str
-    responder: str
-    status: str
-    reason: str
-    run_dir: str
-    seconds: float
-
 
 def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
     """The initiator's (left) and responder's (right) configuration for a test case."""
@@ -115,17 +112,11 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     topo = make_topology(case.topology, "probe")
     try:
         left_cfg, right_cfg = case_configs(case, topo)
-        for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
-            drv = driver(impl)
-            drv.check_topology(case.topology)
-            drv.check_supported(cfg, case.topology)
-            if drv.placement == "container" and not docker_images.engine_answers():
-                raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
-        if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
-            raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
-                              "messages cannot be checked")
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
+    why = unsupported_reason(case, initiator, responder)
+    if why:
+        return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
             lab.initiate("left")
@@ -139,39 +130,86 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     return result(PASSED)
 
 
-def run_matrix(cases: Sequence[TestCase], pairs: Sequence[tuple[str, str]], out_dir: Path,
-               progress: bool = True, runtime: str = "") -> list[CaseResult]:
-    """Run every case for every pair; writes results.json and results.md into ``out_dir``."""
+def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True) -> str | None:
+    """Why the cell cannot run (the drivers' own words), or None; decided without booting anything.
+
+    ``host=False`` leaves out what depends on this machine (a Docker engine for container peers), so that
+    ``--list`` says what the implementations can do, not what this host has.
+    """
+    try:
+        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
+        for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
+            drv = driver(impl)
+            drv.check_topology(case.topology)
+            drv.check_supported(cfg, case.topology)
+            if host and drv.placement == "container" and not docker_images.engine_answers():
+                raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
+            raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
+                              "messages cannot be checked")
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """What one implementation says about a case in each role: None where it can, else its reason."""
+
+    impl: str
+    initiator: str | None
+    responder: str | None
+
+
+def case_support(case: TestCase) -> list[Support]:
+    """Each registered implementation's answer for ``case`` in each role, from its driver's checks alone."""
+    try:
+        cfgs = case_configs(case, make_topology(case.topology, "probe"))
+    except ConfigError as exc:
+        return [Support(impl, str(exc), str(exc)) for impl in implementations()]
+    out = []
+    for impl in implementations():
+        drv = driver(impl)
+        why: list[str | None] = []
+        for cfg in cfgs:
+            try:
+                drv.check_topology(case.topology)
+                drv.check_supported(cfg, case.topology)
+                why.append(None)
+            except ConfigError as exc:
+                why.append(str(exc))
+        out.append(Support(impl, why[0], why[1]))
+    return out
+
+
+def progress_line(k: int, n: int, res: CaseResult) -> str:
+    """``[k/n] case initiator->responder STATUS time reason``: one line per cell as the matrix runs."""
+    width = len(str(n))
+    reason = f"  {res.reason.splitlines()[0]}" if res.reason else ""
+    return (f"[{k:>{width}}/{n}] {res.case} {res.initiator}->{res.responder} {res.status.upper()} "
+            f"{res.seconds:.1f}s{reason}")
+
+
+def run_matrix(cases: list[TestCase], pairs: list[tuple[str, str]], out_dir: Path, progress: bool = True,
+               runtime: str = "", shard: Shard | None = None,
+               report: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run every cell of cases x pairs (or only ``shard``'s) in matrix order; results.json, results.md and
+    results.xml (JUnit) are rewritten after each cell, so an interrupted run still leaves its matrix."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for case in cases:
-        for initiator, responder in pairs:
-            res = run_case(case, initiator, responder, out_dir, runtime)
-            results.append(res)
-            if progress:
-                print(f"{res.case:<16} {res.initiator:>10} -> {res.responder:<10} {res.status.upper():<11} "
-                      f"{res.seconds:5.1f}s {res.reason.splitlines()[0] if res.reason else ''}", flush=True)
-            write_results(results, out_dir)
+    by_name = {c.name: c for c in cases}
+    selection = Selection(tuple(by_name), tuple(pairs))
+    cells = selection.cells(shard)
+    results: list[CaseResult] = []
+    for k, cell in enumerate(cells, 1):
+        res = run_case(by_name[cell.case], cell.initiator, cell.responder, out_dir, runtime)
+        results.append(res)
+        if progress:
+            (report or _print)(progress_line(k, len(cells), res))
+        write_results(results, out_dir, selection, shard)
+    if not cells:
+        write_results(results, out_dir, selection, shard)
     return results
 
 
-def write_results(results: list[CaseResult], out_dir: Path) -> None:
-    (out_dir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    (out_dir / "results.md").write_text(matrix_markdown(results))
-
-
-def matrix_markdown(results: list[CaseResult]) -> str:
-    """Cases as rows, initiator->responder pairs as columns."""
-    pairs = list(dict.fromkeys(f"{r.initiator} -> {r.responder}" for r in results))
-    cases = list(dict.fromkeys(r.case for r in results))
-    cell = {(r.case, f"{r.initiator} -> {r.responder}"): r for r in results}
-    lines = ["| case | " + " | ".join(pairs) + " |", "|---|" + "---|" * len(pairs)]
-    for c in cases:
-        row = []
-        for p in pairs:
-            r = cell.get((c, p))
-            row.append("" if r is None else f"{r.status.upper()} ({r.seconds:.0f}s)")
-        lines.append(f"| {c} | " + " | ".join(row) + " |")
-    notes = [f"- {r.case}, {r.initiator} -> {r.responder}: {r.reason.splitlines()[0]}"
-             for r in results if r.status != PASSED and r.reason]
-    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+def _print(line: str) -> None:
+    print(line, flush=True)

@@ -1,14 +1,305 @@
-"""The ipseclab pytest plugin (entry point ``pytest11``): markers for suites that use ipseclab.
+"""The ipseclab pytest plugin (entry point ``pytest11``): the public test API of ipseclab.
 
-Registered through pyproject.toml, so any project that installs ipseclab gets
-the ``interop`` and ``tshark`` markers without configuration.
+Registered through pyproject.toml, so any project that installs ipseclab gets it without a conftest:
+
+- markers ``interop`` (needs root and real peers) and ``tshark`` (needs Wireshark's tshark); a test with
+  one is skipped, with the reason and the fix, where this host lacks it.  The skips live here, not in a
+  project's conftest.py, so every project that uses ipseclab gets the same reasons.
+- options ``--ipseclab-pair INIT:RESP`` (repeatable), ``--ipseclab-case NAME`` (repeatable),
+  ``--ipseclab-runtime`` and ``--ipseclab-keep``; bad values stop the session with one line.
+- fixtures ``ike_pair`` (two IKEv2 engines wired in memory, no root), ``ipseclab_lab`` (a factory that
+  boots a lab and tears it down after the test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's
+  run), and ``ipseclab_pair``/``ipseclab_case``, which
+  parametrise a test over the pairs and cases the options name (default: the main matrix's).
+
+Everything heavier than pytest itself is imported inside the hooks and fixtures that need it, so a
+project that installs ipseclab but does not use the plugin pays nothing at start-up.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+from .lab.runtime import RUNTIMES  # stdlib imports only: cheap at start-up
+
+if TYPE_CHECKING:
+    from testcases.base import TestCase
+
+    from .ike.loopback import Pair
+    from .lab.lab import Lab
+    from .pcap.trace import Trace
+
+TSHARK_REASON = "tshark is not installed (apt-get install tshark)"
+ROOT_REASON = "interop tests need root (network namespaces, UML)"
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # on an item: its phases' reports
+_LABS = pytest.StashKey[list["Lab"]]()  # on an item: the labs its ipseclab_lab made
+_FAILED = pytest.StashKey[list[tuple[str, Path, list[Path]]]]()  # on the config: failed tests' labs, for the summary
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _has_tshark() -> bool:
+    return shutil.which("tshark") is not None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ipseclab", "ipseclab interop labs")
+    group.addoption("--ipseclab-pair", action="append", metavar="INIT:RESP", default=None,
+                    help="an initiator:responder pair for ipseclab_pair (repeatable; default: the main matrix's)")
+    group.addoption("--ipseclab-case", action="append", metavar="NAME", default=None,
+                    help="a test case for ipseclab_case (repeatable; default: every case)")
+    group.addoption("--ipseclab-runtime", choices=RUNTIMES, default=None,
+                    help="where ipseclab_lab runs kernel peers (default: $IPSECLAB_RUNTIME, else uml)")
+    group.addoption("--ipseclab-keep", action="store_true", default=False,
+                    help="keep each lab's run directory (pcaps, key files, logs) when its test passes too")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interop: needs root and real strongSwan/Libreswan peers")
     config.addinivalue_line("markers", "tshark: needs Wireshark's tshark binary")
+    # check the options now: a typo is one line before collection, not an error in every test
+    if config.getoption("--ipseclab-pair", None):
+        pairs(config)
+    if config.getoption("--ipseclab-case", None):
+        cases(config)
+
+
+def pairs(config: pytest.Config) -> list[tuple[str, str]]:
+    """The ``--ipseclab-pair`` pairs, or the main matrix's; pytest.UsageError naming a bad one."""
+    specs: list[str] | None = config.getoption("--ipseclab-pair", None)
+    if not specs:
+        from .interop import DEFAULT_PAIRS
+
+        return list(DEFAULT_PAIRS)
+    from .lab.peers import implementations
+
+    known = implementations()
+    out = []
+    for spec in specs:
+        init, sep, resp = spec.partition(":")
+        if not sep or init not in known or resp not in known:
+            raise pytest.UsageError(f"--ipseclab-pair {spec!r}: write INITIATOR:RESPONDER, each one of "
+                                    f"{', '.join(known)}")
+        out.append((init, resp))
+    return list(dict.fromkeys(out))
+
+
+def cases(config: pytest.Config) -> list[TestCase]:
+    """The ``--ipseclab-case`` cases, or every case; pytest.UsageError naming an unknown one."""
+    names: list[str] | None = config.getoption("--ipseclab-case", None)
+    from testcases import ALL_CASES, by_name
+
+    from .errors import ConfigError
+
+    if not names:
+        return list(ALL_CASES)
+    try:
+        return list({c.name: c for c in (by_name(n) for n in names)}.values())
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--ipseclab-case: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``ipseclab_pair`` or ``ipseclab_case`` runs once per selected pair or case."""
+    if "ipseclab_case" in metafunc.fixturenames:  # first, so ids read case-pair as the matrix does
+        selected = cases(metafunc.config)
+        metafunc.parametrize("ipseclab_case", selected, ids=[c.name for c in selected])
+    if "ipseclab_pair" in metafunc.fixturenames:
+        selected_pairs = pairs(metafunc.config)
+        metafunc.parametrize("ipseclab_pair", selected_pairs, ids=[f"{i}-to-{r}" for i, r in selected_pairs])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, with the reason and the fix, what this host cannot run."""
+    no_tshark = not _has_tshark()
+    not_root = not _is_root()
+    for item in items:
+        if no_tshark and item.get_closest_marker("tshark"):
+            item.add_marker(pytest.mark.skip(reason=TSHARK_REASON))
+        if not_root and item.get_closest_marker("interop"):
+            item.add_marker(pytest.mark.skip(reason=ROOT_REASON))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so ``ipseclab_lab`` knows at teardown whether the test failed."""
+    report: pytest.TestReport = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    labs = item.stash.get(_LABS, [])
+    if report.failed and report.when == "call" and labs:
+        report.sections.append(("ipseclab lab", "".join(
+            f"run directory (pcaps, key files and logs, complete once torn down): {lab.run_dir}\n" for lab in labs)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """After the failures: each failed test's lab, its run directory and the pcaps and key files in it."""
+    failed = config.stash.get(_FAILED, [])
+    if failed:
+        terminalreporter.section("ipseclab labs of failed tests")
+        for nodeid, run_dir, files in failed:
+            terminalreporter.write_line(f"{nodeid}: {run_dir}")
+            for f in files:
+                terminalreporter.write_line(f"  {f}")
+
+
+@pytest.fixture
+def ike_pair(request: pytest.FixtureRequest) -> Pair:
+    """An IKEv2 initiator and responder wired in memory (``ipseclab.ike.loopback.Pair``), not yet started.
+
+    Default: PSK, "moon.example" -> "sun.example", each side's IkeConfig defaults.  Indirect
+    parametrisation changes it: a dict of IkeConfig fields applies to both sides
+    (``{"ike_proposals": ("aes128-sha256-modp2048",)}``), a tuple gives both IkeConfigs.
+    """
+    from dataclasses import replace
+
+    from .ike import IkeConfig
+    from .ike.loopback import Pair
+
+    init, resp = IkeConfig("moon.example", "sun.example", b"ipseclab"), IkeConfig("sun.example", "moon.example",
+                                                                                   b"ipseclab")
+    param = getattr(request, "param", None)
+    if isinstance(param, dict):
+        init, resp = replace(init, **param), replace(resp, **param)
+    elif isinstance(param, tuple) and len(param) == 2 and all(isinstance(c, IkeConfig) for c in param):
+        init, resp = param
+    elif param is not None:
+        raise TypeError(f"ike_pair takes a dict of IkeConfig fields or a tuple of two IkeConfigs, not {param!r}")
+    return Pair.of(init, resp)
+
+
+LabFactory = Callable[..., "Lab"]
+
+
+@pytest.fixture
+def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 record_property: Callable[[str, object], None]) -> Iterator[LabFactory]:
+    """A factory that boots a lab and returns it up; every lab it made is torn down after the test.
+
+    ``ipseclab_lab(case, initiator="strongswan", responder="libreswan", runtime=None)``: ``case`` is a test
+    case (or its name), whose declaration gives both configurations and the topology, or a pair of
+    ``PeerConfig`` (initiator's, responder's) with ``topology=``.  A cell the implementations cannot do is
+    skipped with their reason (UNSUPPORTED); without root the test is skipped.  When the test fails, the run
+    directory with its pcaps and key files is printed and attached to the JUnit XML (``record_property``);
+    it is removed when the test passes unless ``--ipseclab-keep``.
+    """
+    stack = ExitStack()
+    made: list[Lab] = []
+    config = request.config
+
+    def factory(case: TestCase | str | tuple[Any, Any], initiator: str = "strongswan",
+                responder: str = "libreswan", runtime: str | None = None, topology: str | None = None) -> Lab:
+        from .lab.lab import Lab, LabSpec
+
+        left, right, topo = _lab_configs(case, initiator, responder, topology)
+        if not _is_root():
+            pytest.skip(ROOT_REASON)
+        wanted = runtime or config.getoption("--ipseclab-runtime", None) or ""
+        run_dir = tmp_path_factory.mktemp(f"ipseclab-{initiator}-to-{responder}-", numbered=True)
+        lab = Lab(LabSpec(left, right, topo, initiator, responder, wanted), run_dir=run_dir)
+        made.append(lab)
+        request.node.stash.setdefault(_LABS, []).append(lab)
+        return stack.enter_context(lab)
+
+    with stack:
+        yield factory
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(r.failed for r in reports.values())
+    for lab in made:
+        _report_lab(lab, failed, config.getoption("--ipseclab-keep", False), record_property)
+        if failed:
+            config.stash.setdefault(_FAILED, []).append((request.node.nodeid, Path(lab.run_dir),
+                                                         _artifacts(lab)))
+
+
+def _artifacts(lab: Lab) -> list[Path]:
+    from .matrix import artifacts
+
+    return artifacts(str(lab.run_dir))
+
+
+@pytest.fixture
+def ipseclab_trace(request: pytest.FixtureRequest, ipseclab_lab: LabFactory) -> Callable[..., Trace]:
+    """Wireshark's view of a lab's run, decrypted with the run's key files: ``ipseclab_trace(lab)``.
+
+    It takes the lab down first (the key files are collected on the way down, and captures are complete
+    only once stopped), so call it when the traffic is done; without an argument it is the last lab
+    ``ipseclab_lab`` made.  Needs tshark (mark the test ``tshark``).
+    """
+    from .errors import ConfigError
+    from .pcap.trace import Trace
+
+    def trace(lab: Lab | None = None) -> Trace:
+        labs = request.node.stash.get(_LABS, [])
+        if lab is None:
+            if not labs:
+                raise ConfigError("ipseclab_trace: no lab yet; make one with ipseclab_lab first")
+            lab = labs[-1]
+        lab.down()
+        return Trace.load(Path(lab.run_dir))
+
+    return trace
+
+
+def _lab_configs(case: object, initiator: str, responder: str, topology: str | None) -> tuple[Any, Any, str]:
+    """Both PeerConfigs and the topology for ``ipseclab_lab``'s arguments; ConfigError naming a bad one,
+    pytest.skip with the drivers' reason for a cell they cannot do."""
+    from testcases import by_name
+    from testcases.base import TestCase
+
+    from .errors import ConfigError
+    from .interop import case_configs, unsupported_reason
+    from .lab.peerconfig import PeerConfig
+    from .lab.peers import driver
+    from .lab.topology import make_topology
+
+    for impl in (initiator, responder):
+        driver(impl)  # ConfigError naming the known implementations
+    if isinstance(case, str):
+        case = by_name(case)
+    if isinstance(case, TestCase):
+        if topology is not None and topology != case.topology:
+            raise ConfigError(f"ipseclab_lab: case {case.name} declares the {case.topology} topology, "
+                              f"not {topology}")
+        why = unsupported_reason(case, initiator, responder)
+        if why:
+            pytest.skip(f"UNSUPPORTED: {why}")
+        left, right = case_configs(case, make_topology(case.topology, "probe"))
+        return left, right, case.topology
+    if (isinstance(case, tuple) and len(case) == 2 and all(isinstance(c, PeerConfig) for c in case)):
+        topo = topology or "direct"
+        if topo not in ("direct", "nat"):
+            raise ConfigError(f"ipseclab_lab: topology {topo!r}: use direct or nat")
+        left, right = case
+        for impl, cfg in ((initiator, left), (responder, right)):
+            try:
+                driver(impl).check_topology(topo)
+                driver(impl).check_supported(cfg, topo)
+            except ConfigError as exc:
+                pytest.skip(f"UNSUPPORTED: {exc}")
+        return left, right, topo
+    raise ConfigError("ipseclab_lab: give a test case, its name, or a pair of PeerConfig (initiator's, "
+                      f"responder's), not {type(case).__name__}")
+
+
+def _report_lab(lab: Lab, failed: bool, keep: bool,
+                record_property: Callable[[str, object], None]) -> None:
+    """After the test (the lab is down, its key files written): on failure attach the run directory, its pcaps
+    and key files to the JUnit XML; on success remove it unless asked to keep it."""
+    run_dir = Path(lab.run_dir)
+    if failed:
+        record_property("ipseclab_run_dir", str(run_dir))
+        for f in _artifacts(lab):
+            record_property("ipseclab_artifact", str(f))
+    elif not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)

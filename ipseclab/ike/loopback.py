@@ -47,3 +47,29 @@ def handshake(initiator: IkeConfig, responder: IkeConfig, now: float = 0.0) -> t
     i.conn.initiate(now)
     exchange(i, r, now)
     return i, r
+
+
+@dataclass(slots=True)
+class Pair:
+    """An initiator and a responder wired together in memory, not started: the pytest plugin's ``ike_pair``.
+
+    A test chooses when to start (``handshake``) and moves the clock itself (``exchange(now)``), so loss,
+    timers and the SA API can be driven between steps.  ``Pair.of(initiator_cfg, responder_cfg)`` makes one.
+    """
+
+    initiator: Side
+    responder: Side
+
+    @classmethod
+    def of(cls, initiator: IkeConfig, responder: IkeConfig) -> Pair:
+        return cls(Side(IkeConnection(initiator, initiator=True)), Side(IkeConnection(responder, initiator=False)))
+
+    def handshake(self, now: float = 0.0) -> Pair:
+        """IKE_SA_INIT and IKE_AUTH (the initiator starts); returns itself."""
+        self.initiator.conn.initiate(now)
+        self.exchange(now)
+        return self
+
+    def exchange(self, now: float = 0.0, rounds: int = 20) -> None:
+        """Deliver datagrams both ways until none is in flight (see :func:`exchange`)."""
+        exchange(self.initiator, self.responder, now, rounds)

@@ -1,5 +1,6 @@
 """The default matrix: strongSwan, Libreswan, OpenIKED (under UML, real kernel ESP/AH), strongSwan's
-kernel-libipsec (a container) and ipseclab's own endpoint, each pair both ways.
+kernel-libipsec (a container) and ipseclab's own endpoint, each pair both ways; ``--ipseclab-pair`` and
+``--ipseclab-case`` (the pytest plugin's options) pick cells.
 
 A cell a peer cannot do is UNSUPPORTED with the driver's reason, reported as a skip with that reason;
 every other cell must pass.
@@ -13,19 +14,16 @@ from __future__ import annotations
 
 import pytest
 
-from ipseclab.interop import DEFAULT_PAIRS, PASSED, UNSUPPORTED, run_case
-from testcases import ALL_CASES
+from ipseclab.interop import PASSED, UNSUPPORTED, run_case
 
 pytestmark = [pytest.mark.interop, pytest.mark.tshark]
 
-PAIRS = DEFAULT_PAIRS
 
-
-@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}-to-{p[1]}")
-@pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.name)
-def test_interop(case, pair, interop_out):
+def test_interop(ipseclab_case, ipseclab_pair, interop_out):
+    """One cell per case x pair: the plugin parametrises over ``--ipseclab-case`` and ``--ipseclab-pair``
+    (default: every case, the main matrix's pairs)."""
     out, results = interop_out
-    res = run_case(case, pair[0], pair[1], out)
+    res = run_case(ipseclab_case, *ipseclab_pair, out)
     results.append(res)
     if res.status == UNSUPPORTED:  # refused before anything ran, by a driver naming what its peer cannot do
         pytest.skip(f"UNSUPPORTED: {res.reason}")

@@ -1,0 +1,303 @@
+"""The pytest plugin, from a project that has nothing but the installed plugin: options, skips, fixtures.
+
+Each test writes a small test file into pytester's empty directory (no conftest.py) and runs pytest on it
+in this process, so the plugin is the one the ``pytest11`` entry point loads.  Nothing boots a lab: where
+``ipseclab_lab`` would, ``Lab`` is replaced by a stand-in that makes a run directory and records its teardown.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ipseclab import pytest_plugin
+from ipseclab.interop import DEFAULT_PAIRS
+from testcases import ALL_CASES
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """Pretend this host has (or lacks) root and tshark: ``host(root=False, tshark=True)``."""
+
+    def set_host(root: bool = True, tshark: bool = True) -> None:
+        monkeypatch.setattr(pytest_plugin, "_is_root", lambda: root)
+        monkeypatch.setattr(pytest_plugin, "_has_tshark", lambda: tshark)
+
+    return set_host
+
+
+class FakeLab:
+    """Stands in for ipseclab.lab.lab.Lab: a run directory with a capture and key files, and a teardown mark."""
+
+    def __init__(self, spec, run_dir: Path) -> None:
+        self.spec, self.run_dir, self.run_id = spec, run_dir, "ipl-fake"
+
+    def __enter__(self) -> FakeLab:
+        for name in ("l0.pcap", "ikev2_decryption_table", "esp_sa", "charon.log"):
+            (self.run_dir / name).write_text("x")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def down(self) -> None:
+        (self.run_dir / "torn-down").write_text(f"{self.spec.left}->{self.spec.right} {self.spec.topology}")
+
+
+@pytest.fixture
+def no_boot(monkeypatch):
+    """Replace Lab by FakeLab; returns where the labs' run directories go."""
+    from ipseclab.lab import lab
+
+    monkeypatch.setattr(lab, "Lab", FakeLab)
+
+
+# --- options -----------------------------------------------------------------------------------------
+
+
+def test_the_options_are_in_pytest_help(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*ipseclab interop labs:*", "*--ipseclab-pair=INIT:RESP*", "*--ipseclab-case=NAME*",
+                                 "*--ipseclab-runtime={auto,uml,docker}*", "*--ipseclab-keep*"])
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--ipseclab-pair", "strongswan"], "ERROR: --ipseclab-pair 'strongswan': write INITIATOR:RESPONDER, each one of "
+                                        "strongswan, libreswan*"),
+    (["--ipseclab-pair", "strongswan:nobody"], "ERROR: --ipseclab-pair 'strongswan:nobody': *"),
+    (["--ipseclab-case", "bogus"], "ERROR: --ipseclab-case: no test case 'bogus'; known: esp-tunnel*"),
+])
+def test_a_bad_option_stops_the_session_with_one_line(pytester, args, line):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([line])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_bad_runtime_is_refused_by_choices(pytester):
+    result = pytester.runpytest("--ipseclab-runtime", "vm")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ipseclab-runtime: invalid choice: 'vm'*"])
+
+
+def test_tests_taking_ipseclab_pair_and_case_run_once_per_selected_pair_and_case(pytester):
+    pytester.makepyfile("""
+        def test_cell(ipseclab_case, ipseclab_pair):
+            assert isinstance(ipseclab_pair, tuple) and ipseclab_case.name
+    """)
+    result = pytester.runpytest("-v", "--ipseclab-pair", "strongswan:libreswan", "--ipseclab-pair",
+                                "ipseclab:strongswan", "--ipseclab-pair", "strongswan:libreswan",
+                                "--ipseclab-case", "esp-tunnel-nat")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_cell?esp-tunnel-nat-strongswan-to-libreswan? PASSED*",
+                                 "*test_cell?esp-tunnel-nat-ipseclab-to-strongswan? PASSED*"])
+
+
+def test_without_options_they_cover_the_main_matrix(pytester):
+    pytester.makepyfile("def test_cell(ipseclab_case, ipseclab_pair):\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=len(ALL_CASES) * len(DEFAULT_PAIRS))
+
+
+# --- skips ----------------------------------------------------------------------------------------------
+
+MARKED = """
+    import pytest
+
+    @pytest.mark.interop
+    def test_needs_root():
+        pass
+
+    @pytest.mark.tshark
+    def test_needs_tshark():
+        pass
+
+    def test_needs_nothing():
+        pass
+"""
+
+
+def test_without_root_and_tshark_the_marked_tests_are_skipped_with_the_reason(pytester, host):
+    host(root=False, tshark=False)
+    pytester.makepyfile(MARKED)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["SKIPPED*:3: interop tests need root (network namespaces, UML)",
+                                 "SKIPPED*:7: tshark is not installed (apt-get install tshark)"])
+
+
+def test_with_root_and_tshark_the_marked_tests_run(pytester, host):
+    host(root=True, tshark=True)
+    pytester.makepyfile(MARKED)
+    pytester.runpytest().assert_outcomes(passed=3)
+
+
+def test_the_markers_are_registered_for_strict_markers(pytester, host):
+    host()
+    pytester.makepyfile(MARKED)
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=3)
+
+
+# --- ike_pair --------------------------------------------------------------------------------------------
+
+
+def test_ike_pair_is_two_engines_wired_in_memory(pytester):
+    pytester.makepyfile("""
+        import pytest
+        from ipseclab.ike import ChildSaEstablished, IkeSaEstablished
+
+        def test_handshake(ike_pair):
+            assert ike_pair.initiator.events == [] and ike_pair.responder.events == []  # not started
+            ike_pair.handshake()
+            for side in (ike_pair.initiator, ike_pair.responder):
+                assert side.conn.state == "established"
+                assert [type(e) for e in side.events] == [IkeSaEstablished, ChildSaEstablished]
+
+        @pytest.mark.parametrize("ike_pair", [{"ike_proposals": ("aes128-sha256-modp2048",)}], indirect=True)
+        def test_configured(ike_pair):
+            (est,) = ike_pair.handshake().initiator.of(IkeSaEstablished)
+            assert "AES" in str(est) and ike_pair.initiator.conn.state == "established"
+
+        @pytest.mark.parametrize("ike_pair", ["nonsense"], indirect=True)
+        def test_bad_param(ike_pair):
+            pass
+    """)
+    result = pytester.runpytest("-rE")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ike_pair takes a dict of IkeConfig fields or a tuple of two IkeConfigs*"])
+
+
+# --- ipseclab_lab ----------------------------------------------------------------------------------------
+
+
+def test_ipseclab_lab_without_root_skips_with_the_reason(pytester, host, no_boot):
+    host(root=False)
+    pytester.makepyfile("""
+        def test_lab(ipseclab_lab):
+            ipseclab_lab("esp-tunnel", "strongswan", "libreswan")
+            raise AssertionError("not reached")
+    """)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*interop tests need root*"])
+
+
+@pytest.mark.parametrize(("call", "outcome", "line"), [
+    ('ipseclab_lab("esp-tunnel", "strongswan", "nobody")', "failed", "*unknown implementation 'nobody'; known:*"),
+    ('ipseclab_lab("bogus")', "failed", "*no test case 'bogus'; known: esp-tunnel*"),
+    ("ipseclab_lab(42)", "failed", "*ipseclab_lab: give a test case, its name, or a pair of PeerConfig*not int*"),
+    ('ipseclab_lab("esp-tunnel", topology="nat")', "failed",
+     "*case esp-tunnel declares the direct topology, not nat*"),
+    ('ipseclab_lab("esp-tunnel-udp", "ipseclab", "strongswan")', "skipped",
+     "*UNSUPPORTED: the ipseclab endpoint does not do forced UDP encapsulation*"),
+    ('ipseclab_lab("aes-cbc-sha1-ecp256", "openiked", "libreswan")', "skipped",
+     "*UNSUPPORTED: neither openiked nor libreswan gives its IKE keys*"),
+])
+def test_ipseclab_lab_checks_its_arguments_before_anything_boots(pytester, host, no_boot, call, outcome, line):
+    host(root=False)  # validation comes first, so these hold without root too
+    pytester.makepyfile(f"""
+        def test_lab(ipseclab_lab):
+            {call}
+            raise AssertionError("not reached")
+    """)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(**{outcome: 1})
+    result.stdout.fnmatch_lines([line])
+    assert "not reached" not in result.stdout.str()
+
+
+LAB_TESTS = """
+    from ipseclab.interop import case_configs
+    from ipseclab.lab.topology import make_topology
+    from testcases import by_name
+
+    def test_fails(ipseclab_lab):
+        lab = ipseclab_lab("esp-tunnel-nat", "libreswan", "strongswan")
+        assert lab.spec.left == "libreswan" and lab.spec.topology == "nat"
+        assert False, "the check failed"
+
+    def test_passes(ipseclab_lab):
+        left, right = case_configs(by_name("esp-tunnel"), make_topology("direct", "probe"))
+        lab = ipseclab_lab((left, right), "ipseclab", "strongswan")
+        assert lab.spec.topology == "direct" and lab.spec.runtime == "docker"
+"""
+
+
+def test_a_failing_tests_lab_is_torn_down_printed_and_attached_to_junit(pytester, host, no_boot):
+    host(root=True)
+    pytester.makepyfile(LAB_TESTS)
+    junit = pytester.path / "junit.xml"
+    base = pytester.path.parent / "basetemp"
+    result = pytester.runpytest(f"--junitxml={junit}", f"--basetemp={base}", "--ipseclab-runtime", "docker")
+    result.assert_outcomes(passed=1, failed=1)
+    failed_dir = next(base.glob("ipseclab-libreswan-to-strongswan-[0-9]*"))
+    assert (failed_dir / "torn-down").read_text() == "libreswan->strongswan nat"
+    result.stdout.fnmatch_lines([
+        "*- ipseclab lab -*", f"run directory (pcaps, key files and logs, complete once torn down): {failed_dir}",
+        "*= ipseclab labs of failed tests =*", f"*::test_fails: {failed_dir}", f"  {failed_dir}/l0.pcap",
+        f"  {failed_dir}/ikev2_decryption_table", f"  {failed_dir}/esp_sa"])
+    case = next(tc for tc in ET.parse(junit).getroot().iter("testcase") if tc.get("name") == "test_fails")
+    props = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+    assert props == [("ipseclab_run_dir", str(failed_dir)), ("ipseclab_artifact", str(failed_dir / "l0.pcap")),
+                     ("ipseclab_artifact", str(failed_dir / "ikev2_decryption_table")),
+                     ("ipseclab_artifact", str(failed_dir / "esp_sa"))]
+    # the passing test's lab was torn down and its run directory removed
+    assert not list(base.glob("ipseclab-ipseclab-to-strongswan-[0-9]*"))
+
+
+def test_keep_keeps_a_passing_tests_run_directory(pytester, host, no_boot):
+    host(root=True)
+    pytester.makepyfile(LAB_TESTS)
+    base = pytester.path.parent / "basetemp"
+    result = pytester.runpytest(f"--basetemp={base}", "--ipseclab-keep", "--ipseclab-runtime", "docker")
+    result.assert_outcomes(passed=1, failed=1)
+    kept = next(base.glob("ipseclab-ipseclab-to-strongswan-[0-9]*"))
+    assert (kept / "torn-down").read_text() == "ipseclab->strongswan direct"
+    assert (kept / "l0.pcap").exists()
+
+
+# --- ipseclab_trace ------------------------------------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parents[2] / "pcaps" / "strongswan-aes256-sha256-modp2048"
+
+
+class GoldenLab(FakeLab):
+    """A lab whose teardown leaves a real strongSwan capture and the keys strongSwan logged."""
+
+    def __enter__(self) -> GoldenLab:
+        return self
+
+    def down(self) -> None:
+        import shutil
+
+        shutil.copy(f"{GOLDEN}.pcap", self.run_dir / "l0.pcap")
+        shutil.copy(f"{GOLDEN}.ikev2_decryption_table", self.run_dir / "ikev2_decryption_table")
+        super().down()
+
+
+@pytest.mark.tshark
+def test_ipseclab_trace_takes_the_lab_down_and_decrypts_its_run(pytester, host, monkeypatch):
+    from ipseclab.lab import lab
+
+    monkeypatch.setattr(lab, "Lab", GoldenLab)
+    host(root=True)
+    pytester.makepyfile("""
+        import pytest
+
+        def test_trace(ipseclab_lab, ipseclab_trace):
+            made = ipseclab_lab("esp-tunnel")
+            trace = ipseclab_trace()
+            assert (made.run_dir / "torn-down").exists()
+            encrypted = [r for r in trace.ike() if r.encrypted]
+            assert len(trace.ike()) == 8 and len(encrypted) == 6
+            assert all(r.decrypted and r.icv_ok for r in encrypted)
+
+        def test_no_lab(ipseclab_trace):
+            with pytest.raises(Exception, match="no lab yet; make one with ipseclab_lab first"):
+                ipseclab_trace()
+    """)
+    pytester.runpytest().assert_outcomes(passed=2)
