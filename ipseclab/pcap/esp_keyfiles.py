@@ -5,7 +5,8 @@ One row per ESP SA, eight quoted fields::
     "IPv4","src","dst","0xSPI","ENC NAME","0xKEY","AUTH NAME","0xKEY"
 
 Addresses and SPI may be ``*`` (any).  The names are Wireshark 4.0.17's own, read off
-``libwireshark.so.16``; for AES-GCM the key carries the 4-byte salt at its end, as in
+``libwireshark.so.16`` (the algorithm registry's ``wireshark_esp`` column, ``crypto/algorithms.py``);
+for AES-GCM the key carries the 4-byte salt at its end, as in
 IKEv2 KEYMAT.  Wireshark 4.0 has eight fields (no ESN: its ICV check fails on ESN SAs
 that are not AEAD, and AEAD ones with ESN do not decrypt), no ChaCha20-Poly1305, no
 AES-GMAC and no AES-XCBC for ESP: rows for those carry names of our own, marked
@@ -19,47 +20,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..crypto import EncrId, IntegId
+from ..crypto import TransformType
+from ..crypto.algorithms import WIRESHARK_ESP_ONLY_AUTH, WIRESHARK_ESP_ONLY_ENCR, algorithm, algorithms
 from ..errors import KeyFileError
 from .keyfiles import csv_rows, read_key_file
 
-# Wireshark ESP encryption name -> ENCR id (None: Wireshark knows it, IANA/ipseclab does not)
+# Wireshark ESP encryption name -> ENCR id (None: Wireshark knows it, IANA/ipseclab does not); from the
+# registry's ``wireshark_esp`` column and its list of Wireshark-only names
 ESP_ENCR_NAMES: dict[str, int | None] = {
-    "NULL": EncrId.NULL,
-    "TripleDES-CBC [RFC2451]": EncrId.TRIPLE_DES,
-    "AES-CBC [RFC3602]": EncrId.AES_CBC,
-    "AES-CTR [RFC3686]": EncrId.AES_CTR,
-    "DES-CBC [RFC2405]": EncrId.DES,
-    "CAST5-CBC [RFC2144]": EncrId.CAST,
-    "BLOWFISH-CBC [RFC2451]": EncrId.BLOWFISH,
-    "TWOFISH-CBC": None,
-    "AES-GCM with 8 octet ICV [RFC4106]": EncrId.AES_GCM_8,
-    "AES-GCM with 12 octet ICV [RFC4106]": EncrId.AES_GCM_12,
-    "AES-GCM with 16 octet ICV [RFC4106]": EncrId.AES_GCM_16,
-    "CHACHA20-POLY1305 [RFC7634] (ipseclab-only)": EncrId.CHACHA20_POLY1305,
-    "AES-GMAC [RFC4543] (ipseclab-only)": EncrId.NULL_AUTH_AES_GMAC,
+    **{a.wireshark_esp: a.id for a in algorithms(TransformType.ENCR) if a.wireshark_esp},
+    **dict.fromkeys(WIRESHARK_ESP_ONLY_ENCR),
 }
 # Wireshark ESP authentication name -> (INTEG id or None, ICV bytes)
 ESP_AUTH_NAMES: dict[str, tuple[int | None, int]] = {
-    "NULL": (IntegId.NONE, 0),
-    "HMAC-SHA-1-96 [RFC2404]": (IntegId.HMAC_SHA1_96, 12),
-    "HMAC-SHA-256-96 [draft-ietf-ipsec-ciph-sha-256-00]": (None, 12),
-    "HMAC-SHA-256-128 [RFC4868]": (IntegId.HMAC_SHA2_256_128, 16),
-    "HMAC-SHA-384-192 [RFC4868]": (IntegId.HMAC_SHA2_384_192, 24),
-    "HMAC-SHA-512-256 [RFC4868]": (IntegId.HMAC_SHA2_512_256, 32),
-    "HMAC-MD5-96 [RFC2403]": (IntegId.HMAC_MD5_96, 12),
-    "MAC-RIPEMD-160-96 [RFC2857]": (None, 12),
-    "ANY 64 bit authentication [no checking]": (None, 8),
-    "ANY 96 bit authentication [no checking]": (None, 12),
-    "ANY 128 bit authentication [no checking]": (None, 16),
-    "ANY 192 bit authentication [no checking]": (None, 24),
-    "ANY 256 bit authentication [no checking]": (None, 32),
-    "AES-XCBC-MAC-96 [RFC3566] (ipseclab-only)": (IntegId.AES_XCBC_96, 12),
+    **{a.wireshark_esp: (a.id, a.icv) for a in algorithms(TransformType.INTEG) if a.wireshark_esp},
+    **{name: (None, icv) for name, icv in WIRESHARK_ESP_ONLY_AUTH.items()},
 }
 _ENCR_BY_ID = {v: k for k, v in ESP_ENCR_NAMES.items() if v is not None}
 _AUTH_BY_ID = {v[0]: k for k, v in ESP_AUTH_NAMES.items() if v[0] is not None}
-_SALTED = {EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305,
-           EncrId.NULL_AUTH_AES_GMAC}
 FAMILIES = ("IPv4", "IPv6", "Any")
 
 
@@ -105,7 +83,8 @@ class EspSaRow:
     @property
     def key_bits(self) -> int:
         """The cipher key length in bits (salt excluded)."""
-        salt = 4 if self.encr_id in _SALTED else 0
+        alg = algorithm(TransformType.ENCR, self.encr_id) if self.encr_id is not None else None
+        salt = alg.salt if alg is not None else 0
         return max(0, len(self.encr_key) - salt) * 8
 
     @property

@@ -7,7 +7,8 @@ Table; the file of that name in a Wireshark profile) has one row per IKE SA::
 
 hex without 0x; for AEAD ciphers SK_e includes the 4-byte salt and the
 integrity algorithm is ``NONE [RFC4306]`` with empty SK_a.  The names are the
-ones Wireshark 4.0 lists (read off libwireshark).  Wireshark 4.0 has no
+ones Wireshark 4.0 lists (read off libwireshark), kept in the algorithm registry
+(``crypto/algorithms.py``, column ``wireshark_ikev2``).  Wireshark 4.0 has no
 ChaCha20-Poly1305 and no AES-XCBC for IKEv2: rows for those use names of our
 own (marked ``ipseclab-only``) that ipseclab reads and Wireshark rejects, and
 :func:`wireshark_can_decrypt` says so.
@@ -21,28 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..crypto import EncrId, IntegId
+from ..crypto import TransformType
+from ..crypto.algorithms import names
 from ..errors import KeyFileError
 
-# Wireshark name -> (ENCR id, key bits)
+# Wireshark name -> (ENCR id, key bits), and -> INTEG id: the registry's ``wireshark_ikev2`` column
 IKEV2_ENCR_NAMES: dict[str, tuple[int, int]] = {
-    "NULL [RFC2410]": (EncrId.NULL, 0),
-    **{f"AES-CBC-{b} [RFC3602]": (EncrId.AES_CBC, b) for b in (128, 192, 256)},
-    **{
-        f"AES-GCM-{b} with {icv} octet ICV [RFC5282]": (eid, b)
-        for b in (128, 192, 256)
-        for icv, eid in ((8, EncrId.AES_GCM_8), (12, EncrId.AES_GCM_12), (16, EncrId.AES_GCM_16))
-    },
-    "CHACHA20-POLY1305 [RFC7634] (ipseclab-only)": (EncrId.CHACHA20_POLY1305, 256),
+    name: (eid, bits or 0) for name, (eid, bits) in names("wireshark_ikev2", TransformType.ENCR).items()
 }
 IKEV2_INTEG_NAMES: dict[str, int] = {
-    "NONE [RFC4306]": IntegId.NONE,
-    "HMAC_MD5_96 [RFC2403]": IntegId.HMAC_MD5_96,
-    "HMAC_SHA1_96 [RFC2404]": IntegId.HMAC_SHA1_96,
-    "HMAC_SHA2_256_128 [RFC4868]": IntegId.HMAC_SHA2_256_128,
-    "HMAC_SHA2_384_192 [RFC4868]": IntegId.HMAC_SHA2_384_192,
-    "HMAC_SHA2_512_256 [RFC4868]": IntegId.HMAC_SHA2_512_256,
-    "AES_XCBC_96 [RFC3566] (ipseclab-only)": IntegId.AES_XCBC_96,
+    name: iid for name, (iid, _) in names("wireshark_ikev2", TransformType.INTEG).items()
 }
 _ENCR_BY_ID = {v: k for k, v in IKEV2_ENCR_NAMES.items()}
 _INTEG_BY_ID = {v: k for k, v in IKEV2_INTEG_NAMES.items()}
