@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .errors import IntegrityError, IpsecLabError, KeyFileError
+from .errors import IntegrityError, IpsecLabError, KeyFileError, UnsupportedTransformError
 from .esp import EspSA
 from .packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.esp_keyfiles import EspSaRow
@@ -78,6 +78,19 @@ def esp_sa_row(sa: EspSA, *, src: str = "*", dst: str = "*", family: str | None 
     return EspSaRow.from_ids(sa.spi, sa.encr.id, sa.key, integ, sa.integ_key, src=src, dst=dst, family=fam)
 
 
+def check_esp_row(row: EspSaRow) -> None:
+    """KeyFileError naming the row's file and line unless ipseclab can decrypt with it (algorithms, key sizes)."""
+    where = row.where or "esp_sa row"
+    if row.encr_id is None or row.integ_id is None:
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
+    try:
+        _Keys.make(row, row.spi or 1, False)
+    except UnsupportedTransformError:
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}") from None
+    except IpsecLabError as exc:
+        raise KeyFileError(f"{where}: {exc}") from None
+
+
 class _Keys:
     """The SAs built from the rows, one per SPI and addresses, learned (ESN or not) on first success."""
 
@@ -86,15 +99,13 @@ class _Keys:
         self.sas: dict[tuple[int, str, str], EspSA] = {}
         for row in rows:  # a key that does not fit its algorithm is the file's fault: say so once, up front
             if row.encr_id is not None and row.integ_id is not None:
-                try:
-                    self._make(row, row.spi or 1, False)
-                except IpsecLabError as exc:
-                    raise KeyFileError(f"{row.where or 'esp_sa row'}: {exc}") from None
+                check_esp_row(row)
 
     def sa_for(self, spi: int, src: str, dst: str) -> EspSaRow | None:
         return next((r for r in self.rows if r.matches(spi, src, dst)), None)
 
-    def _make(self, row: EspSaRow, spi: int, esn: bool) -> EspSA:
+    @staticmethod
+    def make(row: EspSaRow, spi: int, esn: bool) -> EspSA:
         if row.encr_id is None or row.integ_id is None:
             raise IpsecLabError(f"ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
         return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=row.auth_key,
@@ -106,11 +117,11 @@ class _Keys:
         if sa is not None:
             payload, nh = sa.decapsulate(esp)
             return payload, nh, sa.esn
-        plain = self._make(row, spi, False)
+        plain = self.make(row, spi, False)
         try:
             payload, nh = plain.decapsulate(esp)
         except IntegrityError:
-            esn = self._make(row, spi, True)
+            esn = self.make(row, spi, True)
             try:
                 payload, nh = esn.decapsulate(esp)
             except IntegrityError:
