@@ -25,18 +25,17 @@ from .lab.runtime import RUNTIMES
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .decrypt import decrypt_capture
+    from .decrypt import decrypt_capture, read_key_tables
     from .esp_decrypt import decrypt_esp_capture
     from .packets.describe import message_dict
-    from .pcap.esp_keyfiles import read_esp_sa
-    from .pcap.keyfiles import read_ikev2_decryption_table
 
     if not args.keys and not args.esp_keys:
         from .errors import ConfigError
 
         raise ConfigError("give --keys (ikev2_decryption_table) and/or --esp-keys (esp_sa)")
-    rows = [row for path in args.keys or [] for row in read_ikev2_decryption_table(path)]
-    esp_rows = [row for path in args.esp_keys or [] for row in read_esp_sa(path)]
+    rows, esp_rows, skipped = read_key_tables(args.keys or [], args.esp_keys or [])
+    for note in skipped:  # once per row, before any packet: the rest of the table is used
+        print(f"warning: {note}; row skipped", file=sys.stderr)
     records = decrypt_capture(args.pcap, rows)
     esp_records = decrypt_esp_capture(args.pcap, esp_rows) if args.esp_keys else []
     failures = sum(1 for r in records if r.error) + sum(1 for r in esp_records if r.error)

@@ -8,8 +8,10 @@ with a one-line reason; the rest of the capture is still reported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .crypto import get_encr, get_integ
 from .errors import IpsecLabError, KeyFileError
@@ -17,8 +19,11 @@ from .packets.enums import ExchangeType, enum_name
 from .packets.fragment import Reassembler
 from .packets.message import EncryptedFragment, IkeSaCrypto, Message, SkCrypto, decode
 from .packets.natt import IKE_PORT, NATT_PORT, Udp4500Kind, classify_udp4500
-from .pcap.keyfiles import IkeSaKeyRow
+from .pcap.esp_keyfiles import EspSaRow, read_esp_sa
+from .pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table
 from .pcap.reader import BadFrame, Capture, UdpDatagram, read_udp
+
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -83,6 +88,48 @@ def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
             raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {algorithm} needs {size} "
                                f"({2 * size} hex digits)")
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
+
+
+def read_key_tables(ike_paths: list[str], esp_paths: list[str]) -> tuple[list[IkeSaKeyRow], list[EspSaRow], list[str]]:
+    """The rows of every table that ipseclab can use, and one line (file, line, why) per row it cannot.
+
+    As Wireshark does, a row that cannot be used is left out and the rest of its table is used. A table
+    none of whose rows can be used is a KeyFileError (the first reason): a mistake to stop at.
+    """
+    from .esp_decrypt import check_esp_row
+
+    ike: list[IkeSaKeyRow] = []
+    esp: list[EspSaRow] = []
+    notes: list[str] = []
+    for path in ike_paths:
+        skipped: list[str] = []
+        ike += _usable(read_ikev2_decryption_table(path, skipped), crypto_from_row, skipped)
+        notes += skipped
+    for path in esp_paths:
+        skipped = []
+        esp += _usable(read_esp_sa(path, skipped), check_esp_row, skipped)
+        notes += skipped
+    return ike, esp, notes
+
+
+def _usable(rows: list[R], check: Callable[[R], object], skipped: list[str]) -> list[R]:
+    good = []
+    for row in rows:
+        try:
+            check(row)
+            good.append(row)
+        except KeyFileError as exc:
+            skipped.append(str(exc))
+    skipped.sort(key=_line_number)  # rows refused when read and when checked, in the file's order
+    if skipped and not good:
+        more = len(skipped) - 1
+        raise KeyFileError(skipped[0] + (f" (and {more} more unusable row{'s' * (more > 1)})" if more else ""))
+    return good
+
+
+def _line_number(note: str) -> int:
+    found = re.search(r" line (\d+): ", note)
+    return int(found.group(1)) if found else 0
 
 
 def ike_datagrams(path: Capture) -> Iterator[UdpDatagram | BadFrame]:

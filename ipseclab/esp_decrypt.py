@@ -6,8 +6,10 @@ decrypted with ipseclab's own :class:`~ipseclab.esp.EspSA` built from the row th
 matches its SPI and addresses.  The rows do not say whether an SA uses ESN (Wireshark
 4.0 has no such field), so an SA is tried without ESN and, if its first packet fails
 the ICV, with ESN.  Each SPI keeps a 4096-packet replay window, so a packet that
-appears twice in one capture is reported as a replay.  AH packets carry no secrets;
-they are listed with their payload, unverified (esp_sa rows hold no AH keys).
+appears twice in one capture is reported as a replay.  An AH packet whose SPI and addresses
+match a row with an authentication key is verified by ipseclab's :class:`~ipseclab.esp.AhSA`
+(Wireshark 4.0 checks no AH ICV; users keep AH keys in esp_sa rows with NULL encryption), and a
+failed ICV is an error like ESP's; without such a row it is listed with its payload, unverified.
 A packet that fails becomes a record with a one-line reason; the rest is still reported.
 """
 
@@ -16,8 +18,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .errors import IntegrityError, IpsecLabError, KeyFileError
-from .esp import EspSA
+from .errors import IntegrityError, IpsecLabError, KeyFileError, UnsupportedTransformError
+from .esp import AhSA, EspSA
 from .packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from .pcap.esp_keyfiles import EspSaRow
 from .pcap.reader import IPPROTO_AH, IPPROTO_ESP, IPPROTO_UDP, BadFrame, Capture, IpPacket, read_ip
@@ -78,27 +80,56 @@ def esp_sa_row(sa: EspSA, *, src: str = "*", dst: str = "*", family: str | None 
     return EspSaRow.from_ids(sa.spi, sa.encr.id, sa.key, integ, sa.integ_key, src=src, dst=dst, family=fam)
 
 
+def check_esp_row(row: EspSaRow) -> None:
+    """KeyFileError naming the row's file and line unless ipseclab can decrypt with it (algorithms, key sizes)."""
+    where = row.where or "esp_sa row"
+    if row.encr_id is None or row.integ_id is None:
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
+    try:
+        _Keys.make(row, row.spi or 1, False)
+    except UnsupportedTransformError:
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}") from None
+    except IpsecLabError as exc:
+        raise KeyFileError(f"{where}: {exc}") from None
+
+
 class _Keys:
     """The SAs built from the rows, one per SPI and addresses, learned (ESN or not) on first success."""
 
     def __init__(self, rows: list[EspSaRow]) -> None:
         self.rows = rows
         self.sas: dict[tuple[int, str, str], EspSA] = {}
+        self.ah_sas: dict[tuple[int, str, str], AhSA] = {}
         for row in rows:  # a key that does not fit its algorithm is the file's fault: say so once, up front
             if row.encr_id is not None and row.integ_id is not None:
-                try:
-                    self._make(row, row.spi or 1, False)
-                except IpsecLabError as exc:
-                    raise KeyFileError(f"{row.where or 'esp_sa row'}: {exc}") from None
+                check_esp_row(row)
 
     def sa_for(self, spi: int, src: str, dst: str) -> EspSaRow | None:
         return next((r for r in self.rows if r.matches(spi, src, dst)), None)
 
-    def _make(self, row: EspSaRow, spi: int, esn: bool) -> EspSA:
+    @staticmethod
+    def make(row: EspSaRow, spi: int, esn: bool) -> EspSA:
         if row.encr_id is None or row.integ_id is None:
             raise IpsecLabError(f"ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
         return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=row.auth_key,
                      mode="transport", esn=esn, replay_window=REPLAY_WINDOW, check_padding=False)
+
+    def verify_ah(self, row: EspSaRow, spi: int, src: str, dst: str, packet: bytes) -> bool:
+        """Verify one AH packet (the whole IP packet); whether its SA uses ESN.  IntegrityError when it fails."""
+        key = (spi, src, dst)
+        sa = self.ah_sas.get(key)
+        if sa is not None:
+            sa.unprotect(packet)
+            return sa.esn
+        for esn in (False, True):
+            sa = _ah_sa(row, spi, esn)
+            try:
+                sa.unprotect(packet)
+            except IntegrityError:
+                continue
+            self.ah_sas[key] = sa
+            return esn
+        raise IntegrityError(f"AH ICV mismatch (with and without ESN) using the {row.auth_name} row")
 
     def decapsulate(self, row: EspSaRow, spi: int, src: str, dst: str, esp: bytes) -> tuple[bytes, int, bool]:
         key = (spi, src, dst)
@@ -106,11 +137,11 @@ class _Keys:
         if sa is not None:
             payload, nh = sa.decapsulate(esp)
             return payload, nh, sa.esn
-        plain = self._make(row, spi, False)
+        plain = self.make(row, spi, False)
         try:
             payload, nh = plain.decapsulate(esp)
         except IntegrityError:
-            esn = self._make(row, spi, True)
+            esn = self.make(row, spi, True)
             try:
                 payload, nh = esn.decapsulate(esp)
             except IntegrityError:
@@ -119,6 +150,13 @@ class _Keys:
             return payload, nh, True
         self.sas[key] = plain
         return payload, nh, False
+
+
+def _ah_sa(row: EspSaRow, spi: int, esn: bool) -> AhSA:
+    if row.integ_id is None or not row.integ_id:
+        raise IpsecLabError(f"{row.auth_name!r} cannot verify AH")
+    # transport mode whatever the SA's: the ICV covers the same bytes, and the payload is shown as captured
+    return AhSA(spi, row.integ_id, row.auth_key, mode="transport", esn=esn, replay_window=REPLAY_WINDOW)
 
 
 def _esp_of(pkt: IpPacket) -> tuple[bytes, bool] | None:
@@ -145,7 +183,7 @@ def decrypt_esp_capture(pcap: Capture, rows: list[EspSaRow]) -> list[EspRecord]:
         if isinstance(pkt, BadFrame):
             continue
         if pkt.proto == IPPROTO_AH:
-            out.append(_ah_record(pkt))
+            out.append(_ah_record(pkt, keys))
             continue
         found = _esp_of(pkt)
         if found is None:
@@ -172,7 +210,7 @@ def decrypt_esp_capture(pcap: Capture, rows: list[EspSaRow]) -> list[EspRecord]:
     return out
 
 
-def _ah_record(pkt: IpPacket) -> EspRecord:
+def _ah_record(pkt: IpPacket, keys: _Keys) -> EspRecord:
     data = pkt.payload
     if len(data) < 12:
         return EspRecord(pkt.frame, pkt.time, pkt.src, pkt.dst, "ah", 0, 0, error="truncated AH header")
@@ -182,6 +220,14 @@ def _ah_record(pkt: IpPacket) -> EspRecord:
     ah_len = (plen + 2) * 4
     if ah_len > len(data):
         rec.error = f"AH length {ah_len} beyond the packet"
-    else:
-        rec.inner = data[ah_len:]
+        return rec
+    rec.inner = data[ah_len:]
+    row = keys.sa_for(spi, pkt.src, pkt.dst)
+    if row is None or not row.integ_id or pkt.fragment:
+        return rec  # nothing to verify with: listed unverified, as Wireshark lists it
+    try:
+        rec.esn = keys.verify_ah(row, spi, pkt.src, pkt.dst, pkt.packet)
+        rec.verified = True
+    except IpsecLabError as exc:
+        rec.error = f"{type(exc).__name__}: {exc}"
     return rec

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from ..errors import CryptoError, IntegrityError, UnsupportedTransformError
-from .registry import EncrId
+from .algorithms import algorithm
+from .registry import EncrId, TransformType, transform_name
 
 
 class KeyedCipher(Protocol):
@@ -209,15 +210,16 @@ def raw_aead(cipher: KeyedCipher) -> tuple[AeadFunc, AeadFunc, bytes] | None:
     return None
 
 
-# (id, name, allowed key bits, salt, block, iv, icv, aead, usable in IKE)
-_TABLE: dict[int, tuple[str, tuple[int, ...], int, int, int, int, bool, bool]] = {
-    EncrId.AES_CBC: ("ENCR_AES_CBC", (128, 192, 256), 0, 16, 16, 0, False, True),
-    EncrId.AES_GCM_8: ("ENCR_AES_GCM_8", (128, 192, 256), 4, 1, 8, 8, True, True),
-    EncrId.AES_GCM_12: ("ENCR_AES_GCM_12", (128, 192, 256), 4, 1, 8, 12, True, True),
-    EncrId.AES_GCM_16: ("ENCR_AES_GCM_16", (128, 192, 256), 4, 1, 8, 16, True, True),
-    EncrId.CHACHA20_POLY1305: ("ENCR_CHACHA20_POLY1305", (256,), 4, 1, 8, 16, True, True),
-    EncrId.NULL_AUTH_AES_GMAC: ("ENCR_NULL_AUTH_AES_GMAC", (128, 192, 256), 4, 1, 8, 16, True, False),
-    EncrId.NULL: ("ENCR_NULL", (0,), 0, 1, 0, 0, False, False),
+# What only the implementation knows: (SK/ESP padding block, IV bytes, usable in IKE). Names, key
+# lengths, salt and ICV come from the algorithm registry (crypto/algorithms.py).
+_TABLE: dict[int, tuple[int, int, bool]] = {
+    EncrId.AES_CBC: (16, 16, True),
+    EncrId.AES_GCM_8: (1, 8, True),
+    EncrId.AES_GCM_12: (1, 8, True),
+    EncrId.AES_GCM_16: (1, 8, True),
+    EncrId.CHACHA20_POLY1305: (1, 8, True),
+    EncrId.NULL_AUTH_AES_GMAC: (1, 8, False),
+    EncrId.NULL: (1, 0, False),
 }
 
 
@@ -228,21 +230,27 @@ def get_encr(encr_id: int, key_bits: int | None = None) -> Encr:
     (ChaCha20-Poly1305, NULL); AES needs it, as RFC 7296 3.3.5 requires the
     attribute for variable-length ciphers.
     """
-    try:
-        name, sizes, salt, block, iv, icv, aead, ike = _TABLE[encr_id]
-    except KeyError:
+    alg = algorithm(TransformType.ENCR, encr_id)
+    if encr_id not in _TABLE or alg is None:
         raise UnsupportedTransformError(
             f"encryption transform id {encr_id} is not supported (supported: {sorted(_TABLE)})"
-        ) from None
+        )
+    block, iv, ike = _TABLE[encr_id]
+    name, sizes = transform_name(TransformType.ENCR, encr_id), alg.key_bits
     if key_bits is None:
         if len(sizes) != 1:
             raise UnsupportedTransformError(f"{name} needs a key length (one of {sizes} bits)")
         key_bits = sizes[0]
     if key_bits not in sizes:
         raise UnsupportedTransformError(f"{name} does not take a {key_bits}-bit key (one of {sizes})")
-    return Encr(EncrId(encr_id), name, key_bits, salt, block, iv, icv, aead, ike)
+    return Encr(EncrId(encr_id), name, key_bits, alg.salt, block, iv, alg.icv, alg.aead, ike)
 
 
 def supported_encrs() -> list[Encr]:
     """Every (transform, key length) pair ipseclab implements."""
-    return [get_encr(eid, bits) for eid, row in _TABLE.items() for bits in row[1]]
+    return [get_encr(eid, bits) for eid in _TABLE for bits in _key_bits(eid)]
+
+
+def _key_bits(encr_id: int) -> tuple[int, ...]:
+    alg = algorithm(TransformType.ENCR, encr_id)
+    return alg.key_bits if alg is not None else ()

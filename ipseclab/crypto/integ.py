@@ -17,8 +17,9 @@ import hmac
 from dataclasses import dataclass
 
 from ..errors import IntegrityError, UnsupportedTransformError
+from .algorithms import algorithm
 from .mac import MacFunc, aes_cmac, aes_xcbc_mac, hmac_func
-from .registry import IntegId
+from .registry import IntegId, TransformType
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +91,25 @@ class KeyedInteg:
             raise IntegrityError(f"{self.name} ICV mismatch")
 
 
+def _integ(iid: IntegId, mac: MacFunc, hash_name: str | None = None) -> Integ:
+    """The transform for a MAC: key and ICV lengths from the algorithm registry."""
+    alg = algorithm(TransformType.INTEG, iid)
+    if alg is None:  # pragma: no cover - every id implemented here is a registry row (a unit test checks)
+        raise UnsupportedTransformError(f"integrity transform {iid.name} is not in the algorithm registry")
+    return Integ(iid, "AUTH_" + alg.iana_name, alg.key_bits[0] // 8, alg.icv, mac, hash_name)
+
+
 _INTEGS: dict[int, Integ] = {
     i.id: i
     for i in (
-        Integ(IntegId.HMAC_SHA1_96, "AUTH_HMAC_SHA1_96", 20, 12, hmac_func("sha1"), "sha1"),
-        Integ(IntegId.HMAC_SHA1_160, "AUTH_HMAC_SHA1_160", 20, 20, hmac_func("sha1"), "sha1"),
-        Integ(IntegId.HMAC_MD5_96, "AUTH_HMAC_MD5_96", 16, 12, hmac_func("md5"), "md5"),
-        Integ(IntegId.HMAC_SHA2_256_128, "AUTH_HMAC_SHA2_256_128", 32, 16, hmac_func("sha256"), "sha256"),
-        Integ(IntegId.HMAC_SHA2_384_192, "AUTH_HMAC_SHA2_384_192", 48, 24, hmac_func("sha384"), "sha384"),
-        Integ(IntegId.HMAC_SHA2_512_256, "AUTH_HMAC_SHA2_512_256", 64, 32, hmac_func("sha512"), "sha512"),
-        Integ(IntegId.AES_XCBC_96, "AUTH_AES_XCBC_96", 16, 12, aes_xcbc_mac),
-        Integ(IntegId.AES_CMAC_96, "AUTH_AES_CMAC_96", 16, 12, aes_cmac),
+        _integ(IntegId.HMAC_SHA1_96, hmac_func("sha1"), "sha1"),
+        _integ(IntegId.HMAC_SHA1_160, hmac_func("sha1"), "sha1"),
+        _integ(IntegId.HMAC_MD5_96, hmac_func("md5"), "md5"),
+        _integ(IntegId.HMAC_SHA2_256_128, hmac_func("sha256"), "sha256"),
+        _integ(IntegId.HMAC_SHA2_384_192, hmac_func("sha384"), "sha384"),
+        _integ(IntegId.HMAC_SHA2_512_256, hmac_func("sha512"), "sha512"),
+        _integ(IntegId.AES_XCBC_96, aes_xcbc_mac),
+        _integ(IntegId.AES_CMAC_96, aes_cmac),
     )
 }
 

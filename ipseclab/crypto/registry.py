@@ -3,7 +3,9 @@
 Only the numbers live here (no cryptography imports), so every layer can name a
 transform without pulling in the primitives.  Values are from the IANA registry
 (RFC 7296 section 3.3.2 and the registrations that followed it: RFC 5282,
-RFC 4106, RFC 4543, RFC 4868, RFC 5903, RFC 7634, RFC 8031).
+RFC 4106, RFC 4543, RFC 4868, RFC 5903, RFC 7634, RFC 8031).  What each transform is
+called elsewhere (strongSwan, Libreswan, OpenIKED, the kernel, Wireshark) is in
+``algorithms.py``, keyed by these ids.
 """
 
 from __future__ import annotations

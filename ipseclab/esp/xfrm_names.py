@@ -13,33 +13,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..crypto import EncrId, Integ, IntegId, get_encr, get_integ
+from ..crypto import EncrId, Integ, TransformType, get_encr, get_integ
+from ..crypto.algorithms import ALGORITHMS, algorithms
 from ..crypto.cipher import Encr
 from ..errors import UnsupportedTransformError
 
+# The kernel's names are the registry's ``xfrm`` column (``crypto/algorithms.py``).
 # (kernel AEAD name, ICV bits) -> ENCR id
-AEAD_NAMES: dict[tuple[str, int], EncrId] = {
-    ("rfc4106(gcm(aes))", 64): EncrId.AES_GCM_8,
-    ("rfc4106(gcm(aes))", 96): EncrId.AES_GCM_12,
-    ("rfc4106(gcm(aes))", 128): EncrId.AES_GCM_16,
-    ("rfc7539esp(chacha20,poly1305)", 128): EncrId.CHACHA20_POLY1305,
-    ("rfc4543(gcm(aes))", 128): EncrId.NULL_AUTH_AES_GMAC,
+AEAD_NAMES: dict[tuple[str, int], int] = {
+    (a.xfrm, a.xfrm_bits): a.id for a in algorithms(TransformType.ENCR) if a.xfrm and a.aead
 }
 # kernel cipher name -> ENCR id (used with a separate auth algorithm)
-ENC_NAMES: dict[str, EncrId] = {
-    "cbc(aes)": EncrId.AES_CBC,
-    "ecb(cipher_null)": EncrId.NULL,
-}
+ENC_NAMES: dict[str, int] = {a.xfrm: a.id for a in algorithms(TransformType.ENCR) if a.xfrm and not a.aead}
 # (kernel auth name, truncation bits) -> INTEG id
-AUTH_NAMES: dict[tuple[str, int], IntegId] = {
-    ("hmac(md5)", 96): IntegId.HMAC_MD5_96,
-    ("hmac(sha1)", 96): IntegId.HMAC_SHA1_96,
-    ("hmac(sha1)", 160): IntegId.HMAC_SHA1_160,
-    ("hmac(sha256)", 128): IntegId.HMAC_SHA2_256_128,
-    ("hmac(sha384)", 192): IntegId.HMAC_SHA2_384_192,
-    ("hmac(sha512)", 256): IntegId.HMAC_SHA2_512_256,
-    ("xcbc(aes)", 96): IntegId.AES_XCBC_96,
-    ("cmac(aes)", 96): IntegId.AES_CMAC_96,
+AUTH_NAMES: dict[tuple[str, int], int] = {
+    (a.xfrm, a.xfrm_bits): a.id for a in algorithms(TransformType.INTEG) if a.xfrm
 }
 # what the kernel truncates to when ``auth`` (not ``auth-trunc``) is used (net/xfrm/xfrm_algo.c);
 # note hmac(sha256): 96 bits, a pre-RFC 4868 leftover that no IKEv2 transform matches
@@ -48,11 +36,7 @@ AUTH_DEFAULT_TRUNC: dict[str, int] = {
     "xcbc(aes)": 96, "cmac(aes)": 96,
 }
 # the short names iproute2 and the kernel also accept
-ALIASES: dict[str, str] = {
-    "aes": "cbc(aes)", "cipher_null": "ecb(cipher_null)", "null": "ecb(cipher_null)",
-    "md5": "hmac(md5)", "sha1": "hmac(sha1)", "sha256": "hmac(sha256)", "sha384": "hmac(sha384)",
-    "sha512": "hmac(sha512)",
-}
+ALIASES: dict[str, str] = {alias: a.xfrm for a in ALGORITHMS for alias in a.xfrm_aliases}
 _AEAD_TO_KERNEL = {v: k for k, v in AEAD_NAMES.items()}
 _ENC_TO_KERNEL = {v: k for k, v in ENC_NAMES.items()}
 _INTEG_TO_KERNEL = {v: k for k, v in AUTH_NAMES.items()}

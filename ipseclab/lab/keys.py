@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..crypto import EncrId, IntegId, get_encr, get_integ
+from ..crypto import TransformType, get_encr, get_integ
+from ..crypto.algorithms import algorithms
 from ..errors import IpsecLabError
 from ..packets.message import EncryptedFragment, EncryptedPayload, IkeSaCrypto, SkCrypto, decode
 from ..pcap.keyfiles import IkeSaKeyRow
@@ -21,16 +22,10 @@ _DUMP_HEAD = re.compile(r"\[IKE\] <([^>]*)> (Sk_[a-z]{1,2}) secret => (\d+) byte
 _DUMP_LINE = re.compile(r"\[IKE\] <([^>]*)>\s+\d+: ((?:[0-9A-F]{2} ){1,16})")
 _SELECTED = re.compile(r"<([^>]*)> selected proposal: IKE:(\S+)")
 
-# strongSwan proposal token -> what it means
-_SS_ENCR = {
-    "AES_CBC": EncrId.AES_CBC, "AES_GCM_8": EncrId.AES_GCM_8, "AES_GCM_12": EncrId.AES_GCM_12,
-    "AES_GCM_16": EncrId.AES_GCM_16, "CHACHA20_POLY1305": EncrId.CHACHA20_POLY1305,
-}
-_SS_INTEG = {
-    "HMAC_SHA1_96": IntegId.HMAC_SHA1_96, "HMAC_SHA2_256_128": IntegId.HMAC_SHA2_256_128,
-    "HMAC_SHA2_384_192": IntegId.HMAC_SHA2_384_192, "HMAC_SHA2_512_256": IntegId.HMAC_SHA2_512_256,
-    "AES_XCBC_96": IntegId.AES_XCBC_96, "HMAC_MD5_96": IntegId.HMAC_MD5_96, "AES_CMAC_96": IntegId.AES_CMAC_96,
-}
+# strongSwan's log names a transform by its IANA name (AES_CBC_256, HMAC_SHA2_256_128): the registry's
+# rows that strongSwan has a keyword for
+_SS_ENCR = {a.iana_name: a.id for a in algorithms(TransformType.ENCR) if a.strongswan}
+_SS_INTEG = {a.iana_name: a.id for a in algorithms(TransformType.INTEG) if a.strongswan}
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..crypto.algorithms import algorithm, algorithms, name_of
 from ..crypto.proposals import TransformSpec
 from ..crypto.registry import EncrId, IntegId, KeId, PrfId, TransformType
 from ..errors import ConfigError
@@ -39,38 +40,20 @@ IMPL = "libreswan"
 MAX_LIFETIME = 86400  # ikelifetime and salifetime are capped at 24h
 KEY_DEBUG = "crypt private"
 
-_GCM = {EncrId.AES_GCM_8: "aes_gcm_8", EncrId.AES_GCM_12: "aes_gcm_12", EncrId.AES_GCM_16: "aes_gcm_16"}
-# HMAC integrity: also the PRF names, and the integrity Libreswan derives from each PRF
-_HMAC_INTEG = {
-    IntegId.HMAC_MD5_96: "md5",
-    IntegId.HMAC_SHA1_96: "sha1",
-    IntegId.HMAC_SHA2_256_128: "sha2_256",
-    IntegId.HMAC_SHA2_384_192: "sha2_384",
-    IntegId.HMAC_SHA2_512_256: "sha2_512",
-}
-_CHILD_ONLY_INTEG = {IntegId.AES_XCBC_96: "aes_xcbc", IntegId.AES_CMAC_96: "aes_cmac"}
-_PRF = {
-    PrfId.HMAC_MD5: ("md5", IntegId.HMAC_MD5_96),
-    PrfId.HMAC_SHA1: ("sha1", IntegId.HMAC_SHA1_96),
-    PrfId.HMAC_SHA2_256: ("sha2_256", IntegId.HMAC_SHA2_256_128),
-    PrfId.HMAC_SHA2_384: ("sha2_384", IntegId.HMAC_SHA2_384_192),
-    PrfId.HMAC_SHA2_512: ("sha2_512", IntegId.HMAC_SHA2_512_256),
-}
-_DH = {
-    KeId.MODP1536: "dh5", KeId.MODP2048: "dh14", KeId.MODP3072: "dh15", KeId.MODP4096: "dh16",
-    KeId.MODP6144: "dh17", KeId.MODP8192: "dh18", KeId.ECP256: "dh19", KeId.ECP384: "dh20",
-    KeId.ECP521: "dh21", KeId.CURVE25519: "dh31",
-}
-_DH_MISSING = {
-    KeId.MODP768: "removed from Libreswan",
-    KeId.MODP1024: "not compiled into Libreswan since 4.0 (USE_DH2)",
-    KeId.ECP192: "not implemented by Libreswan",
-    KeId.ECP224: "not implemented by Libreswan",
-    KeId.BRAINPOOL256: "not implemented by Libreswan (NSS has no brainpool ECDH)",
-    KeId.BRAINPOOL384: "not implemented by Libreswan (NSS has no brainpool ECDH)",
-    KeId.BRAINPOOL512: "not implemented by Libreswan (NSS has no brainpool ECDH)",
-    KeId.CURVE448: "not implemented by Libreswan 4.x (NSS has no Curve448)",
-}
+
+def _ike_integ(iid: int) -> str | None:
+    """Libreswan's IKE name of an integrity transform, None where it offers it for ESP/AH only."""
+    alg = algorithm(TransformType.INTEG, iid)
+    if alg is None or not alg.libreswan or "libreswan-ike" in alg.refusals:
+        return None
+    return alg.libreswan
+
+
+def _prf(pid: int) -> tuple[str, int] | None:
+    """(Libreswan's PRF name, the IKE integrity it derives from that PRF), None where it has no name."""
+    name = name_of("libreswan", TransformType.PRF, pid)
+    integ = next((a.id for a in algorithms(TransformType.INTEG) if a.prf == pid and _ike_integ(a.id)), None)
+    return (name, integ) if name and integ is not None else None
 
 
 def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
@@ -82,28 +65,18 @@ def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
 
 
 def _encr(t: TransformSpec) -> str | None:
-    eid = EncrId(t.id)
-    if eid == EncrId.AES_CBC:
-        return f"aes{t.key_bits}"
-    if eid in _GCM:
-        return f"{_GCM[eid]}_{t.key_bits}"
-    if eid == EncrId.NULL_AUTH_AES_GMAC:
-        return f"aes_gmac_{t.key_bits}"
-    if eid == EncrId.CHACHA20_POLY1305:
-        return "chacha20_poly1305"
-    if eid == EncrId.NULL:
-        return "null"
-    return None
+    return name_of("libreswan", TransformType.ENCR, t.id, t.key_bits) or None
 
 
 def _dh(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> list[str]:
     out = []
     for t in (s for s in specs if s.type == TransformType.KE):
-        kid = KeId(t.id)
-        if kid not in _DH:
-            raise refuse(peer, setting, f"{text!r}: key exchange {kid.name} is "
-                         f"{_DH_MISSING.get(kid, 'not supported by Libreswan')}")
-        out.append(_DH[kid])
+        alg = algorithm(TransformType.KE, t.id)
+        if alg is None or not alg.libreswan:
+            why = alg.refusals.get("libreswan", "") if alg is not None else ""
+            raise refuse(peer, setting, f"{text!r}: key exchange {KeId(t.id).name} is "
+                         f"{why or 'not supported by Libreswan'}")
+        out.append(alg.libreswan)
     return out
 
 
@@ -127,19 +100,21 @@ def ike_proposal(peer: PeerConfig, setting: str, text: str, specs: list[Transfor
     encrs = _encrs(peer, setting, text, specs)
     integs = {IntegId(t.id) for t in specs if t.type == TransformType.INTEG}
     for i in integs:
-        if i not in _HMAC_INTEG:
-            raise refuse(peer, setting, f"{text!r}: integrity {i.name} is offered by Libreswan for ESP/AH only, "
-                         "not IKE")
+        if _ike_integ(i) is None:
+            alg = algorithm(TransformType.INTEG, i)
+            why = (alg.refusals.get("libreswan-ike", "") if alg is not None else "") or "not supported by Libreswan"
+            raise refuse(peer, setting, f"{text!r}: integrity {i.name} is {why}")
     prfs: list[str] = []
     derived: set[IntegId] = set()
     for t in (s for s in specs if s.type == TransformType.PRF):
         pid = PrfId(t.id)
-        if pid not in _PRF:
+        found = _prf(pid)
+        if found is None:
             raise refuse(peer, setting, f"{text!r}: PRF {pid.name} is not translated for Libreswan "
                          "(use prfsha256/prfsha384/prfsha512/prfsha1)")
-        name, integ = _PRF[pid]
+        name, integ = found
         prfs.append(name)
-        derived.add(integ)
+        derived.add(IntegId(integ))
     if integs and integs != derived:
         raise refuse(peer, setting, f"{text!r}: Libreswan derives IKE integrity from the PRF, so integrity "
                      f"{'+'.join(sorted(i.name for i in integs))} cannot go with PRF "
@@ -156,8 +131,8 @@ def child_proposal(peer: PeerConfig, setting: str, text: str, specs: list[Transf
     integs = []
     for t in (s for s in specs if s.type == TransformType.INTEG):
         iid = IntegId(t.id)
-        name = _HMAC_INTEG.get(iid) or _CHILD_ONLY_INTEG.get(iid)
-        if name is None:
+        name = name_of("libreswan", TransformType.INTEG, iid)
+        if not name:
             raise refuse(peer, setting, f"{text!r}: integrity {iid.name} has no Libreswan mapping")
         integs.append(name)
     if integs:

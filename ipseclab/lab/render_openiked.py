@@ -18,93 +18,68 @@ Pure functions, text in and out.  What the translation relies on (iked.conf(5) o
   peer sees an empty proposal).  So Child SAs are AES-CBC or 3DES with HMAC-SHA1-96 or HMAC-MD5-96;
   anything else is refused here with that reason.
 
-The algorithm names here are OpenIKED's column of the algorithm facts that the renderers of
-strongSwan and Libreswan hold too (to be one registry, see the algorithm-registry issue).
+OpenIKED's algorithm names, and which transforms its PF_KEY path installs, are its columns of
+the algorithm registry (``crypto/algorithms.py``).
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from pathlib import Path
 
+from ..crypto.algorithms import OPENIKED_PFKEY_REFUSAL, algorithm, name_of
 from ..crypto.proposals import TransformSpec, parse_proposal
 from ..crypto.registry import EncrId, IntegId, KeId, PrfId, TransformType
 from ..errors import ConfigError
 from .peerconfig import PeerConfig, psk_text
 
 IMPL = "openiked"
-_INTEG = {IntegId.HMAC_MD5_96: "hmac-md5", IntegId.HMAC_SHA1_96: "hmac-sha1",
-          IntegId.HMAC_SHA2_256_128: "hmac-sha2-256", IntegId.HMAC_SHA2_384_192: "hmac-sha2-384",
-          IntegId.HMAC_SHA2_512_256: "hmac-sha2-512"}
-_PRF = {PrfId.HMAC_MD5: "hmac-md5", PrfId.HMAC_SHA1: "hmac-sha1", PrfId.HMAC_SHA2_256: "hmac-sha2-256",
-        PrfId.HMAC_SHA2_384: "hmac-sha2-384", PrfId.HMAC_SHA2_512: "hmac-sha2-512"}
-_GROUP = {KeId.MODP768: "modp768", KeId.MODP1024: "modp1024", KeId.MODP1536: "modp1536",
-          KeId.MODP2048: "modp2048", KeId.MODP3072: "modp3072", KeId.MODP4096: "modp4096",
-          KeId.MODP6144: "modp6144", KeId.MODP8192: "modp8192", KeId.ECP256: "ecp256", KeId.ECP384: "ecp384",
-          KeId.ECP521: "ecp521", KeId.ECP192: "ecp192", KeId.ECP224: "ecp224",
-          KeId.BRAINPOOL256: "brainpool256", KeId.BRAINPOOL384: "brainpool384",
-          KeId.BRAINPOOL512: "brainpool512", KeId.CURVE25519: "curve25519"}
 
 
 def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
     return ConfigError(f"{IMPL}: peer {peer.name!r}: {setting}: {problem}")
 
 
-def _enc(t: TransformSpec, child: bool) -> str | None:
-    eid, bits = EncrId(t.id), t.key_bits
-    if eid == EncrId.AES_CBC:
-        return f"aes-{bits}"
-    if eid == EncrId.TRIPLE_DES:
-        return "3des"
-    if eid == EncrId.AES_GCM_16 and (bits in (128, 256) or child):
-        return f"aes-{bits}-gcm"
-    if eid == EncrId.AES_GCM_12 and not child:
-        return f"aes-{bits}-gcm-12"
-    if child and eid == EncrId.CHACHA20_POLY1305:
-        return "chacha20-poly1305"
-    if child and eid == EncrId.NULL_AUTH_AES_GMAC:
-        return f"aes-{bits}-gmac"
-    if child and eid == EncrId.NULL:
-        return "null"
-    return None
+def _name(t: TransformSpec, child: bool) -> str:
+    """OpenIKED's name for a transform in a Child SA (``childsa``) or IKE SA (``ikesa``), '' for none."""
+    return name_of("openiked_esp" if child else "openiked_ike", t.type, t.id, t.key_bits)
+
+
+# transform type -> (iked.conf keyword, what the error calls it, IANA enum)
+_KEYWORD: dict[int, tuple[str, str, type[IntEnum]]] = {
+    TransformType.INTEG: ("auth", "integrity", IntegId), TransformType.PRF: ("prf", "PRF", PrfId),
+    TransformType.KE: ("group", "group", KeId),
+}
 
 
 def _transforms(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec], child: bool) -> str:
     words = []
     for t in specs:
         if t.type == TransformType.ENCR:
-            name = _enc(t, child)
-            if name is None:
+            name = _name(t, child)
+            if not name:
                 raise refuse(peer, setting, f"{text!r}: cipher {EncrId(t.id).name}"
                              f"{f' ({t.key_bits} bits)' if t.key_bits else ''} has no OpenIKED name "
                              f"{'for ESP' if child else 'for IKE'}")
             words.append(f"enc {name}")
-        elif t.type == TransformType.INTEG:
-            if IntegId(t.id) not in _INTEG:
-                raise refuse(peer, setting, f"{text!r}: integrity {IntegId(t.id).name} is not in OpenIKED")
-            words.append(f"auth {_INTEG[IntegId(t.id)]}")
-        elif t.type == TransformType.PRF:
-            if PrfId(t.id) not in _PRF:
-                raise refuse(peer, setting, f"{text!r}: PRF {PrfId(t.id).name} is not in OpenIKED")
-            words.append(f"prf {_PRF[PrfId(t.id)]}")
-        elif t.type == TransformType.KE:
-            if KeId(t.id) not in _GROUP:
-                raise refuse(peer, setting, f"{text!r}: group {KeId(t.id).name} is not in OpenIKED")
-            words.append(f"group {_GROUP[KeId(t.id)]}")
+        elif t.type in _KEYWORD:
+            keyword, what, enum = _KEYWORD[t.type]
+            name = _name(t, child)
+            if not name:
+                raise refuse(peer, setting, f"{text!r}: {what} {enum(t.id).name} is not in OpenIKED")
+            words.append(f"{keyword} {name}")
     return " ".join(words)
-
-
-_PFKEY_ENCR = (EncrId.AES_CBC, EncrId.TRIPLE_DES)
-_PFKEY_INTEG = (IntegId.HMAC_SHA1_96, IntegId.HMAC_MD5_96)
 
 
 def _check_pfkey(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> None:
     for t in specs:
-        bad = ((t.type == TransformType.ENCR and t.id not in _PFKEY_ENCR)
-               or (t.type == TransformType.INTEG and t.id not in _PFKEY_INTEG))
-        if bad:
+        if t.type not in (TransformType.ENCR, TransformType.INTEG):
+            continue
+        alg = algorithm(t.type, t.id)
+        if alg is None or not alg.openiked_pfkey:
             name = EncrId(t.id).name if t.type == TransformType.ENCR else IntegId(t.id).name
             raise refuse(peer, setting, f"{text!r}: OpenIKED 7.2 on Linux cannot install a {name} Child SA "
-                         "through PF_KEY (only AES-CBC or 3DES with HMAC-SHA1-96 or HMAC-MD5-96)")
+                         f"{OPENIKED_PFKEY_REFUSAL}")
 
 
 def _check(peer: PeerConfig) -> None:

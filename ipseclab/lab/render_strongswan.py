@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..crypto.algorithms import name_of
 from ..crypto.proposals import TransformSpec
-from ..crypto.registry import EncrId, IntegId, KeId, PrfId, TransformType
+from ..crypto.registry import TransformType
 from ..errors import ConfigError
 from .peerconfig import Identity, PeerConfig, psk_text
 
@@ -36,34 +37,6 @@ CHARON_PLUGINS = (
 SWANCTL_PLUGINS = ("pem", "pkcs1", "x509", "pubkey", "openssl", "random", "nonce")
 THREADS = 8
 LIBIPSEC_THREADS = 16
-
-_ENCR_AEAD_ICV = {EncrId.AES_GCM_8: 8, EncrId.AES_GCM_12: 12, EncrId.AES_GCM_16: 16}
-_INTEG = {
-    IntegId.HMAC_MD5_96: "md5",
-    IntegId.HMAC_SHA1_96: "sha1",
-    IntegId.HMAC_SHA2_256_128: "sha256",
-    IntegId.HMAC_SHA2_384_192: "sha384",
-    IntegId.HMAC_SHA2_512_256: "sha512",
-    IntegId.AES_XCBC_96: "aesxcbc",
-    IntegId.AES_CMAC_96: "aescmac",
-}
-_PRF = {
-    PrfId.HMAC_MD5: "prfmd5",
-    PrfId.HMAC_SHA1: "prfsha1",
-    PrfId.HMAC_SHA2_256: "prfsha256",
-    PrfId.HMAC_SHA2_384: "prfsha384",
-    PrfId.HMAC_SHA2_512: "prfsha512",
-    PrfId.AES128_XCBC: "prfaesxcbc",
-    PrfId.AES128_CMAC: "prfaescmac",
-}
-_KE = {
-    KeId.MODP768: "modp768", KeId.MODP1024: "modp1024", KeId.MODP1536: "modp1536", KeId.MODP2048: "modp2048",
-    KeId.MODP3072: "modp3072", KeId.MODP4096: "modp4096", KeId.MODP6144: "modp6144", KeId.MODP8192: "modp8192",
-    KeId.ECP192: "ecp192", KeId.ECP224: "ecp224", KeId.ECP256: "ecp256", KeId.ECP384: "ecp384",
-    KeId.ECP521: "ecp521", KeId.BRAINPOOL256: "ecp256bp", KeId.BRAINPOOL384: "ecp384bp",
-    KeId.BRAINPOOL512: "ecp512bp", KeId.CURVE25519: "curve25519", KeId.CURVE448: "curve448",
-}
-
 
 def refuse(peer: PeerConfig, setting: str, problem: str) -> ConfigError:
     """The error for what strongSwan cannot be configured to do, naming the setting and the peer."""
@@ -84,25 +57,10 @@ def proposal_keywords(specs: list[TransformSpec]) -> str:
 
 
 def _keyword(t: TransformSpec) -> str:
-    if t.type == TransformType.ENCR:
-        eid = EncrId(t.id)
-        if eid == EncrId.AES_CBC:
-            return f"aes{t.key_bits}"
-        if eid in _ENCR_AEAD_ICV:
-            return f"aes{t.key_bits}gcm{_ENCR_AEAD_ICV[eid]}"
-        if eid == EncrId.NULL_AUTH_AES_GMAC:
-            return f"aes{t.key_bits}gmac"
-        if eid == EncrId.CHACHA20_POLY1305:
-            return "chacha20poly1305"
-        if eid == EncrId.NULL:
-            return "null"
-    elif t.type == TransformType.INTEG and t.id in _INTEG:
-        return _INTEG[IntegId(t.id)]
-    elif t.type == TransformType.PRF and t.id in _PRF:
-        return _PRF[PrfId(t.id)]
-    elif t.type == TransformType.KE and t.id in _KE:
-        return _KE[KeId(t.id)]
-    raise ConfigError(f"no strongSwan keyword for {t}")  # parse_proposal produced a transform we do not map
+    name = name_of("strongswan", t.type, t.id, t.key_bits)
+    if not name:  # parse_proposal produced a transform the registry gives no strongSwan keyword
+        raise ConfigError(f"no strongSwan keyword for {t}")
+    return name
 
 
 def ike_proposals(peer: PeerConfig) -> list[str]:

@@ -7,7 +7,8 @@ Table; the file of that name in a Wireshark profile) has one row per IKE SA::
 
 hex without 0x; for AEAD ciphers SK_e includes the 4-byte salt and the
 integrity algorithm is ``NONE [RFC4306]`` with empty SK_a.  The names are the
-ones Wireshark 4.0 lists (read off libwireshark).  Wireshark 4.0 has no
+ones Wireshark 4.0 lists (read off libwireshark), kept in the algorithm registry
+(``crypto/algorithms.py``, column ``wireshark_ikev2``).  Wireshark 4.0 has no
 ChaCha20-Poly1305 and no AES-XCBC for IKEv2: rows for those use names of our
 own (marked ``ipseclab-only``) that ipseclab reads and Wireshark rejects, and
 :func:`wireshark_can_decrypt` says so.
@@ -20,31 +21,51 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from ..crypto import EncrId, IntegId
+from ..crypto import TransformType
+from ..crypto.algorithms import names
 from ..errors import KeyFileError
 
-# Wireshark name -> (ENCR id, key bits)
+T = TypeVar("T")
+
+# Wireshark name -> (ENCR id, key bits), and -> INTEG id: the registry's ``wireshark_ikev2`` column
 IKEV2_ENCR_NAMES: dict[str, tuple[int, int]] = {
-    "NULL [RFC2410]": (EncrId.NULL, 0),
-    **{f"AES-CBC-{b} [RFC3602]": (EncrId.AES_CBC, b) for b in (128, 192, 256)},
-    **{
-        f"AES-GCM-{b} with {icv} octet ICV [RFC5282]": (eid, b)
-        for b in (128, 192, 256)
-        for icv, eid in ((8, EncrId.AES_GCM_8), (12, EncrId.AES_GCM_12), (16, EncrId.AES_GCM_16))
-    },
-    "CHACHA20-POLY1305 [RFC7634] (ipseclab-only)": (EncrId.CHACHA20_POLY1305, 256),
+    name: (eid, bits or 0) for name, (eid, bits) in names("wireshark_ikev2", TransformType.ENCR).items()
 }
 IKEV2_INTEG_NAMES: dict[str, int] = {
-    "NONE [RFC4306]": IntegId.NONE,
-    "HMAC_MD5_96 [RFC2403]": IntegId.HMAC_MD5_96,
-    "HMAC_SHA1_96 [RFC2404]": IntegId.HMAC_SHA1_96,
-    "HMAC_SHA2_256_128 [RFC4868]": IntegId.HMAC_SHA2_256_128,
-    "HMAC_SHA2_384_192 [RFC4868]": IntegId.HMAC_SHA2_384_192,
-    "HMAC_SHA2_512_256 [RFC4868]": IntegId.HMAC_SHA2_512_256,
-    "AES_XCBC_96 [RFC3566] (ipseclab-only)": IntegId.AES_XCBC_96,
+    name: iid for name, (iid, _) in names("wireshark_ikev2", TransformType.INTEG).items()
 }
 _ENCR_BY_ID = {v: k for k, v in IKEV2_ENCR_NAMES.items()}
+_MARK = "(ipseclab-only)"
+
+
+def spelling(name: str) -> str:
+    """The key under which an algorithm name is looked up: case, spacing and our ``(ipseclab-only)`` mark ignored.
+
+    Wireshark lacks some algorithms, so their names are ours; a user writes them the obvious way
+    (``CHACHA20-POLY1305 [RFC7634]``, with or without the mark, in any case) and means the same row.
+    """
+    return " ".join(name.replace(_MARK, " ").split()).lower()
+
+
+def lookup_name(name: str, table: dict[str, T]) -> tuple[str, T] | None:
+    """(the canonical name, its value) for a name as a user may spell it, None when no spelling matches."""
+    if name in table:
+        return name, table[name]
+    key = spelling(name)
+    return next(((n, v) for n, v in table.items() if spelling(n) == key), None)
+
+
+def skip_or_raise(exc: KeyFileError, skipped: list[str] | None) -> None:
+    """A row that cannot be used: raise, or with a ``skipped`` list note why (file and line) and go on.
+
+    Wireshark reads the rest of a table when one row is bad, and so does ``ipseclab decrypt``: a
+    user's table with one row for an algorithm we lack must still decrypt everything else.
+    """
+    if skipped is None:
+        raise exc
+    skipped.append(str(exc))
 _INTEG_BY_ID = {v: k for k, v in IKEV2_INTEG_NAMES.items()}
 
 
@@ -116,38 +137,47 @@ def csv_rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, fields
 
 
-def parse_ikev2_decryption_table(text: str, source: str = "<keys>") -> list[IkeSaKeyRow]:
+def parse_ikev2_decryption_table(text: str, source: str = "<keys>",
+                                 skipped: list[str] | None = None) -> list[IkeSaKeyRow]:
     """Parse the rows of an ikev2_decryption_table; KeyFileError names the line and field at fault.
 
+    With a ``skipped`` list a bad row is noted there (file, line, why) and left out instead.
     Whether the keys fit the algorithms is checked where they are used (``decrypt.crypto_from_row``),
     with the row's ``where`` in the message: this module knows names and ids, not key sizes.
     """
     rows = []
     for n, fields in csv_rows(text, source):
-        if len(fields) != 8:
-            raise KeyFileError(
-                f"{source} line {n}: expected 8 fields (ISPI,RSPI,SK_ei,SK_er,\"ENC\",SK_ai,SK_ar,\"INTEG\"), "
-                f"got {len(fields)}"
-            )
-        spi_i, spi_r = _hex(fields[0], "ISPI", n), _hex(fields[1], "RSPI", n)
-        if len(spi_i) != 8 or len(spi_r) != 8:
-            raise KeyFileError(f"{source} line {n}: SPIs must be 8 bytes (16 hex digits)")
-        enc_name, integ_name = fields[4].strip(), fields[7].strip()
-        if enc_name not in IKEV2_ENCR_NAMES:
-            raise KeyFileError(
-                f"{source} line {n}: unknown encryption algorithm {enc_name!r} "
-                f"(known: {', '.join(sorted(IKEV2_ENCR_NAMES))})"
-            )
-        if integ_name not in IKEV2_INTEG_NAMES:
-            raise KeyFileError(
-                f"{source} line {n}: unknown integrity algorithm {integ_name!r} "
-                f"(known: {', '.join(sorted(IKEV2_INTEG_NAMES))})"
-            )
-        eid, bits = IKEV2_ENCR_NAMES[enc_name]
-        rows.append(IkeSaKeyRow(spi_i, spi_r, _hex(fields[2], "SK_ei", n), _hex(fields[3], "SK_er", n), eid, bits,
-                                _hex(fields[5], "SK_ai", n), _hex(fields[6], "SK_ar", n),
-                                IKEV2_INTEG_NAMES[integ_name], f"{source} line {n}"))
+        try:
+            rows.append(_ikev2_row(fields, source, n))
+        except KeyFileError as exc:
+            skip_or_raise(exc, skipped)
     return rows
+
+
+def _ikev2_row(fields: list[str], source: str, n: int) -> IkeSaKeyRow:
+    if len(fields) != 8:
+        raise KeyFileError(
+            f"{source} line {n}: expected 8 fields (ISPI,RSPI,SK_ei,SK_er,\"ENC\",SK_ai,SK_ar,\"INTEG\"), "
+            f"got {len(fields)}"
+        )
+    spi_i, spi_r = _hex(fields[0], "ISPI", n), _hex(fields[1], "RSPI", n)
+    if len(spi_i) != 8 or len(spi_r) != 8:
+        raise KeyFileError(f"{source} line {n}: SPIs must be 8 bytes (16 hex digits)")
+    encr = lookup_name(fields[4].strip(), IKEV2_ENCR_NAMES)
+    integ = lookup_name(fields[7].strip(), IKEV2_INTEG_NAMES)
+    if encr is None:
+        raise KeyFileError(
+            f"{source} line {n}: unknown encryption algorithm {fields[4].strip()!r} "
+            f"(known: {', '.join(sorted(IKEV2_ENCR_NAMES))})"
+        )
+    if integ is None:
+        raise KeyFileError(
+            f"{source} line {n}: unknown integrity algorithm {fields[7].strip()!r} "
+            f"(known: {', '.join(sorted(IKEV2_INTEG_NAMES))})"
+        )
+    (eid, bits), iid = encr[1], integ[1]
+    return IkeSaKeyRow(spi_i, spi_r, _hex(fields[2], "SK_ei", n), _hex(fields[3], "SK_er", n), eid, bits,
+                       _hex(fields[5], "SK_ai", n), _hex(fields[6], "SK_ar", n), iid, f"{source} line {n}")
 
 
 def read_key_file(path: str | Path) -> str:
@@ -172,9 +202,10 @@ def key_file_text(data: bytes, source: str) -> str:
         ) from None
 
 
-def read_ikev2_decryption_table(path: str | Path) -> list[IkeSaKeyRow]:
-    """Read an ikev2_decryption_table file; KeyFileError for a missing or malformed file."""
-    return parse_ikev2_decryption_table(read_key_file(path), str(path))
+def read_ikev2_decryption_table(path: str | Path, skipped: list[str] | None = None) -> list[IkeSaKeyRow]:
+    """Read an ikev2_decryption_table file; KeyFileError for a missing or malformed file (or row, without
+    ``skipped``: see :func:`parse_ikev2_decryption_table`)."""
+    return parse_ikev2_decryption_table(read_key_file(path), str(path), skipped)
 
 
 def write_ikev2_decryption_table(path: str | Path, rows: list[IkeSaKeyRow]) -> None:
