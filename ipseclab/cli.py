@@ -226,12 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGINT/SIGTERM while a lab was up (LabInterrupted)
+        print(f"ipseclab {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
     except IpsecLabError as exc:
         print(f"ipseclab {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"ipseclab {args.command}: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

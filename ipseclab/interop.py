@@ -125,6 +125,8 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
         return result(FAILED, str(exc) or "assertion failed")
+    except KeyboardInterrupt:
+        raise  # LabInterrupted too: an interrupt stops the matrix, it is not this cell's result
     except IpsecLabError as exc:
         return result(ERROR, str(exc))
     return result(PASSED)

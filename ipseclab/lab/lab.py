@@ -50,8 +50,13 @@ from .uml import UmlHost, network_script
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
 
 
-class LabInterrupted(LabError):
-    """SIGINT or SIGTERM arrived while the lab was up."""
+class LabInterrupted(LabError, KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while the lab was up.
+
+    Also a KeyboardInterrupt, so that whoever runs labs in a loop (the matrix, a pytest session)
+    stops instead of recording one failed cell and going on; the lab itself is torn down first,
+    as on every exit path.
+    """
 
 
 @dataclass(frozen=True, slots=True)

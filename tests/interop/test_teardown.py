@@ -101,3 +101,23 @@ def test_a_peer_that_fails_to_start_names_the_cause_and_leaves_nothing(tmp_path,
     assert "init.log" in text  # where to look
     left = cleanup.sweep(lab.run_id, dry_run=True)
     assert not left, f"left behind after a failed start: {left.describe()}"
+
+
+def test_ctrl_c_stops_the_matrix_with_exit_130_and_leaves_nothing(tmp_path):
+    """An interrupt is not a cell's result: the matrix stops (the lab torn down), it does not go on."""
+    before = set(cleanup.lab_namespaces())
+    proc = subprocess.Popen([sys.executable, "-m", "ipseclab.cli", "interop", "--case", "esp-tunnel",
+                             "--pair", "strongswan:libreswan", "--pair", "libreswan:strongswan", "--out",
+                             str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not set(cleanup.lab_namespaces()) - before and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the matrix ended before its first lab came up"
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert err.strip().splitlines()[-1] == "ipseclab interop: interrupted by SIGINT; tearing the lab down"
+    assert "libreswan->strongswan" not in out, "the matrix went on to the next cell after the interrupt"
+    assert not (set(cleanup.lab_namespaces()) - before)
+    assert not cleanup.lab_pids(), "lab processes left after the interrupt"

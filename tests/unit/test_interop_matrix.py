@@ -307,3 +307,16 @@ def test_the_ci_workflow_runs_every_shard_and_merges_them():
     assert "ipseclab interop --shard ${{ matrix.shard }}/${{ env.SHARDS }}" in text
     assert 'name: interop-shard-${{ matrix.shard }}\n          path: runs/shard-${{ matrix.shard }}' in text
     assert "ipseclab results merge shards/interop-shard-* --out matrix" in text
+
+
+def test_an_interrupt_stops_the_matrix_instead_of_becoming_a_cells_error(tmp_path, monkeypatch):
+    from ipseclab.interop import run_case
+    from ipseclab.lab.lab import LabInterrupted
+    from testcases import by_name
+
+    def interrupted(*args, **kwargs):
+        raise LabInterrupted("interrupted by SIGINT; tearing the lab down")
+
+    monkeypatch.setattr("ipseclab.interop.Lab", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="interrupted by SIGINT"):
+        run_case(by_name("esp-tunnel"), "strongswan", "libreswan", tmp_path)
