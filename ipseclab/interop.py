@@ -21,16 +21,14 @@ from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
 from .lab.peers import driver, implementations
 from .lab.topology import Topology, make_topology
-from .matrix import (  # noqa: F401  (re-exported: the results model used to live here)
+from .matrix import (
     ERROR,
     FAILED,
     PASSED,
     UNSUPPORTED,
     CaseResult,
-    Cell,
     Selection,
     Shard,
-    matrix_markdown,
     write_results,
 )
 from .pcap.trace import Trace

@@ -20,13 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ipseclab.interop import PASSED, case_configs, run_case
+from ipseclab.interop import case_configs, run_case
 from ipseclab.lab import docker_images
 from ipseclab.lab.images import build_image
 from ipseclab.lab.kernel import UmlKernel, select_kernel
 from ipseclab.lab.lab import Lab, LabSpec
 from ipseclab.lab.probe import check_kernel, host_cpu
 from ipseclab.lab.topology import make_topology
+from ipseclab.matrix import PASSED
 from testcases import by_name
 
 IMPLS = ("strongswan", "libreswan")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ipseclab.interop import CaseResult, write_results
+from ipseclab.matrix import CaseResult, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from ipseclab.errors import LabError
-from ipseclab.interop import PASSED, case_configs, run_case
+from ipseclab.interop import case_configs, run_case
 from ipseclab.lab import cleanup, docker_host, docker_images
 from ipseclab.lab.lab import Lab, LabSpec
 from ipseclab.lab.topology import make_topology
+from ipseclab.matrix import PASSED
 from testcases import by_name
 
 pytestmark = pytest.mark.interop

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from ipseclab.interop import PASSED, UNSUPPORTED, run_case
+from ipseclab.interop import run_case
+from ipseclab.matrix import PASSED, UNSUPPORTED
 
 pytestmark = [pytest.mark.interop, pytest.mark.tshark]
 

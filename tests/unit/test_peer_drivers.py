@@ -91,7 +91,8 @@ def test_openiked_refuses_what_it_cannot_install_with_the_reason(case, why):
 
 
 def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_path):
-    from ipseclab.interop import UNSUPPORTED, run_case
+    from ipseclab.interop import run_case
+    from ipseclab.matrix import UNSUPPORTED
 
     res = run_case(by_name("aes-cbc-sha1-ecp256"), "openiked", "libreswan", tmp_path)
     assert res.status == UNSUPPORTED and "neither openiked nor libreswan gives its IKE keys" in res.reason
