@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
-from .lab.kernel import DEFAULT_SUITE
-from .lab.runtime import RUNTIMES
+from .lab.runtimes import RUNTIMES
+from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -119,8 +119,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 def _cmd_kernel(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .lab.kernel import install_kernel, select_kernel
-    from .lab.probe import MARK, KernelCannotRun, check_kernel, diagnose, host_cpu
+    from .lab.runtimes.uml_kernel import install_kernel, select_kernel
+    from .lab.runtimes.uml_probe import MARK, KernelCannotRun, check_kernel, diagnose, host_cpu
 
     if args.action == "install":
         kernel = install_kernel(args.suite, force=args.force)
@@ -149,7 +149,7 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from .lab import docker_images
+    from .lab.runtimes import docker_images
 
     client = docker_images.engine()
     if args.action == "build":

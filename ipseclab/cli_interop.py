@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .lab.runtime import RUNTIMES
+from .lab.runtimes import RUNTIMES
 
 if TYPE_CHECKING:
     from testcases.base import TestCase
@@ -29,7 +29,7 @@ SHARD_HELP = ("run only shard I of N (1-based): a cell's shard is its SHA-256 of
 def parse_pairs(specs: list[str] | None) -> list[tuple[str, str]]:
     """``INIT:RESP`` specs (default: DEFAULT_PAIRS), each a registered implementation; ConfigError otherwise."""
     from .interop import DEFAULT_PAIRS
-    from .lab.peers import implementations
+    from .lab.impls import implementations
 
     known = implementations()
     if not specs:
@@ -65,7 +65,7 @@ def list_cases(cases: list[TestCase], pairs: list[tuple[str, str]], shard: objec
     """The lines of ``interop --list``: each case, what it needs, which implementations do it (their drivers'
     own checks; nothing booted, no root), and how many of the selected cells would run."""
     from .interop import case_support, unsupported_reason
-    from .lab.peers import driver
+    from .lab.impls import driver
     from .matrix import Selection, Shard
 
     lines = [f"{len(cases)} cases x {len(pairs)} pairs = {len(cases) * len(pairs)} cells; a cell runs when both "
@@ -116,17 +116,17 @@ def cmd_interop(args: argparse.Namespace) -> int:
     if junit and not junit.parent.is_dir():
         raise ConfigError(f"--junit {args.junit}: no directory {junit.parent}")
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
-    from .lab.runtime import choose_runtime
+    from .lab.runtimes import choose_runtime
 
     runtime = choose_runtime(args.runtime)
     which = f", shard {shard}" if shard else ""
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs{which}; runs, pcaps, keys and logs in {out}")
     print(f"runtime: {runtime.name}: {runtime.reason}")
-    from .lab.peers import driver
+    from .lab.impls import driver
 
     if any(driver(impl).placement == "kernel" for pair in pairs for impl in pair):
-        from .lab.kernel import select_kernel
-        from .lab.probe import require_bootable
+        from .lab.runtimes.uml_kernel import select_kernel
+        from .lab.runtimes.uml_probe import require_bootable
 
         kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
         print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")

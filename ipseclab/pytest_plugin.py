@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .lab.runtime import RUNTIMES  # stdlib imports only: cheap at start-up
+from .lab.runtimes import RUNTIMES  # stdlib imports only: cheap at start-up
 
 if TYPE_CHECKING:
     from testcases.base import TestCase
@@ -80,7 +80,7 @@ def pairs(config: pytest.Config) -> list[tuple[str, str]]:
         from .interop import DEFAULT_PAIRS
 
         return list(DEFAULT_PAIRS)
-    from .lab.peers import implementations
+    from .lab.impls import implementations
 
     known = implementations()
     out = []
@@ -259,8 +259,8 @@ def _lab_configs(case: object, initiator: str, responder: str, topology: str | N
 
     from .errors import ConfigError
     from .interop import case_configs, unsupported_reason
+    from .lab.impls import driver
     from .lab.peerconfig import PeerConfig
-    from .lab.peers import driver
     from .lab.topology import make_topology
 
     for impl in (initiator, responder):

@@ -15,7 +15,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabError
+from ...errors import LabError
 
 
 @dataclass(frozen=True, slots=True)
