@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .lab.runtimes import RUNTIMES  # stdlib imports only: cheap at start-up
+from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_MODES, RUNTIMES  # stdlib imports only: cheap at start-up
 
 if TYPE_CHECKING:
     from testcases.base import TestCase
@@ -59,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a test case for ipseclab_case (repeatable; default: every case)")
     group.addoption("--ipseclab-runtime", choices=RUNTIMES, default=None,
                     help="where ipseclab_lab runs kernel peers (default: $IPSECLAB_RUNTIME, else uml)")
+    group.addoption("--ipseclab-kernel-ipsec", choices=KERNEL_IPSEC_MODES, default=None,
+                    help="under the docker runtime: kernel peers on the host kernel's ESP/AH (host) or on their own "
+                         "kernel under UML (uml); default $IPSECLAB_KERNEL_IPSEC, else auto (the host's if it has it)")
     group.addoption("--ipseclab-keep", action="store_true", default=False,
                     help="keep each lab's run directory (pcaps, key files, logs) when its test passes too")
 
@@ -71,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
         pairs(config)
     if config.getoption("--ipseclab-case", None):
         cases(config)
+    if config.getoption("--ipseclab-kernel-ipsec", None):  # read by every Lab of the session
+        os.environ[KERNEL_IPSEC_ENV] = config.getoption("--ipseclab-kernel-ipsec")
 
 
 def pairs(config: pytest.Config) -> list[tuple[str, str]]:

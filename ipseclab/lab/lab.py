@@ -147,7 +147,7 @@ class Lab:
         check_host_routes()
         self.runtime = choose_runtime(self.spec.runtime)
         drivers = {side: driver(impl) for side, impl in (("left", self.spec.left), ("right", self.spec.right))}
-        if any(d.placement == "kernel" for d in drivers.values()):
+        if any(self.runtime.boots_uml(d.placement) for d in drivers.values()):
             # before anything exists to tear down: a kernel that cannot boot here stops the lab with the cause
             self.kernel = select_kernel()
             self.probe = require_bootable(self.kernel)
@@ -172,7 +172,7 @@ class Lab:
             elif drv.placement == "container" or self.runtime.name == "docker":
                 image = images[drv.impl]
                 host = ContainerHost(side, umid, image, ns, ifname, peer_dir, tag=image.key, run_id=self.run_id,
-                                     uml=drv.placement == "kernel")
+                                     uml=self.runtime.boots_uml(drv.placement))
             else:
                 host = UmlHost(side, umid, images[drv.impl], ns, ifname, peer_dir)
             self.peers[side] = PeerRun(side, drv, configs[side], host)
@@ -204,7 +204,7 @@ class Lab:
 
             # the container's root is the guest's root (UML inside) or the daemon's own
             tag = docker_images.build(drv.image or drv.impl, self.run_dir).tag
-            return Image(drv.impl, tag, Path("/"), kernel if drv.placement == "kernel" else None)
+            return Image(drv.impl, tag, Path("/"), kernel if runtime.boots_uml(drv.placement) else None)
 
         with ThreadPoolExecutor(len(drivers)) as ex:
             return dict(zip(drivers, ex.map(build, drivers.values()), strict=True))

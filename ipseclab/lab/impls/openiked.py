@@ -181,7 +181,9 @@ class OpenikedDriver:
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return (
             route_lines(cfg, host, dev)
-            + "modprobe af_key || exit 1\n"
+            # a UML guest loads af_key itself; on a host kernel (docker, kernel IPsec "host") it is there already
+            # (the host_ipsec probe's PF_KEY socket loads it) or cannot be loaded from the container
+            + "[ -e /proc/net/pfkey ] || modprobe af_key || { echo 'no PF_KEY (af_key) in this kernel'; exit 1; }\n"
             + "mkdir -p /var/lib/openiked/empty /run\n"
             # -d: foreground, log to stderr; -vv: exchanges and SAs in the log
             + f"iked -d -vv -f /ipl/iked.conf -s {IKED_SOCK} > /ipl/iked.log 2>&1 &\n"

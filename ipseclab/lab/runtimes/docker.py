@@ -9,9 +9,10 @@ root (hostfs), so the guest's writes stay in the container's layer.  The kernel 
 modules are bind-mounted read-only from the host's cache; ``/dev/shm`` is an executable tmpfs
 (UML maps its memory file there; Docker's default is noexec).
 
-Why UML inside the container: these machines' kernels have no ESP/AH, so a daemon in a plain
-container could not install its SAs.  Running the daemon on a host kernel that has ESP/AH
-directly in the container is not implemented; ``lab.json`` says which was used and why.
+Why UML inside the container: a kernel without ESP/AH (these machines') cannot install a kernel
+peer's SAs.  Where the host kernel has them (``host_ipsec.py`` tries it each run), a kernel peer's
+container runs its daemon on the host kernel directly instead (``uml=False``); ``lab.json`` says
+which was used and why (``runtime.kernel_ipsec``, the probes' lines).
 
 A peer whose IPsec is in userspace (``placement = "container"``: strongSwan's kernel-libipsec)
 needs no kernel of its own: its container runs ``/ipl/init.sh`` on the host kernel directly,
