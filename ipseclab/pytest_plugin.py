@@ -6,7 +6,8 @@ Registered through pyproject.toml, so any project that installs ipseclab gets it
   one is skipped, with the reason and the fix, where this host lacks it.  The skips live here, not in a
   project's conftest.py, so every project that uses ipseclab gets the same reasons.
 - options ``--ipseclab-pair INIT:RESP`` (repeatable), ``--ipseclab-case NAME`` (repeatable),
-  ``--ipseclab-runtime`` and ``--ipseclab-keep``; bad values stop the session with one line.
+  ``--ipseclab-runtime``, ``--ipseclab-kernel-ipsec`` and ``--ipseclab-keep``; bad values stop
+  the session with one line.
 - fixtures ``ike_pair`` (two IKEv2 engines wired in memory, no root), ``ipseclab_lab`` (a factory that
   boots a lab and tears it down after the test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's
   run), and ``ipseclab_pair``/``ipseclab_case``, which
