@@ -98,6 +98,18 @@ class LabError(IpsecLabError):
         self.hint = hint
 
 
+class CheckFailed(IpsecLabError):
+    """A test case's check found the run did not do what the case promises; the message is the evidence.
+
+    The interop suite's own failure type: a bare ``assert`` disappears under ``python -O`` and every
+    cell would pass.  ``evidence`` holds structured facts (frames, SPIs, counters) for the results.
+    """
+
+    def __init__(self, message: str, **evidence: object) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
 # --- ESP/AH data plane (ipseclab.esp): one type per way a packet can be refused --------------------
 
 

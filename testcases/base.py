@@ -1,15 +1,19 @@
 """What a test case is: a declaration of what to set up, and a check() over the run's trace.
 
 Cases do not orchestrate: the interop runner (ipseclab.interop) builds the lab from the
-declaration, drives it, and hands the trace to ``check``, which raises AssertionError with
-evidence (link, frame numbers, SPIs, fields) taken from Wireshark's view of the pcaps.
+declaration, drives it, and hands the trace to ``check``, which raises :class:`CheckFailed` (the
+suite's own failure type: a bare ``assert`` vanishes under ``python -O``) with evidence (link,
+frame numbers, SPIs, fields) taken from Wireshark's view of the pcaps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipseclab.errors import CheckFailed
 from ipseclab.pcap.trace import IpsecPacket, Trace
+
+__all__ = ["CheckFailed", "TestCase", "check_ike_decrypts", "check_ipsec_traffic"]
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,16 @@ class TestCase:
     encap: bool = False  # force UDP encapsulation
     transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
+    replay_window: int = 32  # both peers' anti-replay window (strongSwan replay_window, Libreswan replay-window=)
+    esn: bool = False  # extended sequence numbers on both peers
+    tfc_padding: int = 0  # the responder pads its ESP payloads to this many bytes (strongSwan tfc_padding)
+    probe: str = ""  # what the runner injects at the victim (the responder) before teardown; see testcases/verdicts
+    responder_ike_proposal: str = ""  # the responder's own IKE proposal when it differs (refusal cases)
+    responder_psk: str = ""  # the responder's own PSK when it differs (refusal cases)
+    establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping
 
     def check(self, trace: Trace) -> None:
-        """Raise AssertionError (with evidence) unless the trace shows what this case promises."""
+        """Raise CheckFailed (with evidence) unless the trace shows what this case promises."""
         check_ike_decrypts(trace)
         check_ipsec_traffic(trace, self)
 
@@ -42,37 +53,53 @@ def _where(p: IpsecPacket) -> str:
 def check_ike_decrypts(trace: Trace) -> None:
     """Every IKE message after IKE_SA_INIT decrypts in Wireshark with the run's key table, ICV correct."""
     ike = trace.ike()
-    assert ike, f"no IKE messages in the captures of {trace.run_dir}"
+    if not ike:
+        raise CheckFailed(f"no IKE messages in the captures of {trace.run_dir}")
     error = trace.run_dir / "collect-keys.error"
-    assert trace.ike_rows, "the run wrote no IKE keys" + (f": {error.read_text().strip()}" if error.exists() else "")
+    if not trace.ike_rows:
+        raise CheckFailed("the run wrote no IKE keys" + (f": {error.read_text().strip()}" if error.exists() else ""))
     encrypted = [r for r in ike if r.encrypted]
-    assert encrypted, "no encrypted IKE messages (IKE_AUTH never happened?)"
+    if not encrypted:
+        raise CheckFailed("no encrypted IKE messages (IKE_AUTH never happened?)")
     bad = [f"frame {r.frame} (exchange {r.exchange} #{r.message_id}): {r.icv_text or 'not decrypted'}"
            for r in encrypted if not (r.decrypted and r.icv_ok)]
-    assert not bad, "IKE messages Wireshark could not decrypt with the run's keys: " + "; ".join(bad)
+    if bad:
+        raise CheckFailed("IKE messages Wireshark could not decrypt with the run's keys: " + "; ".join(bad),
+                          frames=[r.frame for r in encrypted if not (r.decrypted and r.icv_ok)])
 
 
-def check_ipsec_traffic(trace: Trace, case: TestCase) -> None:
-    """ESP/AH packets carry the pings both ways, in the declared mode and encapsulation, all ICVs good."""
+def check_ipsec_traffic(trace: Trace, case: TestCase, forged: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """ESP/AH packets carry the pings both ways, in the declared mode and encapsulation, all ICVs good
+    (but those of the ``forged`` (SPI, sequence number) pairs a probe sent with a bad ICV on purpose)."""
     pkts = [p for p in trace.ipsec() if p.proto == case.protocol]
     others = [p for p in trace.ipsec() if p.proto != case.protocol]
-    assert not others, f"unexpected {others[0].proto.upper()} traffic: {_where(others[0])}"
-    assert len(pkts) >= 2 * case.pings, (
-        f"expected at least {2 * case.pings} {case.protocol.upper()} packets (pings and replies), "
-        f"saw {len(pkts)} on links {sorted(trace.links)}")
+    if others:
+        raise CheckFailed(f"unexpected {others[0].proto.upper()} traffic: {_where(others[0])}", frame=others[0].frame)
+    if len(pkts) < 2 * case.pings:
+        raise CheckFailed(f"expected at least {2 * case.pings} {case.protocol.upper()} packets (pings and replies), "
+                          f"saw {len(pkts)} on links {sorted(trace.links)}")
     spis = {p.spi for p in pkts}
-    assert len(spis) >= 2, f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}"
+    if len(spis) < 2:
+        raise CheckFailed(f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}")
+    want_tunnel = case.mode == "tunnel"
+    want_udp = case.encap or case.topology == "nat"
     for p in pkts:
-        if case.protocol == "esp":
-            assert p.icv_good is True, f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})"
-        assert p.decrypted, f"payload not dissected at {_where(p)}"
-        want_tunnel = case.mode == "tunnel"
-        assert p.tunnel == want_tunnel, (
-            f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}")
-        assert "icmp" in p.inner or "icmpv6" in p.inner, f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}"
-        want_udp = case.encap or case.topology == "nat"
-        assert p.udp_encap == want_udp, (
-            f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
-            f"{'in UDP port ' + str(p.udp_port) if p.udp_encap else 'not in UDP'}")
-        if p.udp_encap:
-            assert p.udp_port == 4500, f"ESP in UDP on port {p.udp_port}, not 4500, at {_where(p)}"
+        if (p.spi, p.seq) in forged:
+            continue
+        if case.protocol == "esp" and p.icv_good is not True:
+            raise CheckFailed(f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})",
+                              frame=p.frame)
+        if not p.decrypted:
+            raise CheckFailed(f"payload not dissected at {_where(p)}", frame=p.frame)
+        if p.next_header == 59:
+            continue  # a dummy packet (RFC 4303 2.6) carries nothing to check
+        if p.tunnel != want_tunnel:
+            raise CheckFailed(f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}",
+                              frame=p.frame)
+        if "icmp" not in p.inner and "icmpv6" not in p.inner:
+            raise CheckFailed(f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}", frame=p.frame)
+        if p.udp_encap != want_udp:
+            raise CheckFailed(f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
+                              f"{'in UDP port ' + str(p.udp_port) if p.udp_encap else 'not in UDP'}", frame=p.frame)
+        if p.udp_encap and p.udp_port != 4500:
+            raise CheckFailed(f"ESP in UDP on port {p.udp_port}, not 4500, at {_where(p)}", frame=p.frame)
