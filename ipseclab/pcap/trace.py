@@ -30,10 +30,28 @@ class IpsecPacket:
     icv_good: bool | None  # Wireshark's ICV check (ESP with a key row), None when not checked
     decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
     inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
+    next_header: int | None = None  # ESP's Next Header once decrypted (59: a dummy packet, RFC 4303 2.6)
+    length: int = 0  # the outer IP packet's length
+    inner_len: int = 0  # the inner IP packet's own length (tunnel mode): less than ESP carried means TFC padding
+    inner_src: str = ""
+    inner_dst: str = ""
+    icmp: tuple[int, int, int] | None = None  # the inner ICMP (type, identifier, sequence number)
 
     @property
     def tunnel(self) -> bool:
         return bool(self.inner) and self.inner[0] in ("ip", "ipv6")
+
+
+@dataclass(frozen=True, slots=True)
+class ClearIcmp:
+    """An ICMP packet of a capture outside ESP/AH (traffic in the clear)."""
+
+    frame: int
+    src: str
+    dst: str
+    type: int
+    ident: int
+    seq: int
 
 
 @dataclass(slots=True)
@@ -44,6 +62,7 @@ class LinkTrace:
     pcap: Path
     ike: list[WiresharkIkeRecord] = field(default_factory=list)
     ipsec: list[IpsecPacket] = field(default_factory=list)
+    clear_icmp: list[ClearIcmp] = field(default_factory=list)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -55,16 +74,35 @@ def _int(value: object, default: int = 0) -> int:
 
 def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacket]:
     """ESP and AH packets of a capture; ESP decrypted and ICV-checked with the esp_sa rows Wireshark can use."""
+    return scan(pcap, esp_rows)[0]
+
+
+def _icmp(pkt: object, names: list[str], start: int) -> tuple[int, int, int] | None:
+    if "icmp" not in names[start:]:
+        return None
+    layer = pkt.layers[names.index("icmp", start)]  # type: ignore[attr-defined]
+    return (_int(layer.get_field_value("type")), _int(layer.get_field_value("ident")),
+            _int(layer.get_field_value("seq")))
+
+
+def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket], list[ClearIcmp]]:
+    """One pass of Wireshark over a capture: its ESP/AH packets (as ipsec_packets) and its ICMP in the clear."""
     import pyshark
 
     tshark_path()
     cap = pyshark.FileCapture(str(pcap), custom_parameters=tshark_esp_options(esp_rows), keep_packets=False)
     out = []
+    clear = []
     try:
         for pkt in cap:
             names = [layer.layer_name for layer in pkt.layers]
             proto = "esp" if "esp" in names else "ah" if "ah" in names else ""
             if not proto:
+                icmp = _icmp(pkt, names, 0)
+                if icmp is not None and "ip" in names:
+                    ip = pkt.layers[names.index("ip")]
+                    clear.append(ClearIcmp(int(pkt.number), str(ip.get_field_value("src") or ""),
+                                           str(ip.get_field_value("dst") or ""), *icmp))
                 continue
             layer = pkt[proto]
             pos = names.index(proto)
@@ -80,6 +118,8 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 if good is not None or bad is not None:
                     icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
             udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
+            inner_ip = next((pkt.layers[i] for i in range(pos + 1, len(names)) if names[i] in ("ip", "ipv6")), None)
+            nh = layer.get_field_value("protocol") if proto == "esp" else None
             out.append(IpsecPacket(
                 frame=int(pkt.number),
                 src=str(ip.get_field_value("src") or "") if ip is not None else "",
@@ -90,12 +130,18 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 udp_encap=udp is not None,
                 udp_port=_int(udp.dstport) if udp is not None else None,
                 icv_good=icv,
-                decrypted=bool(inner),
+                decrypted=bool(inner) or nh is not None,
                 inner=inner,
+                next_header=_int(nh) if nh is not None else None,
+                length=_int(ip.get_field_value("len") or ip.get_field_value("plen")) if ip is not None else 0,
+                inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
+                inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
+                inner_dst=str(inner_ip.get_field_value("dst") or "") if inner_ip is not None else "",
+                icmp=_icmp(pkt, names, pos + 1),
             ))
     finally:
         cap.close()
-    return out
+    return out, clear
 
 
 @dataclass(slots=True)
@@ -115,8 +161,8 @@ class Trace:
         esp_rows = read_esp_sa(esp_file) if esp_file.exists() else []
         links = {}
         for pcap in sorted(run_dir.glob("*.pcap")):
-            lt = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec_packets(pcap, esp_rows))
-            links[pcap.stem] = lt
+            ipsec, clear = scan(pcap, esp_rows)
+            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec, clear)
         return cls(run_dir, ike_rows, esp_rows, links)
 
     def ike(self) -> list[WiresharkIkeRecord]:
@@ -124,6 +170,9 @@ class Trace:
 
     def ipsec(self) -> list[IpsecPacket]:
         return [p for lt in self.links.values() for p in lt.ipsec]
+
+    def clear_icmp(self) -> list[ClearIcmp]:
+        return [p for lt in self.links.values() for p in lt.clear_icmp]
 
     def tshark_ike_options(self) -> list[str]:
         return tshark_ikev2_options(self.ike_rows)

@@ -38,6 +38,10 @@ class WiresharkIkeRecord:
     decrypted: bool  # Wireshark produced "Decrypted Data"
     icv_ok: bool | None  # Wireshark's "[correct]" / "[incorrect]" on the Integrity Checksum Data
     icv_text: str = ""
+    response: bool = False  # the R flag: a response
+    notifies: tuple[int, ...] = ()  # every Notify message type in it (decrypted ones included), in order
+    src: str = ""
+    dst: str = ""
 
 
 def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeRecord]:
@@ -66,7 +70,37 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
                 decrypted="enc_decrypted" in names,
                 icv_ok=icv_ok,
                 icv_text=icv_text,
+                response=_flag(layer.get_field("flag_r")),
+                notifies=_all_ints(layer.get_field("notify_msgtype")),
+                src=_ip_src_dst(pkt)[0],
+                dst=_ip_src_dst(pkt)[1],
             ))
     finally:
         cap.close()
     return out
+
+
+def _flag(field: object) -> bool:
+    return str(field) in ("1", "True", "true")
+
+
+def _all_ints(field: object) -> tuple[int, ...]:
+    """Every occurrence of a field (pyshark keeps repeats in ``all_fields``) as ints."""
+    if field is None:
+        return ()
+    values = [f.get_default_value() for f in getattr(field, "all_fields", [field])]
+    out = []
+    for v in values:
+        try:
+            out.append(int(str(v), 0))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def _ip_src_dst(pkt: object) -> tuple[str, str]:
+    for name in ("ip", "ipv6"):
+        layer = getattr(pkt, name, None) if name in pkt else None  # type: ignore[operator]
+        if layer is not None:
+            return str(layer.get_field_value("src") or ""), str(layer.get_field_value("dst") or "")
+    return "", ""
