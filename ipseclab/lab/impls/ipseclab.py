@@ -25,6 +25,8 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
+    probe_refusal = ("the ipseclab endpoint's status has no policy_mismatch/clear_dropped counters and it does not "
+                     "take the case's replay window or TFC setting yet (issue 11, branch endpoint)")
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -35,6 +37,8 @@ class IpseclabDriver:
             why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
         if cfg.local_address.version == 6 and (cfg.protocol == "ah" or cfg.mode == "transport"):
             why.append("AH or transport mode over IPv6 transit")
+        if cfg.tfc_padding:
+            why.append("TFC padding from the lab's configuration")
         if cfg.auth != "psk":
             why.append(f"{cfg.auth} authentication")
         if why:
@@ -78,6 +82,12 @@ class IpseclabDriver:
                            output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
         return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
                 f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
+
+    def counters(self, host: Any) -> dict[str, Any]:
+        if not isinstance(host, EndpointHost):
+            raise LabError("the ipseclab driver drives an EndpointHost")
+        answer = host.command({"cmd": "status"})
+        return {"source": "ipseclab", **{k: v for k, v in answer.items() if k not in ("kind", "cmd")}}
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
