@@ -8,6 +8,8 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from testcases.base import TestCase
 
-from .errors import ConfigError, IpsecLabError
+from .errors import CheckFailed, ConfigError, IpsecLabError, LabError
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
@@ -61,6 +63,8 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         protocol=case.protocol,
         mode=case.mode,
         encap=case.encap,
+        replay_window=case.replay_window,
+        esn=case.esn,
     )
     init = PeerConfig(
         local_address=left_addr, remote_address=right_addr,
@@ -75,14 +79,19 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
-        role="responder", **common,  # type: ignore[arg-type]
+        role="responder", tfc_padding=case.tfc_padding, **common,  # type: ignore[arg-type]
     )
+    if case.responder_ike_proposal or case.responder_psk:
+        resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal or case.ike_proposal,),
+                                   psk=case.responder_psk or PSK)
     return init, resp
 
 
-def check_ipseclab_decrypts(run_dir: Path) -> None:
+def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = frozenset()) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
-    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV."""
+    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV, but the
+    ``probed`` (SPI, sequence number) pairs: a probe sent those as replays, out of the window or with a bad
+    ICV on purpose, and ipseclab's own replay window rightly refuses them."""
     from .decrypt import decrypt_capture
     from .esp_decrypt import decrypt_esp_capture
     from .pcap.esp_keyfiles import read_esp_sa
@@ -92,10 +101,12 @@ def check_ipseclab_decrypts(run_dir: Path) -> None:
     esp_rows = read_esp_sa(run_dir / "esp_sa")
     for pcap in sorted(run_dir.glob("*.pcap")):
         bad = [r.line() for r in decrypt_capture(pcap, ike_rows) if r.error]
-        assert not bad, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad)
+        if bad:
+            raise CheckFailed(f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad))
         esp = [r for r in decrypt_esp_capture(pcap, esp_rows) if r.proto == "esp"]
-        bad = [r.line() for r in esp if not r.verified]
-        assert not bad, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3])
+        bad = [r.line() for r in esp if not r.verified and (r.spi, r.seq) not in probed]
+        if bad:
+            raise CheckFailed(f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3]))
 
 
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:
@@ -117,17 +128,70 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
-            lab.initiate("left")
-            lab.ping("left", count=case.pings)
+            if not case.establishes:
+                _initiate_refused(lab, run_dir)
+            else:
+                lab.initiate("left")
+                lab.ping("left", count=case.pings)
+                if case.probe:
+                    from .probes import run_probe
+
+                    run_probe(lab, case.probe, run_dir)
         case.check(Trace.load(run_dir))
-        check_ipseclab_decrypts(run_dir)
-    except AssertionError as exc:
-        return result(FAILED, str(exc) or "assertion failed")
+        if case.establishes:
+            check_ipseclab_decrypts(run_dir, _probed(run_dir))
+    except CheckFailed as exc:
+        return result(FAILED, f"{exc}{counters_summary(run_dir)}")
     except KeyboardInterrupt:
         raise  # LabInterrupted too: an interrupt stops the matrix, it is not this cell's result
     except IpsecLabError as exc:
         return result(ERROR, str(exc))
     return result(PASSED)
+
+
+def _initiate_refused(lab: Lab, run_dir: Path) -> None:
+    """Initiate a connection the case expects to be refused; CheckFailed if it comes up."""
+    try:
+        out = lab.initiate("left", timeout=20)
+    except LabError as exc:
+        (run_dir / "initiate.txt").write_text(f"refused, as the case expects:\n{exc}\n")
+        return
+    raise CheckFailed(f"the SA came up although the case expects the responder to refuse it: {out.strip()[-300:]}")
+
+
+def _probed(run_dir: Path) -> frozenset[tuple[int, int]]:
+    """The (SPI, sequence number) of every ESP packet a probe sent (see check_ipseclab_decrypts)."""
+    path = run_dir / "probe.json"
+    if not path.exists():
+        return frozenset()
+    probe = json.loads(path.read_text())
+    spi = int(probe["spi_in"], 16)
+    return frozenset((spi, s["esp_seq"]) for step in probe["steps"] for s in step["sent"] if s["esp_seq"] is not None)
+
+
+def counters_summary(run_dir: Path) -> str:
+    """The peers' nonzero drop counters from ``counters.json`` (saved before teardown), for a failed cell's
+    reason: `` | counters: right (libreswan): XfrmInNoPols=1, SA 0x1234: replay=2 failed=1``."""
+    path = run_dir / "counters.json"
+    if not path.exists():
+        return ""
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return ""
+    parts = []
+    for side, c in data.items():
+        words = [f"{k}={v}" for k, v in sorted(c.get("xfrm_stat", {}).items()) if v]
+        for sa in c.get("sas", []):
+            drops = [f"{k}={sa[k]}" for k in ("replay-window", "replay", "failed") if sa.get(k)]
+            if drops:
+                words.append(f"SA {sa['spi']}: {' '.join(drops)}")
+        esp_in = c.get("esp_in") or {}
+        words += [f"{k}={v}" for k, v in sorted(esp_in.items()) if v and ("drop" in k or "fail" in k or "mis" in k)]
+        if c.get("error"):
+            words.append(c["error"])
+        parts.append(f"{side} ({c.get('impl', '?')}): {', '.join(words) or 'no drops'}")
+    return " | counters: " + "; ".join(parts)
 
 
 def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True) -> str | None:
@@ -144,6 +208,12 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
             drv.check_supported(cfg, case.topology)
             if host and drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        if case.probe:
+            if case.topology != "direct":
+                raise ConfigError(f"the {case.probe} probe injects on the direct topology only")
+            why = driver(responder).probe_refusal
+            if why:
+                raise ConfigError(f"{responder} as the victim of the {case.probe} probe: {why}")
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")

@@ -7,8 +7,9 @@ from ipseclab.errors import ConfigError
 from .algorithms import CASES as ALGORITHM_CASES
 from .base import TestCase
 from .modes import CASES as MODE_CASES
+from .verdicts import CASES as VERDICT_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *VERDICT_CASES]
 
 
 def by_name(name: str) -> TestCase:
