@@ -86,7 +86,9 @@ def check_ipsec_traffic(trace: Trace, case: TestCase, forged: frozenset[tuple[in
     for p in pkts:
         if (p.spi, p.seq) in forged:
             continue
-        if case.protocol == "esp" and p.icv_good is not True:
+        # Wireshark 4.0's esp_sa table has no ESN column, so it checks an ESN SA's ICV without the high
+        # sequence bits and calls it bad; ipseclab's decryption (interop.check_ipseclab_decrypts) checks those
+        if case.protocol == "esp" and not case.esn and p.icv_good is not True:
             raise CheckFailed(f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})",
                               frame=p.frame)
         if not p.decrypted:

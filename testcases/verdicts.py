@@ -71,21 +71,28 @@ def replies_to(trace: Trace, ident: int, seq: int) -> list[str]:
 
 
 def check_replies(trace: Trace, probe: dict[str, Any]) -> None:
-    """Each packet the probe sent got exactly as many echo replies as it must (0: dropped)."""
+    """Each echo the probe sent got exactly as many echo replies in the whole trace as it must (0: dropped).
+
+    A packet sent twice (a replay) names the total for its echo; the largest expectation per echo is it.
+    """
     spi_in = int(probe["spi_in"], 16)
-    wrong = []
+    want: dict[tuple[int, int], tuple[int, str]] = {}
     for step in probe["steps"]:
         for s in step["sent"]:
             if s["icmp_seq"] is not None:
-                ident, seq = probe["icmp_id"], s["icmp_seq"]
+                key = (probe["icmp_id"], s["icmp_seq"])
             elif s["esp_seq"] is not None and s["replies"]:
-                ident, seq = _icmp_of_request(trace, spi_in, s["esp_seq"])
+                key = _icmp_of_request(trace, spi_in, s["esp_seq"])
             else:
                 continue  # a dummy packet: nothing to answer (checked on the victim's outbound SA)
-            got = replies_to(trace, ident, seq)
-            if len(got) != s["replies"]:
-                wrong.append(f"{step['step']}: {s['label']} (ICMP id {ident:#x} seq {seq}) got {len(got)} echo "
-                             f"replies, expected {s['replies']}" + (f": {', '.join(got)}" if got else ""))
+            if key not in want or s["replies"] > want[key][0]:
+                want[key] = (s["replies"], f"{step['step']}: {s['label']}")
+    wrong = []
+    for (ident, seq), (n, label) in want.items():
+        got = replies_to(trace, ident, seq)
+        if len(got) != n:
+            wrong.append(f"{label} (ICMP id {ident:#x} seq {seq}) got {len(got)} echo replies, expected {n}"
+                         + (f": {', '.join(got)}" if got else ""))
     if wrong:
         raise CheckFailed("; ".join(wrong))
 
@@ -140,12 +147,16 @@ class ReplayCase(ProbeCase):
         got = {n: delta(before, after, spi, n) for n in names}
         got |= {n: delta(before, after, None, n) for n in ("XfrmInStateSeqError", "XfrmInStateProtoError")}
         protected = self.replay_window > 0
+        # with ESN a packet left of the window is taken for the next 2^32 subspace (RFC 4303 A2.2): its ICV
+        # fails with those high bits, so the kernel counts it as an integrity failure, not as too old
+        past_edge_fails = protected and self.esn
+        edge_drop = 1 if protected and not self.esn else 0
         expect_counters("the whole probe", got, {
             "replay": replays if protected else 0,
-            "replay-window": 1 if protected else 0,
-            "failed": 1,
-            "XfrmInStateSeqError": replays + 1 if protected else 0,
-            "XfrmInStateProtoError": 1,
+            "replay-window": edge_drop,
+            "failed": 1 + past_edge_fails,
+            "XfrmInStateSeqError": replays + edge_drop if protected else 0,
+            "XfrmInStateProtoError": 1 + past_edge_fails,
         })
 
 
@@ -180,9 +191,12 @@ class TfcCase(ProbeCase):
     def check_counters(self, trace: Trace, probe: dict[str, Any]) -> None:
         s = step(probe, "dummy")
         got = {"oseq": delta(s["before"], s["after"], probe["spi_out"], "oseq"),
-               "failed": delta(s["before"], s["after"], probe["spi_in"], "failed")}
+               "failed": delta(s["before"], s["after"], probe["spi_in"], "failed"),
+               "XfrmInStateProtoError": delta(s["before"], s["after"], None, "XfrmInStateProtoError")}
+        # Linux esp4/esp6 turn next header 59 into -EINVAL after the ICV checked ("RFC4303: Drop dummy packets
+        # without any error"): counted in XfrmInStateProtoError, not as an integrity failure
         expect_counters("the dummy packets (the victim must send nothing and find every ICV good)", got,
-                        {"oseq": 0, "failed": 0})
+                        {"oseq": 0, "failed": 0, "XfrmInStateProtoError": len(s["sent"])})
 
 
 @dataclass(frozen=True)

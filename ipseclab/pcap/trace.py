@@ -77,6 +77,22 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
     return scan(pcap, esp_rows)[0]
 
 
+def _next_header(esp: object) -> int | None:
+    """ESP's Next Header once Wireshark decrypted it: its field, or for a dummy packet (which Wireshark 4.0
+    shows as bare decrypted data, trailer unparsed) the last byte of the decrypted data."""
+    value = esp.get_field_value("protocol")  # type: ignore[attr-defined]
+    if value is not None:
+        return _int(value, -1)
+    data = esp.get_field_value("decrypted_data")  # type: ignore[attr-defined]
+    if not data:
+        return None
+    text = str(data).replace(":", "")
+    try:
+        return bytes.fromhex(text)[-1] if text else None
+    except ValueError:
+        return None
+
+
 def _icmp(pkt: object, names: list[str], start: int) -> tuple[int, int, int] | None:
     if "icmp" not in names[start:]:
         return None
@@ -119,7 +135,7 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
                     icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
             udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
             inner_ip = next((pkt.layers[i] for i in range(pos + 1, len(names)) if names[i] in ("ip", "ipv6")), None)
-            nh = layer.get_field_value("protocol") if proto == "esp" else None
+            nh = _next_header(layer) if proto == "esp" else None
             out.append(IpsecPacket(
                 frame=int(pkt.number),
                 src=str(ip.get_field_value("src") or "") if ip is not None else "",
@@ -132,7 +148,7 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
                 icv_good=icv,
                 decrypted=bool(inner) or nh is not None,
                 inner=inner,
-                next_header=_int(nh) if nh is not None else None,
+                next_header=nh,
                 length=_int(ip.get_field_value("len") or ip.get_field_value("plen")) if ip is not None else 0,
                 inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
                 inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
