@@ -136,7 +136,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
                 if case.probe:
                     from .probes import run_probe
 
-                    run_probe(lab, case.probe, run_dir)
+                    run_probe(lab, case.probe, run_dir, victim="left" if case.victim == "initiator" else "right")
         case.check(Trace.load(run_dir))
         if case.establishes:
             check_ipseclab_decrypts(run_dir, _probed(run_dir))
@@ -211,9 +211,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
         if case.probe:
             if case.topology != "direct":
                 raise ConfigError(f"the {case.probe} probe injects on the direct topology only")
-            why = driver(responder).probe_refusal
+            victim = initiator if case.victim == "initiator" else responder
+            why = driver(victim).probe_refusal
             if why:
-                raise ConfigError(f"{responder} as the victim of the {case.probe} probe: {why}")
+                raise ConfigError(f"{victim} as the victim of the {case.probe} probe: {why}")
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")

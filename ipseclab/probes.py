@@ -1,9 +1,10 @@
 """Probes: what the interop runner sends at a victim peer with the run's own keys, and what it records.
 
 A probe case (``TestCase.probe``) runs after the SA is up and the initiator has pinged: the
-victim is the responder (``right``); its inbound ESP SA is read from its own kernel (``ip -s xfrm
+victim's inbound ESP SA is read from its own kernel (``ip -s xfrm
 state`` in its guest: the run's keys); ipseclab builds packets with that SA (``EspSA.from_xfrm``)
-and puts them on the link toward the victim as if the initiator had sent them (``Lab.inject``).
+and puts them on the link toward the victim as if the other peer had sent them (``Lab.inject``).
+The victim is the responder (``right``) unless the case says ``victim="initiator"``.
 Each step is a list of packets and what the victim must do with each (how many echo replies the
 trace must then hold for its ICMP echo), with the victim's counters (through its driver) before
 and after the step.  Everything goes to ``probe.json`` in the run directory, where the case's
@@ -44,7 +45,8 @@ FORGED_AHEAD = 1000
 @dataclass(slots=True)
 class Sent:
     """One packet a probe sent and what must follow: ``replies`` echo replies in the whole trace for
-    its ICMP echo (``icmp_seq`` of PROBE_ICMP_ID; for a replayed capture, the original's, found by ESP seq)."""
+    its ICMP echo (``icmp_seq`` of PROBE_ICMP_ID; for a replayed capture, the original's, found by ESP seq);
+    -1: not an echo request (a replayed echo reply), judged by the victim's counters alone."""
 
     label: str
     esp_seq: int | None = None
@@ -148,9 +150,12 @@ def _replay(pr: _Prober) -> None:
     if not old:
         raise LabError("no ESP packet of the initiator on the victim's inbound SA in the capture to replay")
     protected = window > 0
+    # the initiator's captured packets are its echo requests; toward an initiator victim they are the
+    # responder's echo replies, which nobody answers: those are judged by the victim's counters alone (-1)
+    answerable = pr.victim == "right"
     pr.step("exact replays of captured packets",
-            [(pr.captured[s], Sent(f"replay of captured seq {s}", esp_seq=s, replies=1 if protected else 2))
-             for s in old])
+            [(pr.captured[s], Sent(f"replay of captured seq {s}", esp_seq=s,
+                                   replies=(1 if protected else 2) if answerable else -1)) for s in old])
     base = top + 8
     order = [base + 3, base + 1, base + 2, base]
     made: dict[int, tuple[bytes, int]] = {}
@@ -212,11 +217,11 @@ def _access(pr: _Prober) -> None:
 PROBES = {"replay": _replay, "tfc": _tfc, "access": _access}
 
 
-def run_probe(lab: Lab, kind: str, run_dir: Path) -> None:
-    """Run probe ``kind`` at the lab's responder and write ``probe.json`` (also when a step fails half-way)."""
+def run_probe(lab: Lab, kind: str, run_dir: Path, victim: str = "right") -> None:
+    """Run probe ``kind`` at the lab's ``victim`` side and write ``probe.json`` (also when a step fails half-way)."""
     if kind not in PROBES:
         raise LabError(f"unknown probe {kind!r}; known: {', '.join(PROBES)}")
-    pr = _Prober(lab, kind)
+    pr = _Prober(lab, kind, victim)
     try:
         PROBES[kind](pr)
     finally:

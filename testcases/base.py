@@ -35,7 +35,8 @@ class TestCase:
     replay_window: int = 32  # both peers' anti-replay window (strongSwan replay_window, Libreswan replay-window=)
     esn: bool = False  # extended sequence numbers on both peers
     tfc_padding: int = 0  # the responder pads its ESP payloads to this many bytes (strongSwan tfc_padding)
-    probe: str = ""  # what the runner injects at the victim (the responder) before teardown; see testcases/verdicts
+    probe: str = ""  # what the runner injects at the victim before teardown; see testcases/verdicts
+    victim: str = "responder"  # the probe's victim: "responder" (right) or "initiator" (left)
     responder_ike_proposal: str = ""  # the responder's own IKE proposal when it differs (refusal cases)
     responder_psk: str = ""  # the responder's own PSK when it differs (refusal cases)
     establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping

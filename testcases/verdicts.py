@@ -1,8 +1,8 @@
 """Verdict cases (issue 13): replay, TFC and access control at a victim, and the refusals of IKE_SA_INIT/IKE_AUTH.
 
-The victim is the responder.  Probe cases (``probe=...``) have the runner inject packets made with
-the run's keys (``ipseclab/probes.py``, which writes ``probe.json``: what was sent, what must follow,
-the victim's counters around each step); the verdict here comes from two places that do not depend
+The victim is the responder unless a case says ``victim="initiator"``.  Probe cases (``probe=...``)
+have the runner inject packets made with the run's keys (``ipseclab/probes.py``, which writes
+``probe.json``: what was sent, what must follow, the victim's counters around each step); the verdict here comes from two places that do not depend
 on ipseclab's crypto: Wireshark's decryption of the capture (which echo requests got replies) and
 the victim's own counters (kernel: ``ip -s xfrm state`` per SA and ``/proc/net/xfrm_stat``).
 """
@@ -79,6 +79,8 @@ def check_replies(trace: Trace, probe: dict[str, Any]) -> None:
     want: dict[tuple[int, int], tuple[int, str]] = {}
     for step in probe["steps"]:
         for s in step["sent"]:
+            if s["replies"] < 0:
+                continue  # not an echo request (a replayed reply): the victim's counters judge it
             if s["icmp_seq"] is not None:
                 key = (probe["icmp_id"], s["icmp_seq"])
             elif s["esp_seq"] is not None and s["replies"]:
@@ -255,6 +257,13 @@ REPLAY = ReplayCase(
                 "(window 32, no ESN): verdict from Wireshark and the victim's counters",
     replay_window=32,
 )
+REPLAY_INITIATOR = ReplayCase(
+    name="replay-initiator",
+    description="the replay probe (window 32) at the initiator: its inbound SA was installed by the "
+                "other role's code path",
+    replay_window=32,
+    victim="initiator",
+)
 REPLAY_ESN = ReplayCase(
     name="replay-esn",
     description="the replay probe with a 64-packet window and extended sequence numbers",
@@ -300,5 +309,5 @@ KE_RETRY = RefusalCase(
     notify="INVALID_KE_PAYLOAD",
 )
 
-CASES: list[TestCase] = [REPLAY, REPLAY_ESN, REPLAY_WINDOW_0, TFC, ACCESS_CONTROL, REFUSE_PROPOSAL, REFUSE_AUTH,
-                         KE_RETRY]
+CASES: list[TestCase] = [REPLAY, REPLAY_INITIATOR, REPLAY_ESN, REPLAY_WINDOW_0, TFC, ACCESS_CONTROL,
+                         REFUSE_PROPOSAL, REFUSE_AUTH, KE_RETRY]
