@@ -73,6 +73,9 @@ class IkeConfig:
     dpd_delay: float | None = None  # an empty INFORMATIONAL after this long without a word from the peer
     half_open_timeout: float | None = None  # a responder gives up an IKE SA whose IKE_AUTH has not come by then
     keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
+    # RFC 7296 2.3: how many of the peer's requests we take at once, announced with SET_WINDOW_SIZE in IKE_AUTH
+    # when over 1 (the peer's announcement sets how many of ours go out at once; 1 until it does)
+    window_size: int = 1
 
     @property
     def child_proposals(self) -> tuple[str, ...]:
@@ -114,6 +117,8 @@ class IkeConfig:
             s, h = getattr(self, soft), getattr(self, hard)
             if s is not None and h is not None and s >= h:
                 raise ConfigError(f"{soft} {s} is not before {hard} {h}: the rekey must come first")
+        if not 1 <= self.window_size <= 64:
+            raise ConfigError(f"window_size {self.window_size}: use 1 to 64 requests (RFC 7296 2.3)")
         if self.rekey_jitter < 0 or self.keepalive_interval <= 0:
             raise ConfigError("rekey_jitter must be >= 0 and keepalive_interval > 0")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 1 or self.retransmit_base < 1:
