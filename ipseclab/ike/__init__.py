@@ -11,6 +11,7 @@ from .events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
+    ChildSaOutbound,
     DatagramDropped,
     DeadPeer,
     Event,
@@ -20,6 +21,7 @@ from .events import (
     IkeSaRekeyed,
     IkeSaRekeyFailed,
     NatDetected,
+    OldIkeSaDeleted,
 )
 from .limits import DEFAULT_BUDGET, MemoryBudget
 from .state import IkeState, Role
@@ -30,6 +32,7 @@ __all__ = [
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
+    "ChildSaOutbound",
     "ChildState",
     "Datagram",
     "DatagramDropped",
@@ -46,6 +49,7 @@ __all__ = [
     "IkeState",
     "MemoryBudget",
     "NatDetected",
+    "OldIkeSaDeleted",
     "Role",
     "identity",
     "loopback",
