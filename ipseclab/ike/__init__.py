@@ -24,6 +24,7 @@ from .events import (
     OldIkeSaDeleted,
 )
 from .limits import DEFAULT_BUDGET, MemoryBudget
+from .responder import Responder, ResponderCounters, ResponderEvent
 from .state import IkeState, Role
 
 __all__ = [
@@ -50,6 +51,9 @@ __all__ = [
     "MemoryBudget",
     "NatDetected",
     "OldIkeSaDeleted",
+    "Responder",
+    "ResponderCounters",
+    "ResponderEvent",
     "Role",
     "identity",
     "loopback",
