@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..crypto.proposals import parse_proposal
 from ..errors import ConfigError
 from ..packets.enums import IdType
 
 
+@lru_cache(maxsize=1024)
 def identity(text: str) -> tuple[int, bytes]:
-    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN."""
+    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN (computed once each)."""
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -27,6 +29,12 @@ def identity(text: str) -> tuple[int, bytes]:
     if not text:
         raise ConfigError("an empty identity: use an address, a name (moon.example.org) or user@name")
     return (IdType.ID_RFC822_ADDR if "@" in text else IdType.ID_FQDN), text.encode()
+
+
+@lru_cache(maxsize=1024)
+def _network(text: str) -> None:
+    """Raise ValueError unless ``text`` is a prefix (checked once per string: configs are made per connection)."""
+    ipaddress.ip_network(text, strict=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,7 @@ class IkeConfig:
             raise ConfigError(f"mode {self.mode!r}: use 'tunnel' or 'transport'")
         for ts in (*self.local_ts, *self.remote_ts):
             try:
-                ipaddress.ip_network(ts, strict=False)
+                _network(ts)
             except ValueError as exc:
                 raise ConfigError(f"traffic selector {ts!r}: {exc}") from None
         if not 576 <= self.fragment_size <= 65535:
