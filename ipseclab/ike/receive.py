@@ -7,7 +7,8 @@ an old one finishing its Delete after a rekey); the I flag names the peer of tha
 message reflected back decrypts with our own keys); message id, exchange and state are ones we expect, and
 ``HANDLERS`` has an entry for (exchange, request/response); once keys exist the message carries an SK or SKF
 payload (only IKE_SA_INIT and its retransmissions travel in the clear) and its ICV verifies.  Only then is a
-response matched to our outstanding request, a retransmitted request answered from the cache (2.1), or a
+response matched by message id to one of our requests in flight, a retransmitted request answered from the
+cache (2.1; a request outside our window, 2.3, is dropped), or a
 fragment stored (RFC 7383, within the ``MemoryBudget``).  An IKE_SA_INIT message cannot be authenticated: its
 exchange module checks all of it before it commits anything, and a response it cannot take leaves the
 initiator waiting for a valid one until the retransmissions give up (2.21.1).
