@@ -17,9 +17,10 @@ SPIs, keys, message ids, state) and, during an IKE rekey, the old ones until the
 Child SAs (``ike.child.ChildSa``) belong to the connection, so an IKE rekey moves them by leaving them alone.
 ``create_child``, ``rekey_child``, ``delete_child`` and ``rekey_ike`` queue requests; each IKE SA sends as many at
 once as the peer's window allows (2.3: 1 unless the peer announced SET_WINDOW_SIZE; ``IkeSa``).  The tester hooks
-``on_send`` and ``on_receive`` see every message out and in, decoded (``_hooked``).  ``get_timer()`` is the earliest of every deadline the engine owns (retransmissions
-on every IKE SA, NAT keepalives, dead peer detection, Child SA and IKE SA lifetimes), and every datagram says
-where it goes (``Datagram``), so a driver never reads the engine's state or a datagram's bytes.
+``on_send`` and ``on_receive`` see every message out and in, decoded (``_hooked``).  ``get_timer()`` is the
+earliest of every deadline the engine owns (retransmissions on every IKE SA, NAT keepalives, dead peer detection,
+Child SA and IKE SA lifetimes), and every datagram says where it goes (``Datagram``), so a driver never reads the
+engine's state or a datagram's bytes.
 
 The rule for what arrives (RFC 7296 2.21 and 5) is in ``ike.receive``: input that is not authentic is dropped
 and counted, never acted on.

@@ -235,14 +235,15 @@ def _receive_init(conn: IkeConnection, data: bytes, spi_i: bytes, spi_r: bytes, 
 def _dispatch(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: Any) -> None:
     """Hand an authentic, expected message to its exchange; a protocol error from it fails the connection."""
     handler = HANDLERS[(msg.exchange, msg.response)]
-    if sa.state in (IkeState.ESTABLISHED, IkeState.INIT_DONE, IkeState.AUTH_SENT):
-        conn.peer_announced(sa, msg)  # SET_WINDOW_SIZE (RFC 7296 2.3), from an authentic message only
     try:
         handler(conn, sa, msg, now, ctx)
     except LocalProtocolError as exc:
         raise Drop("unexpected", f"{msg.summary()} cannot be taken in state {sa.state}: {exc}") from None
     except ProtocolError as exc:
         conn.fail(str(exc), exc.notify, remote=exc.from_peer)
+        return
+    if sa.state == IkeState.ESTABLISHED:
+        conn.peer_announced(sa, msg)  # SET_WINDOW_SIZE (RFC 7296 2.3), from a message taken and authentic
 
 
 _SK_TYPES = (PayloadType.SK, PayloadType.SKF)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from ..crypto.cookie import CookieSecrets
 from ..crypto.random import RandomSource, random_bytes
-from ..errors import DecodeError
+from ..errors import DecodeError, IpsecLabError
 from ..packets.enums import ExchangeType, NotifyType
 from ..packets.message import FLAG_INITIATOR, FLAG_RESPONSE, Message, decode, decode_header, encode
 from ..packets.payloads import NoncePayload, NotifyPayload
@@ -177,7 +177,7 @@ class Responder:
         """Whether the request echoes a valid cookie; if not, answer with one (or drop what does not parse)."""
         try:
             msg = decode(data)
-        except DecodeError as exc:
+        except IpsecLabError as exc:  # DecodeError, or a value the codec took but a later check refused
             self._drop(f"malformed IKE_SA_INIT: {exc}", "malformed")
             return False
         nonce = next((p.data for p in msg.payloads if isinstance(p, NoncePayload)), None)

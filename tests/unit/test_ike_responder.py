@@ -13,6 +13,8 @@ import ipaddress
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ipseclab.ike import ChildSaEstablished, IkeConnection, IkeSaEstablished, IkeState
 from ipseclab.ike.responder import Responder
@@ -233,3 +235,32 @@ def test_a_flood_of_ten_thousand_ike_sa_inits_keeps_memory_bounded_and_a_genuine
     p.pump()
     assert p.conn.state == IkeState.ESTABLISHED and p.conn.neg.cookie == b""  # forgotten once established
     assert any(isinstance(e, IkeSaEstablished) for e in p.events) and r.counters.cookies_accepted == 1
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=150)
+@given(st.randoms(use_true_random=False), st.sampled_from([None, 0, 2]), st.integers(1, 30))
+def test_hostile_datagrams_never_escape_the_listener_and_a_genuine_initiator_still_gets_through(
+        rnd, threshold, count):
+    """Random bytes, truncated and bit-flipped genuine IKE_SA_INITs, stray headers: dropped, answered with a
+    cookie or a refusal, or (when they still parse as a request) a half-open SA within the limit; never raised."""
+    r = listener(cookie_threshold=threshold, half_open_limit=5)
+    genuine = template_init()
+    for _ in range(count):
+        kind = rnd.randrange(4)
+        if kind == 0:
+            data = rnd.randbytes(rnd.randrange(0, 300))
+        elif kind == 1:
+            data = genuine[: rnd.randrange(0, len(genuine))]
+        else:
+            flipped = bytearray(genuine)
+            for _ in range(rnd.randrange(1, 8)):
+                flipped[rnd.randrange(len(flipped))] ^= 1 << rnd.randrange(8)
+            data = bytes(flipped)
+        r.receive_datagram(data, 0.0, (f"203.0.113.{rnd.randrange(1, 255)}", 500))
+        drain(r)
+    assert r.half_open <= 5
+    r.handle_timer(31.0)  # the half-open ones expire
+    p = Peer(r, ("192.0.2.77", 500))
+    p.start(31.0)
+    p.pump(31.0)
+    assert p.conn.state == IkeState.ESTABLISHED
