@@ -22,8 +22,11 @@ from .events import (
     IkeSaRekeyFailed,
     NatDetected,
     OldIkeSaDeleted,
+    Reauthenticated,
+    ReauthenticationFailed,
 )
 from .limits import DEFAULT_BUDGET, MemoryBudget
+from .reauth import Reauthentication
 from .responder import Responder, ResponderCounters, ResponderEvent
 from .state import IkeState, Role
 
@@ -51,6 +54,9 @@ __all__ = [
     "MemoryBudget",
     "NatDetected",
     "OldIkeSaDeleted",
+    "Reauthenticated",
+    "Reauthentication",
+    "ReauthenticationFailed",
     "Responder",
     "ResponderCounters",
     "ResponderEvent",

@@ -174,6 +174,24 @@ class OldIkeSaDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Reauthenticated(Event):
+    """A make-before-break reauthentication is over (``ike.reauth``): the new IKE SA carries every Child SA and
+    the old one is deleted."""
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReauthenticationFailed(Event):
+    """A reauthentication could not finish; the old IKE SA and its Child SAs stay as they were."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChildSaDeleted(Event):
     """A Child SA pair was deleted (by an INFORMATIONAL Delete: ours, after a rekey or on request, or the peer's)."""
 

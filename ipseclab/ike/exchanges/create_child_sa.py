@@ -92,15 +92,18 @@ def _proposals(conn: IkeConnection, protocol: int) -> tuple[str, ...]:
 # -- the initiator ---------------------------------------------------------------------------------------------
 
 def start_child(conn: IkeConnection, now: float, *, local_ts: tuple[str, ...] | None = None,
-                remote_ts: tuple[str, ...] | None = None, old: ChildSa | None = None) -> int:
-    """Queue our request for a new pair (or the rekey of ``old``); returns the new pair's inbound SPI."""
+                remote_ts: tuple[str, ...] | None = None, old: ChildSa | None = None,
+                like: ChildSa | None = None) -> int:
+    """Queue our request for a new pair (or the rekey of ``old``, or a pair with the protocol, mode and agreed
+    selectors of ``like``, another connection's, when reauthenticating); returns the new pair's inbound SPI."""
     cfg = conn.config
     conn.require_window_room()
-    if old is not None:
-        if old.sa is None:
-            raise LocalProtocolError("a Child SA without its agreed algorithms cannot be rekeyed")
-        protocol, mode = old.protocol, old.mode
-        lts, rts = list(old.sa.local_ts), list(old.sa.remote_ts)
+    model = old or like
+    if model is not None:
+        if model.sa is None:
+            raise LocalProtocolError("a Child SA without its agreed algorithms cannot be rekeyed or re-created")
+        protocol, mode = model.protocol, model.mode
+        lts, rts = list(model.sa.local_ts), list(model.sa.remote_ts)
     else:
         protocol = ProtocolId.AH if cfg.protocol == "ah" else ProtocolId.ESP
         mode = cfg.mode
