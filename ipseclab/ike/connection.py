@@ -435,9 +435,9 @@ class IkeConnection:
         """Send our IKE_SA_INIT request (message id 0, in the clear), replacing any earlier one; returns it."""
         sa = self.ike
         datagrams = self._encode(sa, sa.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
-        data = datagrams[0] if datagrams else b""
+        data = datagrams[0] if datagrams else b""  # nothing when the on_send hook dropped it
         sa.next_mid = 1
-        self._queue.extend(self._datagrams([data], response=False))
+        self._queue.extend(self._datagrams(datagrams, response=False))
         sa.in_flight = {0: Outstanding(0, ExchangeType.IKE_SA_INIT, datagrams, now + self.config.retransmit_timeout)}
         return data
 
@@ -544,9 +544,8 @@ class IkeConnection:
 
         The answer takes its SPIs from the request (responder SPI zero) and is not cached: the SA is untouched.
         """
-        reply: Message | None = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
-                                        [NotifyPayload(notify, data=data)], initiator=False, response=True)
-        reply = self._hooked(reply)  # type: ignore[arg-type]
+        reply = self._hooked(Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
+                                     [NotifyPayload(notify, data=data)], initiator=False, response=True))
         if reply is not None:
             self._queue.extend(self._datagrams([encode(reply, rng=self.rng)], response=True))
 

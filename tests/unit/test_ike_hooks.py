@@ -160,3 +160,13 @@ def test_every_message_in_and_out_is_observed_decoded():
                              "IKE_AUTH request #1 [SK{IDi IDr AUTH SA TSi TSr}]"]
     assert taken["i"][-1] == "INFORMATIONAL response #2 [SK{}]"  # the inner payloads, decrypted
     assert any(s.startswith("CREATE_CHILD_SA request #0 [SK{N(REKEY_SA)") for s in taken["i"])
+
+
+def test_dropping_the_ike_sa_init_request_sends_nothing_and_it_is_retransmitted_as_nothing():
+    ci, cr = configs()
+    w = Wire(ci, cr)
+    w.i.on_send = only(ExchangeType.IKE_SA_INIT, False, lambda msg: None)
+    w.i.initiate(w.now)
+    assert w.i.datagrams_to_send(w.now) == []
+    w.run_timers(until=100.0)
+    assert w.r.counters.received == 0 and w.i.state == IkeState.FAILED
