@@ -215,6 +215,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
             why = driver(victim).probe_refusal
             if why:
                 raise ConfigError(f"{victim} as the victim of the {case.probe} probe: {why}")
+        if case.needs_keys_before_auth and not (driver(initiator).ike_keys_before_auth
+                                                or driver(responder).ike_keys_before_auth):
+            raise ConfigError(f"no keys: neither {initiator} nor {responder} gives the IKE keys of an IKE SA that "
+                              "was never established, so the refusal inside IKE_AUTH cannot be seen decrypted")
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")

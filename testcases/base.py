@@ -40,6 +40,7 @@ class TestCase:
     responder_ike_proposal: str = ""  # the responder's own IKE proposal when it differs (refusal cases)
     responder_psk: str = ""  # the responder's own PSK when it differs (refusal cases)
     establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping
+    needs_keys_before_auth: bool = False  # it checks an encrypted message of an IKE SA that never got established
 
     def check(self, trace: Trace) -> None:
         """Raise CheckFailed (with evidence) unless the trace shows what this case promises."""

@@ -2,9 +2,10 @@
 
 The victim is the responder unless a case says ``victim="initiator"``.  Probe cases (``probe=...``)
 have the runner inject packets made with the run's keys (``ipseclab/probes.py``, which writes
-``probe.json``: what was sent, what must follow, the victim's counters around each step); the verdict here comes from two places that do not depend
-on ipseclab's crypto: Wireshark's decryption of the capture (which echo requests got replies) and
-the victim's own counters (kernel: ``ip -s xfrm state`` per SA and ``/proc/net/xfrm_stat``).
+``probe.json``: what was sent, what must follow, the victim's counters around each step); the verdict
+here comes from two places that do not depend on ipseclab's crypto: Wireshark's decryption of the
+capture (which echo requests got replies) and the victim's own counters (kernel: ``ip -s xfrm state``
+per SA and ``/proc/net/xfrm_stat``).
 """
 
 from __future__ import annotations
@@ -299,6 +300,7 @@ REFUSE_AUTH = RefusalCase(
     notify="AUTHENTICATION_FAILED",
     exchange=IKE_AUTH,
     establishes=False,
+    needs_keys_before_auth=True,
 )
 KE_RETRY = RefusalCase(
     name="invalid-ke-retry",

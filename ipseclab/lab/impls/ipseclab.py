@@ -25,6 +25,7 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
+    ike_keys_before_auth = False  # it writes them on IkeSaEstablished, which a refused IKE_AUTH never gives
     probe_refusal = ("the ipseclab endpoint's status has no policy_mismatch/clear_dropped counters and it does not "
                      "take the case's replay window or TFC setting yet (issue 11, branch endpoint)")
 

@@ -306,6 +306,7 @@ class LibreswanDriver:
     image: str | None = "libreswan"
     placement = "kernel"
     gives_ike_keys = False  # see docs/architecture.md
+    ike_keys_before_auth = False
     probe_refusal = ""  # the guest kernel's xfrm counters
 
     def check_topology(self, kind: str) -> None:

@@ -168,6 +168,7 @@ class OpenikedDriver:
     image: str | None = "openiked"
     placement = "kernel"
     gives_ike_keys = False
+    ike_keys_before_auth = False
     probe_refusal = "OpenIKED is not among issue 13's probe victims: no probe cell has been verified against it"
 
     def check_topology(self, kind: str) -> None:

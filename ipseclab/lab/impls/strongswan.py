@@ -265,6 +265,7 @@ class StrongswanDriver:
     image: str | None = "strongswan"
     placement = "kernel"
     gives_ike_keys = True  # charon logs them at level 4
+    ike_keys_before_auth = True  # logged when derived, after IKE_SA_INIT
     probe_refusal = ""  # the guest kernel's xfrm counters
     libipsec = False  # kernel-libipsec (userspace ESP through a TUN device) instead of the kernel's XFRM
 
