@@ -246,10 +246,12 @@ def case_support(case: TestCase) -> list[Support]:
     for impl in implementations():
         drv = driver(impl)
         why: list[str | None] = []
-        for cfg in cfgs:
+        for role, cfg in zip(("initiator", "responder"), cfgs, strict=True):
             try:
                 drv.check_topology(case.topology)
                 drv.check_supported(cfg, case.topology)
+                if case.probe and case.victim == role and drv.probe_refusal:
+                    raise ConfigError(f"as the victim of the {case.probe} probe: {drv.probe_refusal}")
                 why.append(None)
             except ConfigError as exc:
                 why.append(str(exc))
