@@ -99,3 +99,27 @@ def test_an_engine_on_another_architecture_is_refused():
     assert "aarch64" in str(exc.value)
 
 
+
+
+def test_a_kernel_copied_elsewhere_runs_there_after_relocation(tmp_path):
+    """What a remote runner does with the shipped kernel: the copy's binary must run from its new place."""
+    import os
+    import shutil
+
+    from ipseclab.lab.runtimes.uml_kernel import binary_version, installed_kernels, relocate_kernel
+
+    kernels = installed_kernels()
+    if not kernels or kernels[0].install_dir is None:
+        pytest.skip("no UML kernel in ipseclab's cache (ipseclab kernel install, as root)")
+    source = kernels[0].install_dir
+    copy = tmp_path / source.name
+    # hard links for the modules and the C library, a real copy of the binary that relocation rewrites
+    shutil.copytree(source, copy, copy_function=os.link)
+    binary = copy / "usr/bin/linux.uml"
+    binary.unlink()
+    shutil.copy2(source / "usr/bin/linux.uml", binary)
+    moved = relocate_kernel(copy)
+    assert moved.binary == binary and moved.install_dir == copy and str(source) not in moved.origin
+    assert binary_version(moved.binary) == kernels[0].version
+    assert relocate_kernel(copy) == moved  # again: nothing to change
+    assert binary_version(kernels[0].binary) == kernels[0].version  # the original is untouched

@@ -217,6 +217,9 @@ class RemoteRun:
                 tmpfs={"/dev/shm": "rw,exec,size=1g", "/run": "rw,exec"},
                 labels={LABEL: "1", f"{LABEL}.run": self.run_id, f"{LABEL}.role": RUNNER})
         except APIError as exc:
+            # run() creates, then starts: a container that failed to start exists and must go too
+            with contextlib.suppress(APIError):
+                self.client.containers.get(f"ipseclab-runner-{self.run_id}").remove(force=True)
             raise LabError(f"starting the runner container on the remote engine failed: {exc.explanation}",
                            hint=f"the engine must allow the capabilities {', '.join(RUNNER_CAPABILITIES)}, the host's "
                                 f"PID namespace and bind mounts of /var/run/docker.sock and {REMOTE_ROOT}") from None
@@ -231,6 +234,32 @@ class RemoteRun:
                 if out is not None:
                     out(chunk)
             return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+
+    def ship_kernel(self, kernels: str, log: Callable[[str], None]) -> None:
+        """This machine's UML kernel into the remote cache, once per version (the runner has no network,
+        and the kernel this machine probed is the one to run); the peers' containers bind-mount it there."""
+        from .uml_kernel import install_kernel, installed_kernels
+
+        local = installed_kernels() or [install_kernel()]
+        kernel = local[0]
+        if kernel.install_dir is None:
+            raise LabError(f"the UML kernel here ({kernel.describe()}) is not in ipseclab's cache, so it cannot be "
+                           "shipped to the remote engine", hint="run `ipseclab kernel install` (root) first")
+        target = f"{kernels}/{kernel.install_dir.name}"
+        if self.exec(["test", "-x", f"{target}/usr/bin/linux.uml"]) == 0:
+            return
+        log(f"remote: copying the UML kernel {kernel.install_dir.name} to the engine's machine (once)")
+        with tempfile.TemporaryFile() as tmp:
+            with tarfile.open(fileobj=tmp, mode="w") as tar:
+                tar.add(kernel.install_dir, arcname=kernel.install_dir.name)
+            tmp.seek(0)
+            with engine_errors("copying the UML kernel to the runner"):
+                if not self.container.put_archive(kernels, tmp):
+                    raise LabError("the engine refused the UML kernel's archive")
+        relocate = ("from pathlib import Path; from ipseclab.lab.runtimes.uml_kernel import relocate_kernel; "
+                    f"print('remote: kernel', relocate_kernel(Path({target!r})).describe())")
+        if self.exec(["python3", "-c", relocate], lambda b: log(b.decode(errors="replace").rstrip())) != 0:
+            raise LabError(f"the UML kernel copied to {target} on the engine's machine could not be set up there")
 
     def interrupt(self) -> None:
         """SIGINT to the remote ipseclab: it stops the matrix and tears its lab down (LabInterrupted)."""
@@ -307,10 +336,8 @@ def run_interop(forwarded: list[str], out: Path, junit: Path | None,
         run.start(tag)
         cache = f"{REMOTE_ROOT}/cache"
         env = {"IPSECLAB_CACHE": cache, PARENT_ENV: run_id, "PYTHONUNBUFFERED": "1"}
-        prepare = ["sh", "-c", f'mkdir -p {run.remote_dir} && (ls -d {cache}/kernels/*/ >/dev/null 2>&1 '
-                               '|| python3 -m ipseclab.cli kernel install)']
-        if run.exec(prepare, write, env) != 0:
-            raise LabError("preparing the runner (the UML kernel install) failed: see the lines above")
+        run.exec(["mkdir", "-p", run.remote_dir, f"{cache}/kernels"])
+        run.ship_kernel(f"{cache}/kernels", log)
         cmd = ["python3", "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--out", f"{run.remote_dir}/out",
                *forwarded]
         try:
