@@ -116,10 +116,13 @@ def test_a_kernel_copied_elsewhere_runs_there_after_relocation(tmp_path):
     # hard links for the modules and the C library, a real copy of the binary that relocation rewrites
     shutil.copytree(source, copy, copy_function=os.link)
     binary = copy / "usr/bin/linux.uml"
-    binary.unlink()
-    shutil.copy2(source / "usr/bin/linux.uml", binary)
+    for name in ("usr/bin/linux.uml", "kernel.json"):  # what relocation rewrites: real copies
+        (copy / name).unlink()
+        shutil.copy2(source / name, copy / name)
+    original_manifest = (source / "kernel.json").read_text()
     moved = relocate_kernel(copy)
     assert moved.binary == binary and moved.install_dir == copy and str(source) not in moved.origin
     assert binary_version(moved.binary) == kernels[0].version
     assert relocate_kernel(copy) == moved  # again: nothing to change
     assert binary_version(kernels[0].binary) == kernels[0].version  # the original is untouched
+    assert (source / "kernel.json").read_text() == original_manifest

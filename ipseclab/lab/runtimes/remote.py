@@ -62,6 +62,9 @@ PARENT_LABEL = f"{LABEL}.parent"
 # sockets and captures (NET_RAW), and naming the peer containers' namespaces (SYS_PTRACE, with the host's PIDs);
 # not --privileged, which also needs capabilities an engine in a sandbox may not have
 RUNNER_CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
+# and, as on the lab's own machine: mounts and namespaces need the default AppArmor/seccomp profiles lifted, and
+# the per-namespace sysctls (IPv6 off on the links, forwarding on the NAT router) a writable /proc/sys
+RUNNER_SECURITY = ["apparmor=unconfined", "seccomp=unconfined", "systempaths=unconfined"]
 
 
 def remote_engine(docker_host: str | None = None) -> str | None:
@@ -211,7 +214,7 @@ class RemoteRun:
             self.container = self.client.containers.run(
                 tag, ["sleep", "infinity"], detach=True, name=f"ipseclab-runner-{self.run_id}",
                 hostname="ipseclab-runner", pid_mode="host", network_mode="none", cap_add=RUNNER_CAPABILITIES,
-                security_opt=["apparmor=unconfined", "seccomp=unconfined"], devices=["/dev/net/tun:/dev/net/tun:rwm"],
+                security_opt=RUNNER_SECURITY, devices=["/dev/net/tun:/dev/net/tun:rwm"],
                 volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
                          REMOTE_ROOT: {"bind": REMOTE_ROOT, "mode": "rw"}},
                 tmpfs={"/dev/shm": "rw,exec,size=1g", "/run": "rw,exec"},

@@ -106,7 +106,9 @@ def relocate_kernel(directory: Path) -> UmlKernel:
         run(["patchelf", "--set-interpreter", str(directory / LIBDIR / "ld-linux-x86-64.so.2"),
              "--set-rpath", str(directory / LIBDIR), str(directory / "usr/bin/linux.uml")], timeout=120)
         data = {k: v.replace(old, new) if isinstance(v, str) else v for k, v in data.items()}
-        manifest.write_text(json.dumps(data, indent=2) + "\n")
+        fresh = manifest.with_suffix(".new")  # a new file, renamed over: never written through a hard link
+        fresh.write_text(json.dumps(data, indent=2) + "\n")
+        fresh.replace(manifest)
     kernel = _from_manifest(directory)
     if kernel is None:
         raise LabError(f"the kernel copied to {directory} has no usable manifest")
