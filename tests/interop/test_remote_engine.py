@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,16 +34,7 @@ def remote_url():
         yield url
 
 
-def _ipseclab_containers() -> list[str]:
-    client = docker_images.engine()
-    try:
-        return [c.name for c in client.containers.list(all=True, filters={"label": f"{docker_images.LABEL}=1"})]
-    finally:
-        client.close()
-
-
 def test_the_matrix_runs_on_a_remote_engine_and_its_artifacts_come_back(remote_url, tmp_path):
-    before = set(_ipseclab_containers())
     out = tmp_path / "remote-run"
     env = {**os.environ, "DOCKER_HOST": remote_url}
     proc = subprocess.run(
@@ -64,7 +57,6 @@ def test_the_matrix_runs_on_a_remote_engine_and_its_artifacts_come_back(remote_u
     assert lab["runtime"]["name"] == "docker"
     assert REMOTE_ROOT not in (tmp_path / "junit.xml").read_text()
     # and the remote machine keeps nothing: no runner, no peer, no run directory
-    assert set(_ipseclab_containers()) <= before
     client = docker_images.engine()
     try:
         assert not client.containers.list(all=True, filters={"label": PARENT_LABEL})
@@ -82,3 +74,34 @@ def test_a_lab_in_this_process_refuses_a_remote_engine_in_one_line(remote_url, t
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "another one" in proc.stderr and "ipseclab interop --runtime docker" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_mid_run_leaves_nothing_on_the_remote_machine(remote_url, tmp_path, sig):
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "DOCKER_HOST": remote_url, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--case", "esp-tunnel",
+         "--case", "esp-transport", "--pair", "strongswan:libreswan", "--out", str(out)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # interrupt once the runner has started a peer of its own
+        deadline = time.monotonic() + 600
+        client = docker_images.engine()
+        while time.monotonic() < deadline and proc.poll() is None:
+            if client.containers.list(filters={"label": PARENT_LABEL}):
+                break
+            time.sleep(0.5)
+        early = proc.stdout.read() if proc.poll() is not None and proc.stdout else ""
+        assert proc.poll() is None, "the run ended before any peer started: " + early
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output
+    assert not client.containers.list(all=True, filters={"label": PARENT_LABEL})
+    assert not client.containers.list(all=True, filters={"label": f"{docker_images.LABEL}.role={RUNNER}"})
+    client.close()
+    assert not list(Path(REMOTE_ROOT, "runs").glob("*")), "a remote run directory was left"

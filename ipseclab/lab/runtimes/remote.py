@@ -36,12 +36,13 @@ import io
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,7 @@ PARENT_LABEL = f"{LABEL}.parent"
 RUNNER_CAPABILITIES = ["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
 # and, as on the lab's own machine: mounts and namespaces need the default AppArmor/seccomp profiles lifted, and
 # the per-namespace sysctls (IPv6 off on the links, forwarding on the NAT router) a writable /proc/sys
-RUNNER_SECURITY = ["apparmor=unconfined", "seccomp=unconfined", "systempaths=unconfined"]
+RUNNER_SECURITY = ["apparmor=unconfined", "seccomp=unconfined"]  # and /proc unmasked: RemoteRun.start
 
 
 def remote_engine(docker_host: str | None = None) -> str | None:
@@ -210,19 +211,29 @@ class RemoteRun:
     def start(self, tag: str) -> None:
         from docker.errors import APIError
 
+        api = self.client.api
+        name = f"ipseclab-runner-{self.run_id}"
         try:
-            self.container = self.client.containers.run(
-                tag, ["sleep", "infinity"], detach=True, name=f"ipseclab-runner-{self.run_id}",
-                hostname="ipseclab-runner", pid_mode="host", network_mode="none", cap_add=RUNNER_CAPABILITIES,
-                security_opt=RUNNER_SECURITY, devices=["/dev/net/tun:/dev/net/tun:rwm"],
-                volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
-                         REMOTE_ROOT: {"bind": REMOTE_ROOT, "mode": "rw"}},
-                tmpfs={"/dev/shm": "rw,exec,size=1g", "/run": "rw,exec"},
+            host_config = api.create_host_config(
+                pid_mode="host", network_mode="none", cap_add=RUNNER_CAPABILITIES, security_opt=RUNNER_SECURITY,
+                devices=["/dev/net/tun:/dev/net/tun:rwm"],
+                binds={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+                       REMOTE_ROOT: {"bind": REMOTE_ROOT, "mode": "rw"}},
+                tmpfs={"/dev/shm": "rw,exec,size=1g", "/run": "rw,exec"})
+            # what `docker run --security-opt systempaths=unconfined` sends (the SDK has no parameter for it):
+            # nothing masked, nothing read-only in /proc, so the lab can set its links' sysctls
+            host_config["MaskedPaths"] = []
+            host_config["ReadonlyPaths"] = []
+            created = api.create_container(
+                tag, ["sleep", "infinity"], name=name, hostname="ipseclab-runner", host_config=host_config,
                 labels={LABEL: "1", f"{LABEL}.run": self.run_id, f"{LABEL}.role": RUNNER})
+            self.container = self.client.containers.get(created["Id"])
+            self.container.start()
         except APIError as exc:
-            # run() creates, then starts: a container that failed to start exists and must go too
+            # a container that was created but failed to start exists and must go too
             with contextlib.suppress(APIError):
-                self.client.containers.get(f"ipseclab-runner-{self.run_id}").remove(force=True)
+                self.client.containers.get(name).remove(force=True)
+            self.container = None
             raise LabError(f"starting the runner container on the remote engine failed: {exc.explanation}",
                            hint=f"the engine must allow the capabilities {', '.join(RUNNER_CAPABILITIES)}, the host's "
                                 f"PID namespace and bind mounts of /var/run/docker.sock and {REMOTE_ROOT}") from None
@@ -264,10 +275,14 @@ class RemoteRun:
         if self.exec(["python3", "-c", relocate], lambda b: log(b.decode(errors="replace").rstrip())) != 0:
             raise LabError(f"the UML kernel copied to {target} on the engine's machine could not be set up there")
 
-    def interrupt(self) -> None:
-        """SIGINT to the remote ipseclab: it stops the matrix and tears its lab down (LabInterrupted)."""
+    def interrupt(self, wait: float = 90) -> None:
+        """SIGINT to the remote ipseclab, which stops the matrix and tears its lab down (LabInterrupted); waits
+        (bounded) until it has, so the runner is not removed under a teardown in progress."""
         with contextlib.suppress(LabError):
             self.exec(["pkill", "-INT", "-f", "ipseclab.cli interop"])
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and self.exec(["pgrep", "-f", "ipseclab.cli interop"]) == 0:
+                time.sleep(0.5)
 
     def fetch(self, local: Path) -> None:
         """Copy the remote output directory into ``local`` (its contents, not the directory itself)."""
@@ -344,7 +359,8 @@ def run_interop(forwarded: list[str], out: Path, junit: Path | None,
         cmd = ["python3", "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--out", f"{run.remote_dir}/out",
                *forwarded]
         try:
-            status = run.exec(cmd, write, env)
+            with _sigterm_interrupts():
+                status = run.exec(cmd, write, env)
         except KeyboardInterrupt:
             log("remote: interrupted; stopping the remote run (it tears its lab down)")
             run.interrupt()
@@ -358,6 +374,19 @@ def run_interop(forwarded: list[str], out: Path, junit: Path | None,
         if left:
             log(f"remote: removed containers the runner left: {', '.join(left)}")
     return status
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM here stops the remote run as Ctrl-C does (a CI job's cancel sends SIGTERM)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _write_stdout(chunk: bytes) -> None:
