@@ -83,8 +83,7 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
 def check_ipseclab_decrypts(run_dir: Path) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
     message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV."""
-    from .decrypt import decrypt_capture
-    from .esp_decrypt import decrypt_esp_capture
+    from .analysis import decrypt_capture, decrypt_esp_capture
     from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
 

@@ -16,11 +16,11 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import decrypt_esp_capture
 from ipseclab.cli import main
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import KeyFileError
 from ipseclab.esp import EspSA
-from ipseclab.esp_decrypt import decrypt_esp_capture
 from ipseclab.pcap.esp_keyfiles import address_matches, esp_key, parse_esp_sa, parse_spi
 from ipseclab.pcap.keyfiles import parse_ikev2_decryption_table
 
