@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from ..crypto import get_encr, get_integ
+from ..crypto import TransformType, get_encr, get_integ
+from ..crypto.algorithms import algorithm
 from ..crypto.keys import IkeSaKeys
 from ..errors import IpsecLabError, KeyFileError, UnsupportedTransformError
 from ..esp import AhSA, EspSA
@@ -83,9 +84,9 @@ def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
     if integ is not None:
         keys += [("SK_ai", row.sk_ai, integ.key_size, row.integ_name), ("SK_ar", row.sk_ar, integ.key_size,
                                                                          row.integ_name)]
-    for name, key, size, algorithm in keys:
+    for name, key, size, alg_name in keys:
         if len(key) != size:
-            raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {algorithm} needs {size} "
+            raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {alg_name} needs {size} "
                                f"({2 * size} hex digits)")
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
 
@@ -111,6 +112,12 @@ def check_esp_row(row: EspSaRow) -> None:
     where = row.where or "esp_sa row"
     if row.encr_id is None or row.integ_id is None:
         raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
+    alg = algorithm(TransformType.ENCR, row.encr_id)
+    if alg is not None and alg.key_bits != (0,) and row.key_bits not in alg.key_bits:
+        sizes = " or ".join(f"{(b // 8) + alg.salt}" for b in alg.key_bits)
+        salt = f" (with its {alg.salt}-byte salt)" if alg.salt else ""
+        raise KeyFileError(f"{where}: the encryption key is {len(row.encr_key)} bytes; {row.encr_name} takes "
+                           f"{sizes}{salt}")
     try:
         esp_sa_from_row(row, row.spi or 1, False)
     except UnsupportedTransformError:
