@@ -35,11 +35,14 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     stream = records(args.pcap, rows, esp_rows if args.esp_keys else None)
     first = next(stream, None)  # an unreadable capture fails here, before anything is written
     everything = chain([first] if first is not None else [], stream)
+    sys.stdout.flush()  # the warnings' order kept: records go to the binary stream underneath
+    out = sys.stdout.buffer
     if args.json:
-        tally = write_json(everything, sys.stdout)
+        tally = write_json(everything, out)
     else:
-        tally = write_text(everything, sys.stdout, scapy=args.verbose)
-        print(tally.summary(bool(args.esp_keys)))
+        tally = write_text(everything, out, scapy=args.verbose)
+        out.write((tally.summary(bool(args.esp_keys)) + "\n").encode())
+    out.flush()
     return 1 if tally.errors else 0
 
 

@@ -14,7 +14,8 @@ import json
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from binascii import hexlify
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..pcap.reader import BadFrame, address_text, parse_ip
 
@@ -97,18 +98,20 @@ def ike_json(r: IkeRecord) -> str:
     return json.dumps(item)
 
 
-def esp_json(e: EspRecord) -> str:
-    """The record as one JSON object, written by hand: json.dumps of a dict costs several times more per packet.
+def esp_json(e: EspRecord) -> bytes:
+    """The record as one JSON object in UTF-8, written by hand: json.dumps of a dict costs several times more.
 
     Only ``error`` is free text (escaped by json); addresses come from the IP parser, the rest are numbers.
+    The inner packet's hex is made as bytes and joined once, never copied through a str.
     """
     nh = "null" if e.next_header is None else e.next_header
     err = "null" if e.error is None else json.dumps(e.error)
-    return (f'{{"frame": {e.frame}, "time": {e.time!r}, "src": "{e.src}", "dst": "{e.dst}", "proto": "{e.proto}", '
+    head = (f'{{"frame": {e.frame}, "time": {e.time!r}, "src": "{e.src}", "dst": "{e.dst}", "proto": "{e.proto}", '
             f'"spi": {e.spi}, "seq": {e.seq}, "udp_encap": {"true" if e.udp_encap else "false"}, '
-            f'"next_header": {nh}, "inner": "{e.inner.hex()}", "esn": {"true" if e.esn else "false"}, '
-            f'"esn_hi": {e.esn_hi}, "verified": {"true" if e.verified else "false"}, "error": {err}, '
-            f'"protocol": "{e.proto}"}}')
+            f'"next_header": {nh}, "inner": "').encode()
+    tail = (f'", "esn": {"true" if e.esn else "false"}, "esn_hi": {e.esn_hi}, '
+            f'"verified": {"true" if e.verified else "false"}, "error": {err}, "protocol": "{e.proto}"}}').encode()
+    return b"".join((head, hexlify(e.inner), tail))
 
 
 @dataclass(slots=True)
@@ -128,8 +131,8 @@ class Tally:
         return f"{text}, {self.errors} with errors"
 
 
-def write_text(records: Iterable[IkeRecord | EspRecord], out: TextIO, *, scapy: bool = False) -> Tally:
-    """One line per record (and its notes), in capture order, as they come."""
+def write_text(records: Iterable[IkeRecord | EspRecord], out: BinaryIO, *, scapy: bool = False) -> Tally:
+    """One line per record (and its notes), in capture order, as they come, in UTF-8 to a binary stream."""
     from .ike import IkeRecord
 
     t = Tally()
@@ -146,37 +149,37 @@ def write_text(records: Iterable[IkeRecord | EspRecord], out: TextIO, *, scapy: 
         t.errors += r.error is not None
         if len(batch) >= BATCH:
             batch.append("")
-            out.write("\n".join(batch))
+            out.write("\n".join(batch).encode())
             batch.clear()
     if batch:
         batch.append("")
-        out.write("\n".join(batch))
+        out.write("\n".join(batch).encode())
     return t
 
 
-def write_json(records: Iterable[IkeRecord | EspRecord], out: TextIO) -> Tally:
-    """A JSON array of one object per record, one object a line, written as the records come."""
+def write_json(records: Iterable[IkeRecord | EspRecord], out: BinaryIO) -> Tally:
+    """A JSON array of one object per record, one object a line, written as the records come (UTF-8)."""
     from .ike import IkeRecord
 
     t = Tally()
-    batch: list[str] = []
-    first = True
-    out.write("[")
+    batch: list[bytes] = []
+    sep = b"\n"
+    out.write(b"[")
     for r in records:
         if isinstance(r, IkeRecord):
             t.ike += 1
             t.decrypted += r.decrypted
-            batch.append(ike_json(r))
+            batch.append(ike_json(r).encode())
         else:
             t.esp += 1
             t.verified += r.verified
             batch.append(esp_json(r))
         t.errors += r.error is not None
         if len(batch) >= BATCH:
-            out.write(("\n" if first else ",\n") + ",\n".join(batch))
-            first = False
+            out.write(sep + b",\n".join(batch))
+            sep = b",\n"
             batch.clear()
     if batch:
-        out.write(("\n" if first else ",\n") + ",\n".join(batch))
-    out.write("\n]\n")
+        out.write(sep + b",\n".join(batch))
+    out.write(b"\n]\n")
     return t

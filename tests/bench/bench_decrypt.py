@@ -126,8 +126,8 @@ def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, P
     return pcap, ike_table, esp_table
 
 
-def measure(cmd: list[str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MB, exit status) of one command, its output to /dev/null."""
+def measure(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of one command, its output to /dev/null."""
     with open(os.devnull, "wb") as null:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=ROOT)
@@ -137,9 +137,9 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
-    if proc.returncode not in (0,):
+    if proc.returncode != 0:
         raise SystemExit(f"bench_decrypt: {' '.join(cmd[:4])} ... exited {proc.returncode}: {err[-500:]}")
-    return seconds, usage.ru_maxrss / 1024, proc.returncode
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def tshark_args(ike_table: Path, esp_table: Path) -> list[str]:
@@ -157,6 +157,15 @@ def check_tshark_decrypts(pcap: Path, opts: list[str]) -> None:
         raise SystemExit(f"bench_decrypt: tshark did not decrypt and verify the ESP packets: {rows[:3]}")
 
 
+def _cpu() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    return f"{model}, {os.cpu_count()} CPUs, {'AMX' if ' amx_tile' in info else 'no AMX'}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, nargs="+", default=[100_000, 300_000])
@@ -165,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("bench_decrypt: tshark is not installed (apt-get install tshark)")
-    print("| packets | capture | command | seconds | peak RSS | vs tshark |")
-    print("|---:|---:|---|---:|---:|---:|")
+    print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f} at the start")
+    print("| packets | capture | command | wall s | CPU s | peak RSS | tshark's wall / this |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for packets in args.packets:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
@@ -182,16 +192,17 @@ def main(argv: list[str] | None = None) -> int:
                 "ipseclab decrypt (text)": base,
                 "tshark": ["tshark", "-r", str(pcap), *opts],
             }
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+            results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
             for _ in range(args.runs):  # the commands take turns, so a slow spell of the machine hits all of them
                 for name, cmd in commands.items():
-                    seconds, rss, _ = measure(cmd)
-                    results[name].append((seconds, rss))
-            med = {name: (statistics.median(s for s, _ in r), max(m for _, m in r)) for name, r in results.items()}
+                    results[name].append(measure(cmd))
+            med = {name: (statistics.median(w for w, _, _ in r), max(m for _, m, _ in r),
+                          statistics.median(c for _, _, c in r)) for name, r in results.items()}
             ref = med["tshark"][0]
-            for name, (seconds, rss) in med.items():
-                ratio = "" if name == "tshark" else f"{ref / seconds:.1f}x faster"
-                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {rss:.0f} MB | {ratio} |", flush=True)
+            for name, (seconds, rss, cpu) in med.items():
+                ratio = "" if name == "tshark" else f"{ref / seconds:.2f}"
+                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {ratio} |",
+                      flush=True)
     return 0
 
 
