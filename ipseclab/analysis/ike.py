@@ -65,6 +65,9 @@ def ike_datagrams(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
             yield d
 
 
+MAX_PENDING = 64  # fragmented messages still incomplete; a capture with more forgets the oldest
+
+
 def is_ike_port(d: UdpDatagram) -> bool:
     return IKE_PORT in (d.sport, d.dport) or NATT_PORT in (d.sport, d.dport)
 
@@ -111,6 +114,9 @@ class IkeDecryptor:
                     rec.decrypted = True
                     if isinstance(rec.message.payloads[-1], EncryptedFragment):
                         rec.reassembled = self.reassembler.add(rec.message)
+                        pending = self.reassembler.pending
+                        while len(pending) > MAX_PENDING:  # the oldest incomplete message goes: memory stays bounded
+                            del pending[next(iter(pending))]
                 except IpsecLabError as exc:
                     what = enum_name(ExchangeType, msg.exchange)
                     rec.error = f"{what} #{msg.message_id}: {exc} (wrong keys for this IKE SA, or a modified packet)"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import struct
+from binascii import hexlify
 from collections.abc import Iterable
 from dataclasses import dataclass
-from binascii import hexlify
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..pcap.reader import BadFrame, address_text, parse_ip

@@ -71,3 +71,28 @@ def test_the_capture_is_read_once(capture, tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and out.splitlines()[-1].startswith(f"4 IKE datagrams, 2 decrypted; {PINGS} ESP/AH packets, "
                                                        f"{PINGS} verified"), out[-500:]
+
+
+def test_incomplete_fragmented_messages_are_bounded(capture):
+    """A capture of many IKE messages each missing a fragment: decrypt keeps at most MAX_PENDING of them."""
+    from ipseclab.analysis.ike import MAX_PENDING, IkeDecryptor
+    from ipseclab.analysis.keyrows import crypto_from_row
+    from ipseclab.packets.enums import ExchangeType
+    from ipseclab.packets.fragment import fragment
+    from ipseclab.packets.message import EncryptedPayload, Message
+    from ipseclab.packets.payloads import VendorPayload
+    from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
+    from ipseclab.pcap.reader import UdpDatagram
+
+    (row,) = read_ikev2_decryption_table(capture[1])
+    crypto = crypto_from_row(row)
+    dec = IkeDecryptor([row])
+    decrypted = 0
+    for mid in range(2, MAX_PENDING + 40):
+        msg = Message(row.spi_i, row.spi_r, ExchangeType.INFORMATIONAL, mid,
+                      [EncryptedPayload(payloads=[VendorPayload(bytes(600))])], True, False)
+        first = fragment(msg, crypto, 300)[0]  # the rest never comes
+        rec = dec.datagram(UdpDatagram(mid, 0.0, "198.51.100.10", "198.51.100.20", 500, 500, first))
+        decrypted += rec is not None and rec.decrypted and rec.reassembled is None
+        assert len(dec.reassembler.pending) <= MAX_PENDING, len(dec.reassembler.pending)
+    assert decrypted == MAX_PENDING + 38 and len(dec.reassembler.pending) == MAX_PENDING
