@@ -19,6 +19,7 @@ import pytest
 
 from ipseclab.lab.runtimes import docker_images
 from ipseclab.lab.runtimes.remote import PARENT_LABEL, REMOTE_ROOT, RUNNER
+from ipseclab.matrix import PASSED
 
 from .engine_proxy import EngineProxy
 
@@ -46,7 +47,7 @@ def test_the_matrix_runs_on_a_remote_engine_and_its_artifacts_come_back(remote_u
     results = json.loads((out / "results.json").read_text())
     cells = results["results"] if isinstance(results, dict) else results
     assert [(c["case"], c["initiator"], c["responder"], c["status"]) for c in cells] == [
-        ("esp-tunnel", "strongswan", "libreswan", "PASSED")]
+        ("esp-tunnel", "strongswan", "libreswan", PASSED)]
     run_dir = Path(cells[0]["run_dir"])
     assert run_dir.is_relative_to(out), f"results name {run_dir}, not the local copy under {out}"
     # the artifacts are here, not only over there: pcaps, both key tables, the peers' logs, lab.json
