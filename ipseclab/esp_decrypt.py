@@ -18,10 +18,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .crypto import get_integ
 from .errors import IntegrityError, IpsecLabError, KeyFileError, UnsupportedTransformError
 from .esp import AhSA, EspSA
 from .packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
-from .pcap.esp_keyfiles import EspSaRow
+from .pcap.esp_keyfiles import ESP_ENCR_REFUSALS, EspSaRow
 from .pcap.reader import IPPROTO_AH, IPPROTO_ESP, IPPROTO_UDP, BadFrame, Capture, IpPacket, read_ip
 
 _II = struct.Struct("!II")
@@ -84,7 +85,9 @@ def check_esp_row(row: EspSaRow) -> None:
     """KeyFileError naming the row's file and line unless ipseclab can decrypt with it (algorithms, key sizes)."""
     where = row.where or "esp_sa row"
     if row.encr_id is None or row.integ_id is None:
-        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
+        why = ESP_ENCR_REFUSALS.get(row.encr_name, "")
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}"
+                           + (f" ({why})" if why else ""))
     try:
         _Keys.make(row, row.spi or 1, False)
     except UnsupportedTransformError:
@@ -152,6 +155,11 @@ class _Keys:
         return payload, nh, False
 
 
+def _checks_icv(row: EspSaRow) -> bool:
+    """False for Wireshark's "ANY n bit [no checking]" rows: the ICV is skipped, so nothing is verified."""
+    return not row.integ_id or get_integ(row.integ_id).checked
+
+
 def _ah_sa(row: EspSaRow, spi: int, esn: bool) -> AhSA:
     if row.integ_id is None or not row.integ_id:
         raise IpsecLabError(f"{row.auth_name!r} cannot verify AH")
@@ -204,7 +212,7 @@ def decrypt_esp_capture(pcap: Capture, rows: list[EspSaRow]) -> list[EspRecord]:
             continue
         try:
             rec.inner, rec.next_header, rec.esn = keys.decapsulate(row, spi, pkt.src, pkt.dst, esp)
-            rec.verified = True
+            rec.verified = _checks_icv(row)
         except IpsecLabError as exc:
             rec.error = f"{type(exc).__name__}: {exc}"
     return out
@@ -223,7 +231,7 @@ def _ah_record(pkt: IpPacket, keys: _Keys) -> EspRecord:
         return rec
     rec.inner = data[ah_len:]
     row = keys.sa_for(spi, pkt.src, pkt.dst)
-    if row is None or not row.integ_id or pkt.fragment:
+    if row is None or not row.integ_id or not _checks_icv(row) or pkt.fragment:
         return rec  # nothing to verify with: listed unverified, as Wireshark lists it
     try:
         rec.esn = keys.verify_ah(row, spi, pkt.src, pkt.dst, pkt.packet)

@@ -14,7 +14,7 @@ import pytest
 from ipseclab.crypto import TransformType, supported_encrs, supported_integs, supported_prfs
 from ipseclab.crypto.algorithms import (
     ALGORITHMS,
-    WIRESHARK_ESP_ONLY_AUTH,
+    WIRESHARK_ESP_LEGACY_ENCR,
     WIRESHARK_ESP_ONLY_ENCR,
     Column,
     algorithm,
@@ -79,7 +79,7 @@ def test_supported_by():
 def test_wireshark_names_are_wiresharks_own():
     """Every Wireshark name the registry gives (other than ipseclab's marked ones) is in libwireshark."""
     blob = LIBWIRESHARK.read_bytes()
-    wanted = set(WIRESHARK_ESP_ONLY_ENCR) | set(WIRESHARK_ESP_ONLY_AUTH)
+    wanted = set(WIRESHARK_ESP_ONLY_ENCR) | set(WIRESHARK_ESP_LEGACY_ENCR)
     for column in ("wireshark_ikev2", "wireshark_esp"):
         for ttype in (TransformType.ENCR, TransformType.INTEG):
             wanted |= set(names(column, ttype))
