@@ -235,7 +235,8 @@ ALGORITHMS: tuple[Algorithm, ...] = (
               wireshark_esp="AES-CMAC-96 [RFC4494] (ipseclab-only)",
               refusals={"libreswan-ike": "offered by Libreswan for ESP/AH only, not IKE"}),
     # what Wireshark's tables name without an IANA id (ipseclab's private-use ids): read-only
-    _hmac(IntegId.HMAC_SHA2_256_96, "sha2-256", 32, 12, None, ikev2="HMAC_SHA2_256_96 [draft-ietf-ipsec-ciph-sha-256-00]",
+    _hmac(IntegId.HMAC_SHA2_256_96, "sha2-256", 32, 12, None,
+          ikev2="HMAC_SHA2_256_96 [draft-ietf-ipsec-ciph-sha-256-00]",
           esp="HMAC-SHA-256-96 [draft-ietf-ipsec-ciph-sha-256-00]", openiked=False, legacy=True),
     _hmac(IntegId.HMAC_RIPEMD160_96, "rmd160", 20, 12, None, esp="MAC-RIPEMD-160-96 [RFC2857]", openiked=False,
           legacy=True),

@@ -54,7 +54,7 @@ def test_the_engine_negotiates_the_new_transforms_and_the_child_sas_talk(ike, es
     w = handshake(*configs(ike_proposals=(ike,), esp_proposals=(esp,)))
     assert w.i.state == w.r.state == IkeState.ESTABLISHED, w.events
     (ei,), (er,) = w.of("i", IkeSaEstablished), w.of("r", IkeSaEstablished)
-    want = [t for t in parse_proposal(ike) if t.type == 1][0]
+    want = next(t for t in parse_proposal(ike) if t.type == 1)
     assert ei.encr_id == want.id and ei.encr_key_bits == get_encr(want.id, want.key_bits).key_bits
     assert ei.keys == er.keys
     (ci,), (cr,) = w.of("i", ChildSaEstablished), w.of("r", ChildSaEstablished)
