@@ -64,11 +64,17 @@ class Algorithm:
     prf: int | None = None
     refusals: Mapping[str, str] = field(default_factory=dict)
     legacy: bool = False  # read from captures only: the engine never proposes or accepts it
+    strongswan_log: str = ""  # what charon's log calls it where that is not the IANA name (3DES_CBC)
 
     @property
     def iana_name(self) -> str:
         """The IANA registry's name, e.g. ``AES_GCM_16`` (strongSwan's log prints the same)."""
         return _ENUMS[self.type](self.id).name
+
+    @property
+    def strongswan_log_name(self) -> str:
+        """The name charon's log prints in a selected proposal (``3DES_CBC``, else the IANA name)."""
+        return self.strongswan_log or self.iana_name
 
     @property
     def aead(self) -> bool:
@@ -152,15 +158,19 @@ ALGORITHMS: tuple[Algorithm, ...] = (
     Algorithm(_E, EncrId.NULL, strongswan="null", libreswan="null", openiked_esp="null",
               xfrm="ecb(cipher_null)", xfrm_aliases=("cipher_null", "null"),
               wireshark_ikev2="NULL [RFC2410]", wireshark_esp="NULL"),
-    Algorithm(_E, EncrId.DES, (64,), strongswan="des", xfrm="cbc(des)", xfrm_aliases=("des",),
+    Algorithm(_E, EncrId.DES, (64,), strongswan="des", strongswan_log="DES_CBC", xfrm="cbc(des)",
+              xfrm_aliases=("des",),
               wireshark_esp="DES-CBC [RFC2405]", legacy=True,
               refusals={"libreswan": "not supported by Libreswan (algparse: 'des' is not supported)"}),
-    Algorithm(_E, EncrId.TRIPLE_DES, (192,), strongswan="3des", libreswan="3des", openiked_ike="3des",
+    Algorithm(_E, EncrId.TRIPLE_DES, (192,), strongswan="3des", strongswan_log="3DES_CBC", libreswan="3des",
+              openiked_ike="3des",
               openiked_esp="3des", openiked_pfkey=True, xfrm="cbc(des3_ede)", xfrm_aliases=("des3_ede", "3des"),
               wireshark_ikev2="3DES [RFC2451]", wireshark_esp="TripleDES-CBC [RFC2451]"),
-    Algorithm(_E, EncrId.CAST, (128,), strongswan="cast128", xfrm="cbc(cast5)", xfrm_aliases=("cast5", "cast128"),
+    Algorithm(_E, EncrId.CAST, (128,), strongswan="cast128", strongswan_log="CAST_CBC", xfrm="cbc(cast5)",
+              xfrm_aliases=("cast5", "cast128"),
               wireshark_esp="CAST5-CBC [RFC2144]", legacy=True),
-    Algorithm(_E, EncrId.BLOWFISH, (128, 192, 256), strongswan="blowfish{bits}", xfrm="cbc(blowfish)",
+    Algorithm(_E, EncrId.BLOWFISH, (128, 192, 256), strongswan="blowfish{bits}", strongswan_log="BLOWFISH_CBC",
+              xfrm="cbc(blowfish)",
               xfrm_aliases=("blowfish",), wireshark_esp="BLOWFISH-CBC [RFC2451]", legacy=True,
               refusals={"libreswan": "not supported by Libreswan (algparse: 'blowfish' is not supported)"}),
     Algorithm(_E, EncrId.AES_CBC, _AES, strongswan="aes{bits}", strongswan_aliases=("aes",), libreswan="aes{bits}",

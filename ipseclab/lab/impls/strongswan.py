@@ -42,7 +42,7 @@ IMPL = "strongswan"
 # by IKE in 5.9.8), the kernel and socket backends and vici.  Same list as the pcaps fixtures
 # minus kernel-libipsec.
 CHARON_PLUGINS = (
-    "random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "xcbc", "cmac", "gcm", "chapoly",
+    "random", "nonce", "openssl", "aes", "sha1", "sha2", "md5", "hmac", "xcbc", "cmac", "ctr", "ccm", "gcm", "chapoly",
     "curve25519", "gmp", "kdf", "pem", "pkcs1", "pubkey", "x509", "kernel-netlink", "socket-default", "vici",
 )
 SWANCTL_PLUGINS = ("pem", "pkcs1", "x509", "pubkey", "openssl", "random", "nonce")
