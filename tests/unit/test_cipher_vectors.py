@@ -16,7 +16,7 @@ import pytest
 from ipseclab.crypto import EncrId, IntegId, get_encr, get_integ
 from ipseclab.crypto.blockmodes import Ccm
 from ipseclab.errors import IntegrityError
-from tests.vectors import load
+from tests.vectors import load, rsp_blocks
 
 H = bytes.fromhex
 
@@ -24,24 +24,6 @@ H = bytes.fromhex
 def _cv() -> Path:
     cv = pytest.importorskip("cryptography_vectors", reason="needs the cryptography_vectors package (dev extra)")
     return Path(cv.__file__).parent
-
-
-def _rsp(path: Path):
-    """(section parameters, record) pairs of a NIST-style vector file."""
-    params: dict[str, str] = {}
-    block: dict[str, str] = {}
-    for raw in [*path.read_text().splitlines(), ""]:
-        line = raw.strip()
-        if line.startswith("#"):
-            continue
-        if line.startswith("["):
-            params[line[1:-1].strip()] = ""
-        elif "=" in line:
-            k, _, val = line.partition("=")
-            block[k.strip()] = val.strip()
-        elif block:
-            yield dict(params), block
-            block = {}
 
 
 # --- AES-CTR (RFC 3686) and Camellia-CTR (RFC 5528) ------------------------------------------------
@@ -113,18 +95,18 @@ def _cbc_cases() -> list:
     root = _cv() / "ciphers"
     out = []
     for fname in ("TCBCMMT3.rsp",):
-        for n, (params, b) in enumerate(_rsp(root / "3DES" / "CBC" / fname)):
+        for n, (params, b) in enumerate(rsp_blocks(root / "3DES" / "CBC" / fname)):
             if "ENCRYPT" in params and "KEYs" not in b:
                 out.append(pytest.param(EncrId.TRIPLE_DES, H(b["KEY1"] + b["KEY2"] + b["KEY3"]), b, "PLAINTEXT",
                                         id=f"nist-3des-{fname}-{n}"))
     for fname in ("TCBCvartext.rsp", "TCBCinvperm.rsp"):
-        for n, (params, b) in enumerate(_rsp(root / "3DES" / "CBC" / fname)):
+        for n, (params, b) in enumerate(rsp_blocks(root / "3DES" / "CBC" / fname)):
             if "ENCRYPT" in params and n % 16 == 0:  # K1 = K2 = K3: single DES
                 out.append(pytest.param(EncrId.DES, H(b["KEYs"]), b, "PLAINTEXT", id=f"nist-des-{fname}-{n}"))
     for eid, path in ((EncrId.BLOWFISH, root / "Blowfish" / "bf-cbc.txt"),
                       (EncrId.CAST, root / "CAST5" / "cast5-cbc.txt"),
                       (EncrId.CAMELLIA_CBC, root / "Camellia" / "camellia-cbc.txt")):
-        for n, (_params, b) in enumerate(_rsp(path)):
+        for n, (_params, b) in enumerate(rsp_blocks(path)):
             out.append(pytest.param(eid, H(b["KEY"]), b, "PLAINTEXT", id=f"{path.name}-{n}"))
     return out
 
@@ -149,10 +131,10 @@ def _mac_cases() -> list:
     for fname, ids in (("rfc-2202-md5.txt", (IntegId.HMAC_MD5_96, IntegId.HMAC_MD5_128)),
                        ("rfc-2202-sha1.txt", (IntegId.HMAC_SHA1_96, IntegId.HMAC_SHA1_160)),
                        ("rfc-2286-ripemd160.txt", (IntegId.HMAC_RIPEMD160_96,))):
-        for n, (_p, b) in enumerate(_rsp(root / "HMAC" / fname)):
+        for n, (_p, b) in enumerate(rsp_blocks(root / "HMAC" / fname)):
             for iid in ids:
                 out.append(pytest.param(iid, H(b["Key"]), H(b["Msg"]), b["MD"].lower(), id=f"{fname}-{n}-{iid.name}"))
-    for n, (_p, b) in enumerate(_rsp(root / "CMAC" / "nist-800-38b-aes128.txt")):
+    for n, (_p, b) in enumerate(rsp_blocks(root / "CMAC" / "nist-800-38b-aes128.txt")):
         out.append(pytest.param(IntegId.AES_CMAC_96, H(b["KEY"]), H(b["MESSAGE"]), b["OUTPUT"].lower(),
                                 id=f"sp800-38b-aes128-{n}-AES_CMAC_96"))
     return out

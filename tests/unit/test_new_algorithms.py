@@ -24,7 +24,7 @@ from ipseclab.errors import ConfigError
 from ipseclab.esp import EspSA
 from ipseclab.ike import ChildSaEstablished, IkeSaEstablished, IkeState
 
-from .ike_wire import configs, handshake
+from .ike_wire import configs, handshake, wireshark_view
 
 PING = bytes.fromhex("4500001c00010000400100000a0100010a020001") + bytes.fromhex("0800f7ff00000000")
 
@@ -83,28 +83,10 @@ TSHARK_IKE = [
 @pytest.mark.tshark
 @pytest.mark.parametrize("ike", TSHARK_IKE)
 def test_tshark_decrypts_the_engines_sk_payloads(tmp_path: Path, ike: str):
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
-    from scapy.packet import Raw
-    from scapy.utils import wrpcap
-
-    from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
-    from ipseclab.pcap.wireshark import ike_records
-
     w = handshake(*configs(ike_proposals=(ike,), esp_proposals=("aes128-sha256",)))
     w.i.close(w.now)
     w.pump()
-    frames = [Ether() / IP(src="198.51.100.10" if d == "i>r" else "198.51.100.20",
-                           dst="198.51.100.20" if d == "i>r" else "198.51.100.10") / UDP(sport=500, dport=500)
-              / Raw(data) for d, data in w.log]
-    wrpcap(str(tmp_path / "ike.pcap"), frames)
-    (e,) = w.of("i", IkeSaEstablished)
-    k = e.keys
-    row = IkeSaKeyRow(e.spi_i, e.spi_r, k.sk_ei, k.sk_er, e.encr_id, e.encr_key_bits, k.sk_ai, k.sk_ar,
-                      e.integ_id or 0)
-    assert row.wireshark_can_decrypt, row.to_row()
-    write_ikev2_decryption_table(tmp_path / "keys", [row])
-    records = ike_records(tmp_path / "ike.pcap", read_ikev2_decryption_table(tmp_path / "keys"))
+    records = wireshark_view(w, tmp_path)
     encrypted = [r for r in records if r.encrypted]
     assert len(encrypted) == 4 and all(r.decrypted and r.icv_ok for r in encrypted), records
 
