@@ -17,11 +17,16 @@ import hmac
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, Camellia, TripleDES
+from cryptography.hazmat.decrepit.ciphers.algorithms import CAST5, Blowfish, TripleDES
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from ..errors import CryptoError, IntegrityError
+
+try:
+    from cryptography.hazmat.decrepit.ciphers.algorithms import Camellia
+except ImportError:  # pragma: no cover - cryptography releases before Camellia moved to decrepit
+    from cryptography.hazmat.primitives.ciphers.algorithms import Camellia
 
 BlockFactory = Callable[[bytes], BlockCipherAlgorithm]
 
