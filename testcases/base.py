@@ -83,14 +83,18 @@ def check_ipsec_traffic(trace: Trace, case: TestCase) -> None:
         f"saw {len(pkts)} on links {sorted(trace.links)}")
     spis = {p.spi for p in pkts}
     assert len(spis) >= 2, f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}"
+    # ESP SAs whose algorithm Wireshark 4.0 lacks (AES-CCM, Camellia, ChaCha20, GMAC, CMAC/XCBC in ESP): their
+    # payload is checked by ipseclab's own decryption of the run (interop.check_ipseclab_decrypts), not here
+    blind = {r.spi for r in trace.esp_rows if not r.wireshark_can_decrypt}
     for p in pkts:
-        if case.protocol == "esp":
-            assert p.icv_good is True, f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})"
-        assert p.decrypted, f"payload not dissected at {_where(p)}"
-        want_tunnel = case.mode == "tunnel"
-        assert p.tunnel == want_tunnel, (
-            f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}")
-        assert "icmp" in p.inner or "icmpv6" in p.inner, f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}"
+        if not (case.protocol == "esp" and p.spi in blind):
+            if case.protocol == "esp":
+                assert p.icv_good is True, f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})"
+            assert p.decrypted, f"payload not dissected at {_where(p)}"
+            want_tunnel = case.mode == "tunnel"
+            assert p.tunnel == want_tunnel, (
+                f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}")
+            assert "icmp" in p.inner or "icmpv6" in p.inner, f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}"
         want_udp = case.encap or case.topology == "nat"
         assert p.udp_encap == want_udp, (
             f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
