@@ -155,3 +155,23 @@ def test_ke_groups_of_the_suites_are_the_declared_ones():
     w = handshake(*configs(ike_proposals=("camellia128ccm16-prfsha256-curve25519",),
                            esp_proposals=("aes128ccm8",)))
     assert w.i.neg.suite.ke.id == KeId.CURVE25519  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("impl", "kw", "reason"), [
+    ("strongswan", {"esp_proposals": ("camellia128ctr-sha1",)}, "not in the Linux kernel's xfrm algorithm list"),
+    ("libreswan", {"ike_proposals": ("aes128ccm16-prfsha256-ecp256",)}, "offered by Libreswan for ESP only"),
+    ("libreswan", {"esp_proposals": ("camellia128ccm8",)}, "algparse does not know Camellia-CCM"),
+    ("libreswan", {"esp_proposals": ("aes128-sha1_160",)}, "'sha1_160' is not recognized"),
+])
+def test_a_daemon_refuses_what_it_cannot_do_with_the_reason(impl, kw, reason):
+    """What the renderers refuse makes a cell UNSUPPORTED with these words (the drivers' check_supported)."""
+    from ipseclab.lab.impls.libreswan import render_ipsec_conf
+    from ipseclab.lab.impls.strongswan import render_strongswan_conf
+    from ipseclab.lab.peerconfig import PeerConfig
+
+    peer = PeerConfig("x", "198.51.100.1", "198.51.100.2", "k", **kw)
+    with pytest.raises(ConfigError, match=reason):
+        if impl == "strongswan":
+            render_strongswan_conf(peer, vici_socket="/run/charon.vici", log_path="/ipl/charon.log")
+        else:
+            render_ipsec_conf(peer, log_path="/ipl/pluto.log")
