@@ -80,13 +80,15 @@ def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
         raise KeyFileError(f"{where}: {row.encr_name} needs an integrity algorithm; NONE [RFC4306] is for "
                            "AES-GCM and ChaCha20-Poly1305 rows")
     keys = [("SK_ei", row.sk_ei, encr.key_size, row.encr_name), ("SK_er", row.sk_er, encr.key_size, row.encr_name)]
-    if integ is not None:
+    if integ is not None and integ.checked:  # an "ANY n-bits [No Checking]" row's keys are not used, as in Wireshark
         keys += [("SK_ai", row.sk_ai, integ.key_size, row.integ_name), ("SK_ar", row.sk_ar, integ.key_size,
                                                                          row.integ_name)]
     for name, key, size, algorithm in keys:
         if len(key) != size:
             raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {algorithm} needs {size} "
                                f"({2 * size} hex digits)")
+    if integ is not None and not integ.checked:
+        return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, b""), SkCrypto(encr, integ, row.sk_er, b""))
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
 
 

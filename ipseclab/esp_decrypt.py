@@ -114,7 +114,8 @@ class _Keys:
     def make(row: EspSaRow, spi: int, esn: bool) -> EspSA:
         if row.encr_id is None or row.integ_id is None:
             raise IpsecLabError(f"ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
-        return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=row.auth_key,
+        auth_key = row.auth_key if _checks_icv(row) else b""  # an "ANY n bit" row's key is not used, as in Wireshark
+        return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=auth_key,
                      mode="transport", esn=esn, replay_window=REPLAY_WINDOW, check_padding=False)
 
     def verify_ah(self, row: EspSaRow, spi: int, src: str, dst: str, packet: bytes) -> bool:
