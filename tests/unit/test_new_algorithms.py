@@ -175,3 +175,15 @@ def test_a_daemon_refuses_what_it_cannot_do_with_the_reason(impl, kw, reason):
             render_strongswan_conf(peer, vici_socket="/run/charon.vici", log_path="/ipl/charon.log")
         else:
             render_ipsec_conf(peer, log_path="/ipl/pluto.log")
+
+
+@pytest.mark.parametrize(("encr_id", "key_len", "bits"), [
+    (EncrId.AES_CTR, 20, 128), (EncrId.AES_CCM_12, 27, 192), (EncrId.CAMELLIA_CTR, 36, 256),
+    (EncrId.TRIPLE_DES, 24, 192), (EncrId.BLOWFISH, 24, 192), (EncrId.AES_GCM_8, 36, 256),
+])
+def test_espsa_infers_the_key_length_past_the_registrys_salt(encr_id, key_len, bits):
+    """An SA given key material alone (as a key-file row gives it): the salt/nonce length is the registry's."""
+    aead = get_encr(encr_id, bits).aead
+    sa = EspSA(1, encr_id, bytes(key_len), integ=None if aead else IntegId.HMAC_SHA1_96,
+               integ_key=b"" if aead else bytes(20), mode="transport")
+    assert sa.encr.key_bits == bits
