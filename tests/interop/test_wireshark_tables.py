@@ -216,8 +216,10 @@ def test_every_ikev2_table_name_against_strongswan_captures(ike_runs: list[Path]
     write_ikev2_decryption_table(tmp_path / "ikev2_decryption_table", rows)
 
     problems = []
-    for table, checked in ((rows, True), (any_rows, False)):
-        for d in ike_runs:
+    with_integ = [d for d in ike_runs
+                  if any(r.integ_id for r in read_ikev2_decryption_table(d / "ikev2_decryption_table"))]
+    for table, checked, dirs in ((rows, True, ike_runs), (any_rows, False, with_integ)):  # AEAD SAs have no ANY row
+        for d in dirs:
             for pcap in sorted(d.glob("*.pcap")):
                 ws = {r.frame: r for r in ike_records(pcap, table)}
                 ours = {r.frame: r for r in decrypt_capture(pcap, table)}
