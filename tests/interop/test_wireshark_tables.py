@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from ipseclab.analysis import check_esp_row, decrypt_esp_capture
 from ipseclab.crypto import TransformType, get_integ
 from ipseclab.crypto.algorithms import algorithm, names
 from ipseclab.errors import KeyFileError, LabError
-from ipseclab.esp_decrypt import check_esp_row, decrypt_esp_capture
 from ipseclab.lab.kernel_peer import KernelPeer, KernelSa
 from ipseclab.pcap.esp_keyfiles import ESP_AUTH_NAMES, ESP_ENCR_NAMES, EspSaRow, write_esp_sa
 from ipseclab.pcap.keyfiles import IKEV2_ENCR_NAMES, IKEV2_INTEG_NAMES, IkeSaKeyRow, read_ikev2_decryption_table
@@ -192,7 +192,7 @@ def ike_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_every_ikev2_table_name_against_strongswan_captures(ike_runs: list[Path], tmp_path: Path, record_property):
-    from ipseclab.decrypt import crypto_from_row, decrypt_capture
+    from ipseclab.analysis import crypto_from_row, decrypt_capture
     from ipseclab.pcap.keyfiles import write_ikev2_decryption_table
     from ipseclab.pcap.wireshark import ike_records
 

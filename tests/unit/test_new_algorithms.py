@@ -110,7 +110,7 @@ def test_tshark_verifies_and_decrypts_espsa_packets(tmp_path: Path, encr_id, bit
     from scapy.packet import Raw
     from scapy.utils import wrpcap
 
-    from ipseclab.esp_decrypt import esp_sa_row
+    from ipseclab.analysis import esp_sa_row
     from ipseclab.pcap.trace import ipsec_packets
 
     encr, integ = get_encr(encr_id, bits or None), get_integ(integ_id)
@@ -134,7 +134,7 @@ def test_tshark_and_ipseclab_read_any_n_bit_rows_without_checking(tmp_path: Path
     from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
-    from ipseclab.esp_decrypt import decrypt_esp_capture
+    from ipseclab.analysis import decrypt_esp_capture
     from ipseclab.pcap.esp_keyfiles import EspSaRow
     from ipseclab.pcap.trace import ipsec_packets
 
