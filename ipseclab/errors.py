@@ -98,11 +98,13 @@ class LabError(IpsecLabError):
         self.hint = hint
 
 
-class CheckFailed(IpsecLabError):
+class CheckFailed(IpsecLabError, AssertionError):
     """A test case's check found the run did not do what the case promises; the message is the evidence.
 
-    The interop suite's own failure type: a bare ``assert`` disappears under ``python -O`` and every
-    cell would pass.  ``evidence`` holds structured facts (frames, SPIs, counters) for the results.
+    The interop suite's own failure type, raised explicitly: a bare ``assert`` disappears under
+    ``python -O`` and every cell would pass.  Also an AssertionError, so that pytest (and any caller that
+    treats assertions as failures) reports it as a failure, not an error.  ``evidence`` holds structured
+    facts (frames, SPIs, counters) for the results.
     """
 
     def __init__(self, message: str, **evidence: object) -> None:

@@ -10,13 +10,14 @@ per SA and ``/proc/net/xfrm_stat``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from ipseclab.pcap.trace import IpsecPacket, Trace
 
-from .base import CheckFailed, TestCase, check_ike_decrypts, check_ipsec_traffic
+from .base import CheckFailed, TestCase, check_ike_decrypts, check_ipsec_traffic, check_negotiated
 
 # IKEv2 Notify Message Error Types (IANA)
 NOTIFY = {"NO_PROPOSAL_CHOSEN": 14, "INVALID_KE_PAYLOAD": 17, "AUTHENTICATION_FAILED": 24}
@@ -122,12 +123,13 @@ def expect_counters(what: str, got: dict[str, int], want: dict[str, int]) -> Non
 class ProbeCase(TestCase):
     """A case whose runner probes the responder; ``check`` adds the probe's verdict to the usual checks."""
 
-    topology: str = "direct"
+    check_negotiation: bool = True
 
     def check(self, trace: Trace) -> None:
         probe = load_probe(trace)
         check_ike_decrypts(trace)
         check_ipsec_traffic(trace, self, forged_of(probe))
+        self.check_negotiated(trace)
         check_replies(trace, probe)
         self.check_counters(trace, probe)
 
@@ -250,6 +252,9 @@ class RefusalCase(TestCase):
             raise CheckFailed(f"the initiator did not send IKE_SA_INIT again after {self.notify} "
                               f"at frame {first.frame}")
         super().check(trace)
+        # what was agreed must be what the responder takes (its proposal is the narrower one here)
+        agreed = self.responder_ike_proposal or self.ike_proposal
+        check_negotiated(trace, dataclasses.replace(self, ike_proposal=agreed))
 
 
 REPLAY = ReplayCase(
