@@ -193,3 +193,45 @@ def test_macs_from_the_capture() -> None:
     assert right is not None and left is not None
     assert right == (left[1], left[0]) and right[0] != right[1]
     assert macs_from_capture(pcap, "198.51.100.99") is None
+
+
+def test_which_cells_run() -> None:
+    """Decided before anything boots, in the drivers' words."""
+    from ipseclab.interop import case_configs, unsupported_reason
+    from ipseclab.lab.topology import make_topology
+    from testcases.verdicts import REPLAY_INITIATOR
+
+    assert unsupported_reason(REPLAY, "strongswan", "libreswan") is None
+    assert unsupported_reason(REPLAY, "ipseclab", "strongswan") is None  # ipseclab injects, strongSwan is the victim
+    why = unsupported_reason(REPLAY, "strongswan", "ipseclab")
+    assert why is not None and why.startswith("ipseclab as the victim of the replay probe: ")
+    assert unsupported_reason(REPLAY_INITIATOR, "strongswan", "ipseclab") is None
+    assert "ipseclab as the victim" in (unsupported_reason(REPLAY_INITIATOR, "ipseclab", "strongswan") or "")
+    assert unsupported_reason(REFUSE_AUTH, "strongswan", "libreswan") is None
+    assert (unsupported_reason(REFUSE_AUTH, "libreswan", "ipseclab") or "").startswith("no keys: ")
+    init, resp = case_configs(REFUSE_AUTH, make_topology("direct", "t"))
+    assert init.psk != resp.psk and init.ike_proposals == resp.ike_proposals
+    init, resp = case_configs(TFC, make_topology("direct", "t"))
+    assert (init.tfc_padding, resp.tfc_padding) == (0, 1200)
+    init, resp = case_configs(KE_RETRY, make_topology("direct", "t"))
+    assert (init.ike_proposals, resp.ike_proposals) == (("aes256-sha256-ecp256-modp2048",), ("aes256-sha256-modp2048",))
+
+
+def test_tfc_padding_in_each_renderer() -> None:
+    """strongSwan's child ``tfc_padding`` and Libreswan's conn ``tfc=`` (both daemons loaded these in the tfc cells)."""
+    from ipseclab.errors import ConfigError
+    from ipseclab.lab.impls import driver
+    from ipseclab.lab.impls.libreswan import render_ipsec_conf
+    from ipseclab.lab.impls.strongswan import render_swanctl_conf
+    from ipseclab.lab.peerconfig import PeerConfig
+
+    cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "psk", local_ts="203.0.113.0/26",
+                     remote_ts="203.0.113.64/26", tfc_padding=1200)
+    assert "            tfc_padding = 1200\n" in render_swanctl_conf(cfg)
+    assert "\ttfc=1200\n" in render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
+    plain = dataclasses.replace(cfg, tfc_padding=0)
+    assert "tfc" not in render_swanctl_conf(plain) and "tfc" not in render_ipsec_conf(plain, log_path="/x")
+    with pytest.raises(ConfigError, match="TFC padding"):
+        driver("ipseclab").check_supported(cfg)
+    with pytest.raises(ConfigError, match="tfc_padding: TFC padding needs ESP in tunnel mode"):
+        PeerConfig("lab", "198.51.100.10", "198.51.100.20", "psk", mode="transport", tfc_padding=1200)
