@@ -388,7 +388,9 @@ def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
 
 def ip_packets(records: Iterator[RecordOrStop]) -> Iterator[IpPacket | BadFrame]:
     """read_ip over records already opened (``records_of``)."""
-    for n, rec in enumerate(records, 1):
+    n = 0
+    for rec in records:  # not enumerate(): its cached result tuple would keep the previous record alive
+        n += 1  # noqa: SIM113
         if isinstance(rec, str):
             yield BadFrame(n, rec)
             return
