@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import struct
 from binascii import hexlify
-from collections.abc import Iterable, Iterator
-from itertools import chain
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from ..crypto.cipher import AeadFunc, AeadTagError, raw_aead
 from ..esp import EspSA
 from ..esp.common import SaCounters
+from ..esp.esp import _FAST_TAILS  # every default ESP trailer before an IP packet -> IP version: one table
 from ..esp.replay import ReplayWindow
 from ..pcap.esp_keyfiles import EspSaRow
 from ..pcap.keyfiles import IkeSaKeyRow
@@ -43,6 +43,7 @@ from ..pcap.reader import (
     LINKTYPE_LINUX_SLL,
     MAX_RECORD,
     BadFrame,
+    Capture,
     IpPacket,
     frame_ip,
     ip_packets,
@@ -54,7 +55,6 @@ from ..pcap.reader import (
     truncated_reason,
     undecodable_reason,
 )
-from .esp import EspRecord
 from .ike import IkeRecord
 from .render import (
     BATCH,
@@ -72,22 +72,18 @@ from .render import (
 from .stream import Dispatcher
 
 CHUNK = 1 << 20  # bytes read at a time; records are sliced out of the chunk
-_PAD = bytes(range(1, 256))
-# every well-formed ESP trailer (RFC 4303 2.4 padding, pad length, next header) before an IP packet -> IP version
-_TAILS = {_PAD[:k] + bytes((k, nh)): v for k in range(256) for nh, v in ((4, 4), (41, 6))}
 _AAD_ESN = struct.Struct("!III")  # SPI, sequence number high, low (RFC 4106 5)
 _UDP = struct.Struct("!HHH2x4s")  # source and destination port, length, the first 4 bytes of the payload
 # version/IHL, flags/fragment offset, protocol, source+destination+ICMP type, ICMP identifier and sequence
 _INNER = struct.Struct("!B5xHxB2x9s3xHH")
-_M32 = 0xFFFFFFFF
 _NATT = 4500
 _LINK_OFFSET = {LINKTYPE_ETHERNET: 14, LINKTYPE_LINUX_SLL: 16}  # link types with the ethertype just before IP
 
 # per SA: (window, open, salt, smallest ESP packet, esn, counters, SPI, text head, JSON format)
-Entry = tuple[ReplayWindow, AeadFunc, bytes, int, bool, SaCounters, int, str, bytes]
+Entry = tuple[ReplayWindow, AeadFunc, bytes, int, bool, SaCounters, int, bytes, bytes]
 
 
-def write_decrypted(capture: str | bytes, ike_rows: list[IkeSaKeyRow], esp_rows: list[EspSaRow] | None,
+def write_decrypted(capture: Capture, ike_rows: list[IkeSaKeyRow], esp_rows: list[EspSaRow] | None,
                     out: BinaryIO, *, as_json: bool, scapy: bool = False) -> Tally:
     """Every record of ``capture`` written to ``out`` as ``render.write_json``/``write_text`` write them.
 
@@ -99,9 +95,7 @@ def write_decrypted(capture: str | bytes, ike_rows: list[IkeSaKeyRow], esp_rows:
             return _classic(f, head, source, Dispatcher(ike_rows, esp_rows), out, as_json)
         dispatch = Dispatcher(ike_rows, esp_rows)
         recs = (r for r in map(dispatch, ip_packets(records_of(stream, head, source))) if r is not None)
-        first = next(recs, None)  # a capture cut short before its first record fails here, before any output
-        everything: Iterable[IkeRecord | EspRecord] = chain([first] if first is not None else [], recs)
-        return write_json(everything, out) if as_json else write_text(everything, out, scapy=scapy)
+        return write_json(recs, out) if as_json else write_text(recs, out, scapy=scapy)
 
 
 def _entry(sa: EspSA, src: str, dst: str, udp: bool) -> Entry | None:
@@ -109,7 +103,8 @@ def _entry(sa: EspSA, src: str, dst: str, udp: bool) -> Entry | None:
     if raw is None:
         return None
     smallest = 8 + sa.encr.iv_size + sa.icv_size + 2
-    return (sa.window, raw[1], raw[2], smallest, sa.esn, sa.counters, sa.spi, esp_line_head(src, dst, sa.spi, udp),
+    text_head = esp_line_head(src, dst, sa.spi, udp).encode()
+    return (sa.window, raw[1], raw[2], smallest, sa.esn, sa.counters, sa.spi, text_head,
             verified_esp_json_format(src, dst, sa.spi, udp, sa.esn))
 
 
@@ -147,16 +142,16 @@ def _classic(f: BinaryIO, head: bytes, source: str, dispatch: Dispatcher, out: B
     shortest = off + 20 + 8
     udp_of = _UDP.unpack_from
     inner_of = _INNER.unpack_from
-    tails = _TAILS.get
+    tails = _FAST_TAILS.get
     fractions = _FRACTIONS.get
-    echoes: dict[bytes, str] = {}
+    echoes: dict[bytes, bytes] = {}  # addresses + ICMP type -> render.echo_head's text, in UTF-8
     time_min, time_max = (TIME_MIN, TIME_MAX) if as_json and not nano else (0, -1)  # else JSON is general
     sas = dispatch.esp.sas if dispatch.esp is not None else {}
     by_esp: dict[bytes, Entry | None] = {}  # addresses + SPI -> the SA's entry; None: learned, not for this loop
     by_udp: dict[bytes, Entry | None] = {}
     t = Tally()
     fast = 0
-    batch: list[Any] = []
+    batch: list[bytes] = []  # lines or JSON objects in UTF-8, joined once per write
     sep = b"\n"
     if as_json:
         out.write(b"[")
@@ -168,8 +163,8 @@ def _classic(f: BinaryIO, head: bytes, source: str, dispatch: Dispatcher, out: B
             out.write(b",\n".join(batch))
             sep = b",\n"
         else:
-            batch.append("")
-            out.write("\n".join(batch).encode())
+            out.write(b"\n".join(batch))
+            out.write(b"\n")
         batch.clear()
 
     def general(item: IpPacket | BadFrame) -> None:
@@ -179,11 +174,11 @@ def _classic(f: BinaryIO, head: bytes, source: str, dispatch: Dispatcher, out: B
         if isinstance(rec, IkeRecord):
             t.ike += 1
             t.decrypted += rec.decrypted
-            batch.append(ike_json(rec).encode() if as_json else rec.line())
+            batch.append((ike_json(rec) if as_json else rec.line()).encode())
         else:
             t.esp += 1
             t.verified += rec.verified
-            batch.append(esp_json(rec) if as_json else esp_line(rec))
+            batch.append(esp_json(rec) if as_json else esp_line(rec).encode())
         t.errors += rec.error is not None
 
     buf, pos, base, n = b"", 0, 24, 0
@@ -254,23 +249,25 @@ def _classic(f: BinaryIO, head: bytes, source: str, dispatch: Dispatcher, out: B
                                         n, sec, fractions(frac) or time_fraction(frac), seq_lo, plain[-1],
                                         hexlify(plain[:pe]), seq >> 32))
                                 else:
-                                    esn_text = (f" esn hi={seq >> 32}" if seq >> 32 else " esn") if esn else ""
-                                    echo = None
+                                    esn_text = (b" esn hi=%d" % (seq >> 32) if seq >> 32 else b" esn") if esn else b""
+                                    echo: bytes | None = None
                                     if version == 4:
                                         vihl, frag, proto, echo_key, ident, iseq = inner_of(plain)
                                         if vihl == 0x45 and proto == 1 and not frag & 0x3FFF:
                                             echo = echoes.get(echo_key)
                                             if echo is None:
-                                                echo = echo_head(plain[:pe])  # None: not an echo
-                                                if echo is not None and len(echoes) < 4096:
-                                                    echoes[echo_key] = echo
+                                                echo_text = echo_head(plain[:pe])  # None: not an echo
+                                                if echo_text is not None:
+                                                    echo = echo_text.encode()
+                                                    if len(echoes) < 4096:
+                                                        echoes[echo_key] = echo
                                     if echo is not None:
-                                        batch.append(f"#{n}{text_head}{seq_lo}{esn_text}: IPv4: {echo}{ident} "
-                                                     f"seq={iseq}, {pe} bytes")
+                                        batch.append(b"#%d%b%d%b: IPv4: %b%d seq=%d, %d bytes" % (
+                                            n, text_head, seq_lo, esn_text, echo, ident, iseq, pe))
                                     else:
-                                        batch.append(f"#{n}{text_head}{seq_lo}{esn_text}: "
-                                                     f"{'IPv4' if version == 4 else 'IPv6'}: "
-                                                     f"{inner_summary(plain[:pe])}")
+                                        batch.append(b"#%d%b%d%b: %b: %b" % (
+                                            n, text_head, seq_lo, esn_text, b"IPv4" if version == 4 else b"IPv6",
+                                            inner_summary(plain[:pe]).encode()))
                                 if len(batch) >= BATCH:
                                     flush()
                                 continue
