@@ -27,30 +27,35 @@ both output modes, and under 100 MB peak whatever the capture's size.  No assert
 the table is the result.
 
 Measured 2026-11-30 (AMD EPYC, 2 CPUs, no AMX, a shared machine at load 2.7; median of 3 runs, taking turns;
-"before" is main at 7e1cf1b, ``--before /work/main``, in the same run):
+"before" is main at 357b056, ``--before /work/main``, in the same run; the CPU ratio added by hand):
 
-| packets | command | wall s | CPU s | peak RSS | tshark's wall / this |
-|---:|---|---:|---:|---:|---:|
-| 100,000 | ipseclab decrypt --json | 0.68 | 0.68 | 43 MB | 1.32 |
-| 100,000 | ipseclab decrypt (text) | 0.57 | 0.56 | 43 MB | 1.58 |
-| 100,000 | tshark | 0.90 | 0.89 | 192 MB | |
-| 100,000 | before: ipseclab decrypt --json | 1.20 | 1.19 | 43 MB | 0.75 |
-| 100,000 | before: ipseclab decrypt (text) | 0.93 | 0.93 | 43 MB | 0.97 |
-| 1,000,000 | ipseclab decrypt --json | 5.90 | 5.45 | 43 MB | 1.28 |
-| 1,000,000 | ipseclab decrypt (text) | 4.40 | 4.20 | 43 MB | 1.72 |
-| 1,000,000 | tshark | 7.55 | 7.20 | 302 MB | |
-| 1,000,000 | before: ipseclab decrypt --json | 11.10 | 10.70 | 43 MB | 0.68 |
-| 1,000,000 | before: ipseclab decrypt (text) | 7.76 | 7.68 | 43 MB | 0.97 |
+| packets | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |
+|---:|---|---:|---:|---:|---:|---:|
+| 100,000 | ipseclab decrypt --json | 0.73 | 0.70 | 43 MB | 1.60 | 1.29 |
+| 100,000 | ipseclab decrypt (text) | 0.77 | 0.58 | 43 MB | 1.51 | 1.55 |
+| 100,000 | tshark | 1.16 | 0.90 | 192 MB | | |
+| 100,000 | before: ipseclab decrypt --json | 1.21 | 1.19 | 43 MB | 0.96 | 0.76 |
+| 100,000 | before: ipseclab decrypt (text) | 0.97 | 0.92 | 43 MB | 1.20 | 0.98 |
+| 1,000,000 | ipseclab decrypt --json | 6.60 | 5.54 | 43 MB | 1.52 | 1.30 |
+| 1,000,000 | ipseclab decrypt (text) | 4.94 | 4.18 | 43 MB | 2.03 | 1.72 |
+| 1,000,000 | tshark | 10.03 | 7.21 | 302 MB | | |
+| 1,000,000 | before: ipseclab decrypt --json | 11.17 | 10.72 | 43 MB | 0.90 | 0.67 |
+| 1,000,000 | before: ipseclab decrypt (text) | 8.74 | 7.62 | 43 MB | 1.15 | 0.95 |
 
-Memory is met; speed is not: 1.6-1.7x tshark in text mode, 1.3x with JSON.  ``analysis.fast`` takes the
-ESP packets inline (one loop over the records of 1 MiB chunks, no per-packet objects but the output);
-per packet there remain, measured in that loop, about 1.0 us of CPython to walk a record and read its
-headers, 1.3-1.5 us in the AES-GCM call with its arguments, 1 us of checks,
-window and counters, 0.4 us to format the line, and with JSON 1 us to hex the 1 KB inner packet and
-0.5 us to format the object; the interpreter and imports cost 0.2 s per run.  Twice tshark's speed
-needs about 3.6 us per packet: text mode is 0.4 us short, JSON is over it in the three unavoidable
-steps alone (walk, AES-GCM, hex).  The second core was busy (two runs side by side each took 1.9x as
-long as one alone), so splitting the work over two processes was not built.  Before issue 10's rework
+Wall-clock ratios move with the machine's load (tshark's 10.0 s of wall for 7.2 s of CPU above; in a
+quieter run the same code gave 1.58/1.32 at 100,000 and 1.72/1.28 at 1,000,000, text/JSON), so the CPU
+ratio is the steadier figure.
+
+Memory is met; speed is not: by CPU, 1.6-1.7x tshark in text mode and 1.3x with JSON (1.8x and 1.9x
+faster than the old code).  ``analysis.fast`` takes the ESP packets inline (one loop over the records
+of 1 MiB chunks, no per-packet objects but the output); per packet there remain, measured in that
+loop, about 1.0 us of CPython to walk a record and read its headers, 1.3-1.5 us in the AES-GCM call
+with its arguments, 1 us of checks, window and counters, 0.3-0.4 us to format the line, and with JSON
+1 us to hex the 1 KB inner packet and 0.5 us to format the object; the interpreter and imports cost
+0.2 s per run.  Twice tshark's speed needs about 3.6 us per packet: text mode is about 0.4 us short,
+and JSON's three unavoidable steps alone (walk, AES-GCM, hex) take 3.3-3.5 us of it.  The second core
+was busy (two runs side by side each took 1.9x as long as one alone), so splitting the work over two
+processes was not built.  Before issue 10's rework
 the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two reads,
 every record kept, Scapy per inner packet).
 """
@@ -206,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("tshark") is None:
         raise SystemExit("bench_decrypt: tshark is not installed (apt-get install tshark)")
     print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f} at the start")
-    print("| packets | capture | command | wall s | CPU s | peak RSS | tshark's wall / this |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    print("| packets | capture | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for packets in args.packets:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
@@ -232,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                     results[name].append(measure(cmd, cwd))
             med = {name: (statistics.median(w for w, _, _ in r), max(m for _, m, _ in r),
                           statistics.median(c for _, _, c in r)) for name, r in results.items()}
-            ref = med["tshark"][0]
+            ref, ref_cpu = med["tshark"][0], med["tshark"][2]
             for name, (seconds, rss, cpu) in med.items():
-                ratio = "" if name == "tshark" else f"{ref / seconds:.2f}"
+                ratio = "|" if name == "tshark" else f"{ref / seconds:.2f} | {ref_cpu / cpu:.2f}"
                 print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {ratio} |",
                       flush=True)
     return 0
