@@ -30,7 +30,7 @@ from ..esp import AhSA, EspSA
 from ..packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from ..pcap.esp_keyfiles import EspSaRow
 from ..pcap.reader import IPPROTO_AH, IPPROTO_ESP, IPPROTO_UDP, BadFrame, Capture, IpPacket, read_ip
-from .keyrows import ah_sa_from_row, check_esp_row, esp_sa_from_row
+from .keyrows import ah_sa_from_row, check_esp_row, checks_icv, esp_sa_from_row
 
 _II = struct.Struct("!II")
 _UDP = struct.Struct("!HHH")
@@ -151,7 +151,7 @@ class EspDecryptor:
                 sa, (rec.inner, rec.next_header) = self._learn(self.sas, key, row, esp_sa_from_row, esp, seq,
                                                                EspSA.decapsulate)
                 rec.esn, rec.esn_hi = sa.esn, sa.window.top >> 32
-            rec.verified = True
+            rec.verified = sa.integ is None or sa.integ.checked  # an "ANY n bit" row verifies nothing
         except IpsecLabError as exc:
             rec.error = f"{type(exc).__name__}: {exc}"
         return rec
@@ -196,7 +196,7 @@ class EspDecryptor:
             return rec
         rec.inner = data[ah_len:]
         row = self.row_for(spi, pkt.src, pkt.dst)
-        if row is None or not row.integ_id or pkt.fragment:
+        if row is None or not row.integ_id or not checks_icv(row) or pkt.fragment:
             return rec  # nothing to verify with: listed unverified, as Wireshark lists it
         key = (spi, pkt.src, pkt.dst)
         try:

@@ -19,7 +19,7 @@ from ..crypto.keys import IkeSaKeys
 from ..errors import IpsecLabError, KeyFileError, UnsupportedTransformError
 from ..esp import AhSA, EspSA
 from ..packets.message import IkeSaCrypto, SkCrypto
-from ..pcap.esp_keyfiles import EspSaRow, read_esp_sa
+from ..pcap.esp_keyfiles import ESP_ENCR_REFUSALS, EspSaRow, read_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table
 
 R = TypeVar("R")
@@ -81,21 +81,29 @@ def crypto_from_row(row: IkeSaKeyRow) -> IkeSaCrypto:
         raise KeyFileError(f"{where}: {row.encr_name} needs an integrity algorithm; NONE [RFC4306] is for "
                            "AES-GCM and ChaCha20-Poly1305 rows")
     keys = [("SK_ei", row.sk_ei, encr.key_size, row.encr_name), ("SK_er", row.sk_er, encr.key_size, row.encr_name)]
-    if integ is not None:
+    if integ is not None and integ.checked:  # an "ANY n-bits [No Checking]" row's keys are not used, as in Wireshark
         keys += [("SK_ai", row.sk_ai, integ.key_size, row.integ_name), ("SK_ar", row.sk_ar, integ.key_size,
                                                                          row.integ_name)]
     for name, key, size, alg_name in keys:
         if len(key) != size:
             raise KeyFileError(f"{where}: {name} is {len(key)} bytes; {alg_name} needs {size} "
                                f"({2 * size} hex digits)")
+    if integ is not None and not integ.checked:
+        return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, b""), SkCrypto(encr, integ, row.sk_er, b""))
     return IkeSaCrypto(SkCrypto(encr, integ, row.sk_ei, row.sk_ai), SkCrypto(encr, integ, row.sk_er, row.sk_ar))
+
+
+def checks_icv(row: EspSaRow) -> bool:
+    """False for Wireshark's "ANY n bit [no checking]" rows: the ICV is skipped, so nothing is verified."""
+    return not row.integ_id or get_integ(row.integ_id).checked
 
 
 def esp_sa_from_row(row: EspSaRow, spi: int, esn: bool) -> EspSA:
     """A receiving EspSA for one SPI the row matches (transport mode: the capture shows the outer header)."""
     if row.encr_id is None or row.integ_id is None:
         raise UnsupportedTransformError(f"ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
-    return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=row.auth_key,
+    auth_key = row.auth_key if checks_icv(row) else b""  # an "ANY n bit" row's key is not used, as in Wireshark
+    return EspSA(spi, row.encr_id, row.encr_key, integ=row.integ_id or None, integ_key=auth_key,
                  mode="transport", esn=esn, replay_window=REPLAY_WINDOW, check_padding=False)
 
 
@@ -111,7 +119,9 @@ def check_esp_row(row: EspSaRow) -> None:
     """KeyFileError naming the row's file and line unless ipseclab can decrypt with it (algorithms, key sizes)."""
     where = row.where or "esp_sa row"
     if row.encr_id is None or row.integ_id is None:
-        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}")
+        why = ESP_ENCR_REFUSALS.get(row.encr_name, "")
+        raise KeyFileError(f"{where}: ipseclab cannot decrypt {row.encr_name!r} / {row.auth_name!r}"
+                           + (f" ({why})" if why else ""))
     alg = algorithm(TransformType.ENCR, row.encr_id)
     if alg is not None and alg.key_bits != (0,) and row.key_bits not in alg.key_bits:
         sizes = " or ".join(f"{(b // 8) + alg.salt}" for b in alg.key_bits)

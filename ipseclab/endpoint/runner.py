@@ -147,7 +147,10 @@ class Endpoint:
         for s in (self.udp, self.natt, self.esp_rx, self.ah_rx, self.ip_tx):
             s.close()
 
-    def say(self, kind: str, **fields: Any) -> None:
+    def say(self, kind: str, /, **fields: Any) -> None:
+        # an event's own ``kind`` field (DatagramDropped has one) must not replace the line's kind
+        if "kind" in fields:
+            fields["event_kind"] = fields.pop("kind")
         self.out.write(json.dumps({"kind": kind, **fields}) + "\n")
         self.out.flush()
 

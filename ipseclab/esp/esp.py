@@ -30,7 +30,8 @@ from __future__ import annotations
 import struct
 from typing import Any, NoReturn
 
-from ..crypto import EncrId, Integ, get_encr, get_integ
+from ..crypto import EncrId, Integ, TransformType, get_encr, get_integ
+from ..crypto.algorithms import algorithm
 from ..crypto.cipher import AeadFunc, AeadTagError, Encr, KeyedCipher, raw_aead
 from ..crypto.integ import KeyedInteg
 from ..crypto.random import RandomSource, random_bytes
@@ -94,9 +95,9 @@ def _own_length(payload: bytes, nh: int) -> int:
 def _resolve_encr(encr: int | Encr, key: bytes, key_bits: int | None) -> Encr:
     if isinstance(encr, Encr):
         return encr
-    if key_bits is None and encr not in (EncrId.NULL, EncrId.CHACHA20_POLY1305):
-        salt = 4 if encr in (EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16, EncrId.NULL_AUTH_AES_GMAC) else 0
-        key_bits = (len(key) - salt) * 8
+    alg = algorithm(TransformType.ENCR, encr)
+    if key_bits is None and alg is not None and len(alg.key_bits) > 1:
+        key_bits = (len(key) - alg.salt) * 8  # the key material ends with the salt or nonce (the registry's)
     return get_encr(encr, key_bits)
 
 

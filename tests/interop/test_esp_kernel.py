@@ -59,6 +59,18 @@ ESP_ALGS = [
     Alg("aes192-sha384", enc=("cbc(aes)", 24), auth=("hmac(sha384)", 48, 192)),
     Alg("aes128-sha512", enc=("cbc(aes)", 16), auth=("hmac(sha512)", 64, 256)),
     Alg("null-sha256", enc=("ecb(cipher_null)", 0), auth=("hmac(sha256)", 32, 128)),
+    # issue 10: every other ESP algorithm the UML kernel has (7.2: no Camellia-CTR/CCM in xfrm, no Twofish in
+    # ipseclab); DES, Blowfish, CAST and HMAC-SHA-256-96 are ipseclab's read-only legacy transforms
+    Alg("aes128ctr-sha1", enc=("rfc3686(ctr(aes))", 20), auth=("hmac(sha1)", 20, 96)),
+    Alg("aes256ctr-aescmac", enc=("rfc3686(ctr(aes))", 36), auth=("cmac(aes)", 16, 96)),
+    Alg("aes128ccm8", aead=("rfc4309(ccm(aes))", 19, 64)),
+    Alg("aes192ccm12", aead=("rfc4309(ccm(aes))", 27, 96)),
+    Alg("aes256ccm16", aead=("rfc4309(ccm(aes))", 35, 128)),
+    Alg("3des-md5", enc=("cbc(des3_ede)", 24), auth=("hmac(md5)", 16, 96)),
+    Alg("camellia256-sha1_160", enc=("cbc(camellia)", 32), auth=("hmac(sha1)", 20, 160)),
+    Alg("des-md5_128", enc=("cbc(des)", 8), auth=("hmac(md5)", 16, 128)),
+    Alg("blowfish128-sha256_96", enc=("cbc(blowfish)", 16), auth=("hmac(sha256)", 32, 96)),
+    Alg("cast128-sha512", enc=("cbc(cast5)", 16), auth=("hmac(sha512)", 64, 256)),
 ]
 AH_ALGS = [
     Alg("ah-sha1", auth=("hmac(sha1)", 20, 96)),
@@ -66,6 +78,11 @@ AH_ALGS = [
     Alg("ah-sha384", auth=("hmac(sha384)", 48, 192)),
     Alg("ah-sha512", auth=("hmac(sha512)", 64, 256)),
     Alg("ah-aesxcbc", auth=("xcbc(aes)", 16, 96)),
+    Alg("ah-md5", auth=("hmac(md5)", 16, 96)),
+    Alg("ah-md5_128", auth=("hmac(md5)", 16, 128)),
+    Alg("ah-sha1_160", auth=("hmac(sha1)", 20, 160)),
+    Alg("ah-aescmac", auth=("cmac(aes)", 16, 96)),
+    Alg("ah-sha256_96", auth=("hmac(sha256)", 32, 96)),
 ]
 ALGS = {a.name: a for a in ESP_ALGS + AH_ALGS}
 

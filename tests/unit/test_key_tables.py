@@ -127,7 +127,7 @@ def test_a_bad_row_is_skipped_and_the_rest_used(tmp_path: Path, capsys):
     table.write_text('0000000000000001,0000000000000002,00,00,"ROT13 [RFC0]",00,00,"NONE [RFC4306]"\n'
                      + "\n".join(good) + "\nabc,def\n")
     esp = tmp_path / "esp_sa"
-    esp.write_text(f'"IPv4","*","*","0x1","TripleDES-CBC [RFC2451]","0x{"00" * 24}","{SHA1}","0x{"00" * 20}"\n'
+    esp.write_text(f'"IPv4","*","*","0x1","TWOFISH-CBC","0x{"00" * 16}","{SHA1}","0x{"00" * 20}"\n'
                    f'"IPv4","*","*","0x2","{CBC}","0x{"00" * 16}","{SHA1}","0x{"00" * 20}"\n')
     rc = main(["decrypt", str(IKE_CAPTURE), "--keys", str(table), "--esp-keys", str(esp)])
     out, err = capsys.readouterr()
@@ -137,7 +137,7 @@ def test_a_bad_row_is_skipped_and_the_rest_used(tmp_path: Path, capsys):
     assert len(warnings) == 3, err
     assert f"{table} line 1" in warnings[0] and "ROT13" in warnings[0]
     assert f"{table} line {len(good) + 2}" in warnings[1] and "8 fields" in warnings[1]
-    assert f"{esp} line 1" in warnings[2] and "TripleDES" in warnings[2]
+    assert f"{esp} line 1" in warnings[2] and "TWOFISH" in warnings[2] and "has no Twofish" in warnings[2]
     assert all(w.startswith("warning: ") and w.endswith("row skipped") for w in warnings)
 
 
