@@ -64,8 +64,8 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
     out = []
     try:
         for pkt in cap:
-            if "ISAKMP" not in pkt:
-                continue
+            if "ISAKMP" not in pkt or "ICMP" in pkt or "ICMPV6" in pkt:
+                continue  # an ICMP error quoting an IKE datagram is not a message of its own
             layer = pkt.isakmp
             names = set(layer.field_names)
             icv = layer.get_field("enc_icd")
