@@ -115,7 +115,7 @@ class _Runner:
             self.pings.append((entry, (thread, out)))
         else:
             log = f"ping-{len(self.pings) + 1}.txt"
-            peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 2 -I {src} {dst} "
+            peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 5 -I {src} {dst} "
                            f"> /ipl/{log} 2>&1 &", timeout=30)
             self.pings.append((entry, (peer, log)))
         return {"src": src, "dst": dst, "count": count}
@@ -197,7 +197,8 @@ class _Runner:
             f"mkdir -p /run/www && head -c {step.nbytes} /dev/urandom > /run/www/blob && "
             "sha256sum /run/www/blob && busybox httpd -p 8080 -h /run/www", timeout=60)
         _, got = left.host.exec(
-            f"busybox wget -q -T 20 -O /tmp/blob http://{dst}:8080/blob; echo rc=$?; wc -c < /tmp/blob; "
+            # not wget -T: bookworm's busybox 1.35 wget segfaults with it (seen); timeout(1) bounds it instead
+            f"timeout 60 busybox wget -q -O /tmp/blob http://{dst}:8080/blob; echo rc=$?; wc -c < /tmp/blob; "
             "sha256sum /tmp/blob", timeout=90, check=False)
         return {"server": dst, "served_sha256": served.split()[0] if served.split() else "",
                 "client_output": got, "received_sha256": _sha_line(got), "received_bytes": _wc_line(got)}

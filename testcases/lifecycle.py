@@ -4,15 +4,16 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
 steps' record (``lifecycle_checks``).  Timings: a rekey at lifetime - margin = 6 s after the SA came
-up, pings every 0.2 s; a gap bound of 1.5 s is seven missed pings, generous for a make-before-break
-rekey between kernels, tight enough to catch an SA torn down before its successor carries traffic.
+up, pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
+rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn down before its
+successor carries traffic fails the case.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipseclab.pcap.trace import Trace
+from ipseclab.pcap.trace import IpsecPacket, Trace
 
 from .base import TestCase
 from .lifecycle_checks import (
@@ -35,7 +36,12 @@ from .lifecycle_checks import (
 )
 from .steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
 
-GAP_BOUND = 1.5  # seconds of silence allowed in one direction while pings run every 0.2 s
+
+def _esp_where(p: IpsecPacket) -> str:
+    return f"frame {p.frame} spi 0x{p.spi:08x} {p.src}->{p.dst}"
+
+
+GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
 REKEY_AT = 6  # seconds after establishment: lifetime 20 - margin 14
 CHILD_SHORT = (("child_lifetime", 20), ("child_rekey_margin", 14), ("ike_rekey_margin", 14))
 IKE_SHORT = (("ike_lifetime", 20), ("ike_rekey_margin", 14), ("child_rekey_margin", 14))
@@ -52,6 +58,7 @@ class ChildRekeyCase(TestCase):
 
     rekeyer: str = "left"
     collision: bool = False
+    gap_bound: float = GAP_BOUND
 
     def check(self, trace: Trace) -> None:
         check_keys_cover_every_sa(trace)
@@ -85,15 +92,14 @@ class ChildRekeyCase(TestCase):
         resp = answered(v, first, "the Child SA rekey")
         if self.collision:
             resp = max((response_to(v, r) or resp for r in firsts), key=lambda r: r.time)
-        check_child_replaced(v, first, resp)
-        if self.collision:
-            start, end = traffic_span(record, v)
-            tail = {p.spi for p in v.esp if end - 2.0 <= p.time <= end}
-            if len(tail) != 2:
-                fail(f"after the collision the traffic should settle on one Child SA (two SPIs); the last 2 s "
-                     f"used {', '.join(f'0x{s:08x}' for s in sorted(tail))}")
+        old, _ = check_child_replaced(v, first, resp)
+        if self.collision:  # the redundant SA went too: the last packet each way is on one new Child SA
+            last = {(p.src, p.dst): p for p in v.esp}
+            if len(last) != 2 or {p.spi for p in last.values()} & old or len({p.spi for p in last.values()}) != 2:
+                fail("after the collision the traffic should end on one new Child SA; the last packets were "
+                     + "; ".join(_esp_where(p) for p in last.values()))
         start, end = traffic_span(record, v)
-        check_gap(v, start, end, GAP_BOUND)
+        check_gap(v, start, end, self.gap_bound)
         check_pings_answered(record)
 
 
@@ -289,10 +295,13 @@ IKE_REKEY_RESPONDER = IkeRekeyCase(
 REKEY_COLLISION = ChildRekeyCase(
     name="rekey-collision",
     description="both peers rekey the Child SA at the same moment (their rekey commands at once: their timers "
-                "cannot be set to fire together, Libreswan's responder rekeys at lifetime - margin/2); 1 s of delay "
-                "each way (netem in both guests) makes the requests cross (RFC 7296 2.8.1); traffic settles on "
-                "one new Child SA",
-    steps=(Delay(1000), Ping(12), Wait(3), Rekey("both", "child"), Wait(9.5)), collision=True,
+                "cannot be set to fire together, Libreswan's responder rekeys at lifetime - margin/2); 2 s of delay "
+                "each way (netem in both guests; whack takes about 1 s under UML) makes the requests cross "
+                "(RFC 7296 2.8.1); traffic settles on one new Child SA",
+    steps=(Delay(2000), Ping(14), Wait(3), Rekey("both", "child"), Wait(12)), collision=True,
+    # one path delay: the replies on the surviving SA start when its inbound half is in at the far end
+    # (measured 0.89 s and 0.93 s, strongSwan and Libreswan each way)
+    gap_bound=2.0,
 )
 DPD_DEAD_PEER = DeadPeerCase(
     name="dpd-dead-peer",

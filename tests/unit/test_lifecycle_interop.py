@@ -221,3 +221,22 @@ def test_the_checks_fail_when_the_run_does_not_show_it(tmp_path: Path):
     with pytest.raises(AssertionError, match="no esp_sa row for ESP SPI"):
         CHILD_REKEY_INITIATOR.check(Trace.load(tmp_path))
 
+
+
+def test_charon_log_gives_one_key_set_per_ike_sa_and_they_match_the_capture():
+    """strongSwan derives a rekeyed IKE SA's keys in the old SA's log context (``<lab|1>`` twice): each set
+    is its own, and each matches the SPIs of the IKE SA whose messages it authenticates in the capture."""
+    from ipseclab.decrypt import ike_datagrams
+    from ipseclab.lab.impls.strongswan import parse_charon_log
+    from ipseclab.lab.keys import match_ike_keys
+    from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
+    from ipseclab.pcap.reader import UdpDatagram
+
+    base = VECTORS.parent / "lifecycle_ike_rekey"
+    keysets = parse_charon_log((base / "strongswan-charon.log").read_text())
+    assert [k.sa for k in keysets] == ["lab|1", "lab|1", "lab|2"]  # the IKE SA, its rekey, the rekey's rekey
+    assert len({k.secrets["sk_ei"] for k in keysets}) == 3 and all(k.proposal for k in keysets)
+    messages = [d.payload for d in ike_datagrams(base / "left-right.pcap") if isinstance(d, UdpDatagram)]
+    rows = match_ike_keys(keysets, messages)
+    assert rows == read_ikev2_decryption_table(base / "ikev2_decryption_table")
+    assert len(rows) == 2  # the third IKE SA carried no message before the run ended
