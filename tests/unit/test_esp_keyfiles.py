@@ -11,10 +11,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import decrypt_esp_capture, esp_sa_row
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import KeyFileError
 from ipseclab.esp import AhSA, EspSA, nat_keepalive
-from ipseclab.esp_decrypt import decrypt_esp_capture, esp_sa_row
 from ipseclab.lab.esp_keys import esp_sa_row as lab_row
 from ipseclab.lab.keys import XfrmState
 from ipseclab.pcap.esp_keyfiles import (
