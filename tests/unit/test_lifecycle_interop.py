@@ -226,7 +226,7 @@ def test_the_checks_fail_when_the_run_does_not_show_it(tmp_path: Path):
 def test_charon_log_gives_one_key_set_per_ike_sa_and_they_match_the_capture():
     """strongSwan derives a rekeyed IKE SA's keys in the old SA's log context (``<lab|1>`` twice): each set
     is its own, and each matches the SPIs of the IKE SA whose messages it authenticates in the capture."""
-    from ipseclab.decrypt import ike_datagrams
+    from ipseclab.analysis.ike import ike_datagrams
     from ipseclab.lab.impls.strongswan import parse_charon_log
     from ipseclab.lab.keys import match_ike_keys
     from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
