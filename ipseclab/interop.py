@@ -8,6 +8,7 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from testcases.base import TestCase
 
 from .errors import ConfigError, IpsecLabError
+from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
@@ -77,7 +79,17 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         remote_ts=(left.protected,) if tunnel else (),
         role="responder", **common,  # type: ignore[arg-type]
     )
-    return init, resp
+    return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
+
+
+def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) -> PeerConfig:
+    """``cfg`` with a case's per-side settings (lifetimes, DPD, ...); a bad one is the case's ConfigError."""
+    if not settings:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, **dict(settings))  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
 def check_ipseclab_decrypts(run_dir: Path) -> None:
@@ -122,7 +134,10 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
             lab.initiate("left")
-            lab.ping("left", count=case.pings)
+            if case.steps:
+                run_steps(lab, case.steps, run_dir)
+            else:
+                lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
         check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
@@ -148,6 +163,12 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
             drv.check_supported(cfg, case.topology)
             if host and drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        for step in case.steps:
+            for side, action in step.needs().items():  # type: ignore[attr-defined]
+                impl = initiator if side == "left" else responder
+                if action not in driver(impl).actions:
+                    raise ConfigError(f"{impl} cannot be driven through {type(step).__name__} (it needs the "
+                                      f"{action!r} action; {impl} offers {', '.join(sorted(driver(impl).actions))})")
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")

@@ -40,6 +40,11 @@ class TestCase:
     encap: bool = False  # force UDP encapsulation
     transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
+    # lifecycle cases (testcases/lifecycle.py): PeerConfig settings per side on top of the above, and the
+    # steps the runner performs after the first Child SA is up instead of the pings (testcases/steps.py)
+    left_settings: tuple[tuple[str, object], ...] = ()
+    right_settings: tuple[tuple[str, object], ...] = ()
+    steps: tuple[object, ...] = ()
 
     check_negotiation: bool = False  # also check the negotiated transforms and KE group (check_negotiated)
 

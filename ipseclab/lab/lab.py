@@ -36,7 +36,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
-from .keys import XfrmState, match_ike_keys, parse_xfrm_state
+from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
@@ -48,6 +48,11 @@ from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
 
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
+
+
+# every SA the kernel is given, with its keys, as it comes: a rekey or an expiry deletes SAs before the run
+# ends, and the key tables must still cover them (read back by _collect_keys)
+XFRM_MONITOR = "ip xfrm monitor > /ipl/xfrm-monitor.txt 2>&1 &\n"
 
 
 class LabInterrupted(LabError, KeyboardInterrupt):
@@ -216,10 +221,11 @@ class Lab:
             return
         addressing = self.topology.hosts[peer.side]
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
-            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False)
+            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
                       + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
             return
-        host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
+        host.boot(network_script(addressing, peer.side) + XFRM_MONITOR
+                  + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""
@@ -330,10 +336,14 @@ class Lab:
             keysets += peer.driver.ike_keys(peer.host.dir)
             if isinstance(peer.host, EndpointHost):
                 continue  # no kernel SAs: the endpoint wrote its own key files into its directory
+            self.xfrm[peer.side] = []
             if peer.host.alive:
                 _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
                 (peer.host.dir / "xfrm-state.txt").write_text(out)
                 self.xfrm[peer.side] = parse_xfrm_state(out)
+            monitor = peer.host.dir / "xfrm-monitor.txt"
+            if monitor.exists():  # SAs gone before the end (rekeyed, expired, a killed peer's flushed SAs)
+                self.xfrm[peer.side] += parse_xfrm_monitor(monitor.read_text(errors="replace"))
         self.ike_rows = match_ike_keys(keysets, messages)
         for peer in self.peers.values():  # rows the ipseclab endpoint wrote itself
             own = peer.host.dir / "ikev2_decryption_table"

@@ -31,6 +31,8 @@ class IpsecPacket:
     icv_good: bool | None  # Wireshark's ICV check (ESP with a key row), None when not checked
     decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
     inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
+    time: float = 0.0  # capture timestamp (seconds since the epoch)
+    length: int = 0  # the frame's length on the wire
 
     @property
     def tunnel(self) -> bool:
@@ -93,6 +95,8 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 icv_good=icv,
                 decrypted=bool(inner),
                 inner=inner,
+                time=float(pkt.sniff_timestamp),
+                length=int(pkt.length),
             ))
     finally:
         cap.close()
