@@ -356,6 +356,13 @@ class LibreswanDriver:
         return None  # direct and NAT: both daemons do NAT-T
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
+        if topology == "nat" and cfg.mode == "transport":
+            # seen in tcp-transport-nat against strongSwan, both roles (runs kept in the lifecycle branch's notes):
+            # as initiator pluto rejects the responder's TSi that strongSwan narrowed to the NAT's address, as
+            # responder it answers TS_UNACCEPTABLE to the initiator's private address; no conn option we render
+            # changes that yet, so the cell is not run rather than reported as a harness error
+            raise ConfigError("libreswan: transport mode behind a NAT does not negotiate with the traffic selectors "
+                              "as rendered (TS_UNACCEPTABLE for the initiator's private address)")
         render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
         render_ipsec_secrets(cfg)
 
