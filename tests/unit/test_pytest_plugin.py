@@ -2,7 +2,7 @@
 
 Each test writes a small test file into pytester's empty directory (no conftest.py) and runs pytest on it
 in this process, so the plugin is the one the ``pytest11`` entry point loads.  Nothing boots a lab: where
-``ipseclab_lab`` would, ``Lab`` is replaced by a stand-in that makes a run directory and records its teardown.
+``ipseclab_lab`` would, ``LiveLab`` is replaced by a stand-in that makes a run directory and records its teardown.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from ipseclab import pytest_plugin
 from ipseclab.interop import DEFAULT_PAIRS
-from testcases import ALL_CASES
+from ipseclab.lab import live  # imported here, before pytester snapshots sys.modules: the module the plugin uses
+from ipseclab.testcases import ALL_CASES
 
 pytest_plugins = ["pytester"]
 
@@ -51,9 +52,8 @@ class FakeLab:
 @pytest.fixture
 def no_boot(monkeypatch):
     """Replace Lab by FakeLab; returns where the labs' run directories go."""
-    from ipseclab.lab import lab
 
-    monkeypatch.setattr(lab, "Lab", FakeLab)
+    monkeypatch.setattr(live, "LiveLab", FakeLab)
 
 
 # --- options -----------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_ipseclab_lab_checks_its_arguments_before_anything_boots(pytester, host,
 LAB_TESTS = """
     from ipseclab.interop import case_configs
     from ipseclab.lab.topology import make_topology
-    from testcases import by_name
+    from ipseclab.testcases import by_name
 
     def test_fails(ipseclab_lab):
         lab = ipseclab_lab("esp-tunnel-nat", "libreswan", "strongswan")
@@ -281,9 +281,8 @@ class GoldenLab(FakeLab):
 
 @pytest.mark.tshark
 def test_ipseclab_trace_takes_the_lab_down_and_decrypts_its_run(pytester, host, monkeypatch):
-    from ipseclab.lab import lab
 
-    monkeypatch.setattr(lab, "Lab", GoldenLab)
+    monkeypatch.setattr(live, "LiveLab", GoldenLab)
     host(root=True)
     pytester.makepyfile("""
         import pytest
