@@ -17,6 +17,7 @@ specification, once for the REPL and for the pytest plugin's ``ipseclab_lab`` fi
 from __future__ import annotations
 
 import atexit
+import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ def start(case: Any, initiator: str = "strongswan", responder: str = "libreswan"
     """
     spec = lab_spec(case, initiator, responder, runtime, topology)
     lab = LiveLab(spec, run_dir=Path(run_dir) if run_dir else None)
+    lab.interactive = hasattr(sys, "ps1") or bool(sys.flags.interactive)  # Ctrl-C at a prompt keeps the lab up
     try:
         lab.up()
     except BaseException:

@@ -26,10 +26,13 @@ does not have, a lab that is down, a peer that cannot say (the ipseclab endpoint
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from ..errors import LabError
@@ -109,7 +112,19 @@ def sa_from_xfrm(state: XfrmState) -> EspSA | AhSA:
 
 
 class LiveLab(Lab):
-    """A :class:`Lab` with REPL verbs (see the module docstring); start one with :func:`ipseclab.repl.start`."""
+    """A :class:`Lab` with REPL verbs (see the module docstring); start one with :func:`ipseclab.repl.start`.
+
+    ``interactive`` (set by ``repl.start``): Ctrl-C interrupts the command at the prompt and leaves the lab
+    up, as a REPL user expects; SIGTERM, and Ctrl-C elsewhere (a test, a script), stop the lab as for
+    every Lab.
+    """
+
+    interactive = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.interactive and signum == signal.SIGINT and os.getpid() == self._pid:
+            raise KeyboardInterrupt("interrupted; the lab is still up (lab.down() takes it down)")
+        super()._on_signal(signum, frame)
 
     # --- where things are ----------------------------------------------------------------------------
 
