@@ -146,13 +146,18 @@ class LiveLab(Lab):
         raise LabError(f"no link {name!r} in this lab; its links: {', '.join(self.links)}")
 
     def address(self, side: str, family: int = 4) -> str:
-        """The transit address of ``side`` as the other side sees it (behind NAT: the router's outside)."""
+        """The transit address of ``side``'s host (IPv4, or IPv6 with ``family=6``)."""
         self._side(side)
         if family == 6:
             addr6 = self.topology.hosts[side].address6
             if not addr6:
                 raise LabError(f"the {side} side has no IPv6 address in the {self.topology.kind} topology")
             return addr6
+        return self.topology.hosts[side].address
+
+    def public_address(self, side: str) -> str:
+        """The address the other side sees for ``side`` (behind the NAT: the router's outside address)."""
+        self._side(side)
         return self.topology.public_address(side)
 
     def _require_up(self) -> None:

@@ -93,7 +93,8 @@ def test_links_and_sides_that_do_not_exist_are_named_with_the_ones_that_do(down_
         down_lab.link()
     with pytest.raises(LabError, match=r"^no side 'middle' in this lab; its sides: left, right$"):
         down_lab.address("middle")
-    assert down_lab.address("left") == "203.0.113.129"  # as the right side sees it: behind the NAT
+    assert down_lab.address("left") == "198.51.100.10"
+    assert down_lab.public_address("left") == "203.0.113.129"  # as the right side sees it: behind the NAT
     assert Mark().frames == {}
 
 
