@@ -122,3 +122,17 @@ def test_a_lab_at_the_repl_needs_no_ike_keys_but_a_trace_check_does():
     assert spec.left == spec.right == "libreswan"
     with pytest.raises(UnsupportedError, match="gives its IKE keys"):
         lab_spec("esp-tunnel", "libreswan", "libreswan", need_ike_keys=True)
+
+
+def test_packets_from_a_side_go_to_the_next_hop_and_a_named_link_sends_from_its_near_end(down_lab, monkeypatch):
+    from ipseclab.lab import live
+
+    monkeypatch.setattr(LiveLab, "mac", lambda self, side: f"mac-of-{side}")
+    monkeypatch.setattr(live, "_interface_mac", lambda ns, ifname: f"mac-of-{ifname}")
+    ns = {h: f"ipl-{down_lab.run_id}-{h}" for h in ("left", "nat", "right")}
+    link, out_ns, out_if, dst = down_lab._hop("left", None)
+    assert (link.name, out_ns, out_if, dst) == ("left-nat", ns["left"], "l0", "mac-of-nl0")  # to the router
+    link, out_ns, out_if, dst = down_lab._hop("left", "nat-right")  # from the router's outside to right
+    assert (link.name, out_ns, out_if, dst) == ("nat-right", ns["nat"], "nr0", "mac-of-right")
+    link, out_ns, out_if, dst = down_lab._hop("right", None)
+    assert (link.name, out_ns, out_if, dst) == ("nat-right", ns["right"], "r0", "mac-of-nr0")
