@@ -242,7 +242,8 @@ class Endpoint:
                 self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=peer),
                                   esp_sa_row(self.esp_in, src=peer, dst=self.spec.local)]
                 write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
-        self.say("event", **record)
+        # an event's own "kind" (DatagramDropped.kind) must not collide with the message's kind
+        self.say("event", **{("event_kind" if k == "kind" else k): v for k, v in record.items()})
 
     # -- commands ----------------------------------------------------------------------------------
 

@@ -257,6 +257,8 @@ class LiveLab(Lab):
 
         self._require_up()
         lk = self.link(link)
+        if filter:
+            check_filter(filter)
         cap = next(c for c in self.captures if c.link.name == lk.name)
         start = (since if since is not None else self.mark()).frames.get(lk.name, 0)
         deadline = time.monotonic() + timeout
@@ -410,6 +412,20 @@ def _matching(frames: list[tuple[bytes, float]], bpf: str | None, lfilter: Calla
     if bpf and pkts:
         pkts = list(_bpf(pkts, bpf))
     return [p for p in pkts if lfilter is None or lfilter(p)]
+
+
+def check_filter(bpf: str) -> None:
+    """LabError naming a BPF expression tcpdump cannot compile (for Ethernet frames)."""
+    from scapy.arch.common import compile_filter
+    from scapy.data import DLT_EN10MB
+    from scapy.error import Scapy_Exception
+
+    try:
+        compile_filter(bpf, linktype=DLT_EN10MB)
+    except Scapy_Exception as exc:
+        why = str(exc).splitlines()[0]
+        raise LabError(f"bad capture filter {bpf!r}: {why}",
+                       hint="use tcpdump's filter syntax, e.g. 'udp port 500' or 'esp'") from None
 
 
 def _bpf(pkts: list[Any], bpf: str) -> Any:

@@ -96,3 +96,4 @@ def test_the_lab_driver_names_what_the_endpoint_cannot_do(kw, why):
     cfg = PeerConfig(**{**base, **kw})
     with pytest.raises(ConfigError, match=why):
         IpseclabDriver().check_supported(cfg)
+

@@ -136,3 +136,11 @@ def test_packets_from_a_side_go_to_the_next_hop_and_a_named_link_sends_from_its_
     assert (link.name, out_ns, out_if, dst) == ("nat-right", ns["nat"], "nr0", "mac-of-right")
     link, out_ns, out_if, dst = down_lab._hop("right", None)
     assert (link.name, out_ns, out_if, dst) == ("nat-right", ns["right"], "r0", "mac-of-nr0")
+
+
+def test_a_filter_tcpdump_cannot_compile_is_one_line():
+    from ipseclab.lab.live import check_filter
+
+    check_filter("udp port 500 and src host 198.51.100.20")
+    with pytest.raises(LabError, match=r"^bad capture filter 'esp and': Failed to compile filter expression"):
+        check_filter("esp and")
