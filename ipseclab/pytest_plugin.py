@@ -14,9 +14,10 @@ Registered through pyproject.toml, so any project that installs ipseclab gets it
   under UML with hand-set SAs, the oracle for ESP/AH), and ``ipseclab_pair``/``ipseclab_case``, which
   parametrise a test over the pairs and cases the options name (default: the main matrix's).
 - reporting: a failed test's labs (run directory, pcaps, key files) are printed and attached to the JUnit
-  XML with ``record_property`` (a passing test's too with ``--ipseclab-keep``); the tests parametrised over
-  ``ipseclab_pair`` make the results matrix printed at the end of the session; and a final sweep removes
-  whatever the session's labs left (processes, namespaces, containers of their run ids only).
+  XML as test properties, as ``record_property`` does (a passing test's too with ``--ipseclab-keep``); the
+  tests parametrised over ``ipseclab_pair`` make the results matrix printed at the end of the session; and
+  a final sweep removes whatever the session's labs left (processes, namespaces, containers of their run
+  ids only).
 
 Everything heavier than pytest itself is imported inside the hooks and fixtures that need it, so a
 project that installs ipseclab but does not use the plugin pays nothing at start-up.
@@ -267,16 +268,15 @@ LabFactory = Callable[..., "Lab"]
 
 
 @pytest.fixture
-def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 record_property: Callable[[str, object], None]) -> Iterator[LabFactory]:
+def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
     """A factory that boots a lab and returns it up; every lab it made is torn down after the test.
 
     ``ipseclab_lab(case, initiator="strongswan", responder="libreswan", runtime=None)``: ``case`` is a test
     case (or its name), whose declaration gives both configurations and the topology, or a pair of
     ``PeerConfig`` (initiator's, responder's) with ``topology=``.  A cell the implementations cannot do is
     skipped with their reason (UNSUPPORTED); without root the test is skipped.  When the test fails, the run
-    directory with its pcaps and key files is printed and attached to the JUnit XML (``record_property``);
-    it is removed when the test passes unless ``--ipseclab-keep``.
+    directory with its pcaps and key files is printed and attached to the JUnit XML (test properties, as
+    ``record_property`` makes them); it is removed when the test passes unless ``--ipseclab-keep``.
     """
     stack = ExitStack()
     made: list[Lab] = []
@@ -310,7 +310,7 @@ def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     reports = request.node.stash.get(_REPORTS, {})
     failed = any(r.failed for r in reports.values())
     for lab in made:
-        _report_lab(lab, failed, config.getoption("--ipseclab-keep", False), record_property)
+        _report_lab(lab, failed, config.getoption("--ipseclab-keep", False), _recorder(request))
         if failed:
             config.stash.setdefault(_FAILED, []).append((request.node.nodeid, Path(lab.run_dir),
                                                          _artifacts(lab)))
@@ -345,6 +345,12 @@ def ipseclab_trace(request: pytest.FixtureRequest, ipseclab_lab: LabFactory) -> 
     return trace
 
 
+def _recorder(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """What pytest's ``record_property`` does (a property of the test in the JUnit XML), without its warning
+    under the default ``junit_family=xunit2``: CI systems read these properties whatever the family."""
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
 def _report_lab(lab: Lab, failed: bool, keep: bool,
                 record_property: Callable[[str, object], None]) -> None:
     """After the test (the lab is down, its key files written): on failure attach the run directory, its pcaps
@@ -359,8 +365,7 @@ def _report_lab(lab: Lab, failed: bool, keep: bool,
 
 
 @pytest.fixture
-def kernel_peer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                record_property: Callable[[str, object], None]) -> Iterator[KernelPeer]:
+def kernel_peer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelPeer]:
     """A Linux kernel under UML with ESP/AH SAs you set by hand (:class:`ipseclab.lab.kernel_peer.KernelPeer`),
     up for the test and torn down after it: the independent oracle for ESP/AH made by your own code.
 
@@ -381,6 +386,7 @@ def kernel_peer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     reports = request.node.stash.get(_REPORTS, {})
     failed = any(r.failed for r in reports.values())
     keep = request.config.getoption("--ipseclab-keep", False)
+    record_property = _recorder(request)
     files = [p for p in (*sorted(run_dir.glob("*.pcap")), run_dir / "xfrm-state.txt") if p.exists()]
     if failed or keep:
         record_property("ipseclab_run_dir", str(run_dir))
