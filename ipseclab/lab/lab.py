@@ -333,7 +333,7 @@ class Lab:
 
 def captured_ike_messages(captures: list[Capture]) -> list[bytes]:
     """The IKE messages in the lab's captures so far (UDP 500, and UDP 4500 after the non-ESP marker)."""
-    from ..decrypt import ike_datagrams
+    from ..analysis.ike import ike_datagrams
     from ..packets.natt import NATT_PORT
     from ..pcap.reader import UdpDatagram
 

@@ -305,7 +305,7 @@ class LiveLab(Lab):
     def ike_sas(self) -> list[LiveIkeSa]:
         """The live IKE SAs whose keys a peer gives (strongSwan logs them; see each driver's ``ike_keys``),
         with their SPIs matched from the capture so far, as the codec's :class:`IkeSaCrypto`."""
-        from ..decrypt import crypto_from_row
+        from ..analysis.keyrows import crypto_from_row
 
         self._require_up()
         keysets = [k for p in self.peers.values() for k in p.driver.ike_keys(p.host.dir)]
