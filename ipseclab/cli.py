@@ -14,7 +14,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from itertools import chain
 
 from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
@@ -24,23 +23,20 @@ from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     """A thin layer over ``analysis``: read the tables, stream the records out, exit 1 if any failed."""
-    from .analysis import read_key_tables, records
-    from .analysis.render import write_json, write_text
+    from .analysis import read_key_tables
+    from .analysis.fast import write_decrypted
 
     if not args.keys and not args.esp_keys:
         raise ConfigError("give --keys (ikev2_decryption_table) and/or --esp-keys (esp_sa)")
     rows, esp_rows, skipped = read_key_tables(args.keys or [], args.esp_keys or [])
     for note in skipped:  # once per row, before any packet: the rest of the table is used
         print(f"warning: {note}; row skipped", file=sys.stderr)
-    stream = records(args.pcap, rows, esp_rows if args.esp_keys else None)
-    first = next(stream, None)  # an unreadable capture fails here, before anything is written
-    everything = chain([first] if first is not None else [], stream)
     sys.stdout.flush()  # the warnings' order kept: records go to the binary stream underneath
     out = sys.stdout.buffer
-    if args.json:
-        tally = write_json(everything, out)
-    else:
-        tally = write_text(everything, out, scapy=args.verbose)
+    # an unreadable capture fails before anything is written
+    tally = write_decrypted(args.pcap, rows, esp_rows if args.esp_keys else None, out, as_json=args.json,
+                            scapy=args.verbose)
+    if not args.json:
         out.write((tally.summary(bool(args.esp_keys)) + "\n").encode())
     out.flush()
     return 1 if tally.errors else 0
@@ -64,11 +60,10 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print("removed: " + found.describe())
         return 0
     # up: boot a pair, negotiate, ping, and keep it running until Enter/SIGINT (then tear down)
-    from testcases import by_name
-
     from .interop import case_configs
     from .lab.lab import Lab, LabSpec
     from .lab.topology import make_topology
+    from .testcases import by_name
 
     if args.kernel_ipsec:  # read by every Lab of this process (lab.runtimes.choose_runtime)
         os.environ[KERNEL_IPSEC_ENV] = args.kernel_ipsec

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testcases.base import TestCase
-
 from .errors import CheckFailed, ConfigError, IpsecLabError, LabError
+from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
@@ -34,6 +33,7 @@ from .matrix import (
     write_results,
 )
 from .pcap.trace import Trace
+from .testcases.base import TestCase
 
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
 DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
@@ -84,7 +84,17 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
     if case.responder_ike_proposal or case.responder_psk:
         resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal or case.ike_proposal,),
                                    psk=case.responder_psk or PSK)
-    return init, resp
+    return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
+
+
+def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) -> PeerConfig:
+    """``cfg`` with a case's per-side settings (lifetimes, DPD, ...); a bad one is the case's ConfigError."""
+    if not settings:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, **dict(settings))  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
 def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = frozenset()) -> None:
@@ -136,7 +146,10 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
                 _initiate_refused(lab, run_dir)
             else:
                 lab.initiate("left")
-                lab.ping("left", count=case.pings)
+                if case.steps:
+                    run_steps(lab, case.steps, run_dir)
+                else:
+                    lab.ping("left", count=case.pings)
                 if case.probe:
                     from .probes import run_probe
 
@@ -198,11 +211,13 @@ def counters_summary(run_dir: Path) -> str:
     return " | counters: " + "; ".join(parts)
 
 
-def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True) -> str | None:
+def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True,
+                       ike_keys: bool = True) -> str | None:
     """Why the cell cannot run (the drivers' own words), or None; decided without booting anything.
 
     ``host=False`` leaves out what depends on this machine (a Docker engine for container peers), so that
-    ``--list`` says what the implementations can do, not what this host has.
+    ``--list`` says what the implementations can do, not what this host has; ``ike_keys=False`` leaves out
+    that one side must give its IKE keys (only the trace check needs them, not a lab at the REPL).
     """
     try:
         left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
@@ -223,7 +238,13 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
                                                 or driver(responder).ike_keys_before_auth):
             raise ConfigError(f"no keys: neither {initiator} nor {responder} gives the IKE keys of an IKE SA that "
                               "was never established, so the refusal inside IKE_AUTH cannot be seen decrypted")
-        if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
+        for step in case.steps:
+            for side, action in step.needs().items():  # type: ignore[attr-defined]
+                impl = initiator if side == "left" else responder
+                if action not in driver(impl).actions:
+                    raise ConfigError(f"{impl} cannot be driven through {type(step).__name__} (it needs the "
+                                      f"{action!r} action; {impl} offers {', '.join(sorted(driver(impl).actions))})")
+        if ike_keys and not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
     except ConfigError as exc:

@@ -135,10 +135,10 @@ class _Prober:
 
     def step(self, name: str, packets: list[tuple[bytes, Sent]], wait: float = 0.6) -> None:
         """Send one step's packets in order, with the victim's counters around it."""
-        before = self.lab.counters(self.victim)
+        before = self.lab.peer_counters(self.victim)
         if packets:
             self.lab.inject(self.victim, [p for p, _ in packets], wait=wait)
-        after = self.lab.counters(self.victim)
+        after = self.lab.peer_counters(self.victim)
         self.run.steps.append({"step": name, "sent": [s.as_dict() for _, s in packets],
                                "before": before, "after": after})
 

@@ -44,6 +44,11 @@ class TestCase:
     responder_psk: str = ""  # the responder's own PSK when it differs (refusal cases)
     establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping
     needs_keys_before_auth: bool = False  # it checks an encrypted message of an IKE SA that never got established
+    # lifecycle cases (testcases/lifecycle.py): PeerConfig settings per side on top of the above, and the
+    # steps the runner performs after the first Child SA is up instead of the pings (testcases/steps.py)
+    left_settings: tuple[tuple[str, object], ...] = ()
+    right_settings: tuple[tuple[str, object], ...] = ()
+    steps: tuple[object, ...] = ()
 
     check_negotiation: bool = False  # also check the negotiated transforms and KE group (check_negotiated)
 

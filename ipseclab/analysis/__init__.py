@@ -7,8 +7,11 @@ codec and its SK payload) and ``esp/`` (EspSA, AhSA), and below the command line
 
 - ``keyrows``: rows from SAs and engine events, SAs and SK crypto from rows (the one place);
 - ``ike``, ``esp``: one decryptor each, a packet at a time;
-- ``stream``: one pass over a capture yielding both kinds of record in frame order;
-- ``render``: records as lines or JSON, written as they come.
+- ``stream``: one pass over a capture yielding both kinds of record in frame order (``Dispatcher``: which
+  decryptor a packet goes to);
+- ``render``: records as lines or JSON, written as they come;
+- ``fast``: what ``ipseclab decrypt`` calls: ``render``'s output straight from a classic pcap, the common
+  ESP packet read, verified and written inline, every other packet through ``stream.Dispatcher``.
 """
 
 from .esp import EspDecryptor, EspRecord, decrypt_esp_capture

@@ -30,17 +30,39 @@ _HH = struct.Struct("!HH")
 BATCH = 512  # records per write: fewer system calls, and still a bounded buffer
 
 
+def echo_head(packet: bytes) -> str | None:
+    """``ICMP 10.0.0.1 > 10.0.1.1 echo-request id=`` of an IPv4 ICMP echo without options, else None.
+
+    The usual inner packet of a test; the text before the numbers is cached by addresses and type
+    (a bounded cache: a capture names few hosts), so describing a ping costs a lookup.
+    """
+    if len(packet) >= 28 and packet[0] == 0x45 and packet[9] == 1 and packet[20] in (0, 8) and not (
+            packet[6] & 0x3F or packet[7]):
+        key = packet[12:21]
+        head = _ECHO.get(key)
+        if head is None:
+            if len(_ECHO) >= _MAX_ECHO:
+                _ECHO.clear()
+            head = _ECHO[key] = (f"ICMP {address_text(packet[12:16])} > {address_text(packet[16:20])} "
+                                 f"{_ICMP[1, packet[20]]} id=")
+        return head
+    return None
+
+
+_ECHO: dict[bytes, str] = {}
+_MAX_ECHO = 4096
+
+
 def inner_summary(packet: bytes) -> str:
     """``ICMP 10.0.0.1 > 10.0.1.1 echo-request id=1 seq=2, 84 bytes`` from an IP packet's bytes."""
+    head = echo_head(packet)
+    if head is not None:
+        ident, seq = _HH.unpack_from(packet, 24)
+        return f"{head}{ident} seq={seq}, {len(packet)} bytes"
     if len(packet) >= 28 and packet[0] == 0x45 and packet[9] == 1 and not (packet[6] & 0x3F or packet[7]):
-        # an IPv4 ICMP packet without options, the usual inner packet of a test, read here without a call
         kind = _ICMP.get((1, packet[20]))
-        if kind is not None:
-            src, dst = address_text(packet[12:16]), address_text(packet[16:20])
-            if packet[20] in (0, 8):
-                ident, seq = _HH.unpack_from(packet, 24)
-                return f"ICMP {src} > {dst} {kind} id={ident} seq={seq}, {len(packet)} bytes"
-            return f"ICMP {src} > {dst} {kind}, {len(packet)} bytes"
+        if kind is not None:  # not an echo: no identifier or sequence number to show
+            return f"ICMP {address_text(packet[12:16])} > {address_text(packet[16:20])} {kind}, {len(packet)} bytes"
     ip = parse_ip(packet)
     if isinstance(ip, BadFrame):
         return f"{len(packet)} bytes ({ip.reason})"
@@ -85,6 +107,14 @@ def esp_line(e: EspRecord, scapy: bool = False) -> str:
     return f"{head}{esn}: {what}{check}: {summary}"
 
 
+def esp_line_head(src: str, dst: str, spi: int, udp_encap: bool) -> str:
+    """What ``esp_line`` writes between ``#frame`` and the sequence number, for one SA (``analysis.fast``)."""
+    from .esp import EspRecord
+
+    line = esp_line(EspRecord(-1, 0.0, src, dst, "esp", spi, 0, udp_encap, error="-"))
+    return line[len("#-1"): -len("0 ERROR -")]
+
+
 def ike_json(r: IkeRecord) -> str:
     from ..packets.describe import message_dict
 
@@ -114,6 +144,27 @@ def esp_json(e: EspRecord) -> bytes:
     return b"".join((head, hexlify(e.inner), tail))
 
 
+def verified_esp_json_format(src: str, dst: str, spi: int, udp_encap: bool, esn: bool) -> bytes:
+    """``esp_json`` of a verified ESP record of one SA as a bytes %-format of (frame, seconds, the time's
+    fraction as repr writes it, seq, next header, inner hex, esn_hi): what is the same for every packet
+    of the SA is written once (``analysis.fast``).
+
+    Made from esp_json itself, with marker values in the per-packet fields, so the two cannot drift.
+    """
+    from .esp import EspRecord
+
+    marked = EspRecord(-1, -1.5, src, dst, "esp", spi, -2, udp_encap, -3, b"", esn, -4, True)
+    fmt = esp_json(marked).replace(b"%", b"%%")
+    for marker, field in ((b'"frame": -1, "time": -1.5,', b'"frame": %d, "time": %d%b,'),
+                          (b'"seq": -2,', b'"seq": %d,'),
+                          (b'"next_header": -3, "inner": ""', b'"next_header": %d, "inner": "%b"'),
+                          (b'"esn_hi": -4,', b'"esn_hi": %d,')):
+        if fmt.count(marker) != 1:
+            raise RuntimeError(f"esp_json changed: {marker!r} not found once in {fmt!r}")
+        fmt = fmt.replace(marker, field)
+    return fmt
+
+
 @dataclass(slots=True)
 class Tally:
     """What was written: the summary line's numbers and the exit status's."""
@@ -123,6 +174,7 @@ class Tally:
     esp: int = 0
     verified: int = 0
     errors: int = 0
+    fast: int = 0  # ESP records written by analysis.fast's inline path (the rest took the general one)
 
     def summary(self, esp: bool) -> str:
         text = f"{self.ike} IKE datagrams, {self.decrypted} decrypted"
@@ -176,10 +228,12 @@ def write_json(records: Iterable[IkeRecord | EspRecord], out: BinaryIO) -> Tally
             batch.append(esp_json(r))
         t.errors += r.error is not None
         if len(batch) >= BATCH:
-            out.write(sep + b",\n".join(batch))
+            out.write(sep)  # not sep + the batch: that copies a megabyte each time
+            out.write(b",\n".join(batch))
             sep = b",\n"
             batch.clear()
     if batch:
-        out.write(sep + b",\n".join(batch))
+        out.write(sep)
+        out.write(b",\n".join(batch))
     out.write(b"\n]\n")
     return t

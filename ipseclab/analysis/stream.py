@@ -12,9 +12,36 @@ from collections.abc import Iterator
 
 from ..pcap.esp_keyfiles import EspSaRow
 from ..pcap.keyfiles import IkeSaKeyRow
-from ..pcap.reader import IPPROTO_UDP, BadFrame, Capture, read_ip, udp_of
+from ..pcap.reader import IPPROTO_UDP, BadFrame, Capture, IpPacket, read_ip, udp_of
 from .esp import EspDecryptor, EspRecord
 from .ike import IkeDecryptor, IkeRecord, is_ike_port
+
+
+class Dispatcher:
+    """One captured packet to its record: IKE on UDP 500/4500, ESP/AH with ``esp_rows``, broken frames as IKE errors.
+
+    The single place that decides which decryptor a packet goes to; ``records`` and the fast writer
+    (``analysis.fast``, for the packets it does not take itself) both call it, packet by packet.
+    """
+
+    __slots__ = ("esp", "ike")
+
+    def __init__(self, ike_rows: list[IkeSaKeyRow], esp_rows: list[EspSaRow] | None = None) -> None:
+        self.ike = IkeDecryptor(ike_rows)
+        self.esp = EspDecryptor(esp_rows) if esp_rows is not None else None
+
+    def __call__(self, pkt: IpPacket | BadFrame) -> IkeRecord | EspRecord | None:
+        if isinstance(pkt, BadFrame):
+            return self.ike.bad_frame(pkt)
+        if pkt.proto == IPPROTO_UDP:
+            d = udp_of(pkt)
+            if isinstance(d, BadFrame):
+                return self.ike.bad_frame(d)
+            if d is not None and is_ike_port(d):
+                rec = self.ike.datagram(d)
+                if rec is not None:
+                    return rec
+        return self.esp.packet(pkt) if self.esp is not None else None
 
 
 def records(capture: Capture, ike_rows: list[IkeSaKeyRow], esp_rows: list[EspSaRow] | None = None
@@ -23,23 +50,8 @@ def records(capture: Capture, ike_rows: list[IkeSaKeyRow], esp_rows: list[EspSaR
 
     PcapError (before the first record) when the file is missing or not a capture.
     """
-    ike = IkeDecryptor(ike_rows)
-    esp = EspDecryptor(esp_rows) if esp_rows is not None else None
+    dispatch = Dispatcher(ike_rows, esp_rows)
     for pkt in read_ip(capture):
-        if isinstance(pkt, BadFrame):
-            yield ike.bad_frame(pkt)
-            continue
-        if pkt.proto == IPPROTO_UDP:
-            d = udp_of(pkt)
-            if isinstance(d, BadFrame):
-                yield ike.bad_frame(d)
-                continue
-            if d is not None and is_ike_port(d):
-                rec = ike.datagram(d)
-                if rec is not None:
-                    yield rec
-                    continue
-        if esp is not None:
-            found = esp.packet(pkt)
-            if found is not None:
-                yield found
+        rec = dispatch(pkt)
+        if rec is not None:
+            yield rec

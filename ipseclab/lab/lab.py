@@ -37,7 +37,7 @@ from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
 from .inject import Injector, macs_from_capture
-from .keys import XfrmState, match_ike_keys, parse_xfrm_state
+from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
@@ -49,6 +49,11 @@ from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
 
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
+
+
+# every SA the kernel is given, with its keys, as it comes: a rekey or an expiry deletes SAs before the run
+# ends, and the key tables must still cover them (read back by _collect_keys)
+XFRM_MONITOR = "ip xfrm monitor > /ipl/xfrm-monitor.txt 2>&1 &\n"
 
 
 class LabInterrupted(LabError, KeyboardInterrupt):
@@ -218,10 +223,11 @@ class Lab:
             return
         addressing = self.topology.hosts[peer.side]
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
-            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False)
+            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
                       + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
             return
-        host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
+        host.boot(network_script(addressing, peer.side) + XFRM_MONITOR
+                  + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""
@@ -335,8 +341,9 @@ class Lab:
                                                      self.run_dir / f"inject-{other}-to-{toward}.log")
         inj.send(ip_packets, wait)
 
-    def counters(self, side: str) -> dict[str, Any]:
-        """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters)."""
+    def peer_counters(self, side: str) -> dict[str, Any]:
+        """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
+        as the driver gives them (JSON-ready: what ``counters.json`` and ``probe.json`` hold)."""
         peer = self.peer(side)
         return peer.driver.counters(peer.host)
 
@@ -346,7 +353,7 @@ class Lab:
         out: dict[str, Any] = {}
         for side, peer in self.peers.items():
             try:
-                out[side] = {"impl": peer.driver.impl, **self.counters(side)}
+                out[side] = {"impl": peer.driver.impl, **self.peer_counters(side)}
             except Exception as exc:
                 out[side] = {"impl": peer.driver.impl, "error": f"{type(exc).__name__}: {exc}"}
         (self.run_dir / "counters.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -355,31 +362,20 @@ class Lab:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
 
     def _collect_keys(self) -> None:
-        messages: list[bytes] = []
-        from ..analysis.ike import ike_datagrams
-        from ..packets.natt import NATT_PORT
-        from ..pcap.reader import UdpDatagram
-
-        for cap in self.captures:
-            if not cap.pcap.exists():
-                continue
-            for d in ike_datagrams(cap.pcap):
-                if isinstance(d, UdpDatagram):
-                    data = d.payload
-                    if NATT_PORT in (d.sport, d.dport):
-                        if data[:4] != b"\0\0\0\0":
-                            continue
-                        data = data[4:]
-                    messages.append(data)
+        messages = captured_ike_messages(self.captures)
         keysets = []
         for peer in self.peers.values():
             keysets += peer.driver.ike_keys(peer.host.dir)
             if isinstance(peer.host, EndpointHost):
                 continue  # no kernel SAs: the endpoint wrote its own key files into its directory
+            self.xfrm[peer.side] = []
             if peer.host.alive:
                 _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
                 (peer.host.dir / "xfrm-state.txt").write_text(out)
                 self.xfrm[peer.side] = parse_xfrm_state(out)
+            monitor = peer.host.dir / "xfrm-monitor.txt"
+            if monitor.exists():  # SAs gone before the end (rekeyed, expired, a killed peer's flushed SAs)
+                self.xfrm[peer.side] += parse_xfrm_monitor(monitor.read_text(errors="replace"))
         self.ike_rows = match_ike_keys(keysets, messages)
         for peer in self.peers.values():  # rows the ipseclab endpoint wrote itself
             own = peer.host.dir / "ikev2_decryption_table"
@@ -390,3 +386,24 @@ class Lab:
         own_esp = [row for peer in self.peers.values() if isinstance(peer.host, EndpointHost)
                    and (peer.host.dir / "esp_sa").exists() for row in read_esp_sa(peer.host.dir / "esp_sa")]
         write_run_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states], own_esp)
+
+
+def captured_ike_messages(captures: list[Capture]) -> list[bytes]:
+    """The IKE messages in the lab's captures so far (UDP 500, and UDP 4500 after the non-ESP marker)."""
+    from ..analysis.ike import ike_datagrams
+    from ..packets.natt import NATT_PORT
+    from ..pcap.reader import UdpDatagram
+
+    messages: list[bytes] = []
+    for cap in captures:
+        if not cap.pcap.exists():
+            continue
+        for d in ike_datagrams(cap.pcap):
+            if isinstance(d, UdpDatagram):
+                data = d.payload
+                if NATT_PORT in (d.sport, d.dport):
+                    if data[:4] != b"\0\0\0\0":
+                        continue
+                    data = data[4:]
+                messages.append(data)
+    return messages

@@ -31,8 +31,9 @@ class IpsecPacket:
     icv_good: bool | None  # Wireshark's ICV check (ESP with a key row), None when not checked
     decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
     inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
+    time: float = 0.0  # capture timestamp (seconds since the epoch)
+    length: int = 0  # the frame's length on the wire (TFC padding shows here: more than the inner packet needs)
     next_header: int | None = None  # ESP's Next Header once decrypted (59: a dummy packet, RFC 4303 2.6)
-    length: int = 0  # the outer IP packet's length
     inner_len: int = 0  # the inner IP packet's own length (tunnel mode): less than ESP carried means TFC padding
     inner_src: str = ""
     inner_dst: str = ""
@@ -149,8 +150,9 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
                 icv_good=icv,
                 decrypted=bool(inner) or nh is not None,
                 inner=inner,
+                time=float(pkt.sniff_timestamp),
+                length=int(pkt.length),
                 next_header=nh,
-                length=_int(ip.get_field_value("len") or ip.get_field_value("plen")) if ip is not None else 0,
                 inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
                 inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
                 inner_dst=str(inner_ip.get_field_value("dst") or "") if inner_ip is not None else "",

@@ -11,7 +11,7 @@ from ipseclab.interop import case_configs
 from ipseclab.lab import impls
 from ipseclab.lab.impls.strongswan import StrongswanDriver, render_strongswan_conf
 from ipseclab.lab.topology import make_topology
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 
 def configs(case: str):

@@ -20,11 +20,12 @@ import pytest
 
 from ipseclab.errors import CheckFailed
 from ipseclab.interop import counters_summary
-from ipseclab.lab.impls.contract import kernel_counters, parse_xfrm_stat
+from ipseclab.lab.impls.contract import kernel_counters
 from ipseclab.lab.inject import macs_from_capture
+from ipseclab.lab.keys import parse_xfrm_stat
 from ipseclab.pcap.trace import IpsecPacket, LinkTrace, Trace
-from testcases import by_name
-from testcases.verdicts import KE_RETRY, REFUSE_AUTH, REPLAY, TFC
+from ipseclab.testcases import by_name
+from ipseclab.testcases.verdicts import KE_RETRY, REFUSE_AUTH, REPLAY, TFC
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "pcaps" / "verdicts"
@@ -50,8 +51,8 @@ def test_a_bad_cell_fails_under_python_O(optimize: bool) -> None:
     script = (
         "import sys\n"
         "from tests.unit.test_verdicts import _bad_icv_trace\n"
-        "from testcases.base import check_ipsec_traffic\n"
-        "from testcases.modes import ESP_TUNNEL\n"
+        "from ipseclab.testcases.base import check_ipsec_traffic\n"
+        "from ipseclab.testcases.modes import ESP_TUNNEL\n"
         "from ipseclab.errors import CheckFailed\n"
         "print('optimize', sys.flags.optimize)\n"
         "try:\n"
@@ -199,7 +200,7 @@ def test_which_cells_run() -> None:
     """Decided before anything boots, in the drivers' words."""
     from ipseclab.interop import case_configs, unsupported_reason
     from ipseclab.lab.topology import make_topology
-    from testcases.verdicts import REPLAY_INITIATOR
+    from ipseclab.testcases.verdicts import REPLAY_INITIATOR
 
     assert unsupported_reason(REPLAY, "strongswan", "libreswan") is None
     assert unsupported_reason(REPLAY, "ipseclab", "strongswan") is None  # ipseclab injects, strongSwan is the victim

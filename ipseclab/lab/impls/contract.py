@@ -13,11 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..keys import StrongswanIkeKeys, parse_xfrm_state
+from ..keys import StrongswanIkeKeys, parse_xfrm_stat, parse_xfrm_state
 from ..peerconfig import PeerConfig
 from ..topology import HostAddressing
 
 PLACEMENTS = ("kernel", "container", "process")
+# what a lifecycle case's steps may ask of a driver (testcases/steps.py): rekey now, start an additional
+# Child SA, kill the daemon, run shell commands on its host
+LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "shell")
 
 # shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
 WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
@@ -30,13 +33,11 @@ def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str
     if cfg.mode != "tunnel":
         return ""
     via = f" via {host.gateway4}" if host.gateway4 else f" dev {dev}"
-    return "".join(f"ip route add {net}{via} src {host.protected_addr}\n"
-                   for net in cfg.remote_ts if net.version == 4)
-
-
-def parse_xfrm_stat(text: str) -> dict[str, int]:
-    """``/proc/net/xfrm_stat`` (``XfrmInNoPols 3`` per line) as a dict, zeros included."""
-    return {w[0]: int(w[1]) for w in map(str.split, text.splitlines()) if len(w) == 2 and w[1].isdigit()}
+    lines = [f"ip route add {net}{via} src {host.protected_addr}\n" for net in cfg.remote_ts if net.version == 4]
+    for local, remote in cfg.extra_children:  # each additional Child SA: its own address on lo, its route
+        addr = next(local.hosts())
+        lines += [f"ip addr add {addr}/32 dev lo\n", f"ip route add {remote}{via} src {addr}\n"]
+    return "".join(lines)
 
 
 def kernel_counters(host: Any) -> dict[str, Any]:
@@ -77,6 +78,8 @@ class PeerDriver(Protocol):
     # why this implementation cannot be the victim of an injected probe (replay, TFC, access control): the
     # verdict needs its own drop counters; "" when counters() gives them
     probe_refusal: str
+    daemon: str | None  # the process a "kill" step ends in its guest (None: the host is the process itself)
+    actions: frozenset[str]  # lifecycle steps it can be driven through (LIFECYCLE_ACTIONS)
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None: ...
 
@@ -89,6 +92,12 @@ class PeerDriver(Protocol):
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
+
+    def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
+        """Rekey the first Child SA (``what="child"``) or the IKE SA (``"ike"``) now (action "rekey")."""
+
+    def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
+        """Start the additional Child SA ``name`` under the IKE SA already up (action "child")."""
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         """As the responder, return once the Child SA is installed (some answer IKE_AUTH first)."""

@@ -7,6 +7,7 @@ the engine: the spec is plain JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ class IpseclabDriver:
     ike_keys_before_auth = False  # it writes them on IkeSaEstablished, which a refused IKE_AUTH never gives
     probe_refusal = ("the ipseclab endpoint's status has no policy_mismatch/clear_dropped counters and it does not "
                      "take the case's replay window or TFC setting yet (issue 11, branch endpoint)")
+    daemon: str | None = None  # "kill" ends the endpoint process itself
+    actions = frozenset({"kill"})  # no rekey or additional-Child-SA command in its line protocol yet
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -42,6 +45,12 @@ class IpseclabDriver:
             why.append("TFC padding from the lab's configuration")
         if cfg.auth != "psk":
             why.append(f"{cfg.auth} authentication")
+        lifecycle = cfg.lifecycle_settings()
+        defaults = inspect.signature(PeerConfig.__init__).parameters
+        lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
+                      if getattr(cfg, name) != defaults[name].default]
+        if lifecycle:
+            why.append(f"lifecycle settings ({', '.join(lifecycle)}), which the driver does not pass to the engine")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
 
@@ -92,6 +101,12 @@ class IpseclabDriver:
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
+
+    def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
+        raise LabError("the ipseclab endpoint's line protocol has no rekey command yet (actions: kill)")
+
+    def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
+        raise LabError("the ipseclab endpoint's line protocol has no command for an additional Child SA yet")
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

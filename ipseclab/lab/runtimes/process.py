@@ -135,6 +135,12 @@ class EndpointHost:
     def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         raise LabError("the ipseclab endpoint has no shell: use its commands (EndpointHost.command)")
 
+    def kill(self) -> None:
+        """End the endpoint at once (SIGKILL), as a crashed peer: no Delete, no goodbye."""
+        if self.proc is not None and self.alive:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def halt(self, timeout: float = 5) -> None:
         """Ask the endpoint to quit, then stop it; never raises for a dead process."""
         if self.proc is None:
