@@ -243,8 +243,7 @@ class Endpoint:
                 self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=peer),
                                   esp_sa_row(self.esp_in, src=peer, dst=self.spec.local)]
                 write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
-        # an event's own "kind" (DatagramDropped's) must not collide with the line protocol's
-        self.say("event", **{("event_kind" if k == "kind" else k): v for k, v in record.items()})
+        self.say("event", **record)
 
     # -- commands ----------------------------------------------------------------------------------
 
