@@ -12,12 +12,15 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..crypto.proposals import parse_proposal
+from ..crypto.x509 import dn_der
 from ..errors import ConfigError
 from ..packets.enums import IdType
+from .auth.credentials import LocalAuth, RemoteAuth, resolve
 
 
 def identity(text: str) -> tuple[int, bytes]:
-    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN."""
+    """(ID type, data) for an identity string: an IP address, a DN (``C=CH, O=Example, CN=moon``, most
+    significant first as strongSwan writes it), ``user@fqdn``, or an FQDN."""
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -26,6 +29,8 @@ def identity(text: str) -> tuple[int, bytes]:
         return (IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR), addr.packed
     if not text:
         raise ConfigError("an empty identity: use an address, a name (moon.example.org) or user@name")
+    if "=" in text:
+        return IdType.ID_DER_ASN1_DN, dn_der(text)
     return (IdType.ID_RFC822_ADDR if "@" in text else IdType.ID_FQDN), text.encode()
 
 
@@ -40,7 +45,11 @@ class IkeConfig:
 
     local_id: str
     remote_id: str
-    psk: bytes
+    psk: bytes = b""  # the shared key of both directions, unless local_auth / remote_auth say otherwise
+    # how we authenticate and how the peer must (ike.auth.credentials): Psk, PubkeyAuth, EapClient / Psk,
+    # TrustedCas, EapServer; None: the ``psk``
+    local_auth: LocalAuth | None = None
+    remote_auth: RemoteAuth | None = None
     ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-ecp256",)
     esp_proposals: tuple[str, ...] = ("aes256gcm16-noesn",)
     ah_proposals: tuple[str, ...] = ("sha256",)
@@ -75,12 +84,16 @@ class IkeConfig:
     keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
 
     @property
+    def authenticators(self) -> tuple[LocalAuth | None, RemoteAuth]:
+        """(ours, the peer's): the configured authenticators, the PSK standing in for one not given."""
+        return resolve(self.local_auth, self.remote_auth, self.psk)
+
+    @property
     def child_proposals(self) -> tuple[str, ...]:
         return self.ah_proposals if self.protocol == "ah" else self.esp_proposals
 
     def __post_init__(self) -> None:
-        if not self.psk:
-            raise ConfigError("the pre-shared key is empty: IKEv2 PSK authentication needs a secret")
+        resolve(self.local_auth, self.remote_auth, self.psk)
         identity(self.local_id)
         identity(self.remote_id)
         if not self.ike_proposals or not self.esp_proposals:
