@@ -90,8 +90,9 @@ def dn_der(text: str) -> bytes:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         name = x509.Name.from_rfc4514_string(",".join(reversed(parts)))
-    except ValueError as exc:
-        raise ConfigError(f"identity {text!r} is not a distinguished name (C=CH, O=Example, CN=moon): {exc}") from None
+    except ValueError:
+        raise ConfigError(f"identity {text!r} is not a distinguished name: write it as C=CH, O=Example, CN=moon "
+                          f"(upper-case attribute names, most significant first)") from None
     return name.public_bytes()
 
 

@@ -57,6 +57,7 @@ class EapPeer:
     _nt_response: bytes = b""
     _auth_challenge: bytes = b""
     _server_ok: bool = False
+    _failure: str = ""  # the MSCHAPv2 Failure message (E=691 ...), reported with the EAP-Failure
 
     def receive(self, data: bytes) -> bytes | None:
         """The response to a request (None after EAP-Success); raises for EAP-Failure or a bad server."""
@@ -69,8 +70,9 @@ class EapPeer:
             self.done = True
             return None
         if pkt.code == EapCode.FAILURE:
-            raise RemoteProtocolError(f"the EAP server sent EAP-Failure ({self.method or 'no method'}): wrong "
-                                      f"identity or password?", _FAILED, from_peer=True)
+            detail = f": {self._failure}" if self._failure else ""
+            raise RemoteProtocolError(f"the EAP server sent EAP-Failure ({self.method or 'no method'}{detail}): "
+                                      f"wrong identity or password?", _FAILED, from_peer=True)
         if pkt.code != EapCode.REQUEST:
             raise DecodeError(f"{pkt.describe()} sent to the EAP peer")
         if pkt.type == EapType.IDENTITY:
@@ -122,9 +124,9 @@ class EapPeer:
             self._server_ok = True
             self.msk = mschapv2.msk(self.config.password, self._nt_response)
             return self._answer(pkt, bytes((_OP_SUCCESS,)))
-        if op == _OP_FAILURE:
-            raise RemoteProtocolError(f"EAP-MSCHAPv2 Failure from the server: {body.decode(errors='replace')}",
-                                      _FAILED, from_peer=True)
+        if op == _OP_FAILURE:  # acknowledged with the OpCode alone; the server's EAP-Failure ends it
+            self._failure = body.decode(errors="replace")
+            return self._answer(pkt, bytes((_OP_FAILURE,)))
         raise DecodeError(f"EAP-MSCHAPv2 OpCode {op} sent to the peer")
 
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from ...crypto import child_sa_keys
 from ...crypto.keys import IkeSaKeys, IkeSuite
+from ...crypto.x509 import dn_from_der
 from ...errors import LocalProtocolError, RemoteProtocolError
-from ...packets.enums import ExchangeType, NotifyType, enum_name
+from ...packets.enums import ExchangeType, IdType, NotifyType, enum_name
 from ...packets.message import Message
 from ...packets.payloads import (
     AuthPayload,
@@ -140,7 +141,7 @@ def established_event(conn: IkeConnection, auth: str = "") -> IkeSaEstablished:
 
 
 def _established(conn: IkeConnection, peer_id: IdPayload, now: float) -> IkeSaEstablished:
-    conn.peer_id = peer_id.text()
+    conn.peer_id = dn_from_der(peer_id.data) if peer_id.id_type == IdType.ID_DER_ASN1_DN else peer_id.text()
     auth = conn.neg.auth.peer_auth
     conn.neg.forget_handshake()
     from .. import lifecycle
