@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
-from .lab.kernel import DEFAULT_SUITE
-from .lab.runtime import RUNTIMES
+from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
+from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -94,6 +94,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     from .lab.lab import Lab, LabSpec
     from .lab.topology import make_topology
 
+    if args.kernel_ipsec:  # read by every Lab of this process (lab.runtimes.choose_runtime)
+        os.environ[KERNEL_IPSEC_ENV] = args.kernel_ipsec
     case = by_name(args.case)
     left, right = case_configs(case, make_topology(case.topology, "probe"))
     spec = LabSpec(left, right, case.topology, args.initiator, args.responder, args.runtime or "")
@@ -119,8 +121,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 def _cmd_kernel(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .lab.kernel import install_kernel, select_kernel
-    from .lab.probe import MARK, KernelCannotRun, check_kernel, diagnose, host_cpu
+    from .lab.runtimes.uml_kernel import install_kernel, select_kernel
+    from .lab.runtimes.uml_probe import MARK, KernelCannotRun, check_kernel, diagnose, host_cpu
 
     if args.action == "install":
         kernel = install_kernel(args.suite, force=args.force)
@@ -149,7 +151,7 @@ def _cmd_kernel(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from .lab import docker_images
+    from .lab.runtimes import docker_images
 
     client = docker_images.engine()
     if args.action == "build":
@@ -193,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="the run whose resources 'down' removes (default: every lab's)")
     p.add_argument("--no-wait", action="store_true", help="'up' tears down right after the ping")
     p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
+    p.add_argument("--kernel-ipsec", choices=KERNEL_IPSEC_MODES, help=KERNEL_IPSEC_HELP)
     p.add_argument("--dry-run", action="store_true", help="'cleanup' only lists what it would remove")
     p.set_defaults(func=_cmd_lab)
 

@@ -8,19 +8,21 @@ raised here is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .lab.runtime import RUNTIMES
+from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
 
 if TYPE_CHECKING:
     from testcases.base import TestCase
 
     from .interop import Support
 
-RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers that boot "
-                "the peer's kernel under UML), auto (docker when an engine answers)")
+RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers: on the host "
+                "kernel where it has ESP/AH, else booting the peer's kernel under UML; see --kernel-ipsec), auto "
+                "(docker when an engine answers)")
 SHARD_HELP = ("run only shard I of N (1-based): a cell's shard is its SHA-256 of case|initiator|responder modulo N, "
               "so it does not depend on the order or the set of --case/--pair; merge the shards' directories with "
               "`ipseclab results merge`")
@@ -29,7 +31,7 @@ SHARD_HELP = ("run only shard I of N (1-based): a cell's shard is its SHA-256 of
 def parse_pairs(specs: list[str] | None) -> list[tuple[str, str]]:
     """``INIT:RESP`` specs (default: DEFAULT_PAIRS), each a registered implementation; ConfigError otherwise."""
     from .interop import DEFAULT_PAIRS
-    from .lab.peers import implementations
+    from .lab.impls import implementations
 
     known = implementations()
     if not specs:
@@ -65,7 +67,7 @@ def list_cases(cases: list[TestCase], pairs: list[tuple[str, str]], shard: objec
     """The lines of ``interop --list``: each case, what it needs, which implementations do it (their drivers'
     own checks; nothing booted, no root), and how many of the selected cells would run."""
     from .interop import case_support, unsupported_reason
-    from .lab.peers import driver
+    from .lab.impls import driver
     from .matrix import Selection, Shard
 
     lines = [f"{len(cases)} cases x {len(pairs)} pairs = {len(cases) * len(pairs)} cells; a cell runs when both "
@@ -116,17 +118,21 @@ def cmd_interop(args: argparse.Namespace) -> int:
     if junit and not junit.parent.is_dir():
         raise ConfigError(f"--junit {args.junit}: no directory {junit.parent}")
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
-    from .lab.runtime import choose_runtime
+    from .lab.runtimes import choose_runtime
 
+    if args.kernel_ipsec:  # read by every Lab of the matrix (lab.runtimes.choose_runtime)
+        os.environ[KERNEL_IPSEC_ENV] = args.kernel_ipsec
     runtime = choose_runtime(args.runtime)
     which = f", shard {shard}" if shard else ""
     print(f"interop: {len(cases)} cases x {len(pairs)} pairs{which}; runs, pcaps, keys and logs in {out}")
     print(f"runtime: {runtime.name}: {runtime.reason}")
-    from .lab.peers import driver
+    from .lab.impls import driver
 
-    if any(driver(impl).placement == "kernel" for pair in pairs for impl in pair):
-        from .lab.kernel import select_kernel
-        from .lab.probe import require_bootable
+    if runtime.name == "docker":
+        print(f"kernel IPsec: {runtime.kernel_ipsec}: {runtime.kernel_ipsec_reason}")
+    if any(runtime.boots_uml(driver(impl).placement) for pair in pairs for impl in pair):
+        from .lab.runtimes.uml_kernel import select_kernel
+        from .lab.runtimes.uml_probe import require_bootable
 
         kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
         print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")
@@ -172,6 +178,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--out", help="directory for the runs and the results matrix")
     p.add_argument("--junit", metavar="FILE", help="also write the matrix as JUnit XML here (always: OUT/results.xml)")
     p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)
+    p.add_argument("--kernel-ipsec", choices=KERNEL_IPSEC_MODES, help=KERNEL_IPSEC_HELP)
     p.set_defaults(func=cmd_interop)
 
     p = sub.add_parser("results", help="work with results matrices: merge shards into one (no root)")

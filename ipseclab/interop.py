@@ -16,10 +16,10 @@ from pathlib import Path
 from testcases.base import TestCase
 
 from .errors import ConfigError, IpsecLabError
-from .lab import docker_images
+from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
-from .lab.peers import driver, implementations
+from .lab.runtimes import docker_images
 from .lab.topology import Topology, make_topology
 from .matrix import (
     ERROR,

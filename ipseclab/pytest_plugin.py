@@ -6,7 +6,8 @@ Registered through pyproject.toml, so any project that installs ipseclab gets it
   one is skipped, with the reason and the fix, where this host lacks it.  The skips live here, not in a
   project's conftest.py, so every project that uses ipseclab gets the same reasons.
 - options ``--ipseclab-pair INIT:RESP`` (repeatable), ``--ipseclab-case NAME`` (repeatable),
-  ``--ipseclab-runtime`` and ``--ipseclab-keep``; bad values stop the session with one line.
+  ``--ipseclab-runtime``, ``--ipseclab-kernel-ipsec`` and ``--ipseclab-keep``; bad values stop
+  the session with one line.
 - fixtures ``ike_pair`` (two IKEv2 engines wired in memory, no root), ``ipseclab_lab`` (a factory that
   boots a lab and tears it down after the test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's
   run), and ``ipseclab_pair``/``ipseclab_case``, which
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .lab.runtime import RUNTIMES  # stdlib imports only: cheap at start-up
+from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_MODES, RUNTIMES  # stdlib imports only: cheap at start-up
 
 if TYPE_CHECKING:
     from testcases.base import TestCase
@@ -59,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a test case for ipseclab_case (repeatable; default: every case)")
     group.addoption("--ipseclab-runtime", choices=RUNTIMES, default=None,
                     help="where ipseclab_lab runs kernel peers (default: $IPSECLAB_RUNTIME, else uml)")
+    group.addoption("--ipseclab-kernel-ipsec", choices=KERNEL_IPSEC_MODES, default=None,
+                    help="under the docker runtime: kernel peers on the host kernel's ESP/AH (host) or on their own "
+                         "kernel under UML (uml); default $IPSECLAB_KERNEL_IPSEC, else auto (the host's if it has it)")
     group.addoption("--ipseclab-keep", action="store_true", default=False,
                     help="keep each lab's run directory (pcaps, key files, logs) when its test passes too")
 
@@ -71,6 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
         pairs(config)
     if config.getoption("--ipseclab-case", None):
         cases(config)
+    if config.getoption("--ipseclab-kernel-ipsec", None):  # read by every Lab of the session
+        os.environ[KERNEL_IPSEC_ENV] = config.getoption("--ipseclab-kernel-ipsec")
 
 
 def pairs(config: pytest.Config) -> list[tuple[str, str]]:
@@ -80,7 +86,7 @@ def pairs(config: pytest.Config) -> list[tuple[str, str]]:
         from .interop import DEFAULT_PAIRS
 
         return list(DEFAULT_PAIRS)
-    from .lab.peers import implementations
+    from .lab.impls import implementations
 
     known = implementations()
     out = []
@@ -259,8 +265,8 @@ def _lab_configs(case: object, initiator: str, responder: str, topology: str | N
 
     from .errors import ConfigError
     from .interop import case_configs, unsupported_reason
+    from .lab.impls import driver
     from .lab.peerconfig import PeerConfig
-    from .lab.peers import driver
     from .lab.topology import make_topology
 
     for impl in (initiator, responder):

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .docker_host import sweep_containers
 from .netns import lab_namespaces, remove_namespaces
+from .runtimes.docker import sweep_containers
 from .topology import LAB_PREFIX
 
 

@@ -7,7 +7,7 @@ this builder's version, so switching kernels builds new images.  A second run fi
 directory and starts in milliseconds.
 
 The same package list feeds ``containers/<impl>/Dockerfile`` (the docker runtime's images:
-``ipseclab.lab.docker_images``).
+``ipseclab.lab.runtimes.docker_images``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..errors import LabError
 from .proc import require_tool, run
 
 if TYPE_CHECKING:
-    from .kernel import UmlKernel
+    from .runtimes.uml_kernel import UmlKernel
 
 BUILDER_VERSION = "1"
 SUITE = "bookworm"

@@ -36,13 +36,13 @@ from ..pcap.reader import BadFrame, IpPacket, PcapFollower
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
 from .images import build_image
-from .kernel import select_kernel
 from .keys import XfrmState, parse_xfrm_state
 from .lab import new_run_id
-from .probe import require_bootable
 from .proc import in_netns, require_root, run
+from .runtimes.uml import UmlHost, network_script
+from .runtimes.uml_kernel import select_kernel
+from .runtimes.uml_probe import require_bootable
 from .topology import Topology, make_topology
-from .uml import UmlHost, network_script
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Collect the keys of every SA from the peers themselves, for the run's Wireshark key files.
 
-* IKE SAs: strongSwan logs SK_ei, SK_er, SK_ai, SK_ar at level 4 for ``ike``, with the
-  proposal it selected; the SPIs are matched from the capture (the key set whose ICV
-  verifies a message with those SPIs).
+* IKE SAs: a driver's ``ike_keys`` gives the key sets its daemon logged (strongSwan's charon
+  log is read in ``impls/strongswan.py``), in strongSwan's proposal notation; the SPIs are
+  matched from the capture (the key set whose ICV verifies a message with those SPIs).
 * Child SAs: the guest kernel's own ``ip -s xfrm state`` (algorithm names, keys, SPIs,
   encapsulation and the replay/failed counters) — whoever negotiated them.
 """
@@ -17,10 +17,6 @@ from ..crypto.algorithms import algorithms
 from ..errors import IpsecLabError
 from ..packets.message import EncryptedFragment, EncryptedPayload, IkeSaCrypto, SkCrypto, decode
 from ..pcap.keyfiles import IkeSaKeyRow
-
-_DUMP_HEAD = re.compile(r"\[IKE\] <([^>]*)> (Sk_[a-z]{1,2}) secret => (\d+) bytes")
-_DUMP_LINE = re.compile(r"\[IKE\] <([^>]*)>\s+\d+: ((?:[0-9A-F]{2} ){1,16})")
-_SELECTED = re.compile(r"<([^>]*)> selected proposal: IKE:(\S+)")
 
 # strongSwan's log names a transform by its IANA name (AES_CBC_256, HMAC_SHA2_256_128): the registry's
 # rows that strongSwan has a keyword for
@@ -50,44 +46,6 @@ class StrongswanIkeKeys:
         if not encr:
             raise IpsecLabError(f"cannot tell the cipher of strongSwan proposal {self.proposal!r}")
         return encr, key_bits, integ
-
-
-def parse_charon_log(text: str) -> list[StrongswanIkeKeys]:
-    """The IKE SA key sets in a charon log written with ``ike = 4`` (in the order they were derived)."""
-    sas: dict[str, StrongswanIkeKeys] = {}
-    proposals: dict[str, str] = {}
-    current: tuple[str, str, int] | None = None
-    buf = bytearray()
-
-    def flush() -> None:
-        nonlocal current, buf
-        if current is not None:
-            sa, name, n = current
-            sas.setdefault(sa, StrongswanIkeKeys(sa)).secrets[name.lower()] = bytes(buf[:n])
-        current, buf = None, bytearray()
-
-    for line in text.splitlines():
-        m = _SELECTED.search(line)
-        if m:
-            proposals[m.group(1)] = m.group(2)
-            continue
-        m = _DUMP_HEAD.search(line)
-        if m:
-            flush()
-            current = (m.group(1), m.group(2), int(m.group(3)))
-            continue
-        m = _DUMP_LINE.search(line)
-        if m and current is not None and m.group(1) == current[0]:
-            buf += bytes.fromhex(m.group(2).replace(" ", ""))
-            continue
-        flush()
-    flush()
-    out = []
-    for sa, keys in sas.items():
-        keys.proposal = proposals.get(sa, "")
-        if {"sk_ei", "sk_er"} <= keys.secrets.keys():
-            out.append(keys)
-    return out
 
 
 def _crypto(keys: StrongswanIkeKeys) -> tuple[IkeSaCrypto, int, int, int]:

@@ -33,19 +33,19 @@ from ..pcap.esp_keyfiles import read_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
-from .docker_host import ContainerHost
-from .endpoint_host import EndpointHost
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
-from .kernel import UmlKernel, select_kernel
+from .impls import PeerDriver, driver
 from .keys import XfrmState, match_ike_keys, parse_xfrm_state
 from .peerconfig import PeerConfig
-from .peers import PeerDriver, driver
-from .probe import Verdict, require_bootable
 from .proc import require_root, require_tool
-from .runtime import RuntimeChoice, choose_runtime
+from .runtimes import RuntimeChoice, choose_runtime
+from .runtimes.docker import ContainerHost
+from .runtimes.process import EndpointHost
+from .runtimes.uml import UmlHost, network_script
+from .runtimes.uml_kernel import UmlKernel, select_kernel
+from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
-from .uml import UmlHost, network_script
 
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
 
@@ -147,7 +147,7 @@ class Lab:
         check_host_routes()
         self.runtime = choose_runtime(self.spec.runtime)
         drivers = {side: driver(impl) for side, impl in (("left", self.spec.left), ("right", self.spec.right))}
-        if any(d.placement == "kernel" for d in drivers.values()):
+        if any(self.runtime.boots_uml(d.placement) for d in drivers.values()):
             # before anything exists to tear down: a kernel that cannot boot here stops the lab with the cause
             self.kernel = select_kernel()
             self.probe = require_bootable(self.kernel)
@@ -172,7 +172,7 @@ class Lab:
             elif drv.placement == "container" or self.runtime.name == "docker":
                 image = images[drv.impl]
                 host = ContainerHost(side, umid, image, ns, ifname, peer_dir, tag=image.key, run_id=self.run_id,
-                                     uml=drv.placement == "kernel")
+                                     uml=self.runtime.boots_uml(drv.placement))
             else:
                 host = UmlHost(side, umid, images[drv.impl], ns, ifname, peer_dir)
             self.peers[side] = PeerRun(side, drv, configs[side], host)
@@ -200,11 +200,11 @@ class Lab:
         def build(drv: PeerDriver) -> Image:
             if drv.placement == "kernel" and runtime.name == "uml" and kernel is not None:
                 return build_image(drv.image or drv.impl, kernel, self.run_dir)
-            from . import docker_images
+            from .runtimes import docker_images
 
             # the container's root is the guest's root (UML inside) or the daemon's own
             tag = docker_images.build(drv.image or drv.impl, self.run_dir).tag
-            return Image(drv.impl, tag, Path("/"), kernel if drv.placement == "kernel" else None)
+            return Image(drv.impl, tag, Path("/"), kernel if runtime.boots_uml(drv.placement) else None)
 
         with ThreadPoolExecutor(len(drivers)) as ex:
             return dict(zip(drivers, ex.map(build, drivers.values()), strict=True))

@@ -2,7 +2,7 @@
 
 Why one model: an interop case says *what* to negotiate (identities, proposals, mode, NAT-T,
 replay window, ESN, lifetimes) once, and every implementation gets the same intent in its own
-syntax (``render_strongswan``, ``render_libreswan``).  The model checks what is wrong for any
+syntax (``impls/strongswan.py``, ``impls/libreswan.py``, ``impls/openiked.py``).  The model checks what is wrong for any
 peer (an AH SA cannot be UDP-encapsulated, transport mode protects only the hosts, ...); each
 renderer refuses what its implementation cannot express, naming the setting and the peer, so
 that a test reports UNSUPPORTED with a reason instead of failing half-configured.

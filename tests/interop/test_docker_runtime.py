@@ -17,8 +17,10 @@ import pytest
 
 from ipseclab.errors import LabError
 from ipseclab.interop import case_configs, run_case
-from ipseclab.lab import cleanup, docker_host, docker_images
+from ipseclab.lab import cleanup
 from ipseclab.lab.lab import Lab, LabSpec
+from ipseclab.lab.runtimes import docker as docker_host
+from ipseclab.lab.runtimes import docker_images
 from ipseclab.lab.topology import make_topology
 from ipseclab.matrix import PASSED
 from testcases import by_name

@@ -10,8 +10,8 @@ import pytest
 
 from ipseclab.interop import case_configs
 from ipseclab.lab.images import build_image
-from ipseclab.lab.kernel import select_kernel
-from ipseclab.lab.render_openiked import write_iked_conf
+from ipseclab.lab.impls.openiked import write_iked_conf
+from ipseclab.lab.runtimes.uml_kernel import select_kernel
 from ipseclab.lab.topology import make_topology
 from testcases import by_name
 

@@ -87,7 +87,7 @@ def test_zz_nothing_left_after_the_suite():
 
 
 def test_a_peer_that_fails_to_start_names_the_cause_and_leaves_nothing(tmp_path, monkeypatch):
-    from ipseclab.lab.peers import LibreswanDriver
+    from ipseclab.lab.impls.libreswan import LibreswanDriver
 
     def broken(self, cfg, host):
         return "echo 'pluto: cannot load ipsec.conf: line 3: unknown keyword (simulated)'\nexit 3\n"

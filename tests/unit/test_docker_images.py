@@ -8,8 +8,8 @@ import pytest
 
 from ipseclab.cli import main
 from ipseclab.errors import LabError
-from ipseclab.lab import docker_images, images
-from ipseclab.lab.runtime import choose_runtime
+from ipseclab.lab import images
+from ipseclab.lab.runtimes import choose_runtime, docker_images
 
 
 def test_an_image_tag_is_a_hash_of_its_inputs(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from ipseclab.endpoint.runner import EndpointSpec, jsonable
 from ipseclab.errors import ConfigError
 from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeSaEstablished
 from ipseclab.ike.loopback import handshake
-from ipseclab.lab.endpoint_host import IpseclabDriver
+from ipseclab.lab.impls.ipseclab import IpseclabDriver
 from ipseclab.lab.peerconfig import PeerConfig
 
 

@@ -253,7 +253,7 @@ def test_junit_has_one_testcase_per_cell_with_skips_failures_and_the_run_directo
 @pytest.fixture
 def fake_cells(monkeypatch):
     """run_case records the cells it is asked for and passes them, booting nothing."""
-    from ipseclab.lab import runtime
+    from ipseclab.lab import runtimes as runtime
 
     asked: list[str] = []
 

@@ -10,8 +10,9 @@ import pytest
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import LabError
 from ipseclab.lab.esp_keys import esp_sa_row
+from ipseclab.lab.impls.strongswan import parse_charon_log
 from ipseclab.lab.kernel_peer import KernelSa, parse_drop_counters
-from ipseclab.lab.keys import match_ike_keys, parse_charon_log, parse_xfrm_state
+from ipseclab.lab.keys import match_ike_keys, parse_xfrm_state
 from ipseclab.lab.proc import require_tool
 from ipseclab.lab.topology import DOC_RANGES, make_topology
 from ipseclab.pcap.keyfiles import read_ikev2_decryption_table

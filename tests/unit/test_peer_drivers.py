@@ -8,8 +8,8 @@ import pytest
 
 from ipseclab.errors import ConfigError
 from ipseclab.interop import case_configs
-from ipseclab.lab import peers
-from ipseclab.lab.render_strongswan import render_strongswan_conf
+from ipseclab.lab import impls
+from ipseclab.lab.impls.strongswan import StrongswanDriver, render_strongswan_conf
 from ipseclab.lab.topology import make_topology
 from testcases import by_name
 
@@ -20,20 +20,20 @@ def configs(case: str):
 
 
 def test_every_registered_implementation_keeps_the_contract():
-    assert {"strongswan", "libreswan", "ipseclab", "strongswan-libipsec"} <= set(peers.implementations())
-    for name in peers.implementations():
-        drv = peers.driver(name)
+    assert {"strongswan", "libreswan", "ipseclab", "strongswan-libipsec"} <= set(impls.implementations())
+    for name in impls.implementations():
+        drv = impls.driver(name)
         assert drv.placement in ("kernel", "container", "process")
         assert drv.placement == "process" or drv.image, f"{name} runs from an image but names none"
 
 
 def test_register_refuses_a_driver_that_breaks_the_contract():
-    class NoImage(peers.StrongswanDriver):
+    class NoImage(StrongswanDriver):
         impl, image, placement = "vendor-ikev2", None, "container"
 
     with pytest.raises(ConfigError, match="needs an image"):
-        peers.register(NoImage())
-    assert "vendor-ikev2" not in peers.implementations()
+        impls.register(NoImage())
+    assert "vendor-ikev2" not in impls.implementations()
 
 
 def test_libipsec_loads_its_plugin_before_kernel_netlink_with_more_threads():
@@ -54,11 +54,11 @@ def test_libipsec_loads_its_plugin_before_kernel_netlink_with_more_threads():
 def test_libipsec_refuses_what_it_cannot_do_with_the_reason(case, topology, why):
     left, _ = configs(case)
     with pytest.raises(ConfigError, match=f"kernel-libipsec does not do .*{why}"):
-        peers.driver("strongswan-libipsec").check_supported(left, topology)
+        impls.driver("strongswan-libipsec").check_supported(left, topology)
 
 
 def test_libipsec_takes_udp_encapsulated_tunnels_and_nat():
-    drv = peers.driver("strongswan-libipsec")
+    drv = impls.driver("strongswan-libipsec")
     drv.check_supported(configs("esp-tunnel-udp")[0], "direct")
     drv.check_supported(configs("esp-tunnel-nat")[1], "nat")
     with pytest.raises(ConfigError, match="ESN"):
@@ -66,7 +66,7 @@ def test_libipsec_takes_udp_encapsulated_tunnels_and_nat():
 
 
 def test_openiked_renders_one_policy_per_side():
-    from ipseclab.lab.render_openiked import render_iked_conf
+    from ipseclab.lab.impls.openiked import render_iked_conf
 
     left, right = configs("aes-cbc-sha1-ecp256")
     conf = render_iked_conf(left)
@@ -87,7 +87,7 @@ def test_openiked_renders_one_policy_per_side():
 def test_openiked_refuses_what_it_cannot_install_with_the_reason(case, why):
     left, _ = configs(case)
     with pytest.raises(ConfigError, match=why):
-        peers.driver("openiked").check_supported(left, by_name(case).topology)
+        impls.driver("openiked").check_supported(left, by_name(case).topology)
 
 
 def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_path):

@@ -13,8 +13,8 @@ import stat
 import pytest
 
 from ipseclab.errors import ConfigError
-from ipseclab.lab import render_libreswan as lsw
-from ipseclab.lab import render_strongswan as ssw
+from ipseclab.lab.impls import libreswan as lsw
+from ipseclab.lab.impls import strongswan as ssw
 from ipseclab.lab.peerconfig import Identity, PeerConfig
 
 LEFT, RIGHT = "198.51.100.1", "198.51.100.2"

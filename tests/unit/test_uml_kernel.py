@@ -19,8 +19,8 @@ from ipseclab.cli import main
 from ipseclab.errors import LabError
 from ipseclab.lab import cleanup
 from ipseclab.lab.images import image_key
-from ipseclab.lab.kernel import UmlKernel, host_debian_mirror, installed_kernels, select_kernel
-from ipseclab.lab.probe import MARK, CpuInfo, check_kernel, diagnose, require_bootable
+from ipseclab.lab.runtimes.uml_kernel import UmlKernel, host_debian_mirror, installed_kernels, select_kernel
+from ipseclab.lab.runtimes.uml_probe import MARK, CpuInfo, check_kernel, diagnose, require_bootable
 
 EVIDENCE = Path(__file__).resolve().parents[1] / "vectors" / "uml-6.1-amx-host.console.log"
 AMX_CPU = CpuInfo("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", frozenset({"fpu", "xsave", "amx_tile", "amx_bf16"}))
@@ -126,7 +126,7 @@ def test_interop_with_a_kernel_that_cannot_run_stops_before_any_case_with_exit_2
     """Done-when 2 of the lab issue: one-line diagnosis, exit status 2, nothing left behind."""
     kdir = stand_in_kernel(tmp_path, EVIDENCE.read_text(), 134)
     monkeypatch.setenv("IPSECLAB_UML_KERNEL", str(kdir))
-    monkeypatch.setattr("ipseclab.lab.probe.host_cpu", lambda: AMX_CPU)
+    monkeypatch.setattr("ipseclab.lab.runtimes.uml_probe.host_cpu", lambda: AMX_CPU)
 
     def must_not_run(*args: object, **kw: object) -> None:
         raise AssertionError("the lab started building although the kernel cannot run")

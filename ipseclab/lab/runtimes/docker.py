@@ -1,6 +1,6 @@
 """Peers as containers: the ``docker`` runtime's kernel peers (UML inside) and userspace-IPsec peers.
 
-The container is made from ``ipseclab/<impl>:<hash>`` (``lab.docker_images``) with no network of
+The container is made from ``ipseclab/<impl>:<hash>`` (``runtimes.docker_images``) with no network of
 Docker's (``network_mode=none``): the lab gives the container's network namespace the side's
 name (``ip netns attach``), so the topology's veth end lands inside it exactly as it lands in
 the UML runtime's namespace, captures and addresses unchanged.  Inside, ``/ipl/launch.sh``
@@ -9,9 +9,10 @@ root (hostfs), so the guest's writes stay in the container's layer.  The kernel 
 modules are bind-mounted read-only from the host's cache; ``/dev/shm`` is an executable tmpfs
 (UML maps its memory file there; Docker's default is noexec).
 
-Why UML inside the container: these machines' kernels have no ESP/AH, so a daemon in a plain
-container could not install its SAs.  Running the daemon on a host kernel that has ESP/AH
-directly in the container is not implemented; ``lab.json`` says which was used and why.
+Why UML inside the container: a kernel without ESP/AH (these machines') cannot install a kernel
+peer's SAs.  Where the host kernel has them (``host_ipsec.py`` tries it each run), a kernel peer's
+container runs its daemon on the host kernel directly instead (``uml=False``); ``lab.json`` says
+which was used and why (``runtime.kernel_ipsec``, the probes' lines).
 
 A peer whose IPsec is in userspace (``placement = "container"``: strongSwan's kernel-libipsec)
 needs no kernel of its own: its container runs ``/ipl/init.sh`` on the host kernel directly,
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError
+from ...errors import LabError
 from .docker_images import LABEL, engine
 from .uml import UmlHost
 
@@ -42,7 +43,7 @@ IPL = Path("/ipl")
 CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
 DAEMON_CAPABILITIES = [*CAPABILITIES, "NET_BIND_SERVICE"]  # an IKE daemon on the host kernel binds UDP 500
 
-LAUNCH = """# written by ipseclab.lab.docker_host: wait for the lab's veth end, then boot the peer's kernel
+LAUNCH = """# written by ipseclab.lab.runtimes.docker: wait for the lab's veth end, then boot the peer's kernel
 i=0
 while ! ip -o link show dev {ifname} >/dev/null 2>&1; do
   i=$((i+1)); [ $i -gt 600 ] && {{ echo "ipseclab: interface {ifname} never arrived in the container"; exit 3; }}

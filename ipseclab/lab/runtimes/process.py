@@ -1,4 +1,4 @@
-"""The ipseclab endpoint as a lab peer: a process in the side's namespace instead of a UML guest.
+"""The ``process`` runtime: the ipseclab endpoint as a process in the side's namespace instead of a UML guest.
 
 The endpoint needs no kernel IPsec (its data plane is ipseclab's own), so it runs on the host
 kernel inside the namespace the topology made for that side: the namespace's end of the veth gets
@@ -7,7 +7,7 @@ stdin/stdout line protocol (``endpoint/runner.py``).  The lab talks to it only t
 process boundary, so ``lab/`` does not import the engine: the spec is plain JSON.
 
 ``EndpointHost`` offers what the lab uses of a ``UmlHost`` (``boot``, ``wait_ready``, ``alive``,
-``halt``, ``dir``) plus ``command``; ``IpseclabDriver`` is the peer driver.
+``halt``, ``dir``) plus ``command``; its peer driver is ``impls/ipseclab.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LabError
-from .keys import StrongswanIkeKeys
-from .peerconfig import PeerConfig
-from .proc import in_netns, run, stop, tail
-from .topology import HostAddressing
+from ...errors import LabError
+from ..proc import in_netns, run, stop, tail
+from ..topology import HostAddressing
 
-SPEC = "endpoint.json"
+SPEC = "endpoint.json"  # the endpoint's JSON spec in its directory, written by impls/ipseclab.py
 
 
 @dataclass(slots=True)
@@ -152,71 +150,3 @@ class EndpointHost:
             while self.alive and time.monotonic() < deadline:
                 time.sleep(0.05)
         stop(self.proc, grace=2)
-
-
-class IpseclabDriver:
-    """ipseclab's own endpoint as a peer (see the module docstring)."""
-
-    impl = "ipseclab"
-    image: str | None = None
-    placement = "process"
-    gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-
-    def check_topology(self, kind: str) -> None:
-        return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
-
-    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
-        why = []
-        if cfg.encap:
-            why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
-        if cfg.local_address.version == 6 and (cfg.protocol == "ah" or cfg.mode == "transport"):
-            why.append("AH or transport mode over IPv6 transit")
-        if cfg.auth != "psk":
-            why.append(f"{cfg.auth} authentication")
-        if why:
-            raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
-
-    def write_config(self, cfg: PeerConfig, directory: Path) -> None:
-        self.check_supported(cfg)
-        local = str(cfg.local_address)
-        remote = str(cfg.remote_address) if cfg.remote_address is not None else None
-        psk = cfg.psk if isinstance(cfg.psk, str) else cfg.psk.decode()
-        esn = "-esn" if cfg.esn else ""
-        ike = {
-            "local_id": str(cfg.local_id or local),
-            "remote_id": str(cfg.remote_id or remote),  # PeerConfig requires remote_id without remote_address
-            "psk": psk,
-            "ike_proposals": list(cfg.ike_proposals),
-            "esp_proposals": [p + esn for p in cfg.esp_proposals],
-            "ah_proposals": [p + esn for p in cfg.ah_proposals],
-            "protocol": cfg.protocol,
-            "local_ts": [str(n) for n in cfg.local_ts] or [f"{local}/32"],
-            "remote_ts": [str(n) for n in cfg.remote_ts] or ([f"{remote}/32"] if remote else ["0.0.0.0/0"]),
-            "mode": cfg.mode,
-            "local_endpoint": [local, 500],
-            "remote_endpoint": [remote, 500] if remote else None,
-            "fragmentation": cfg.fragmentation != "no",
-        }
-        spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
-                "out_dir": str(directory)}
-        (directory / SPEC).write_text(json.dumps(spec, indent=2) + "\n")
-
-    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
-        return ""
-
-    def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str:
-        if not isinstance(host, EndpointHost):
-            raise LabError("the ipseclab driver drives an EndpointHost")
-        host.command({"cmd": "initiate"})
-        event = host.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed"), timeout)
-        if event["type"] != "ChildSaEstablished":
-            raise LabError(f"the ipseclab endpoint could not establish the SA: {event.get('reason')}",
-                           output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
-        return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
-                f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
-
-    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
-        return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
-
-    def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
-        return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

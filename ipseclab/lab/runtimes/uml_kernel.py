@@ -17,7 +17,7 @@ apt state is deleted once the packages are extracted.
 
 :func:`select_kernel` picks the kernel a lab uses: ``$IPSECLAB_UML_KERNEL`` (``system``, a
 kernel directory of the cache, or a ``linux.uml`` binary) if set, else the newest installed
-in the cache, else the system's ``/usr/bin/linux.uml``.  ``ipseclab.lab.probe`` then checks
+in the cache, else the system's ``/usr/bin/linux.uml``.  ``runtimes.uml_probe`` then checks
 that it can run init on this CPU before any case.
 """
 
@@ -31,9 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import LabError
-from .images import cache_root
-from .proc import require_tool, run
+from ...errors import LabError
+from ..images import cache_root
+from ..proc import require_tool, run
 
 SYSTEM_BINARY = Path("/usr/bin/linux.uml")
 SYSTEM_MODULES = Path("/usr/lib/uml/modules")

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LabError
-from .images import Image
-from .proc import in_netns, spawn, stop, tail
-from .topology import HostAddressing
+from ...errors import LabError
+from ..images import Image
+from ..proc import in_netns, spawn, stop, tail
+from ..topology import HostAddressing
 
 AGENT = """
 touch /ipl/ready

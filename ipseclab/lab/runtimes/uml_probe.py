@@ -24,11 +24,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import LabError
-from .images import cache_root
-from .kernel import INSTALL_HINT, UmlKernel
-from .proc import spawn, stop
-from .topology import LAB_PREFIX
+from ...errors import LabError
+from ..images import cache_root
+from ..proc import spawn, stop
+from ..topology import LAB_PREFIX
+from .uml_kernel import INSTALL_HINT, UmlKernel
 
 MARK = "ipseclab-probe: init ran"
 PROBE_INIT = f"""#!/bin/sh

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LabError
-from .images import CONTAINERS, SUITE, cache_root, packages
-from .proc import require_tool, run
+from ...errors import LabError
+from ..images import CONTAINERS, SUITE, cache_root, packages
+from ..proc import require_tool, run
 
 if TYPE_CHECKING:
     import docker

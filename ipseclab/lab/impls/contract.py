@@ -1,0 +1,68 @@
+"""The adapter contract: what the lab needs from an IKEv2 implementation, and the helpers drivers share.
+
+Each implementation lives in one module of ``lab/impls/`` (its renderer, its driver, how its keys
+are read) and names its image folder under ``containers/``; ``lab/impls/__init__.py`` registers it.
+A driver writes the peer's configuration into its host directory (seen as ``/ipl`` in the
+guest), gives the shell lines that start the daemon at boot, initiates the SA, and reads the
+keys the daemon logged.  Sockets and runtime state live on the guest's tmpfs ``/run``
+(unix sockets do not work on hostfs); logs and configs live in ``/ipl`` so they survive the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..keys import StrongswanIkeKeys
+from ..peerconfig import PeerConfig
+from ..topology import HostAddressing
+
+PLACEMENTS = ("kernel", "container", "process")
+
+# shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
+WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+[ -S {path} ] || {{ echo "{what} did not create {path}"; exit 1; }}
+"""
+
+
+def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+    """Routes for tunnel mode: the remote protected subnets through ``dev``, from our protected address."""
+    if cfg.mode != "tunnel":
+        return ""
+    via = f" via {host.gateway4}" if host.gateway4 else f" dev {dev}"
+    return "".join(f"ip route add {net}{via} src {host.protected_addr}\n"
+                   for net in cfg.remote_ts if net.version == 4)
+
+
+class PeerDriver(Protocol):
+    """The adapter contract: what the lab needs from an IKEv2 implementation (see docs/architecture.md).
+
+    ``impl`` names it (``--pair``); ``image`` is its folder under ``containers/`` (None: no image);
+    ``placement`` says where it runs: ``kernel`` (it needs kernel ESP/AH: a UML guest, or UML in a
+    container), ``container`` (userspace IPsec: a container on the host kernel, any runtime) or
+    ``process`` (a process in the side's namespace).  ``check_supported`` raises ConfigError naming
+    what it cannot do (the cell is then UNSUPPORTED); ``start_script`` gives the shell lines that
+    start the daemon (``dev`` is its transit interface) and load the connection; ``initiate``
+    raises LabError when the SA does not come up; ``ike_keys`` returns the IKE keys it logged
+    (or [] when it cannot: say so in its docstring).
+    """
+
+    impl: str
+    image: str | None
+    placement: str
+    gives_ike_keys: bool  # whether ike_keys() can return the IKE SA keys (Wireshark's IKE check needs one side's)
+
+    def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None: ...
+
+    def check_topology(self, kind: str) -> None: ...
+
+    def write_config(self, cfg: PeerConfig, directory: Path) -> None: ...
+
+    def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str: ...
+
+    def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
+
+    def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
+
+    def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
+        """As the responder, return once the Child SA is installed (some answer IKE_AUTH first)."""
