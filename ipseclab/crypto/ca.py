@@ -18,12 +18,15 @@ import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from ..errors import ConfigError
 from .auth import PrivateKey
+from .x509 import pem
+
+__all__ = ["KEY_TYPES", "Ca", "generate_key", "pem"]
 
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "ed25519", "ed448")
 _CURVES: dict[str, ec.EllipticCurve] = {"ecdsa-p256": ec.SECP256R1(), "ecdsa-p384": ec.SECP384R1(),
@@ -65,14 +68,6 @@ def _san(name: str) -> x509.GeneralName:
 def _cn(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ipseclab"),
                       x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-
-def pem(item: x509.Certificate | PrivateKey) -> bytes:
-    """PEM of a certificate, or of a private key (PKCS#8, unencrypted: lab material only)."""
-    if isinstance(item, x509.Certificate):
-        return item.public_bytes(serialization.Encoding.PEM)
-    return item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
 
 
 @dataclass(frozen=True, slots=True)

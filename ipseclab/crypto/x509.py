@@ -50,6 +50,29 @@ def load_certificate(data: bytes) -> x509.Certificate:
         raise CertificateError(f"not an X.509 certificate: {exc}") from None
 
 
+def load_private_key(pem: bytes) -> PrivateKey:
+    """An unencrypted PEM private key (PKCS#8 or the traditional formats) of a type IKEv2 signs with."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+                      | ed448.Ed448PrivateKey):
+        raise ConfigError(f"a {type(key).__name__}: IKEv2 signs with RSA, ECDSA, Ed25519 or Ed448 keys")
+    return key
+
+
+def pem(item: x509.Certificate | PrivateKey) -> bytes:
+    """PEM of a certificate, or of a private key (PKCS#8, unencrypted: lab material only)."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    if isinstance(item, x509.Certificate):
+        return item.public_bytes(Encoding.PEM)
+    return item.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
 def der(cert: x509.Certificate) -> bytes:
     """The DER a CERT payload carries (encoding 4, X.509 Certificate - Signature)."""
     return cert.public_bytes(Encoding.DER)

@@ -314,3 +314,27 @@ def test_big_certificate_chains_travel_in_rfc7383_fragments():
     established(w)
     auth_datagrams = [d for direction, d in w.log if direction == "i>r" and d[18] == ExchangeType.IKE_AUTH]
     assert len(auth_datagrams) > 1 and all(len(d) <= 1280 for d in auth_datagrams)
+
+
+def test_the_endpoint_spec_carries_each_authenticator_and_the_endpoint_handshakes_with_it(tmp_path):
+    from ipseclab.endpoint.runner import EndpointSpec
+    from ipseclab.ike.auth import EapClient, EapServer
+    from ipseclab.ike.loopback import handshake
+
+    cert, key = issue("moon.example", ca=SUB)
+    moon = IkeConfig("moon.example", "sun.example", local_auth=PubkeyAuth(cert, key, intermediates=(SUB.certificate,)),
+                     remote_auth=TRUST)
+    carol = IkeConfig("carol@example", "sun.example", local_auth=EapClient("pw", methods=("md5",)),
+                      remote_auth=TRUST)
+    sun = IkeConfig("sun.example", "carol@example", local_auth=pubkey("sun.example"),
+                    remote_auth=EapServer((("carol@example", "pw"),), method="md5"))
+    specs = [EndpointSpec(c, "198.51.100.10", "198.51.100.20", True, tmp_path) for c in (moon, carol, sun)]
+    again = [EndpointSpec.from_json(s.to_json()).ike for s in specs]
+    assert again[1] == carol and again[2].remote_auth == sun.remote_auth
+    assert isinstance(again[0].local_auth, PubkeyAuth) and again[0].local_auth.certificate == cert
+    assert again[0].local_auth.intermediates == (SUB.certificate,)
+    responder = IkeConfig("sun.example", "moon.example", local_auth=pubkey("sun.example"), remote_auth=TRUST)
+    i, _r = handshake(again[0], responder)
+    assert i.of(IkeSaEstablished)
+    i, _r = handshake(again[1], again[2])
+    assert i.of(IkeSaEstablished)
