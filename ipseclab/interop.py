@@ -62,11 +62,19 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         mode=case.mode,
         encap=case.encap,
     )
+    i_auth, r_auth = case.auth, case.responder_auth or ("pubkey" if case.auth.startswith("eap-") else case.auth)
+    creds_i = creds_r = None
+    if i_auth != "psk" or r_auth != "psk":
+        from .lab.pki import make_pki
+
+        pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain)
+        creds_i, creds_r = pki.left, pki.right
     init = PeerConfig(
         local_address=left_addr, remote_address=right_addr,
         local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
         local_ts=(left.protected,) if tunnel else (), remote_ts=(right.protected,) if tunnel else (),
-        role="initiator", **common,  # type: ignore[arg-type]
+        role="initiator", auth=i_auth, remote_auth=r_auth, credentials=creds_i,  # type: ignore[arg-type]
+        **common,  # type: ignore[arg-type]
     )
     nat = topo.kind == "nat"
     resp = PeerConfig(
@@ -75,7 +83,8 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
-        role="responder", **common,  # type: ignore[arg-type]
+        role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
+        **common,  # type: ignore[arg-type]
     )
     return init, resp
 

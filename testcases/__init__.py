@@ -5,10 +5,11 @@ from __future__ import annotations
 from ipseclab.errors import ConfigError
 
 from .algorithms import CASES as ALGORITHM_CASES
+from .auth import CASES as AUTH_CASES
 from .base import TestCase
 from .modes import CASES as MODE_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *AUTH_CASES]
 
 
 def by_name(name: str) -> TestCase:

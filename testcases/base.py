@@ -28,6 +28,13 @@ class TestCase:
     encap: bool = False  # force UDP encapsulation
     transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
+    # authentication: the initiator's ("psk", "pubkey", "eap-md5", "eap-mschapv2") and the responder's own
+    # ("" = the same, or "pubkey" when the initiator does EAP); certificates of ``key_type`` from a CA made
+    # for the run (lab/pki.py), through an intermediate CA when ``chain``
+    auth: str = "psk"
+    responder_auth: str = ""
+    key_type: str = "ecdsa-p256"
+    chain: bool = False
 
     def check(self, trace: Trace) -> None:
         """Raise AssertionError (with evidence) unless the trace shows what this case promises."""

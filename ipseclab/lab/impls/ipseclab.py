@@ -35,8 +35,6 @@ class IpseclabDriver:
             why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
         if cfg.local_address.version == 6 and (cfg.protocol == "ah" or cfg.mode == "transport"):
             why.append("AH or transport mode over IPv6 transit")
-        if cfg.auth != "psk":
-            why.append(f"{cfg.auth} authentication")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
 
@@ -60,6 +58,8 @@ class IpseclabDriver:
             "local_endpoint": [local, 500],
             "remote_endpoint": [remote, 500] if remote else None,
             "fragmentation": cfg.fragmentation != "no",
+            "local_auth": _auth_json(cfg, local=True),
+            "remote_auth": _auth_json(cfg, local=False),
         }
         spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
                 "out_dir": str(directory)}
@@ -84,3 +84,22 @@ class IpseclabDriver:
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)
+
+
+def _auth_json(cfg: PeerConfig, *, local: bool) -> dict[str, Any] | None:
+    """One side's authenticator in the endpoint spec's JSON (``endpoint/auth_spec.py``); None: the PSK."""
+    kind = cfg.auth if local else cfg.remote_auth
+    creds = cfg.credentials
+    if kind == "psk" or creds is None:
+        return None
+    if kind == "pubkey" and local:
+        return {"kind": "pubkey", "certificate": creds.certificate.decode(), "private_key": creds.private_key.decode(),
+                "intermediates": [c.decode() for c in creds.intermediates]}
+    if kind == "pubkey":
+        return {"kind": "cas", "cas": [c.decode() for c in creds.cas]}
+    method = kind.removeprefix("eap-")
+    if local:
+        return {"kind": "eap-client", "password": creds.eap_password, "identity": creds.eap_identity or None,
+                "methods": [method]}
+    return {"kind": "eap-server", "users": [[creds.eap_identity, creds.eap_password]], "method": method,
+            "eap_only": False}

@@ -1,0 +1,130 @@
+"""Authentication: certificates (RSA, ECDSA P-256, Ed25519, a chain through an intermediate CA) and EAP.
+
+Each run gets its own CA (``lab/pki.py``).  Besides what every case checks (Wireshark decrypts every IKE
+message with the run's keys, the pings cross the Child SA), ``check`` reads the decrypted IKE_AUTH exchange
+(ipseclab's decoder over the captures, with the same key table Wireshark just verified) and names what it
+expected where it is missing: the AUTH method of each side, the CERT payloads (X.509 signature, encoding 4;
+leaf then intermediate for a chain), the EAP payloads and the MSK-based AUTH (method 2) after EAP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ipseclab.decrypt import decrypt_capture
+from ipseclab.packets.enums import ExchangeType
+from ipseclab.packets.message import Message
+from ipseclab.packets.payloads import AuthPayload, CertPayload, EapPayload
+from ipseclab.pcap.trace import Trace
+
+from .base import TestCase
+
+DIGITAL_SIGNATURE, SHARED_KEY_MIC, X509_SIGNATURE = 14, 2, 4
+
+
+def ike_auth_messages(trace: Trace) -> list[tuple[int, Message]]:
+    """(frame, message) of every IKE_AUTH message of the first link that has them, decrypted and reassembled."""
+    for link in trace.links.values():
+        out = []
+        for rec in decrypt_capture(link.pcap, trace.ike_rows):
+            msg = rec.reassembled or rec.message
+            if msg is None or msg.exchange != ExchangeType.IKE_AUTH or not rec.decrypted:
+                continue
+            if rec.reassembled is None and msg.encrypted is None:
+                continue  # a fragment whose message is not complete yet
+            out.append((rec.frame, msg))
+        if out:
+            return out
+    raise AssertionError(f"no decrypted IKE_AUTH message in the captures of {trace.run_dir}")
+
+
+def _where(frame: int, msg: Message) -> str:
+    return f"frame {frame} {msg.summary()}"
+
+
+@dataclass(frozen=True)
+class AuthCase(TestCase):
+    """A case that checks how each side authenticated, from the decrypted IKE_AUTH messages."""
+
+    def check(self, trace: Trace) -> None:
+        super().check(trace)
+        msgs = ike_auth_messages(trace)
+        requests = [(f, m) for f, m in msgs if not m.response]
+        responses = [(f, m) for f, m in msgs if m.response]
+        if not requests or not responses:
+            raise AssertionError(f"IKE_AUTH without both a request and a response: {[_where(*x) for x in msgs]}")
+        responder_auth = self.responder_auth or ("pubkey" if self.auth.startswith("eap-") else self.auth)
+        _check_signature_side("the initiator", requests[0], self.auth, self.chain)
+        _check_signature_side("the responder", responses[0], responder_auth, self.chain)
+        if self.auth.startswith("eap-"):
+            eap = [x for x in msgs if x[1].find(EapPayload)]
+            if len(eap) < 4:
+                raise AssertionError(f"EAP needs at least two round trips in IKE_AUTH, saw EAP payloads in "
+                                     f"{[_where(*x) for x in eap]}")
+            last_req = requests[-1]
+            auth = [p for p in last_req[1].find(AuthPayload) if isinstance(p, AuthPayload)]
+            if not auth or auth[0].method != SHARED_KEY_MIC:
+                raise AssertionError(f"after EAP the initiator's AUTH must be the MSK-based method 2: "
+                                     f"{_where(*last_req)} has {[a.method for a in auth]}")
+
+
+def _check_signature_side(who: str, first: tuple[int, Message], auth: str, chain: bool) -> None:
+    frame, msg = first
+    auths = [p for p in msg.find(AuthPayload) if isinstance(p, AuthPayload)]
+    certs = [p for p in msg.find(CertPayload) if isinstance(p, CertPayload)]
+    if auth.startswith("eap-"):
+        if auths:
+            raise AssertionError(f"{who} does EAP, so its first IKE_AUTH message has no AUTH: {_where(frame, msg)}")
+        return
+    if auth == "psk":
+        if not auths or auths[0].method != SHARED_KEY_MIC:
+            raise AssertionError(f"{who} should authenticate with the PSK (AUTH method 2): {_where(frame, msg)}")
+        return
+    if not auths or auths[0].method != DIGITAL_SIGNATURE:
+        raise AssertionError(f"{who} should sign with RFC 7427 Digital Signature (AUTH method 14), saw "
+                             f"{[a.method for a in auths]} in {_where(frame, msg)}")
+    want = 2 if chain else 1
+    if len(certs) < want or any(c.encoding != X509_SIGNATURE for c in certs):
+        raise AssertionError(f"{who} should send {want} X.509 CERT payload(s) (encoding 4), saw "
+                             f"{[c.encoding for c in certs]} in {_where(frame, msg)}")
+
+
+CERT_ECDSA = AuthCase(
+    name="cert-ecdsa-p256",
+    description="ECDSA P-256 certificates both ways (RFC 7427 Digital Signature, CERT and CERTREQ), a CA per run",
+    auth="pubkey",
+    key_type="ecdsa-p256",
+)
+CERT_RSA = AuthCase(
+    name="cert-rsa",
+    description="RSA-2048 certificates both ways (RFC 7427, PKCS#1 v1.5 with SHA-256)",
+    auth="pubkey",
+    key_type="rsa-2048",
+)
+CERT_ED25519 = AuthCase(
+    name="cert-ed25519",
+    description="Ed25519 certificates both ways (RFC 8420 through RFC 7427)",
+    auth="pubkey",
+    key_type="ed25519",
+)
+CERT_CHAIN = AuthCase(
+    name="cert-chain",
+    description="ECDSA certificates issued by an intermediate CA: each side sends leaf and intermediate, the "
+                "other validates to the run's root",
+    auth="pubkey",
+    chain=True,
+)
+EAP_MD5 = AuthCase(
+    name="eap-md5",
+    description="The initiator authenticates with EAP-MD5 (RFC 7296 2.16), the responder with an ECDSA "
+                "certificate; the AUTH after EAP is keyed with SK_pi/SK_pr (EAP-MD5 has no MSK)",
+    auth="eap-md5",
+)
+EAP_MSCHAPV2 = AuthCase(
+    name="eap-mschapv2",
+    description="The initiator authenticates with EAP-MSCHAPv2, the responder with an ECDSA certificate; "
+                "MSK-based AUTH",
+    auth="eap-mschapv2",
+)
+
+CASES = [CERT_ECDSA, CERT_RSA, CERT_ED25519, CERT_CHAIN, EAP_MD5, EAP_MSCHAPV2]
