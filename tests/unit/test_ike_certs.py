@@ -72,7 +72,7 @@ def established(w: Wire) -> tuple[IkeSaEstablished, IkeSaEstablished]:
 
 def failed(w: Wire, side: str) -> IkeSaFailed:
     """The failure on ``side``; a responder that refuses leaves neither side established (an initiator that
-    refuses the responder finds it established already: RFC 7296 2.21.2)."""
+    refuses the responder finds it established already, and tells it: RFC 7296 2.21.2)."""
     f = w.of(side, IkeSaFailed)
     assert f, f"no failure on {side}: {w.events}"
     assert not w.of("i", IkeSaEstablished)
@@ -176,10 +176,15 @@ def test_expired_peer_certificate_is_refused_with_the_date():
     assert fi.remote and fi.notify == NotifyType.AUTHENTICATION_FAILED
 
 
-def test_unknown_ca_is_refused():
+def test_unknown_ca_is_refused_and_the_responder_is_told():
     w = run(*cfgs(pubkey("moon.example"), TrustedCas((OTHER.certificate,)), pubkey("sun.example"), TRUST))
     f = failed(w, "i")
     assert "does not chain to a configured CA" in f.reason and "sun.example" in f.reason
+    # RFC 7296 2.21.2: the initiator's INFORMATIONAL with AUTHENTICATION_FAILED ends the responder's SA too
+    told = [d for direction, d in w.log if direction == "i>r" and d[18] == ExchangeType.INFORMATIONAL]
+    assert len(told) == 1
+    fr = w.of("r", IkeSaFailed)
+    assert fr and fr[0].remote and fr[0].notify == NotifyType.AUTHENTICATION_FAILED
 
 
 def test_certificate_not_naming_the_peer_id_is_refused():

@@ -274,15 +274,21 @@ def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
     """The initiator: verify the responder, then take the Child SA (or its refusal); EAP goes on in
     ``ike_auth_eap``."""
     inner = msg.all_payloads()
-    if conn.neg.auth.eap_peer is not None:
-        from . import ike_auth_eap
+    try:
+        if conn.neg.auth.eap_peer is not None:
+            from . import ike_auth_eap
 
-        ike_auth_eap.on_response(conn, inner, now)
-        return
-    auth = _find(inner, AuthPayload)
-    if auth is None:
-        raise refusal(inner)
-    idr = _check_peer(conn, inner, _find(inner, IdrPayload), auth, peer_is_initiator=False)
+            ike_auth_eap.on_response(conn, inner, now)
+            return
+        auth = _find(inner, AuthPayload)
+        if auth is None:
+            raise refusal(inner)
+        idr = _check_peer(conn, inner, _find(inner, IdrPayload), auth, peer_is_initiator=False)
+    except AuthFailed:
+        # RFC 7296 2.21.2: an error found by the initiator MAY go back in a separate INFORMATIONAL exchange; the
+        # responder thinks the IKE SA is up, so tell it (the request goes out before the SA fails)
+        conn.send_request(ExchangeType.INFORMATIONAL, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)], now)
+        raise
     finish_initiator(conn, inner, idr, now)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import DecodeError, RemoteProtocolError
+from ...errors import DecodeError
 from ...packets.enums import ExchangeType, NotifyType
 from ...packets.message import Message
 from ...packets.payloads import AuthPayload, EapPayload, IdiPayload, IdPayload, IdrPayload, NotifyPayload, Payload
@@ -178,7 +178,7 @@ def _final_response(conn: IkeConnection, inner: list[Payload], peer: EapPeer, au
         proof.verify_peer(conn, inner, idr, auth, peer_is_initiator=False,
                           shared=proof.eap_secret(conn, peer.msk, for_initiator=False))
     except AuthFailed as exc:
-        raise RemoteProtocolError(f"{exc} (the responder's AUTH after EAP)", NotifyType.AUTHENTICATION_FAILED) from None
+        raise AuthFailed(f"{exc} (the responder's AUTH after EAP)") from None
     how = "EAP-only, " if state.eap_only else ""
     state.peer_auth = (f"{how}EAP-{peer.method} " + ("MSK" if peer.msk else "SK_pr") + "-based AUTH"
                        + (f"; first {state.peer_auth}" if state.peer_auth else ""))
