@@ -8,6 +8,7 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from testcases.base import TestCase
 
-from .errors import ConfigError, IpsecLabError
+from .errors import ConfigError, IpsecLabError, LabError
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
@@ -43,8 +44,13 @@ DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("libreswan", "openiked"), ("openiked", "ipseclab"), ("ipseclab", "openiked")]
 PSK = "ipseclab-interop-psk"
 
-def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
-    """The initiator's (left) and responder's (right) configuration for a test case."""
+def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[PeerConfig, PeerConfig]:
+    """The initiator's (left) and responder's (right) configuration for a test case.
+
+    ``responder`` (the implementation) decides whose certificate has expired in an ``expired-cert`` refusal:
+    the responder's, unless it is ipseclab's endpoint (which refuses an expired certificate of its own before
+    anything starts), then the initiator's.
+    """
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
     left_addr, right_addr = left.address, right.address
@@ -67,8 +73,12 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
     if i_auth != "psk" or r_auth != "psk":
         from .lab.pki import make_pki
 
-        pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain)
+        expired = ("left" if responder == "ipseclab" else "right") if case.refusal == "expired-cert" else ""
+        pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain,
+                       expired=expired)
         creds_i, creds_r = pki.left, pki.right
+        if case.refusal == "wrong-eap-password":
+            creds_r = dataclasses.replace(creds_r, eap_password="not-" + creds_r.eap_password)
     init = PeerConfig(
         local_address=left_addr, remote_address=right_addr,
         local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
@@ -84,7 +94,7 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
         role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
-        **common,  # type: ignore[arg-type]
+        **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]
     )
     return init, resp
 
@@ -118,7 +128,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
 
     topo = make_topology(case.topology, "probe")
     try:
-        left_cfg, right_cfg = case_configs(case, topo)
+        left_cfg, right_cfg = case_configs(case, topo, responder)
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     why = unsupported_reason(case, initiator, responder)
@@ -126,8 +136,16 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
-            lab.initiate("left")
-            lab.ping("left", count=case.pings)
+            if case.refusal:
+                try:
+                    lab.initiate("left", timeout=20)
+                except LabError:
+                    pass  # what the case expects; its check reads why from the trace
+                else:
+                    raise AssertionError(f"the SA came up although the case makes IKE_AUTH fail ({case.refusal})")
+            else:
+                lab.initiate("left")
+                lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
         check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
@@ -146,7 +164,7 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
     ``--list`` says what the implementations can do, not what this host has.
     """
     try:
-        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
+        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"), responder)
         for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
             drv = driver(impl)
             drv.check_topology(case.topology)

@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from ipseclab.decrypt import decrypt_capture
 from ipseclab.packets.enums import ExchangeType
 from ipseclab.packets.message import Message
-from ipseclab.packets.payloads import AuthPayload, CertPayload, EapPayload
+from ipseclab.packets.payloads import AuthPayload, CertPayload, EapPayload, NotifyPayload
 from ipseclab.pcap.trace import Trace
 
-from .base import TestCase
+from .base import TestCase, check_ike_decrypts
 
-DIGITAL_SIGNATURE, SHARED_KEY_MIC, X509_SIGNATURE = 14, 2, 4
+DIGITAL_SIGNATURE, SHARED_KEY_MIC, X509_SIGNATURE, AUTHENTICATION_FAILED = 14, 2, 4, 24
 
 
-def ike_auth_messages(trace: Trace) -> list[tuple[int, Message]]:
-    """(frame, message) of every IKE_AUTH message of the first link that has them, decrypted and reassembled."""
+def ike_auth_messages(trace: Trace, exchanges: tuple[int, ...] = (ExchangeType.IKE_AUTH,)) -> list[tuple[int, Message]]:
+    """(frame, message) of every IKE_AUTH message (or of ``exchanges``) of the first link that has them,
+    decrypted and reassembled."""
     for link in trace.links.values():
         out = []
         for rec in decrypt_capture(link.pcap, trace.ike_rows):
             msg = rec.reassembled or rec.message
-            if msg is None or msg.exchange != ExchangeType.IKE_AUTH or not rec.decrypted:
+            if msg is None or msg.exchange not in exchanges or not rec.decrypted:
                 continue
             if rec.reassembled is None and msg.encrypted is None:
                 continue  # a fragment whose message is not complete yet
@@ -129,4 +130,52 @@ EAP_MSCHAPV2 = AuthCase(
     auth="eap-mschapv2",
 )
 
-CASES = [CERT_ECDSA, CERT_RSA, CERT_ED25519, CERT_CHAIN, EAP_MD5, EAP_MSCHAPV2]
+
+
+@dataclass(frozen=True)
+class RefusalCase(TestCase):
+    """IKE_AUTH must fail: no Child SA, no ESP, and the trace shows the refusal the RFC prescribes."""
+
+    def check(self, trace: Trace) -> None:
+        check_ike_decrypts(trace)
+        if trace.ipsec():
+            raise AssertionError(f"ESP/AH traffic although IKE_AUTH should have failed: {len(trace.ipsec())} "
+                                 f"packets, the first frame {trace.ipsec()[0].frame}")
+        msgs = ike_auth_messages(trace, (ExchangeType.IKE_AUTH, ExchangeType.INFORMATIONAL))
+        seen = [_where(*x) for x in msgs]
+        if self.refusal == "wrong-eap-password":
+            failures = [x for x in msgs if x[1].response and any(
+                isinstance(p, EapPayload) and p.data[:1] == b"\x04" for p in x[1].find(EapPayload))]
+            if not failures:
+                raise AssertionError(f"no EAP-Failure (code 4) from the EAP server in {seen}")
+            return
+        refused = [x for x in msgs if any(isinstance(p, NotifyPayload) and p.notify_type == AUTHENTICATION_FAILED
+                                          for p in x[1].find(NotifyPayload))]
+        if not refused:
+            raise AssertionError(f"no N(AUTHENTICATION_FAILED) in the IKE_AUTH response or a following "
+                                 f"INFORMATIONAL: {seen}")
+        if self.refusal == "expired-cert" and not any(x[1].find(CertPayload) for x in msgs):
+            raise AssertionError(f"the expired certificate never went out in a CERT payload: {seen}")
+
+
+EXPIRED_CERT = RefusalCase(
+    name="refuse-expired-cert",
+    description="A peer presents a certificate that expired yesterday (a CA per run): the other side refuses "
+                "it with AUTHENTICATION_FAILED (in the IKE_AUTH response, or the initiator's INFORMATIONAL)",
+    auth="pubkey",
+    refusal="expired-cert",
+)
+WRONG_PSK = RefusalCase(
+    name="refuse-wrong-psk",
+    description="The responder's pre-shared key differs: it answers IKE_AUTH with AUTHENTICATION_FAILED",
+    refusal="wrong-psk",
+)
+WRONG_EAP_PASSWORD = RefusalCase(
+    name="refuse-wrong-eap-password",
+    description="The EAP-MD5 server knows another password: it ends EAP with EAP-Failure, no IKE SA",
+    auth="eap-md5",
+    refusal="wrong-eap-password",
+)
+
+CASES = [CERT_ECDSA, CERT_RSA, CERT_ED25519, CERT_CHAIN, EAP_MD5, EAP_MSCHAPV2, EXPIRED_CERT, WRONG_PSK,
+         WRONG_EAP_PASSWORD]

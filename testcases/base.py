@@ -35,6 +35,10 @@ class TestCase:
     responder_auth: str = ""
     key_type: str = "ecdsa-p256"
     chain: bool = False
+    # a case whose IKE_AUTH must fail: "expired-cert" (the certificate of the side that is not ipseclab's own
+    # endpoint has expired: the endpoint refuses an expired certificate of its own before it starts),
+    # "wrong-psk" (the responder's PSK differs), "wrong-eap-password" (the EAP server's differs)
+    refusal: str = ""
 
     def check(self, trace: Trace) -> None:
         """Raise AssertionError (with evidence) unless the trace shows what this case promises."""
