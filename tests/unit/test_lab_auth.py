@@ -46,7 +46,7 @@ def test_the_run_ca_issues_certificates_naming_the_identities_and_a_chain():
 
 
 def test_strongswan_renders_pubkey_and_writes_the_credentials(tmp_path: Path):
-    left, right = configs("cert-chain")
+    left, _right = configs("cert-chain")
     text = render_swanctl_conf(left)
     assert "auth = pubkey\n" in text and "certs = lab-local.pem" in text and "cacerts = lab-ca-0.pem" in text
     assert "pkcs8" in render_strongswan_conf(left, vici_socket="/run/v", log_path="/ipl/l")
