@@ -240,8 +240,8 @@ def _auth_lines(peer: PeerConfig, *, local: bool) -> list[str]:
     if kind == "psk":
         return ["auth = psk"]
     if kind == "eap-mschapv2":
-        raise refuse(peer, "auth", "Debian bookworm's strongSwan 5.9.8 packages ship no eap-mschapv2 (nor md4) "
-                     "plugin")
+        raise refuse(peer, "auth", "the strongswan image has no eap-mschapv2 plugin (Debian ships it in "
+                     "libcharon-extauth-plugins, not in containers/strongswan/packages.txt yet)")
     if kind == "pubkey" and creds is not None:
         if local:
             return ["auth = pubkey", f"certs = {peer.name}-local.pem"]
