@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipseclab.crypto import mschapv2
 from ipseclab.crypto.ca import Ca
@@ -258,3 +260,20 @@ def test_a_lost_eap_round_is_retransmitted_and_the_handshake_completes():
     w.run_timers(10.0)
     assert w.of("i", IkeSaEstablished) and w.of("r", IkeSaEstablished)
     assert w.r.counters.duplicate_requests == 1  # answered from the cache, EAP not run twice
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.binary(max_size=80), st.sampled_from(["md5", "mschapv2"]))
+def test_hostile_eap_bytes_give_declared_errors_only(data, method):
+    """An authentic peer may still send garbage inside EAP: each side raises its declared errors, or answers."""
+    srv = EapAuthenticator(EapServer((("carol", "pw"),), method=method), b"carol", _counter())
+    first = srv.start()
+    peer = EapPeer(EapClient("pw", methods=(method,)), b"carol", _counter())
+    for target in (peer.receive, srv.receive):
+        try:
+            target(data)
+        except (DecodeError, RemoteProtocolError):
+            pass
+    # and after garbage, the genuine exchange still works from a fresh peer
+    reply = EapPeer(EapClient("pw", methods=(method,)), b"carol", _counter()).receive(first)
+    assert reply is not None
