@@ -1,9 +1,10 @@
-"""What one IKE SA is configured with: identities, the pre-shared key, proposals, selectors, mode.
+"""What one IKE SA is configured with: identities, how each side authenticates, proposals, selectors, mode.
 
 The strings are the ones users of this field already write (swanctl.conf / ipsec.conf): proposals
 like ``aes256gcm16-prfsha256-ecp256`` and ``aes128-sha256-esn``, selectors like ``10.1.0.0/16``.
 Everything is checked when the config is made, so a typo fails at once with a message naming it,
-not half-way through an exchange.
+not half-way through an exchange.  Authentication is ``psk`` for both directions, or an authenticator per
+side (``local_auth``, ``remote_auth``: see ``ike.auth.credentials``).
 """
 
 from __future__ import annotations
