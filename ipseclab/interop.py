@@ -174,6 +174,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
+        if case.refusal and not any(getattr(driver(i), "gives_ike_keys_unauthenticated", driver(i).gives_ike_keys)
+                                    for i in (initiator, responder)):
+            raise ConfigError(f"IKE_AUTH fails in this case, and neither {initiator} nor {responder} gives the keys "
+                              "of an IKE SA that was never authenticated, so the refusal cannot be read from the trace")
     except ConfigError as exc:
         return str(exc)
     return None

@@ -71,6 +71,9 @@ def test_what_a_renderer_cannot_do_is_unsupported_with_the_reason():
     assert "no eap-mschapv2 plugin" in (unsupported_reason(case, "strongswan", "ipseclab") or "")
     assert "NSS database" in (unsupported_reason(by_name("cert-rsa"), "libreswan", "ipseclab") or "")
     assert unsupported_reason(case, "ipseclab", "ipseclab") is None
+    # a refusal needs a side that logs the keys of an IKE SA that never got authenticated (strongSwan does)
+    assert "never authenticated" in (unsupported_reason(by_name("refuse-wrong-psk"), "ipseclab", "libreswan") or "")
+    assert unsupported_reason(by_name("refuse-wrong-psk"), "ipseclab", "strongswan") is None
     left, _ = configs("cert-rsa")
     with pytest.raises(ConfigError, match="not rendered for Libreswan"):
         LibreswanDriver().check_supported(left)

@@ -25,6 +25,7 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
+    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
