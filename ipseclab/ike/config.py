@@ -17,7 +17,10 @@ from ..crypto.proposals import parse_proposal
 from ..crypto.x509 import dn_der
 from ..errors import ConfigError
 from ..packets.enums import IdType
-from .auth.credentials import LocalAuth, RemoteAuth, resolve
+from .auth.credentials import EapServer, LocalAuth, RemoteAuth, TrustedCas, resolve
+
+
+ANY_ID = "%any"  # as remote_id: take whatever identity the peer's authenticator proves (strongSwan's %any)
 
 
 @lru_cache(maxsize=1024)
@@ -107,7 +110,11 @@ class IkeConfig:
     def __post_init__(self) -> None:
         resolve(self.local_auth, self.remote_auth, self.psk)
         identity(self.local_id)
-        identity(self.remote_id)
+        if self.remote_id != ANY_ID:
+            identity(self.remote_id)
+        elif not isinstance(self.remote_auth, TrustedCas | EapServer):
+            raise ConfigError("remote_id '%any' needs a remote_auth that proves an identity (TrustedCas or "
+                              "EapServer): with a shared key anyone holding it could claim any ID")
         if not self.ike_proposals or not self.esp_proposals:
             raise ConfigError("at least one IKE and one ESP proposal are needed")
         for p in self.ike_proposals:

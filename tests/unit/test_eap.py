@@ -276,3 +276,31 @@ def test_hostile_eap_bytes_give_declared_errors_only(data, method):
     # and after garbage, the genuine exchange still works from a fresh peer
     reply = EapPeer(EapClient("pw", methods=(method,)), b"carol", _counter()).receive(first)
     assert reply is not None
+
+
+def test_one_listener_serves_every_user_of_its_eap_server_and_refuses_a_wrong_password():
+    """remote_id '%any': each initiator is whoever its EAP credentials prove (RFC 7296 2.16; strongSwan's %any)."""
+    from ipseclab.ike.responder import Responder
+
+    users = (("carol@example", "carol's"), ("dave@example", "dave's"))
+    listener = Responder(IkeConfig("sun.example", "%any", local_auth=PubkeyAuth(SUN_CERT, SUN_KEY),
+                                   remote_auth=EapServer(users)))
+    results = {}
+    for n, (name, password) in enumerate((*users, ("dave@example", "carol's"))):
+        addr = (f"192.0.2.{10 + n}", 500)
+        conn = IkeConnection(IkeConfig(name, "sun.example", local_auth=EapClient(password),
+                                       remote_auth=TrustedCas((CA.certificate,))), initiator=True)
+        conn.initiate(0.0)
+        for _ in range(10):
+            for d in conn.datagrams_to_send(0.0):
+                listener.receive_datagram(d.data, 0.0, addr)
+            for d in listener.datagrams_to_send(0.0):
+                if d.addr == addr:
+                    conn.receive_datagram(d.data, 0.0, d.addr)
+        results[(name, password)] = [type(e).__name__ for e in iter(conn.next_event, None)]
+    assert results[users[0]][0] == "IkeSaEstablished" and results[users[1]][0] == "IkeSaEstablished"
+    assert results[("dave@example", "carol's")] == ["IkeSaFailed"]
+    peers = {c.peer_id for c in listener.ike_connections() if c.state == "established"}
+    assert peers == {"carol@example", "dave@example"}
+    with pytest.raises(ConfigError, match="'%any' needs a remote_auth that proves an identity"):
+        IkeConfig("sun.example", "%any", psk=b"k")

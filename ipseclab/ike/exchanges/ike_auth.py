@@ -38,7 +38,7 @@ from ..auth import proof
 from ..auth.credentials import EapClient, EapServer
 from ..auth.proof import AuthFailed
 from ..child import ChildSa, ChildTrigger
-from ..config import identity
+from ..config import ANY_ID, identity
 from ..events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ..negotiate import check_choice, child_algorithms, choose, offer
 from ..selectors import from_cidrs, narrow, within
@@ -65,6 +65,8 @@ def check_peer_id(conn: IkeConnection, peer_id: Payload | None) -> IdPayload:
     """The peer's ID payload if it names the configured identity; AuthFailed otherwise."""
     if not isinstance(peer_id, IdPayload):
         raise AuthFailed("IKE_AUTH without the peer's ID payload")
+    if conn.config.remote_id == ANY_ID:
+        return peer_id  # any identity its authenticator proves (e.g. every user of an EAP server)
     if (peer_id.id_type, peer_id.data) != identity(conn.config.remote_id):
         raise AuthFailed(f"peer identity {peer_id.text()!r} is not the configured {conn.config.remote_id!r}")
     return peer_id
@@ -166,9 +168,10 @@ def _first_request(conn: IkeConnection) -> list[Payload]:
     local = cfg.authenticators[0]
     idi = _own_id(conn, IdiPayload)
     neg.auth.own_id = idi
-    id_type, data = identity(cfg.remote_id)
-    payloads: list[Payload] = [idi, *proof.cert_payloads(conn), *proof.certreq_payloads(conn),
-                               IdrPayload(id_type, data)]
+    payloads: list[Payload] = [idi, *proof.cert_payloads(conn), *proof.certreq_payloads(conn)]
+    if cfg.remote_id != ANY_ID:  # IDr is optional (RFC 7296 1.2): left out when any responder identity will do
+        id_type, data = identity(cfg.remote_id)
+        payloads.append(IdrPayload(id_type, data))
     if isinstance(local, EapClient):
         from . import ike_auth_eap
 
