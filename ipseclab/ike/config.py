@@ -19,7 +19,6 @@ from ..errors import ConfigError
 from ..packets.enums import IdType
 from .auth.credentials import EapServer, LocalAuth, RemoteAuth, TrustedCas, resolve
 
-
 ANY_ID = "%any"  # as remote_id: take whatever identity the peer's authenticator proves (strongSwan's %any)
 
 
