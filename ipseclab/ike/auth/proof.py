@@ -279,10 +279,12 @@ def _peer_certificate(remote: TrustedCas, payloads: list[Payload],
     """The peer's end-entity certificate (its first X.509 CERT payload, RFC 7296 3.6) and the intermediates
     after it; a configured certificate naming the ID when the peer sent none."""
     certs: list[Certificate] = []
+    skipped: list[str] = []
     for p in payloads:
         if isinstance(p, CertPayload):
             if p.encoding != CertEncoding.X509_SIGNATURE:
-                continue  # hash-and-URL and the rest: not fetched (no I/O here)
+                skipped.append(enum_name(CertEncoding, p.encoding))  # hash-and-URL: not fetched (no I/O here)
+                continue
             try:
                 certs.append(load_certificate(p.data))
             except CertificateError as exc:
@@ -292,7 +294,8 @@ def _peer_certificate(remote: TrustedCas, payloads: list[Payload],
     for c in remote.certificates:
         if names_identity(c, peer_id.id_type, peer_id.data):
             return c, []
-    raise AuthFailed(f"{peer_id.text()!r} sent no CERT payload and no configured certificate names it")
+    what = f"only CERT payloads of encodings we do not take ({', '.join(skipped)})" if skipped else "no CERT payload"
+    raise AuthFailed(f"{peer_id.text()!r} sent {what} and no configured certificate names it")
 
 
 __all__ = ["SIGNATURE_SCHEMES", "AuthFailed", "auth_payload", "cert_payloads", "certreq_payloads",

@@ -64,7 +64,10 @@ class IpseclabDriver:
         }
         spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
                 "out_dir": str(directory)}
-        (directory / SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+        path = directory / SPEC
+        path.touch(mode=0o600)
+        path.chmod(0o600)  # it holds the PSK and, with certificates, the private key
+        path.write_text(json.dumps(spec, indent=2) + "\n")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return ""
