@@ -105,20 +105,23 @@ def check_ipseclab_decrypts(run_dir: Path, *, retries_without_keys: bool = False
 
     ``retries_without_keys`` (a case whose IKE_AUTH is refused): an IKE SA the initiator started over with
     after the refusal may have no keys in the run's table (they were logged after the lab collected them)."""
-    from .decrypt import decrypt_capture
-    from .esp_decrypt import decrypt_esp_capture
+    from .analysis import EspRecord, records
     from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
 
     ike_rows = read_ikev2_decryption_table(run_dir / "ikev2_decryption_table")
     esp_rows = read_esp_sa(run_dir / "esp_sa")
     for pcap in sorted(run_dir.glob("*.pcap")):
-        bad = [r.line() for r in decrypt_capture(pcap, ike_rows) if r.error
-               and not (retries_without_keys and r.error.startswith("no keys for IKE SA"))]
-        assert not bad, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad)
-        esp = [r for r in decrypt_esp_capture(pcap, esp_rows) if r.proto == "esp"]
-        bad = [r.line() for r in esp if not r.verified]
-        assert not bad, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3])
+        bad_ike: list[str] = []
+        bad_esp: list[str] = []
+        for r in records(pcap, ike_rows, esp_rows):  # one pass over the capture for both
+            if isinstance(r, EspRecord):
+                if r.proto == "esp" and not r.verified:
+                    bad_esp.append(r.line())
+            elif r.error and not (retries_without_keys and r.error.startswith("no keys for IKE SA")):
+                bad_ike.append(r.line())
+        assert not bad_ike, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike)
+        assert not bad_esp, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3])
 
 
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:

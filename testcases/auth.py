@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipseclab.decrypt import decrypt_capture
+from ipseclab.analysis import decrypt_capture
 from ipseclab.packets.enums import ExchangeType
 from ipseclab.packets.message import Message
 from ipseclab.packets.payloads import AuthPayload, CertPayload, EapPayload, NotifyPayload

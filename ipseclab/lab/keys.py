@@ -20,8 +20,8 @@ from ..pcap.keyfiles import IkeSaKeyRow
 
 # strongSwan's log names a transform by its IANA name (AES_CBC_256, HMAC_SHA2_256_128): the registry's
 # rows that strongSwan has a keyword for
-_SS_ENCR = {a.iana_name: a.id for a in algorithms(TransformType.ENCR) if a.strongswan}
-_SS_INTEG = {a.iana_name: a.id for a in algorithms(TransformType.INTEG) if a.strongswan}
+_SS_ENCR = {a.strongswan_log_name: a.id for a in algorithms(TransformType.ENCR) if a.strongswan}
+_SS_INTEG = {a.strongswan_log_name: a.id for a in algorithms(TransformType.INTEG) if a.strongswan}
 
 
 @dataclass(slots=True)

@@ -310,7 +310,7 @@ class Lab:
 
     def _collect_keys(self) -> None:
         messages: list[bytes] = []
-        from ..decrypt import ike_datagrams
+        from ..analysis.ike import ike_datagrams
         from ..packets.natt import NATT_PORT
         from ..pcap.reader import UdpDatagram
 

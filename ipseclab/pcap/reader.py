@@ -40,7 +40,7 @@ IPPROTO_ESP = 50
 IPPROTO_AH = 51
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x as much to make, once per packet
 class IpPacket:
     """One IP packet of a capture: frame number (from 1, as Wireshark counts), time and the IP header facts."""
 
@@ -54,7 +54,7 @@ class IpPacket:
     packet: bytes = b""  # the whole IP packet, header included
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UdpDatagram:
     """A UDP datagram of a capture."""
 
@@ -75,7 +75,23 @@ class BadFrame:
     reason: str
 
 
+_UDP = struct.Struct("!HHH")
+_H = struct.Struct("!H")
 _IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options (fragment handled apart)
+
+
+_NAMES: dict[bytes, str] = {}  # address bytes -> text: a capture names few hosts, and ipaddress costs ~1 us each
+_MAX_NAMES = 1 << 16
+
+
+def address_text(raw: bytes) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16 bytes) address as text, from a bounded cache."""
+    text = _NAMES.get(raw)
+    if text is None:
+        if len(_NAMES) >= _MAX_NAMES:  # a capture of many hosts: memory stays bounded, the cache starts over
+            _NAMES.clear()
+        text = _NAMES[raw] = str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
+    return text
 
 
 def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
@@ -86,21 +102,21 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
         if len(data) < off + 20:
             return BadFrame(frame, "truncated IPv4 header")
         ihl = (data[off] & 0x0F) * 4
-        total = struct.unpack_from("!H", data, off + 2)[0]
-        frag = struct.unpack_from("!H", data, off + 6)[0]
+        total = (data[off + 2] << 8) | data[off + 3]
         if ihl < 20 or len(data) < off + total or total < ihl:
             return BadFrame(frame, "truncated IPv4 packet")
-        src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
-        dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
-        return IpPacket(frame, ts, src, dst, data[off + 9], data[off + ihl : off + total], bool(frag & 0x3FFF),
-                        data[off : off + total])
+        src = address_text(data[off + 12 : off + 16])
+        dst = address_text(data[off + 16 : off + 20])
+        packet = data[off : off + total] if off or total != len(data) else data
+        return IpPacket(frame, ts, src, dst, data[off + 9], packet[ihl:], bool(data[off + 6] & 0x3F or data[off + 7]),
+                        packet)
     if version == 6:
         if len(data) < off + 40:
             return BadFrame(frame, "truncated IPv6 header")
         plen = struct.unpack_from("!H", data, off + 4)[0]
         nh = data[off + 6]
-        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
-        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
+        src = address_text(data[off + 8 : off + 24])
+        dst = address_text(data[off + 24 : off + 40])
         end = off + 40 + plen
         if len(data) < end:
             return BadFrame(frame, "truncated IPv6 packet")
@@ -116,6 +132,11 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
                 nh, pos = data[pos], pos + 8 * (data[pos + 1] + 1)
         return IpPacket(frame, ts, src, dst, nh, data[pos:end], fragment, data[off:end])
     return BadFrame(frame, f"IP version {version}")
+
+
+def parse_ip(packet: bytes) -> IpPacket | BadFrame:
+    """One IP packet (an inner packet a tunnel carried, say) read as a capture's frames are: frame 0, time 0."""
+    return _ip(0, 0.0, packet, 0)
 
 
 _NOT_IP = -1  # a frame of a known link type that carries something else (ARP, LLDP): skipped silently
@@ -171,30 +192,44 @@ def _undecodable(what: str, pos: int, why: str) -> str:
     return f"undecodable {what} at byte {pos}: {why}; the rest of the capture is not read"
 
 
+CHUNK = 64 << 10  # classic pcap is read in chunks and its records sliced out: two reads a record cost more
+
+
 def _pcap_records(f: BinaryIO, head: bytes, source: str) -> Iterator[RecordOrStop]:
+    """Records of a classic pcap; memory at most a chunk and two records (a record that spans chunks is joined)."""
     head += f.read(24 - len(head))
     order, nano, linktype = pcap_header(head, source)
-    rec = struct.Struct(order + "IIII")
+    unpack = struct.Struct(order + "IIII").unpack_from
     scale = 1e-9 if nano else 1e-6
-    pos, n = 24, 0
+    base, n = 24, 0  # the file offset of buf[0], records so far
+    buf, pos = b"", 0
     while True:
-        hdr = f.read(16)
-        if not hdr:
-            return
+        if pos + 16 > len(buf):  # the next header is not all in the buffer: what is left of it, and a new chunk
+            base += pos
+            buf, pos = buf[pos:] + f.read(CHUNK), 0
+            if not buf:
+                return
         n += 1
-        if len(hdr) < 16:
-            yield _truncated(f"record {n}'s header", pos, 16, len(hdr))
+        if pos + 16 > len(buf):
+            yield _truncated(f"record {n}'s header", base + pos, 16, len(buf) - pos)
             return
-        sec, frac, caplen, _ = rec.unpack(hdr)
+        sec, frac, caplen, _ = unpack(buf, pos)
         if caplen > MAX_RECORD:
-            yield _undecodable(f"record {n}", pos, f"a captured length of {caplen} bytes (at most {MAX_RECORD})")
+            yield _undecodable(f"record {n}", base + pos, f"a captured length of {caplen} bytes (at most {MAX_RECORD})")
             return
-        data = f.read(caplen)
-        if len(data) < caplen:
-            yield _truncated(f"record {n}", pos, 16 + caplen, 16 + len(data))
-            return
+        end = pos + 16 + caplen
+        if end <= len(buf):
+            data = buf[pos + 16 : end]
+            pos = end
+        else:  # the record runs past the chunk: the rest of it straight from the file
+            data, buf = buf[pos + 16 :], b""  # the chunk let go before the rest is read: memory stays bounded
+            data += f.read(caplen - len(data))
+            if len(data) < caplen:
+                yield _truncated(f"record {n}", base + pos, 16 + caplen, 16 + len(data))
+                return
+            base, pos = base + end, 0
         yield data, sec + frac * scale, linktype
-        pos += 16 + caplen
+        data = b""  # not held while the next record is read
 
 
 def _resolution(options: bytes, order: str) -> tuple[int, int]:
@@ -329,13 +364,19 @@ def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
             yield BadFrame(n, rec)
             return
         data, ts, linktype = rec
-        off = _link_offset(linktype, data)
-        if off == _NOT_IP:
-            continue
-        if off is None:
-            yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
-            continue
-        yield _ip(n, ts, data, off)
+        rec = None  # type: ignore[assignment]  # not held while the next record is read: memory stays bounded
+        if linktype == LINKTYPE_ETHERNET and data[12:14] == b"\x08\x00":  # the common case without a call
+            off: int | None = 14
+        else:
+            off = _link_offset(linktype, data)
+            if off is None or off == _NOT_IP:
+                data = b""
+                if off is None:
+                    yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
+                continue
+        item = _ip(n, ts, data, off or 0)
+        data = b""
+        yield item
 
 
 class PcapFollower:
@@ -398,22 +439,24 @@ class PcapFollower:
         self._offset = 24
 
 
+def udp_of(pkt: IpPacket) -> UdpDatagram | BadFrame | None:
+    """The UDP datagram an IP packet carries, a BadFrame when it cannot be read as one, None when it is not UDP."""
+    if pkt.proto != IPPROTO_UDP:
+        return None
+    if pkt.fragment:
+        return BadFrame(pkt.frame, "IP fragment (reassembly is not supported)")
+    payload = pkt.payload
+    if len(payload) < 8:
+        return BadFrame(pkt.frame, "truncated UDP header")
+    sport, dport, length = _UDP.unpack_from(payload, 0)
+    if length < 8 or length > len(payload):
+        return BadFrame(pkt.frame, f"UDP length {length} does not match the {len(payload)} bytes captured")
+    return UdpDatagram(pkt.frame, pkt.time, pkt.src, pkt.dst, sport, dport, payload[8:length])
+
+
 def read_udp(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams of a capture; frames that are not UDP are skipped, broken ones reported."""
     for pkt in read_ip(path):
-        if isinstance(pkt, BadFrame):
-            yield pkt
-            continue
-        if pkt.proto != IPPROTO_UDP:
-            continue
-        if pkt.fragment:
-            yield BadFrame(pkt.frame, "IP fragment (reassembly is not supported)")
-            continue
-        if len(pkt.payload) < 8:
-            yield BadFrame(pkt.frame, "truncated UDP header")
-            continue
-        sport, dport, length = struct.unpack_from("!HHH", pkt.payload, 0)
-        if length < 8 or length > len(pkt.payload):
-            yield BadFrame(pkt.frame, f"UDP length {length} does not match the {len(pkt.payload)} bytes captured")
-            continue
-        yield UdpDatagram(pkt.frame, pkt.time, pkt.src, pkt.dst, sport, dport, pkt.payload[8:length])
+        d = pkt if isinstance(pkt, BadFrame) else udp_of(pkt)
+        if d is not None:
+            yield d

@@ -88,12 +88,18 @@ def _dh(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -
     return out
 
 
-def _encrs(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec]) -> list[str]:
+def _encrs(peer: PeerConfig, setting: str, text: str, specs: list[TransformSpec], *, ike: bool = False) -> list[str]:
+    """Libreswan's names of a proposal's ciphers; ``ike``: for ``ike=``, which takes fewer (no AES-CCM, ...)."""
     out = []
     for t in (s for s in specs if s.type == TransformType.ENCR):
         name = _encr(t)
-        if name is None:
-            raise refuse(peer, setting, f"{text!r}: cipher {EncrId(t.id).name} has no Libreswan mapping")
+        alg = algorithm(TransformType.ENCR, t.id)
+        why = alg.refusals.get("libreswan", "") if alg is not None else ""
+        if ike and alg is not None and not why:
+            why = alg.refusals.get("libreswan-ike", "")
+        if name is None or why:
+            why = why or "not supported by Libreswan"
+            raise refuse(peer, setting, f"{text!r}: cipher {EncrId(t.id).name} is {why}")
         out.append(name)
     return out
 
@@ -105,7 +111,7 @@ def ike_proposal(peer: PeerConfig, setting: str, text: str, specs: list[Transfor
     same hash; none for AEAD), so a strongSwan proposal whose integrity is not the one its PRF
     implies cannot be written.
     """
-    encrs = _encrs(peer, setting, text, specs)
+    encrs = _encrs(peer, setting, text, specs, ike=True)
     integs = {IntegId(t.id) for t in specs if t.type == TransformType.INTEG}
     for i in integs:
         if _ike_integ(i) is None:
@@ -141,7 +147,9 @@ def child_proposal(peer: PeerConfig, setting: str, text: str, specs: list[Transf
         iid = IntegId(t.id)
         name = name_of("libreswan", TransformType.INTEG, iid)
         if not name:
-            raise refuse(peer, setting, f"{text!r}: integrity {iid.name} has no Libreswan mapping")
+            alg = algorithm(TransformType.INTEG, iid)
+            why = (alg.refusals.get("libreswan", "") if alg is not None else "") or "not supported by Libreswan"
+            raise refuse(peer, setting, f"{text!r}: integrity {iid.name} is {why}")
         integs.append(name)
     if integs:
         parts.append("+".join(integs))

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...crypto.algorithms import name_of
+from ...crypto.algorithms import algorithm, name_of
 from ...crypto.proposals import TransformSpec
 from ...crypto.registry import TransformType
 from ...errors import ConfigError, LabError
@@ -42,7 +42,7 @@ IMPL = "strongswan"
 # by IKE in 5.9.8), the kernel and socket backends and vici.  Same list as the pcaps fixtures
 # minus kernel-libipsec.
 CHARON_PLUGINS = (
-    "random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "xcbc", "cmac", "gcm", "chapoly",
+    "random", "nonce", "openssl", "aes", "sha1", "sha2", "md5", "hmac", "xcbc", "cmac", "ctr", "ccm", "gcm", "chapoly",
     "curve25519", "gmp", "kdf", "pem", "pkcs1", "pubkey", "x509", "kernel-netlink", "socket-default", "vici",
 )
 SWANCTL_PLUGINS = ("pem", "pkcs1", "x509", "pubkey", "openssl", "random", "nonce")
@@ -89,6 +89,17 @@ def identity(ident: Identity) -> str:
     return ident.value
 
 
+def _check_kernel_can_install(peer: PeerConfig) -> None:
+    """kernel-netlink hands ESP/AH to the kernel: a transform with no xfrm name cannot be installed."""
+    for n, specs in enumerate(peer.parsed_child_proposals()):
+        for t in specs:
+            alg = algorithm(t.type, t.id)
+            if t.type in (TransformType.ENCR, TransformType.INTEG) and alg is not None and not alg.xfrm:
+                why = alg.refusals.get("linux", "not an algorithm of the Linux kernel's xfrm")
+                raise refuse(peer, f"child_proposals[{n}]", f"{alg.iana_name} is {why}, so kernel-netlink "
+                             "cannot install the Child SA")
+
+
 def _check(peer: PeerConfig) -> None:
     if not peer.nat_t:
         raise refuse(peer, "nat_t", "strongSwan 5.9.8 has no setting to ignore a detected NAT: it always "
@@ -108,6 +119,8 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
     it keeps about 9 worker threads busy, so it gets 16 (8 would hang vici).
     """
     _check(peer)
+    if not libipsec:
+        _check_kernel_can_install(peer)
     threads = threads or (LIBIPSEC_THREADS if libipsec else THREADS)
     plugins = list(CHARON_PLUGINS)
     if libipsec:
