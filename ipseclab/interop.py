@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, IpsecLabError
+from .errors import ConfigError, IpsecLabError, LabError
 from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
@@ -44,8 +44,13 @@ DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("libreswan", "openiked"), ("openiked", "ipseclab"), ("ipseclab", "openiked")]
 PSK = "ipseclab-interop-psk"
 
-def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
-    """The initiator's (left) and responder's (right) configuration for a test case."""
+def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[PeerConfig, PeerConfig]:
+    """The initiator's (left) and responder's (right) configuration for a test case.
+
+    ``responder`` (the implementation) decides whose certificate has expired in an ``expired-cert`` refusal:
+    the responder's, unless it is ipseclab's endpoint (which refuses an expired certificate of its own before
+    anything starts), then the initiator's.
+    """
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
     left_addr, right_addr = left.address, right.address
@@ -63,11 +68,23 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         mode=case.mode,
         encap=case.encap,
     )
+    i_auth, r_auth = case.auth, case.responder_auth or ("pubkey" if case.auth.startswith("eap-") else case.auth)
+    creds_i = creds_r = None
+    if i_auth != "psk" or r_auth != "psk":
+        from .lab.pki import make_pki
+
+        expired = ("left" if responder == "ipseclab" else "right") if case.refusal == "expired-cert" else ""
+        pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain,
+                       expired=expired)
+        creds_i, creds_r = pki.left, pki.right
+        if case.refusal == "wrong-eap-password":
+            creds_r = dataclasses.replace(creds_r, eap_password="not-" + creds_r.eap_password)
     init = PeerConfig(
         local_address=left_addr, remote_address=right_addr,
         local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
         local_ts=(left.protected,) if tunnel else (), remote_ts=(right.protected,) if tunnel else (),
-        role="initiator", **common,  # type: ignore[arg-type]
+        role="initiator", auth=i_auth, remote_auth=r_auth, credentials=creds_i,  # type: ignore[arg-type]
+        **common,  # type: ignore[arg-type]
     )
     nat = topo.kind == "nat"
     resp = PeerConfig(
@@ -76,7 +93,8 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
-        role="responder", **common,  # type: ignore[arg-type]
+        role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
+        **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]
     )
     return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
 
@@ -91,9 +109,12 @@ def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) ->
         raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
-def check_ipseclab_decrypts(run_dir: Path) -> None:
+def check_ipseclab_decrypts(run_dir: Path, *, retries_without_keys: bool = False) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
-    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV."""
+    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV.
+
+    ``retries_without_keys`` (a case whose IKE_AUTH is refused): an IKE SA the initiator started over with
+    after the refusal may have no keys in the run's table (they were logged after the lab collected them)."""
     from .analysis import EspRecord, records
     from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
@@ -107,7 +128,7 @@ def check_ipseclab_decrypts(run_dir: Path) -> None:
             if isinstance(r, EspRecord):
                 if r.proto == "esp" and not r.verified:
                     bad_esp.append(r.line())
-            elif r.error:
+            elif r.error and not (retries_without_keys and r.error.startswith("no keys for IKE SA")):
                 bad_ike.append(r.line())
         assert not bad_ike, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike)
         assert not bad_esp, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3])
@@ -124,7 +145,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
 
     topo = make_topology(case.topology, "probe")
     try:
-        left_cfg, right_cfg = case_configs(case, topo)
+        left_cfg, right_cfg = case_configs(case, topo, responder)
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     why = unsupported_reason(case, initiator, responder)
@@ -132,13 +153,21 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
-            lab.initiate("left")
-            if case.steps:
-                run_steps(lab, case.steps, run_dir)
+            if case.refusal:
+                try:
+                    lab.initiate("left", timeout=20)
+                except LabError:
+                    pass  # what the case expects; its check reads why from the trace
+                else:
+                    raise AssertionError(f"the SA came up although the case makes IKE_AUTH fail ({case.refusal})")
             else:
-                lab.ping("left", count=case.pings)
+                lab.initiate("left")
+                if case.steps:
+                    run_steps(lab, case.steps, run_dir)
+                else:
+                    lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
-        check_ipseclab_decrypts(run_dir)
+        check_ipseclab_decrypts(run_dir, retries_without_keys=bool(case.refusal))
     except AssertionError as exc:
         return result(FAILED, str(exc) or "assertion failed")
     except KeyboardInterrupt:
@@ -157,7 +186,7 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
     that one side must give its IKE keys (only the trace check needs them, not a lab at the REPL).
     """
     try:
-        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
+        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"), responder)
         for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
             drv = driver(impl)
             drv.check_topology(case.topology)
@@ -173,6 +202,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
         if ike_keys and not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
+        if case.refusal and not any(getattr(driver(i), "gives_ike_keys_unauthenticated", driver(i).gives_ike_keys)
+                                    for i in (initiator, responder)):
+            raise ConfigError(f"IKE_AUTH fails in this case, and neither {initiator} nor {responder} gives the keys "
+                              "of an IKE SA that was never authenticated, so the refusal cannot be read from the trace")
     except ConfigError as exc:
         return str(exc)
     return None

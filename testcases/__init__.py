@@ -5,11 +5,12 @@ from __future__ import annotations
 from ipseclab.errors import ConfigError
 
 from .algorithms import CASES as ALGORITHM_CASES
+from .auth import CASES as AUTH_CASES
 from .base import TestCase
 from .lifecycle import CASES as LIFECYCLE_CASES
 from .modes import CASES as MODE_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES, *AUTH_CASES]
 
 
 def by_name(name: str) -> TestCase:

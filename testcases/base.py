@@ -45,6 +45,17 @@ class TestCase:
     left_settings: tuple[tuple[str, object], ...] = ()
     right_settings: tuple[tuple[str, object], ...] = ()
     steps: tuple[object, ...] = ()
+    # authentication: the initiator's ("psk", "pubkey", "eap-md5", "eap-mschapv2") and the responder's own
+    # ("" = the same, or "pubkey" when the initiator does EAP); certificates of ``key_type`` from a CA made
+    # for the run (lab/pki.py), through an intermediate CA when ``chain``
+    auth: str = "psk"
+    responder_auth: str = ""
+    key_type: str = "ecdsa-p256"
+    chain: bool = False
+    # a case whose IKE_AUTH must fail: "expired-cert" (the certificate of the side that is not ipseclab's own
+    # endpoint has expired: the endpoint refuses an expired certificate of its own before it starts),
+    # "wrong-psk" (the responder's PSK differs), "wrong-eap-password" (the EAP server's differs)
+    refusal: str = ""
 
     check_negotiation: bool = False  # also check the negotiated transforms and KE group (check_negotiated)
 
