@@ -62,6 +62,10 @@ class CryptoError(IpsecLabError):
     """A cryptographic operation could not be performed (bad key length, bad parameters)."""
 
 
+class CertificateError(CryptoError):
+    """A certificate that cannot be used: expired, not chaining to a configured CA, not naming the identity."""
+
+
 class UnsupportedTransformError(CryptoError):
     """A transform id (or key length) that ipseclab does not implement, or not for this protocol."""
 

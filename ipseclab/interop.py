@@ -45,8 +45,13 @@ DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
                  ("libreswan", "openiked"), ("openiked", "ipseclab"), ("ipseclab", "openiked")]
 PSK = "ipseclab-interop-psk"
 
-def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig]:
-    """The initiator's (left) and responder's (right) configuration for a test case."""
+def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[PeerConfig, PeerConfig]:
+    """The initiator's (left) and responder's (right) configuration for a test case.
+
+    ``responder`` (the implementation) decides whose certificate has expired in an ``expired-cert`` refusal:
+    the responder's, unless it is ipseclab's endpoint (which refuses an expired certificate of its own before
+    anything starts), then the initiator's.
+    """
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
     left_addr, right_addr = left.address, right.address
@@ -66,11 +71,23 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         replay_window=case.replay_window,
         esn=case.esn,
     )
+    i_auth, r_auth = case.auth, case.responder_auth or ("pubkey" if case.auth.startswith("eap-") else case.auth)
+    creds_i = creds_r = None
+    if i_auth != "psk" or r_auth != "psk":
+        from .lab.pki import make_pki
+
+        expired = ("left" if responder == "ipseclab" else "right") if case.refusal == "expired-cert" else ""
+        pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain,
+                       expired=expired)
+        creds_i, creds_r = pki.left, pki.right
+        if case.refusal == "wrong-eap-password":
+            creds_r = dataclasses.replace(creds_r, eap_password="not-" + creds_r.eap_password)
     init = PeerConfig(
         local_address=left_addr, remote_address=right_addr,
         local_id=Identity.fqdn("left.ipseclab.test"), remote_id=Identity.fqdn("right.ipseclab.test"),
         local_ts=(left.protected,) if tunnel else (), remote_ts=(right.protected,) if tunnel else (),
-        role="initiator", **common,  # type: ignore[arg-type]
+        role="initiator", auth=i_auth, remote_auth=r_auth, credentials=creds_i,  # type: ignore[arg-type]
+        **common,  # type: ignore[arg-type]
     )
     nat = topo.kind == "nat"
     resp = PeerConfig(
@@ -79,11 +96,12 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
-        role="responder", tfc_padding=case.tfc_padding, **common,  # type: ignore[arg-type]
+        role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
+        tfc_padding=case.tfc_padding,
+        **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]
     )
-    if case.responder_ike_proposal or case.responder_psk:
-        resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal or case.ike_proposal,),
-                                   psk=case.responder_psk or PSK)
+    if case.responder_ike_proposal:
+        resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal,))
     return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
 
 
@@ -97,11 +115,15 @@ def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) ->
         raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
-def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = frozenset()) -> None:
+def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = frozenset(), *,
+                            retries_without_keys: bool = False) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
     message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV, but the
     ``probed`` (SPI, sequence number) pairs: a probe sent those as replays, out of the window or with a bad
-    ICV on purpose, and ipseclab's own replay window rightly refuses them."""
+    ICV on purpose, and ipseclab's own replay window rightly refuses them.
+
+    ``retries_without_keys`` (a case whose IKE_AUTH is refused): an IKE SA the initiator started over with
+    after the refusal may have no keys in the run's table (they were logged after the lab collected them)."""
     from .analysis import EspRecord, records
     from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
@@ -115,7 +137,7 @@ def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = 
             if isinstance(r, EspRecord):
                 if r.proto == "esp" and not r.verified and (r.spi, r.seq) not in probed:
                     bad_esp.append(r.line())
-            elif r.error:
+            elif r.error and not (retries_without_keys and r.error.startswith("no keys for IKE SA")):
                 bad_ike.append(r.line())
         if bad_ike:
             raise CheckFailed(f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike))
@@ -134,7 +156,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
 
     topo = make_topology(case.topology, "probe")
     try:
-        left_cfg, right_cfg = case_configs(case, topo)
+        left_cfg, right_cfg = case_configs(case, topo, responder)
     except ConfigError as exc:
         return result(UNSUPPORTED, str(exc))
     why = unsupported_reason(case, initiator, responder)
@@ -142,7 +164,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
-            if not case.establishes:
+            if case.refusal or not case.establishes:
                 _initiate_refused(lab, run_dir)
             else:
                 lab.initiate("left")
@@ -155,10 +177,9 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
 
                     run_probe(lab, case.probe, run_dir, victim="left" if case.victim == "initiator" else "right")
         case.check(Trace.load(run_dir))
-        if case.establishes:
-            check_ipseclab_decrypts(run_dir, _probed(run_dir))
-    except CheckFailed as exc:
-        return result(FAILED, f"{exc}{counters_summary(run_dir)}")
+        check_ipseclab_decrypts(run_dir, _probed(run_dir), retries_without_keys=bool(case.refusal))
+    except AssertionError as exc:  # CheckFailed, the suite's failure type, is one
+        return result(FAILED, f"{exc or 'assertion failed'}{counters_summary(run_dir)}")
     except KeyboardInterrupt:
         raise  # LabInterrupted too: an interrupt stops the matrix, it is not this cell's result
     except IpsecLabError as exc:
@@ -220,7 +241,7 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
     that one side must give its IKE keys (only the trace check needs them, not a lab at the REPL).
     """
     try:
-        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
+        left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"), responder)
         for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
             drv = driver(impl)
             drv.check_topology(case.topology)
@@ -234,10 +255,6 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
             why = driver(victim).probe_refusal
             if why:
                 raise ConfigError(f"{victim} as the victim of the {case.probe} probe: {why}")
-        if case.needs_keys_before_auth and not (driver(initiator).ike_keys_before_auth
-                                                or driver(responder).ike_keys_before_auth):
-            raise ConfigError(f"no keys: neither {initiator} nor {responder} gives the IKE keys of an IKE SA that "
-                              "was never established, so the refusal inside IKE_AUTH cannot be seen decrypted")
         for step in case.steps:
             for side, action in step.needs().items():  # type: ignore[attr-defined]
                 impl = initiator if side == "left" else responder
@@ -247,6 +264,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
         if ike_keys and not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
+        if case.refusal and not any(getattr(driver(i), "gives_ike_keys_unauthenticated", driver(i).gives_ike_keys)
+                                    for i in (initiator, responder)):
+            raise ConfigError(f"IKE_AUTH fails in this case, and neither {initiator} nor {responder} gives the keys "
+                              "of an IKE SA that was never authenticated, so the refusal cannot be read from the trace")
     except ConfigError as exc:
         return str(exc)
     return None

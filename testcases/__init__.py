@@ -5,12 +5,13 @@ from __future__ import annotations
 from ipseclab.errors import ConfigError
 
 from .algorithms import CASES as ALGORITHM_CASES
+from .auth import CASES as AUTH_CASES
 from .base import TestCase
 from .lifecycle import CASES as LIFECYCLE_CASES
 from .modes import CASES as MODE_CASES
 from .verdicts import CASES as VERDICT_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES, *VERDICT_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES, *AUTH_CASES, *VERDICT_CASES]
 
 
 def by_name(name: str) -> TestCase:

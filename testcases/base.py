@@ -41,14 +41,23 @@ class TestCase:
     probe: str = ""  # what the runner injects at the victim before teardown; see testcases/verdicts
     victim: str = "responder"  # the probe's victim: "responder" (right) or "initiator" (left)
     responder_ike_proposal: str = ""  # the responder's own IKE proposal when it differs (refusal cases)
-    responder_psk: str = ""  # the responder's own PSK when it differs (refusal cases)
     establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping
-    needs_keys_before_auth: bool = False  # it checks an encrypted message of an IKE SA that never got established
     # lifecycle cases (testcases/lifecycle.py): PeerConfig settings per side on top of the above, and the
     # steps the runner performs after the first Child SA is up instead of the pings (testcases/steps.py)
     left_settings: tuple[tuple[str, object], ...] = ()
     right_settings: tuple[tuple[str, object], ...] = ()
     steps: tuple[object, ...] = ()
+    # authentication: the initiator's ("psk", "pubkey", "eap-md5", "eap-mschapv2") and the responder's own
+    # ("" = the same, or "pubkey" when the initiator does EAP); certificates of ``key_type`` from a CA made
+    # for the run (lab/pki.py), through an intermediate CA when ``chain``
+    auth: str = "psk"
+    responder_auth: str = ""
+    key_type: str = "ecdsa-p256"
+    chain: bool = False
+    # a case whose IKE_AUTH must fail: "expired-cert" (the certificate of the side that is not ipseclab's own
+    # endpoint has expired: the endpoint refuses an expired certificate of its own before it starts),
+    # "wrong-psk" (the responder's PSK differs), "wrong-eap-password" (the EAP server's differs)
+    refusal: str = ""
 
     check_negotiation: bool = False  # also check the negotiated transforms and KE group (check_negotiated)
 

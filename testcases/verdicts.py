@@ -1,4 +1,4 @@
-"""Verdict cases (issue 13): replay, TFC and access control at a victim, and the refusals of IKE_SA_INIT/IKE_AUTH.
+"""Verdict cases (issue 13): replay, TFC and access control at a victim, and the refusals of IKE_SA_INIT.
 
 The victim is the responder unless a case says ``victim="initiator"``.  Probe cases (``probe=...``)
 have the runner inject packets made with the run's keys (``ipseclab/probes.py``, which writes
@@ -298,15 +298,6 @@ REFUSE_PROPOSAL = RefusalCase(
     responder_ike_proposal="aes128gcm16-prfsha256-ecp256",
     establishes=False,
 )
-REFUSE_AUTH = RefusalCase(
-    name="refuse-auth",
-    description="the responder has another PSK: AUTHENTICATION_FAILED in the IKE_AUTH response (decrypted)",
-    responder_psk="not-the-initiators-psk",
-    notify="AUTHENTICATION_FAILED",
-    exchange=IKE_AUTH,
-    establishes=False,
-    needs_keys_before_auth=True,
-)
 KE_RETRY = RefusalCase(
     name="invalid-ke-retry",
     description="the initiator offers ECP-256 then MODP-2048 and sends an ECP-256 KE; the responder takes "
@@ -317,4 +308,4 @@ KE_RETRY = RefusalCase(
 )
 
 CASES: list[TestCase] = [REPLAY, REPLAY_INITIATOR, REPLAY_ESN, REPLAY_WINDOW_0, TFC, ACCESS_CONTROL,
-                         REFUSE_PROPOSAL, REFUSE_AUTH, KE_RETRY]
+                         REFUSE_PROPOSAL, KE_RETRY]

@@ -38,6 +38,24 @@ class AuthMethod(IntEnum):
     DIGITAL_SIGNATURE = 14
 
 
+class HashAlgorithm(IntEnum):
+    """IKEv2 Hash Algorithms (IANA; RFC 7427 section 7, Identity from RFC 8420), as the SIGNATURE_HASH_ALGORITHMS
+    notify carries them: 16-bit ids, one after the other."""
+
+    SHA1 = 1
+    SHA2_256 = 2
+    SHA2_384 = 3
+    SHA2_512 = 4
+    IDENTITY = 5
+
+
+def hash_algorithm_of(scheme: str) -> HashAlgorithm:
+    """The hash a scheme of SIGNATURE_SCHEMES uses, as SIGNATURE_HASH_ALGORITHMS names it (EdDSA: Identity)."""
+    h = SIGNATURE_SCHEMES[scheme].hash_name
+    return {None: HashAlgorithm.IDENTITY, "sha1": HashAlgorithm.SHA1, "sha256": HashAlgorithm.SHA2_256,
+            "sha384": HashAlgorithm.SHA2_384, "sha512": HashAlgorithm.SHA2_512}[h]
+
+
 def signed_octets(prf: Prf, real_message: bytes, peer_nonce: bytes, sk_p: bytes, id_body: bytes) -> bytes:
     """InitiatorSignedOctets / ResponderSignedOctets (RFC 7296 2.15).
 
@@ -172,6 +190,14 @@ def _raw_verify(scheme: SignatureScheme, key: PublicKey, sig: bytes, data: bytes
             raise CryptoError(f"signature scheme {scheme.name} does not match a {type(key).__name__}")
     except InvalidSignature:
         raise IntegrityError(f"AUTH signature ({scheme.name}) does not verify") from None
+
+
+def scheme_of(auth_data: bytes) -> str | None:
+    """The RFC 7427 scheme named by Digital Signature AUTH data (its length-prefixed AlgorithmIdentifier)."""
+    if not auth_data:
+        return None
+    s = _BY_ALGID.get(auth_data[1 : 1 + auth_data[0]])
+    return s.name if s is not None else None
 
 
 def sign_auth(method: AuthMethod, key: PrivateKey, octets: bytes, scheme: str | None = None) -> bytes:

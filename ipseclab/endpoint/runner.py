@@ -41,6 +41,7 @@ from ..ike.events import Event
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
+from . import auth_spec
 from .children import esp_sas
 from .icmp import echo_reply_of, echo_reply_to, echo_request
 
@@ -62,8 +63,11 @@ class EndpointSpec:
     def from_json(cls, text: str) -> EndpointSpec:
         raw = json.loads(text)
         ike = dict(raw["ike"])
-        ike["psk"] = ike["psk"].encode() if isinstance(ike["psk"], str) else bytes.fromhex(ike["psk_hex"])
+        psk = ike.get("psk", "")
+        ike["psk"] = psk.encode() if isinstance(psk, str) else bytes.fromhex(ike["psk_hex"])
         ike.pop("psk_hex", None)
+        for k in ("local_auth", "remote_auth"):
+            ike[k] = auth_spec.from_json(ike.get(k))
         for k in ("ike_proposals", "esp_proposals", "ah_proposals", "local_ts", "remote_ts"):
             if k in ike:
                 ike[k] = tuple(ike[k])
@@ -76,6 +80,8 @@ class EndpointSpec:
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
         ike["psk"] = self.ike.psk.decode()
+        ike["local_auth"] = auth_spec.to_json(self.ike.local_auth)
+        ike["remote_auth"] = auth_spec.to_json(self.ike.remote_auth)
         return json.dumps({"ike": ike, "local": self.local, "remote": self.remote, "initiator": self.initiator,
                            "out_dir": str(self.out_dir), "port": self.port}, indent=2)
 

@@ -1,9 +1,10 @@
-"""What one IKE SA is configured with: identities, the pre-shared key, proposals, selectors, mode.
+"""What one IKE SA is configured with: identities, how each side authenticates, proposals, selectors, mode.
 
 The strings are the ones users of this field already write (swanctl.conf / ipsec.conf): proposals
 like ``aes256gcm16-prfsha256-ecp256`` and ``aes128-sha256-esn``, selectors like ``10.1.0.0/16``.
 Everything is checked when the config is made, so a typo fails at once with a message naming it,
-not half-way through an exchange.
+not half-way through an exchange.  Authentication is ``psk`` for both directions, or an authenticator per
+side (``local_auth``, ``remote_auth``: see ``ike.auth.credentials``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..crypto.proposals import parse_proposal
+from ..crypto.x509 import dn_der
 from ..errors import ConfigError
 from ..packets.enums import IdType
+from .auth.credentials import EapServer, LocalAuth, RemoteAuth, TrustedCas, resolve
+
+ANY_ID = "%any"  # as remote_id: take whatever identity the peer's authenticator proves (strongSwan's %any)
 
 
 @lru_cache(maxsize=1024)
 def identity(text: str) -> tuple[int, bytes]:
-    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN (computed once each)."""
+    """(ID type, data) for an identity string: an IP address, a DN (``C=CH, O=Example, CN=moon``, most
+    significant first as strongSwan writes it), ``user@fqdn``, or an FQDN (computed once each)."""
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -28,6 +34,8 @@ def identity(text: str) -> tuple[int, bytes]:
         return (IdType.ID_IPV4_ADDR if addr.version == 4 else IdType.ID_IPV6_ADDR), addr.packed
     if not text:
         raise ConfigError("an empty identity: use an address, a name (moon.example.org) or user@name")
+    if "=" in text:
+        return IdType.ID_DER_ASN1_DN, dn_der(text)
     return (IdType.ID_RFC822_ADDR if "@" in text else IdType.ID_FQDN), text.encode()
 
 
@@ -48,7 +56,11 @@ class IkeConfig:
 
     local_id: str
     remote_id: str
-    psk: bytes
+    psk: bytes = b""  # the shared key of both directions, unless local_auth / remote_auth say otherwise
+    # how we authenticate and how the peer must (ike.auth.credentials): Psk, PubkeyAuth, EapClient / Psk,
+    # TrustedCas, EapServer; None: the ``psk``
+    local_auth: LocalAuth | None = None
+    remote_auth: RemoteAuth | None = None
     ike_proposals: tuple[str, ...] = ("aes256gcm16-prfsha256-ecp256",)
     esp_proposals: tuple[str, ...] = ("aes256gcm16-noesn",)
     ah_proposals: tuple[str, ...] = ("sha256",)
@@ -86,14 +98,22 @@ class IkeConfig:
     window_size: int = 1
 
     @property
+    def authenticators(self) -> tuple[LocalAuth | None, RemoteAuth]:
+        """(ours, the peer's): the configured authenticators, the PSK standing in for one not given."""
+        return resolve(self.local_auth, self.remote_auth, self.psk)
+
+    @property
     def child_proposals(self) -> tuple[str, ...]:
         return self.ah_proposals if self.protocol == "ah" else self.esp_proposals
 
     def __post_init__(self) -> None:
-        if not self.psk:
-            raise ConfigError("the pre-shared key is empty: IKEv2 PSK authentication needs a secret")
+        resolve(self.local_auth, self.remote_auth, self.psk)
         identity(self.local_id)
-        identity(self.remote_id)
+        if self.remote_id != ANY_ID:
+            identity(self.remote_id)
+        elif not isinstance(self.remote_auth, TrustedCas | EapServer):
+            raise ConfigError("remote_id '%any' needs a remote_auth that proves an identity (TrustedCas or "
+                              "EapServer): with a shared key anyone holding it could claim any ID")
         if not self.ike_proposals or not self.esp_proposals:
             raise ConfigError("at least one IKE and one ESP proposal are needed")
         for p in self.ike_proposals:

@@ -42,6 +42,7 @@ from ..packets.fragment import fragment
 from ..packets.message import EncryptedPayload, Message, encode
 from ..packets.natt import KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..packets.payloads import NotifyPayload, Payload
+from .auth.credentials import check_role
 from .child import LIVE, ChildSa, ChildState
 from .config import IkeConfig
 from .events import DatagramDropped, DeadPeer, Event, IkeSaFailed
@@ -135,6 +136,7 @@ class IkeConnection:
     _queue: list[Datagram] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_role(*self.config.authenticators, self.initiator)  # EAP: client initiates, server responds
         self.ike = IkeSa(self.initiator, self.budget)
         if self.initiator:
             self.ike.spi_i = self.rng(8)

@@ -30,6 +30,7 @@ class IkeSaEstablished(Event):
     integ_id: int | None
     keys: IkeSaKeys
     peer_id: str
+    auth: str = ""  # how the peer proved peer_id: "pre-shared key", "DIGITAL_SIGNATURE ecdsa-sha256, certificate ..."
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from ..crypto.keys import IkeSaKeys, IkeSuite
 from ..packets.fragment import Reassembler
 from ..packets.message import IkeSaCrypto, Message
 from ..packets.payloads import Payload, SaPayload
+from .auth.state import AuthState
 from .limits import Account, MemoryBudget
 from .state import FINAL, IkeState, Role, Trigger, transition
 
@@ -46,6 +47,7 @@ class Negotiation:
     peer_fragmentation: bool = False
     nat_local: bool = False  # we are behind a NAT (RFC 7296 2.23)
     nat_remote: bool = False  # the peer is
+    auth: AuthState = field(default_factory=AuthState)  # what authentication learnt (ike.auth)
 
     def forget_handshake(self) -> None:
         """Drop what only IKE_SA_INIT and the AUTH payloads needed (the KE private value, both IKE_SA_INIT
@@ -55,6 +57,7 @@ class Negotiation:
         self.init_request = self.init_response = self.cookie = b""
         self.ike_offer = None
         self.tried_groups = []
+        self.auth = AuthState()
 
 
 @dataclass(slots=True)

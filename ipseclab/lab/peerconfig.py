@@ -40,6 +40,8 @@ Mode = Literal["tunnel", "transport"]
 Fragmentation = Literal["yes", "no", "force"]
 DpdAction = Literal["clear", "hold", "restart"]
 IdKind = Literal["fqdn", "ip", "email"]
+AuthKind = Literal["psk", "pubkey", "eap-md5", "eap-mschapv2"]
+AUTH_KINDS = ("psk", "pubkey", "eap-md5", "eap-mschapv2")
 
 AEAD_ENCR = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305,
                        EncrId.NULL_AUTH_AES_GMAC})
@@ -114,6 +116,23 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """One peer's certificate material and EAP secret (PEM bytes, made by the run's CA: ``lab/pki.py``).
+
+    ``certificate``/``private_key``/``intermediates``: what this peer proves itself with (``auth="pubkey"``);
+    ``cas``: what the other peer's certificate must chain to (``remote_auth="pubkey"``); ``eap_identity`` and
+    ``eap_password``: the EAP client's credentials, or the one user an EAP server knows.
+    """
+
+    certificate: bytes = b""
+    private_key: bytes = b""
+    intermediates: tuple[bytes, ...] = ()
+    cas: tuple[bytes, ...] = ()
+    eap_identity: str = ""
+    eap_password: str = ""
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class PeerConfig:
     """What one peer is configured with: the same intent for every implementation.
@@ -136,8 +155,13 @@ class PeerConfig:
     """None: the local address as an ip identity."""
     remote_id: Identity | None
     """None: the remote address as an ip identity (required when ``remote_address`` is None)."""
-    auth: Literal["psk"]
-    """Only pre-shared keys today; certificates will add ``"pubkey"`` and cert/key fields."""
+    auth: AuthKind
+    """How this peer proves itself: ``psk``, ``pubkey`` (its certificate in ``credentials``) or, for an
+    initiator, ``eap-md5`` / ``eap-mschapv2`` (the EAP client)."""
+    remote_auth: AuthKind
+    """How the other peer must prove itself (``pubkey``: chaining to ``credentials.cas``; ``eap-*``: this
+    responder is the EAP server); the constructor's None means the same as ``auth``."""
+    credentials: PeerCredentials | None
     ike_proposals: tuple[str, ...]
     esp_proposals: tuple[str, ...]
     ah_proposals: tuple[str, ...]
@@ -201,7 +225,9 @@ class PeerConfig:
         *,
         local_id: Identity | str | None = None,
         remote_id: Identity | str | None = None,
-        auth: Literal["psk"] = "psk",
+        auth: AuthKind = "psk",
+        remote_auth: AuthKind | None = None,
+        credentials: PeerCredentials | None = None,
         ike_proposals: Sequence[str] = ("aes256-sha256-ecp256",),
         esp_proposals: Sequence[str] = ("aes128-sha256",),
         ah_proposals: Sequence[str] = ("sha256",),
@@ -246,6 +272,9 @@ class PeerConfig:
         set_(self, "local_id", self._identity("local_id", local_id))
         set_(self, "remote_id", self._identity("remote_id", remote_id))
         set_(self, "auth", auth)
+        set_(self, "remote_auth", remote_auth if remote_auth is not None
+             else ("psk" if auth.startswith("eap-") else auth))
+        set_(self, "credentials", credentials)
         set_(self, "ike_proposals", self._proposals("ike_proposals", ike_proposals))
         set_(self, "esp_proposals", self._proposals("esp_proposals", esp_proposals))
         set_(self, "ah_proposals", self._proposals("ah_proposals", ah_proposals))
@@ -330,8 +359,7 @@ class PeerConfig:
                 raise self.error("psk", "the pre-shared key is empty")
         else:
             raise self.error("psk", f"must be bytes or str, not {type(self.psk).__name__}")
-        if self.auth != "psk":
-            raise self.error("auth", f"only 'psk' is supported, not {self.auth!r}")
+        self._validate_auth()
         if self.protocol not in ("esp", "ah"):
             raise self.error("protocol", f"must be 'esp' or 'ah', not {self.protocol!r}")
         if self.mode not in ("tunnel", "transport"):
@@ -391,6 +419,20 @@ class PeerConfig:
             raise self.error("retransmit_tries", f"must be 0 or more, not {self.retransmit_tries}")
         if self.extra_children and self.mode != "tunnel":
             raise self.error("extra_children", "additional Child SAs with their own subnets need tunnel mode")
+
+    def _validate_auth(self) -> None:
+        for setting in ("auth", "remote_auth"):
+            if getattr(self, setting) not in AUTH_KINDS:
+                raise self.error(setting, f"must be one of {', '.join(AUTH_KINDS)}, not {getattr(self, setting)!r}")
+        creds = self.credentials or PeerCredentials()
+        if self.auth == "pubkey" and not (creds.certificate and creds.private_key):
+            raise self.error("credentials", "auth='pubkey' needs a certificate and its private key")
+        if self.remote_auth == "pubkey" and not creds.cas:
+            raise self.error("credentials", "remote_auth='pubkey' needs the CA certificates to check the peer with")
+        if self.auth.startswith("eap-") and (self.role != "initiator" or not creds.eap_password):
+            raise self.error("auth", "EAP authentication is the initiator's (RFC 7296 2.16), with an eap_password")
+        if self.remote_auth.startswith("eap-") and (self.role != "responder" or not creds.eap_password):
+            raise self.error("remote_auth", "an EAP server is the responder, with the user's eap_password")
 
     def _validate_selectors(self) -> None:
         for setting, nets in (("local_ts", self.local_ts), ("remote_ts", self.remote_ts)):
@@ -499,6 +541,9 @@ class PeerConfig:
         """
         if self.remote_address is None:
             raise self.error("remote_address", "cannot mirror a configuration that accepts any remote address")
+        if self.credentials is not None:
+            raise self.error("credentials", "cannot mirror certificates or EAP secrets: configure each peer with "
+                             "its own (lab/pki.py issues both)")
         return dataclasses.replace(
             self,
             name=name or self.name,
@@ -511,6 +556,8 @@ class PeerConfig:
             extra_children=tuple((remote, local) for local, remote in self.extra_children),
             role="responder" if self.role == "initiator" else "initiator",
             auto_start=False,
+            auth=self.remote_auth,
+            remote_auth=self.auth,
         )
 
 

@@ -1,9 +1,10 @@
-"""IKE_AUTH (RFC 7296 1.2, 2.15): identities, PSK authentication and the first Child SA.
+"""IKE_AUTH (RFC 7296 1.2, 2.15): identities, authentication and the first Child SA.
 
-AUTH = prf(prf(PSK, "Key Pad for IKEv2"), <SignedOctets>), where the initiator signs its
-IKE_SA_INIT request, the responder's nonce and prf(SK_pi, IDi'), and the responder its
-IKE_SA_INIT response, the initiator's nonce and prf(SK_pr, IDr').  The Child SA's KEYMAT is
-prf+(SK_d, Ni | Nr), the initiator-to-responder keys first (2.17).
+Each side proves its identity over its SignedOctets (its IKE_SA_INIT message, the peer's nonce and
+prf(SK_p, ID')) with its own authenticator (``ike.auth``): a pre-shared key, a certificate's signature with
+CERT payloads, or, for the initiator, EAP.  Without EAP this is one round trip; with EAP the exchange module
+``ike_auth_eap`` runs the further round trips (2.16) and comes back here to finish.  The Child SA's KEYMAT
+is prf+(SK_d, Ni | Nr), the initiator-to-responder keys first (2.17).
 
 A failed AUTH fails the IKE SA (AUTHENTICATION_FAILED, 2.21.2); a Child SA that cannot be agreed
 (no proposal, unacceptable selectors, a mode mismatch) leaves the IKE SA up and is reported as
@@ -12,14 +13,13 @@ A failed AUTH fails the IKE SA (AUTHENTICATION_FAILED, 2.21.2); a Child SA that 
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
-from ...crypto import child_sa_keys, psk_auth, signed_octets
-from ...crypto.auth import AuthMethod
+from ...crypto import child_sa_keys
 from ...crypto.keys import IkeSaKeys, IkeSuite
+from ...crypto.x509 import dn_from_der
 from ...errors import LocalProtocolError, RemoteProtocolError
-from ...packets.enums import ExchangeType, NotifyType, enum_name
+from ...packets.enums import ExchangeType, IdType, NotifyType, enum_name
 from ...packets.message import Message
 from ...packets.payloads import (
     AuthPayload,
@@ -34,8 +34,11 @@ from ...packets.payloads import (
     TsiPayload,
     TsrPayload,
 )
+from ..auth import proof
+from ..auth.credentials import EapClient, EapServer
+from ..auth.proof import AuthFailed
 from ..child import ChildSa, ChildTrigger
-from ..config import identity
+from ..config import ANY_ID, identity
 from ..events import ChildSaEstablished, ChildSaFailed, IkeSaEstablished
 from ..negotiate import check_choice, child_algorithms, choose, offer
 from ..selectors import from_cidrs, narrow, within
@@ -53,40 +56,31 @@ def _negotiated(conn: IkeConnection) -> tuple[IkeSuite, IkeSaKeys]:
     return neg.suite, neg.keys
 
 
-def _auth_data(conn: IkeConnection, *, for_initiator: bool, id_payload: IdPayload) -> bytes:
-    neg = conn.neg
-    suite, keys = _negotiated(conn)
-    prf = suite.prf
-    if for_initiator:
-        octets = signed_octets(prf, neg.init_request, neg.nonce_r, keys.sk_pi, id_payload.body())
-    else:
-        octets = signed_octets(prf, neg.init_response, neg.nonce_i, keys.sk_pr, id_payload.body())
-    return psk_auth(prf, conn.config.psk, octets)
-
-
 def _own_id(conn: IkeConnection, cls: type[IdPayload]) -> IdPayload:
     id_type, data = identity(conn.config.local_id)
     return cls(id_type, data)
 
 
-def _check_peer(conn: IkeConnection, peer_id: Payload | None, auth: Payload | None, *,
-                peer_is_initiator: bool) -> IdPayload:
-    """The peer's ID payload, once it names the configured identity and its AUTH verifies; RemoteProtocolError
-    otherwise."""
-    if not isinstance(peer_id, IdPayload) or not isinstance(auth, AuthPayload):
-        raise RemoteProtocolError("IKE_AUTH without the peer's ID and AUTH payloads", NotifyType.AUTHENTICATION_FAILED)
-    want = identity(conn.config.remote_id)
-    if (peer_id.id_type, peer_id.data) != want:
-        raise RemoteProtocolError(f"peer identity {peer_id.text()!r} is not the configured {conn.config.remote_id!r}",
-                                  NotifyType.AUTHENTICATION_FAILED)
-    if auth.method != AuthMethod.SHARED_KEY_MIC:
-        raise RemoteProtocolError(f"peer authenticates with method {auth.method}; only PSK (2) is configured",
-                                  NotifyType.AUTHENTICATION_FAILED)
-    expected = _auth_data(conn, for_initiator=peer_is_initiator, id_payload=peer_id)
-    if not hmac.compare_digest(expected, auth.data):
-        raise RemoteProtocolError(f"AUTH payload of {peer_id.text()!r} does not verify: wrong pre-shared key?",
-                                  NotifyType.AUTHENTICATION_FAILED)
+def check_peer_id(conn: IkeConnection, peer_id: Payload | None) -> IdPayload:
+    """The peer's ID payload if it names the configured identity; AuthFailed otherwise."""
+    if not isinstance(peer_id, IdPayload):
+        raise AuthFailed("IKE_AUTH without the peer's ID payload")
+    if conn.config.remote_id == ANY_ID:
+        return peer_id  # any identity its authenticator proves (e.g. every user of an EAP server)
+    if (peer_id.id_type, peer_id.data) != identity(conn.config.remote_id):
+        raise AuthFailed(f"peer identity {peer_id.text()!r} is not the configured {conn.config.remote_id!r}")
     return peer_id
+
+
+def _check_peer(conn: IkeConnection, inner: list[Payload], peer_id: Payload | None, auth: Payload | None, *,
+                peer_is_initiator: bool) -> IdPayload:
+    """The peer's ID payload, once it names the configured identity and its AUTH (and certificate) verifies;
+    AuthFailed naming why not otherwise."""
+    pid = check_peer_id(conn, peer_id)
+    if not isinstance(auth, AuthPayload):
+        raise AuthFailed("IKE_AUTH without the peer's AUTH payload")
+    conn.neg.auth.peer_auth = proof.verify_peer(conn, inner, pid, auth, peer_is_initiator=peer_is_initiator)
+    return pid
 
 
 def _find(payloads: list[Payload], cls: type) -> Payload | None:
@@ -141,36 +135,55 @@ def add_child(conn: IkeConnection, event: ChildSaEstablished, now: float) -> Chi
     return child
 
 
-def established_event(conn: IkeConnection) -> IkeSaEstablished:
+def established_event(conn: IkeConnection, auth: str = "") -> IkeSaEstablished:
     """The current IKE SA's event, with the keys for Wireshark's table."""
     s, keys = _negotiated(conn)
     return IkeSaEstablished(conn.spi_i, conn.spi_r, conn.ike.initiator, s.describe(), int(s.encr.id),
-                            s.encr.key_bits, int(s.integ.id) if s.integ else None, keys, conn.peer_id)
+                            s.encr.key_bits, int(s.integ.id) if s.integ else None, keys, conn.peer_id, auth)
 
 
 def _established(conn: IkeConnection, peer_id: IdPayload, now: float) -> IkeSaEstablished:
-    conn.peer_id = peer_id.text()
+    conn.peer_id = dn_from_der(peer_id.data) if peer_id.id_type == IdType.ID_DER_ASN1_DN else peer_id.text()
+    auth = conn.neg.auth.peer_auth
     conn.neg.forget_handshake()
     from .. import lifecycle
 
     lifecycle.schedule_ike(conn, now)
-    return established_event(conn)
+    return established_event(conn, auth)
 
 
 def start(conn: IkeConnection, now: float) -> None:
-    """The initiator's IKE_AUTH request: IDi, IDr, AUTH, [USE_TRANSPORT_MODE], SAi2, TSi, TSr."""
+    """The initiator's IKE_AUTH request: IDi, [CERT], [CERTREQ], IDr, AUTH (none for EAP), [USE_TRANSPORT_MODE],
+    SAi2, TSi, TSr.  A local authentication failure (no signature scheme the peer takes) fails the SA here."""
+    try:
+        payloads = _first_request(conn)
+    except AuthFailed as exc:
+        conn.fail(str(exc), exc.notify)
+        return
+    conn.send_request(ExchangeType.IKE_AUTH, payloads, now)
+
+
+def _first_request(conn: IkeConnection) -> list[Payload]:
     neg, cfg = conn.neg, conn.config
+    local = cfg.authenticators[0]
     idi = _own_id(conn, IdiPayload)
-    id_type, data = identity(cfg.remote_id)
+    neg.auth.own_id = idi
+    payloads: list[Payload] = [idi, *proof.cert_payloads(conn), *proof.certreq_payloads(conn)]
+    if cfg.remote_id != ANY_ID:  # IDr is optional (RFC 7296 1.2): left out when any responder identity will do
+        id_type, data = identity(cfg.remote_id)
+        payloads.append(IdrPayload(id_type, data))
+    if isinstance(local, EapClient):
+        from . import ike_auth_eap
+
+        payloads += ike_auth_eap.begin_client(conn, local)
+    else:
+        payloads.append(proof.auth_payload(conn, idi, for_initiator=True))
     neg.child_spi = child_spi(conn)
     neg.child_offer = offer(cfg.child_proposals, cfg.protocol, neg.child_spi, ke=False)
-    payloads: list[Payload] = [idi, IdrPayload(id_type, data),
-                               AuthPayload(AuthMethod.SHARED_KEY_MIC, _auth_data(conn, for_initiator=True,
-                                                                                 id_payload=idi))]
     if cfg.mode == "transport":
         payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
     payloads += [neg.child_offer, TsiPayload(from_cidrs(cfg.local_ts)), TsrPayload(from_cidrs(cfg.remote_ts))]
-    conn.send_request(ExchangeType.IKE_AUTH, payloads, now)
+    return payloads
 
 
 def child_spi(conn: IkeConnection) -> bytes:
@@ -183,25 +196,42 @@ def child_spi(conn: IkeConnection) -> bytes:
 
 
 def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
-    """The responder: verify the initiator, answer with IDr and AUTH, and agree the Child SA if it can."""
-    cfg = conn.config
+    """The responder: verify the initiator, answer with IDr and AUTH, and agree the Child SA if it can.
+
+    An EAP server (``EapServer``) answers the first request with its own proof and the first EAP request
+    instead, and every later one through ``ike_auth_eap``.  A failed check answers AUTHENTICATION_FAILED
+    alone and fails the IKE SA."""
     inner = msg.all_payloads()
+    remote = conn.config.authenticators[1]
+    from . import ike_auth_eap
+
     try:
-        idi = _check_peer(conn, _find(inner, IdiPayload), _find(inner, AuthPayload), peer_is_initiator=True)
-    except RemoteProtocolError:
+        if isinstance(remote, EapServer):
+            ike_auth_eap.on_request(conn, msg, inner, remote, now)
+            return
+        idi = _check_peer(conn, inner, _find(inner, IdiPayload), _find(inner, AuthPayload), peer_is_initiator=True)
+        proof.take_certreq(conn, inner)
+        idr = _own_id(conn, IdrPayload)
+        payloads = [idr, *proof.cert_payloads(conn), proof.auth_payload(conn, idr, for_initiator=False)]
+    except AuthFailed:
         conn.notify_only_response(ExchangeType.IKE_AUTH, msg.message_id, NotifyType.AUTHENTICATION_FAILED)
         raise
+    finish_responder(conn, msg.message_id, inner, idi, payloads, now)
+
+
+def finish_responder(conn: IkeConnection, message_id: int, request: list[Payload], idi: IdPayload,
+                     payloads: list[Payload], now: float) -> None:
+    """The initiator is authenticated: answer with ``payloads`` (our proof) and the Child SA agreed from the
+    ``request`` payloads (or the notify saying why not); the IKE SA is established."""
+    cfg = conn.config
     conn.step(Trigger.RECV_AUTH_REQUEST)
-    idr = _own_id(conn, IdrPayload)
-    payloads: list[Payload] = [idr, AuthPayload(AuthMethod.SHARED_KEY_MIC,
-                                                _auth_data(conn, for_initiator=False, id_payload=idr))]
     child: ChildSaEstablished | None = None
     failure: tuple[str, int] | None = None
-    sa, tsi, tsr = _find(inner, SaPayload), _find(inner, TsiPayload), _find(inner, TsrPayload)
+    sa, tsi, tsr = _find(request, SaPayload), _find(request, TsiPayload), _find(request, TsrPayload)
     if not isinstance(sa, SaPayload) or not isinstance(tsi, TsiPayload) or not isinstance(tsr, TsrPayload):
         failure = ("IKE_AUTH request without SA, TSi and TSr: no Child SA", NotifyType.INVALID_SYNTAX)
     else:
-        transport = _has_notify(inner, NotifyType.USE_TRANSPORT_MODE)
+        transport = _has_notify(request, NotifyType.USE_TRANSPORT_MODE)
         n_tsi = narrow(tsi.selectors, from_cidrs(cfg.remote_ts))
         n_tsr = narrow(tsr.selectors, from_cidrs(cfg.local_ts))
         try:
@@ -227,7 +257,7 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
                 child = _child_event(conn, chosen, spi, peer_spi, cfg.mode, n_tsi, n_tsr)
     if failure is not None:
         payloads.append(NotifyPayload(failure[1]))
-    conn.send_response(ExchangeType.IKE_AUTH, payloads, msg.message_id)
+    conn.send_response(ExchangeType.IKE_AUTH, payloads, message_id)
     conn.emit(_established(conn, idi, now))
     if child is not None:
         add_child(conn, child, now)
@@ -235,17 +265,39 @@ def on_request(conn: IkeConnection, msg: Message, now: float) -> None:
         conn.emit(ChildSaFailed(failure[0], failure[1], remote=True))
 
 
+def refusal(inner: list[Payload]) -> RemoteProtocolError:
+    """The responder's refusal: its error notify (AUTHENTICATION_FAILED when it names none)."""
+    err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
+    code = err.notify_type if err is not None else NotifyType.AUTHENTICATION_FAILED
+    return RemoteProtocolError(f"the responder refused IKE_AUTH: {enum_name(NotifyType, code)}", code,
+                               from_peer=True)
+
+
 def on_response(conn: IkeConnection, msg: Message, now: float) -> None:
-    """The initiator: verify the responder, then take the Child SA (or its refusal)."""
-    neg, cfg = conn.neg, conn.config
+    """The initiator: verify the responder, then take the Child SA (or its refusal); EAP goes on in
+    ``ike_auth_eap``."""
     inner = msg.all_payloads()
-    auth = _find(inner, AuthPayload)
-    if auth is None:
-        err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)
-        code = err.notify_type if err is not None else NotifyType.AUTHENTICATION_FAILED
-        raise RemoteProtocolError(f"the responder refused IKE_AUTH: {enum_name(NotifyType, code)}", code,
-                                  from_peer=True)
-    idr = _check_peer(conn, _find(inner, IdrPayload), auth, peer_is_initiator=False)
+    try:
+        if conn.neg.auth.eap_peer is not None:
+            from . import ike_auth_eap
+
+            ike_auth_eap.on_response(conn, inner, now)
+            return
+        auth = _find(inner, AuthPayload)
+        if auth is None:
+            raise refusal(inner)
+        idr = _check_peer(conn, inner, _find(inner, IdrPayload), auth, peer_is_initiator=False)
+    except AuthFailed:
+        # RFC 7296 2.21.2: an error found by the initiator MAY go back in a separate INFORMATIONAL exchange; the
+        # responder thinks the IKE SA is up, so tell it (the request goes out before the SA fails)
+        conn.send_request(ExchangeType.INFORMATIONAL, [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)], now)
+        raise
+    finish_initiator(conn, inner, idr, now)
+
+
+def finish_initiator(conn: IkeConnection, inner: list[Payload], idr: IdPayload, now: float) -> None:
+    """The responder is authenticated: the IKE SA is established; take the Child SA from ``inner``."""
+    neg, cfg = conn.neg, conn.config
     conn.step(Trigger.RECV_AUTH_RESPONSE)
     conn.emit(_established(conn, idr, now))
     err = next((p for p in inner if isinstance(p, NotifyPayload) and p.is_error), None)

@@ -26,6 +26,7 @@ from ...errors import LocalProtocolError, RemoteProtocolError
 from ...packets.enums import ExchangeType, NotifyType, enum_name
 from ...packets.message import IkeSaCrypto, Message
 from ...packets.payloads import KePayload, NoncePayload, NotifyPayload, Payload, Proposal, SaPayload
+from ..auth import proof
 from ..events import NatDetected
 from ..negotiate import check_choice, choose, ike_suite, offer
 from ..state import Trigger
@@ -89,7 +90,7 @@ def _extras(conn: IkeConnection, spi_r: bytes) -> list[Payload]:
     out = _nat_notifies(conn, spi_r)
     if conn.config.fragmentation:
         out.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
-    return out
+    return out + proof.init_payloads(conn, response=False)
 
 
 def start(conn: IkeConnection, now: float) -> None:
@@ -190,6 +191,7 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
     neg.init_refusal = None
     neg.peer_fragmentation = _has_fragmentation(msg)
     _detect_nat(conn, msg)
+    proof.take_init(conn, msg)
     conn.step(Trigger.RECV_INIT_RESPONSE)
     from . import ike_auth
 
@@ -248,6 +250,8 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     payloads += _nat_notifies(conn, spi_r)
     if conn.config.fragmentation and neg.peer_fragmentation:
         payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+    proof.take_init(conn, msg)
+    payloads += proof.init_payloads(conn, response=True)
     conn.step(Trigger.RECV_INIT_REQUEST)
     if conn.config.half_open_timeout:
         conn.half_open_until = now + conn.config.half_open_timeout

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...packets.enums import ExchangeType, ProtocolId
+from ...packets.enums import ExchangeType, NotifyType, ProtocolId
 from ...packets.message import Message
-from ...packets.payloads import DeletePayload, Payload
+from ...packets.payloads import DeletePayload, NotifyPayload, Payload
 from ..child import LIVE, ChildSa, ChildState, ChildTrigger
 from ..events import ChildSaDeleted, ChildSaOutbound, IkeSaDeleted, OldIkeSaDeleted
 from ..sa import IkeSa
@@ -71,6 +71,13 @@ def _hand_over(conn: IkeConnection, old: ChildSa) -> None:
 
 
 def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None:
+    if any(isinstance(p, NotifyPayload) and p.notify_type == NotifyType.AUTHENTICATION_FAILED
+           for p in msg.all_payloads()):
+        # the initiator refused our IKE_AUTH response (RFC 7296 2.21.2): the IKE SA never was
+        conn.send_response(ExchangeType.INFORMATIONAL, [], msg.message_id, sa=sa)
+        conn.fail("the initiator refused our authentication (AUTHENTICATION_FAILED)",
+                  NotifyType.AUTHENTICATION_FAILED, remote=True)
+        return
     deletes = [p for p in msg.all_payloads() if isinstance(p, DeletePayload)]
     if any(d.protocol == ProtocolId.IKE for d in deletes):
         conn.send_response(ExchangeType.INFORMATIONAL, [], msg.message_id, sa=sa)

@@ -71,10 +71,6 @@ class PeerDriver(Protocol):
     image: str | None
     placement: str
     gives_ike_keys: bool  # whether ike_keys() can return the IKE SA keys (Wireshark's IKE check needs one side's)
-    # whether those keys exist for an IKE SA that never got established (a refused IKE_AUTH's response is
-    # encrypted with them: charon logs them when it derives them, an endpoint or daemon that writes them on
-    # success does not)
-    ike_keys_before_auth: bool
     # why this implementation cannot be the victim of an injected probe (replay, TFC, access control): the
     # verdict needs its own drop counters; "" when counters() gives them
     probe_refusal: str

@@ -26,11 +26,11 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-    ike_keys_before_auth = False  # it writes them on IkeSaEstablished, which a refused IKE_AUTH never gives
     probe_refusal = ("the ipseclab endpoint's status has no policy_mismatch/clear_dropped counters and it does not "
                      "take the case's replay window or TFC setting yet (issue 11, branch endpoint)")
     daemon: str | None = None  # "kill" ends the endpoint process itself
     actions = frozenset({"kill"})  # no rekey or additional-Child-SA command in its line protocol yet
+    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -43,8 +43,6 @@ class IpseclabDriver:
             why.append("AH or transport mode over IPv6 transit")
         if cfg.tfc_padding:
             why.append("TFC padding from the lab's configuration")
-        if cfg.auth != "psk":
-            why.append(f"{cfg.auth} authentication")
         lifecycle = cfg.lifecycle_settings()
         defaults = inspect.signature(PeerConfig.__init__).parameters
         lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
@@ -74,10 +72,15 @@ class IpseclabDriver:
             "local_endpoint": [local, 500],
             "remote_endpoint": [remote, 500] if remote else None,
             "fragmentation": cfg.fragmentation != "no",
+            "local_auth": _auth_json(cfg, local=True),
+            "remote_auth": _auth_json(cfg, local=False),
         }
         spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
                 "out_dir": str(directory)}
-        (directory / SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+        path = directory / SPEC
+        path.touch(mode=0o600)
+        path.chmod(0o600)  # it holds the PSK and, with certificates, the private key
+        path.write_text(json.dumps(spec, indent=2) + "\n")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return ""
@@ -110,3 +113,22 @@ class IpseclabDriver:
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)
+
+
+def _auth_json(cfg: PeerConfig, *, local: bool) -> dict[str, Any] | None:
+    """One side's authenticator in the endpoint spec's JSON (``endpoint/auth_spec.py``); None: the PSK."""
+    kind = cfg.auth if local else cfg.remote_auth
+    creds = cfg.credentials
+    if kind == "psk" or creds is None:
+        return None
+    if kind == "pubkey" and local:
+        return {"kind": "pubkey", "certificate": creds.certificate.decode(), "private_key": creds.private_key.decode(),
+                "intermediates": [c.decode() for c in creds.intermediates]}
+    if kind == "pubkey":
+        return {"kind": "cas", "cas": [c.decode() for c in creds.cas]}
+    method = kind.removeprefix("eap-")
+    if local:
+        return {"kind": "eap-client", "password": creds.eap_password, "identity": creds.eap_identity or None,
+                "methods": [method]}
+    return {"kind": "eap-server", "users": [[creds.eap_identity, creds.eap_password]], "method": method,
+            "eap_only": False}

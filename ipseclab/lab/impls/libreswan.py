@@ -197,6 +197,11 @@ def render_ipsec_secrets(peer: PeerConfig) -> str:
 
 
 def _check(peer: PeerConfig) -> None:
+    if peer.auth != "psk" or peer.remote_auth != "psk":
+        kind = peer.auth if peer.auth != "psk" else peer.remote_auth
+        why = ("certificates need an NSS database made with certutil/pk12util in the guest" if kind == "pubkey"
+               else "EAP-MD5/MSCHAPv2 are not rendered")
+        raise refuse(peer, "auth", f"{kind} authentication is not rendered for Libreswan yet ({why})")
     if peer.fragmentation == "force":
         raise refuse(peer, "fragmentation", "'force' exists in Libreswan for IKEv1 only; IKEv2 takes yes or no")
     if peer.esn and peer.replay_window == 0:
@@ -350,7 +355,6 @@ class LibreswanDriver:
     image: str | None = "libreswan"
     placement = "kernel"
     gives_ike_keys = False  # see docs/architecture.md
-    ike_keys_before_auth = False
     probe_refusal = ""  # the guest kernel's xfrm counters
     daemon: str | None = "pluto"
     actions = frozenset({"rekey", "child", "kill", "shell"})

@@ -97,8 +97,9 @@ def _check(peer: PeerConfig) -> None:
     if peer.encap:
         raise refuse(peer, "encap", "OpenIKED forces NAT-T only for every policy at once (iked -t), "
                      "not per connection")
-    if peer.auth != "psk":
-        raise refuse(peer, "auth", f"{peer.auth} authentication is not rendered for OpenIKED yet")
+    if peer.auth != "psk" or peer.remote_auth != "psk":
+        kind = peer.auth if peer.auth != "psk" else peer.remote_auth
+        raise refuse(peer, "auth", f"{kind} authentication is not rendered for OpenIKED yet")
     if len(peer.local_ts) > 1 or len(peer.remote_ts) > 1:
         raise refuse(peer, "local_ts", "one subnet per side")
     unset = peer.lifecycle_settings()
@@ -172,7 +173,6 @@ class OpenikedDriver:
     image: str | None = "openiked"
     placement = "kernel"
     gives_ike_keys = False
-    ike_keys_before_auth = False
     probe_refusal = "OpenIKED is not among issue 13's probe victims: no probe cell has been verified against it"
     daemon: str | None = "iked"
     actions = frozenset({"kill", "shell"})
