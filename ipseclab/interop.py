@@ -119,7 +119,10 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
             lab.initiate("left")
             lab.ping("left", count=case.pings)
+            received = lab.tcp_transfer("left", case.tcp_bytes) if case.tcp_bytes else 0
         case.check(Trace.load(run_dir))
+        if case.tcp_bytes:
+            case.check_transfer(received)
         check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
         return result(FAILED, str(exc) or "assertion failed")

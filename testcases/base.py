@@ -28,11 +28,17 @@ class TestCase:
     encap: bool = False  # force UDP encapsulation
     transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
+    tcp_bytes: int = 0  # > 0: after the pings, one TCP connection carries this many bytes left -> right
 
     def check(self, trace: Trace) -> None:
         """Raise AssertionError (with evidence) unless the trace shows what this case promises."""
         check_ike_decrypts(trace)
         check_ipsec_traffic(trace, self)
+
+    def check_transfer(self, received: int) -> None:
+        """The TCP transfer arrived whole (its bytes counted by the receiving side's listener)."""
+        assert received == self.tcp_bytes, (
+            f"TCP transfer through the tunnel: the receiver counted {received} of {self.tcp_bytes} bytes")
 
 
 def _where(p: IpsecPacket) -> str:
@@ -60,6 +66,9 @@ def check_ipsec_traffic(trace: Trace, case: TestCase) -> None:
     assert len(pkts) >= 2 * case.pings, (
         f"expected at least {2 * case.pings} {case.protocol.upper()} packets (pings and replies), "
         f"saw {len(pkts)} on links {sorted(trace.links)}")
+    if case.tcp_bytes:
+        tcp = [p for p in pkts if "tcp" in p.inner]
+        assert len(tcp) >= 2, f"expected TCP inside {case.protocol.upper()} both ways, saw {len(tcp)} such packets"
     spis = {p.spi for p in pkts}
     assert len(spis) >= 2, f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}"
     for p in pkts:
@@ -69,7 +78,8 @@ def check_ipsec_traffic(trace: Trace, case: TestCase) -> None:
         want_tunnel = case.mode == "tunnel"
         assert p.tunnel == want_tunnel, (
             f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}")
-        assert "icmp" in p.inner or "icmpv6" in p.inner, f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}"
+        carried = {"icmp", "icmpv6", "tcp"} if case.tcp_bytes else {"icmp", "icmpv6"}
+        assert carried & set(p.inner), f"no {'/'.join(sorted(carried))} inside {_where(p)}: {'/'.join(p.inner)}"
         want_udp = case.encap or case.topology == "nat"
         assert p.udp_encap == want_udp, (
             f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "

@@ -290,20 +290,44 @@ class Lab:
         other.driver.wait_installed(other.host, other.config, timeout)
         return out
 
-    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
-        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+    def _flow(self, side: str) -> tuple[str, str]:
+        """(source, destination) of test traffic from ``side``: the protected addresses (tunnel mode) or the
+        hosts' own, IPv4 or IPv6 as configured, the other side's as this side reaches it (transport mode)."""
         peer = self.peer(side)
         other = "right" if side == "left" else "left"
         if peer.config.mode == "transport":
-            src, dst = self.topology.hosts[side].address, self.topology.public_address(other)
-        else:
-            src, dst = self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
-        if isinstance(peer.host, EndpointHost):
-            answer = peer.host.command({"cmd": "ping", "src": src, "dst": dst, "count": count,
-                                        "timeout": min(timeout, 2 + count)}, timeout=timeout)
-            return f"{answer['sent']} packets transmitted, {answer['received']} received"
-        _, out = peer.host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
+            dst = (self.topology.public_address(other) if self.topology.kind == "nat" and other == "left"
+                   else str(self.peers[other].config.local_address))
+            return str(peer.config.local_address), dst
+        return self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
+
+    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
+        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+        src, dst = self._flow(side)
+        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
         return out
+
+    def tcp_transfer(self, side: str = "left", nbytes: int = 1_000_000, port: int = 5001,
+                     timeout: float = 30) -> int:
+        """Send ``nbytes`` over one TCP connection from ``side`` to the other side (addresses as for ``ping``);
+        returns how many bytes the other side's listener received (``busybox nc`` at both ends)."""
+        _, dst = self._flow(side)
+        other = self.peer("right" if side == "left" else "left")
+        got = (f"{other.host.dir}/tcp-received" if isinstance(other.host, EndpointHost)
+               else "/tmp/ipseclab-tcp-received")
+        t = int(timeout)
+        # the listener's stdin is a FIFO it holds open itself: at the end of its input busybox nc would close
+        # its side, and the sender would stop when it saw that
+        other.host.exec(f"rm -f {got} {got}.fifo; mkfifo {got}.fifo; (busybox timeout {t} busybox nc -l -p {port} "
+                        f"0<>{got}.fifo | wc -c > {got}.part; mv {got}.part {got}) >/dev/null 2>&1 &", timeout=10)
+        send = f"sleep 0.5; head -c {nbytes} /dev/zero | busybox timeout {t} busybox nc {dst} {port}"
+        self.peer(side).host.exec(send, timeout=timeout + 5, check=False)
+        _, out = other.host.exec(f"for i in $(seq 1 {t * 5}); do [ -e {got} ] && break; sleep 0.2; done; "
+                                 f"cat {got} 2>/dev/null || echo -1", timeout=timeout + 5, check=False)
+        try:
+            return int(out.split()[-1])
+        except (ValueError, IndexError):
+            return -1
 
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
