@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -223,6 +224,7 @@ _TABLE: dict[int, tuple[int, int, bool]] = {
 }
 
 
+@lru_cache(maxsize=128)
 def get_encr(encr_id: int, key_bits: int | None = None) -> Encr:
     """The encryption transform for an IANA id and key length (the Key Length attribute).
 

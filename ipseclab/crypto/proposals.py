@@ -9,6 +9,7 @@ are strongSwan's (``proposal_keywords_static.txt``), read from the algorithm reg
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import ConfigError
 from .algorithms import algorithm, names
@@ -41,8 +42,18 @@ class TransformSpec:
 def parse_proposal(text: str, protocol: str = "ike") -> list[TransformSpec]:
     """Parse ``"aes256gcm16-prfsha256-ecp256"`` (protocol "ike") or ``"aes128-sha256-esn"`` ("esp"/"ah").
 
-    ConfigError names the keyword it does not know and lists what would be accepted.
+    ConfigError names the keyword it does not know and lists what would be accepted.  The parse of a string is
+    computed once (a handful of proposal strings are parsed at every exchange; the specs are frozen).
     """
+    return list(_parse(text, protocol))
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str, protocol: str) -> tuple[TransformSpec, ...]:
+    return tuple(_parse_uncached(text, protocol))
+
+
+def _parse_uncached(text: str, protocol: str) -> list[TransformSpec]:
     if protocol not in ("ike", "esp", "ah"):
         raise ConfigError(f"protocol must be ike, esp or ah, not {protocol!r}")
     encrs: list[TransformSpec] = []

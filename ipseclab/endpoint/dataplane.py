@@ -143,7 +143,7 @@ class DataPlane:
         self.spd.add_inbound_sa(inn)
         self.pairs[child.spi_in] = pair
         self._by_out[child.spi_out] = pair
-        if getattr(child, "outbound", True):  # False: a peer's rekey, outbound moves on ChildSaOutbound
+        if child.outbound:  # False: a peer's rekey (outbound moves on ChildSaOutbound) or a collision's spare
             self.carry(child.spi_in, child.rekeyed)
         return pair
 

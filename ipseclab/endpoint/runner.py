@@ -48,7 +48,7 @@ from ..esp import EspSA
 from ..esp.iphdr import PROTO_AH, PROTO_ESP
 from ..esp_decrypt import esp_sa_row
 from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
-from ..ike.events import Event, IkeSaDeleted, IkeSaFailed
+from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
 from ..ike.state import IkeState
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
@@ -366,8 +366,8 @@ class Endpoint:
             write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
             self._install(event)
-        elif type(event).__name__ == "ChildSaOutbound":  # the engine's rekey hand-over (branch engine)
-            self.dp.carry(getattr(event, "spi_in"), getattr(event, "replaced", None))  # noqa: B009
+        elif isinstance(event, ChildSaOutbound):  # the engine's rekey hand-over: outbound moves now
+            self.dp.carry(event.spi_in, event.replaced)
         elif isinstance(event, ChildSaDeleted):
             self._uninstall(self.dp.remove(event.spi_in))
         elif isinstance(event, IkeSaDeleted | IkeSaFailed):

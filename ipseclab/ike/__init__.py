@@ -11,6 +11,7 @@ from .events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
+    ChildSaOutbound,
     DatagramDropped,
     DeadPeer,
     Event,
@@ -20,8 +21,13 @@ from .events import (
     IkeSaRekeyed,
     IkeSaRekeyFailed,
     NatDetected,
+    OldIkeSaDeleted,
+    Reauthenticated,
+    ReauthenticationFailed,
 )
 from .limits import DEFAULT_BUDGET, MemoryBudget
+from .reauth import Reauthentication
+from .responder import Responder, ResponderCounters, ResponderEvent
 from .state import IkeState, Role
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
+    "ChildSaOutbound",
     "ChildState",
     "Datagram",
     "DatagramDropped",
@@ -46,6 +53,13 @@ __all__ = [
     "IkeState",
     "MemoryBudget",
     "NatDetected",
+    "OldIkeSaDeleted",
+    "Reauthenticated",
+    "Reauthentication",
+    "ReauthenticationFailed",
+    "Responder",
+    "ResponderCounters",
+    "ResponderEvent",
     "Role",
     "identity",
     "loopback",

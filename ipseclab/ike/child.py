@@ -81,6 +81,7 @@ class ChildSa:
     expire_at: float | None = None  # hard lifetime: delete it then
     rekey: Any = None  # our CREATE_CHILD_SA rekeying it, while in flight (create_child_sa.Pending)
     volume_rekeyed: bool = False  # its soft volume limit was reached and acted on
+    outbound: bool = True  # our outbound traffic goes on it (see ChildSaEstablished.outbound)
 
     @property
     def key(self) -> int:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..crypto.proposals import parse_proposal
 from ..errors import ConfigError
 from ..packets.enums import IdType
 
 
+@lru_cache(maxsize=1024)
 def identity(text: str) -> tuple[int, bytes]:
-    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN."""
+    """(ID type, data) for an identity string: an IP address, ``user@fqdn``, or an FQDN (computed once each)."""
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -27,6 +29,12 @@ def identity(text: str) -> tuple[int, bytes]:
     if not text:
         raise ConfigError("an empty identity: use an address, a name (moon.example.org) or user@name")
     return (IdType.ID_RFC822_ADDR if "@" in text else IdType.ID_FQDN), text.encode()
+
+
+@lru_cache(maxsize=1024)
+def _network(text: str) -> None:
+    """Raise ValueError unless ``text`` is a prefix (checked once per string: configs are made per connection)."""
+    ipaddress.ip_network(text, strict=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +81,9 @@ class IkeConfig:
     dpd_delay: float | None = None  # an empty INFORMATIONAL after this long without a word from the peer
     half_open_timeout: float | None = None  # a responder gives up an IKE SA whose IKE_AUTH has not come by then
     keepalive_interval: float = 20.0  # NAT keepalives while behind a NAT (RFC 3948 4), strongSwan's default
+    # RFC 7296 2.3: how many of the peer's requests we take at once, announced with SET_WINDOW_SIZE in IKE_AUTH
+    # when over 1 (the peer's announcement sets how many of ours go out at once; 1 until it does)
+    window_size: int = 1
 
     @property
     def child_proposals(self) -> tuple[str, ...]:
@@ -97,7 +108,7 @@ class IkeConfig:
             raise ConfigError(f"mode {self.mode!r}: use 'tunnel' or 'transport'")
         for ts in (*self.local_ts, *self.remote_ts):
             try:
-                ipaddress.ip_network(ts, strict=False)
+                _network(ts)
             except ValueError as exc:
                 raise ConfigError(f"traffic selector {ts!r}: {exc}") from None
         if not 576 <= self.fragment_size <= 65535:
@@ -114,6 +125,8 @@ class IkeConfig:
             s, h = getattr(self, soft), getattr(self, hard)
             if s is not None and h is not None and s >= h:
                 raise ConfigError(f"{soft} {s} is not before {hard} {h}: the rekey must come first")
+        if not 1 <= self.window_size <= 64:
+            raise ConfigError(f"window_size {self.window_size}: use 1 to 64 requests (RFC 7296 2.3)")
         if self.rekey_jitter < 0 or self.keepalive_interval <= 0:
             raise ConfigError("rekey_jitter must be >= 0 and keepalive_interval > 0")
         if self.retransmit_timeout <= 0 or self.retransmit_tries < 1 or self.retransmit_base < 1:

@@ -15,10 +15,12 @@ Nothing here reads a clock, opens a socket or raises out of ``receive_datagram``
 The shape: a connection (config, the peer's address, the Child SAs) holds its current IKE SA (``ike.sa.IkeSa``:
 SPIs, keys, message ids, state) and, during an IKE rekey, the old ones until they are deleted (RFC 7296 2.18).
 Child SAs (``ike.child.ChildSa``) belong to the connection, so an IKE rekey moves them by leaving them alone.
-``create_child``, ``rekey_child``, ``delete_child`` and ``rekey_ike`` queue requests; each IKE SA sends one at a
-time (2.3, window size 1).  ``get_timer()`` is the earliest of every deadline the engine owns (retransmissions
-on every IKE SA, NAT keepalives, dead peer detection, Child SA and IKE SA lifetimes), and every datagram says
-where it goes (``Datagram``), so a driver never reads the engine's state or a datagram's bytes.
+``create_child``, ``rekey_child``, ``delete_child`` and ``rekey_ike`` queue requests; each IKE SA sends as many at
+once as the peer's window allows (2.3: 1 unless the peer announced SET_WINDOW_SIZE; ``IkeSa``).  The tester hooks
+``on_send`` and ``on_receive`` see every message out and in, decoded (``_hooked``).  ``get_timer()`` is the
+earliest of every deadline the engine owns (retransmissions on every IKE SA, NAT keepalives, dead peer detection,
+Child SA and IKE SA lifetimes), and every datagram says where it goes (``Datagram``), so a driver never reads the
+engine's state or a datagram's bytes.
 
 The rule for what arrives (RFC 7296 2.21 and 5) is in ``ike.receive``: input that is not authentic is dropped
 and counted, never acted on.
@@ -26,13 +28,16 @@ and counted, never acted on.
 
 from __future__ import annotations
 
+import copy
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..crypto.random import RandomSource, random_bytes
 from ..errors import LocalProtocolError
-from ..packets.enums import ExchangeType, enum_name
+from ..packets.enums import ExchangeType, NotifyType, enum_name
 from ..packets.fragment import fragment
 from ..packets.message import EncryptedPayload, Message, encode
 from ..packets.natt import KEEPALIVE, NATT_PORT, NON_ESP_MARKER
@@ -45,6 +50,11 @@ from .sa import Cached, IkeSa, Negotiation, Outstanding, Queued
 from .state import FINAL, IkeState, Role, Trigger
 
 MAX_QUEUED_REQUESTS = 4  # our own requests waiting for the window (liveness, Delete, rekeys, extra Child SAs)
+MAX_WINDOW = 64  # the largest window we keep state for, or use of the peer's (RFC 7296 2.3)
+_WINDOW = struct.Struct("!I")
+
+SendHook = Callable[[Message], "Message | None"]
+ReceiveHook = Callable[[Message], None]
 
 
 class Datagram(NamedTuple):
@@ -118,6 +128,9 @@ class IkeConnection:
     half_open_until: float | None = None  # a responder's half-open IKE SA expires then (``half_open_timeout``)
     ike_rekey_at: float | None = None
     ike_expire_at: float | None = None
+    # tester hooks (see ``_hooked``): every message of ours before it is protected, every message taken
+    on_send: SendHook | None = None
+    on_receive: ReceiveHook | None = None
     _events: deque[Event] = field(default_factory=deque)
     _queue: list[Datagram] = field(default_factory=list)
 
@@ -300,19 +313,20 @@ class IkeConnection:
     def handle_timer(self, now: float) -> None:
         """Act on every deadline that has passed: retransmissions, keepalives, DPD, lifetimes."""
         for sa in self.ike_sas():
-            self._retransmit(sa, now)
+            for out in list(sa.in_flight.values()):
+                if sa.state not in FINAL:
+                    self._retransmit(sa, out, now)
         from . import lifecycle
 
         lifecycle.on_timer(self, now)
 
-    def _retransmit(self, sa: IkeSa, now: float) -> None:
-        """Retransmit ``sa``'s outstanding request, or give up after ``retransmit_tries`` sends."""
-        out = sa.outstanding
-        if out is None or now < out.deadline:
+    def _retransmit(self, sa: IkeSa, out: Outstanding, now: float) -> None:
+        """Retransmit one of ``sa``'s requests in flight, or give up after ``retransmit_tries`` sends."""
+        if now < out.deadline:
             return
         cfg = self.config
         if out.tries >= cfg.retransmit_tries:
-            sa.outstanding = None
+            sa.in_flight.clear()
             waited = (f"no answer to our {enum_name(ExchangeType, out.exchange)} request (message id "
                       f"{out.message_id}) after {out.tries} transmissions")
             if sa is not self.ike:  # an old IKE SA whose Delete went unanswered: forget it
@@ -363,7 +377,7 @@ class IkeConnection:
         """The connection is over: its IKE SA fails, old ones are forgotten, nothing is retransmitted."""
         if self.state not in FINAL:
             self.step(Trigger.FAIL)
-            self.ike.outstanding = None
+            self.ike.in_flight.clear()
             self.retired.clear()
             self.emit(IkeSaFailed(reason, notify, remote))
 
@@ -371,8 +385,32 @@ class IkeConnection:
         """Move the current IKE SA's state on (see state.TRANSITIONS)."""
         self.ike.step(trigger)
 
+    def observe(self, msg: Message) -> None:
+        """Show a message the engine takes (decoded, decrypted, reassembled) to the ``on_receive`` hook."""
+        if self.on_receive is not None:
+            self.on_receive(msg)
+
+    def _hooked(self, msg: Message) -> Message | None:
+        """The tester hook on the way out: ``on_send`` gets a copy of each message of ours before it is encoded
+        and protected (the SK payload's inner payloads in ``msg.encrypted.payloads``) and returns the message to
+        send, changed at will (payloads dropped, added or altered, another message id), or None to send nothing.
+
+        It runs once per message, not per retransmission (those repeat the datagrams it gave), and the engine's
+        own state is what it meant to send: a changed message id leaves our request waiting under its own id,
+        a changed offer is still checked against the original.  A copy is handed over, so the engine's objects
+        are never changed behind its back.
+        """
+        if self.on_send is None:
+            return msg
+        return self.on_send(copy.deepcopy(msg))
+
     def _encode(self, sa: IkeSa, msg: Message) -> list[bytes]:
         """Datagrams for ``msg``: one, or RFC 7383 fragments when both sides support them and it is too long."""
+        if self.on_send is not None:
+            hooked = self._hooked(msg)
+            if hooked is None:
+                return []
+            msg = hooked
         crypto = sa.neg.crypto
         if crypto is None or msg.encrypted is None:
             return [encode(msg, rng=self.rng)]
@@ -396,10 +434,11 @@ class IkeConnection:
     def send_init_request(self, payloads: list[Payload], now: float) -> bytes:
         """Send our IKE_SA_INIT request (message id 0, in the clear), replacing any earlier one; returns it."""
         sa = self.ike
-        (data,) = self._encode(sa, sa.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
+        datagrams = self._encode(sa, sa.message(ExchangeType.IKE_SA_INIT, payloads, response=False, message_id=0))
+        data = datagrams[0] if datagrams else b""  # nothing when the on_send hook dropped it
         sa.next_mid = 1
-        self._queue.extend(self._datagrams([data], response=False))
-        sa.outstanding = Outstanding(0, ExchangeType.IKE_SA_INIT, [data], now + self.config.retransmit_timeout)
+        self._queue.extend(self._datagrams(datagrams, response=False))
+        sa.in_flight = {0: Outstanding(0, ExchangeType.IKE_SA_INIT, datagrams, now + self.config.retransmit_timeout)}
         return data
 
     def send_request(self, exchange: int, payloads: list[Payload], now: float, *,
@@ -415,27 +454,57 @@ class IkeConnection:
             raise LocalProtocolError(f"no request can be sent: the IKE SA is {sa.state}")
         if len(sa.requests) >= MAX_QUEUED_REQUESTS:
             raise LocalProtocolError(f"{MAX_QUEUED_REQUESTS} requests already wait for the peer's answers")
+        if exchange == ExchangeType.IKE_AUTH:
+            payloads = self._announce_window(sa, payloads)
         sa.requests.append(Queued(exchange, payloads, trigger, context))
         self.send_next(sa, now)
 
+    def _announce_window(self, sa: IkeSa, payloads: list[Payload]) -> list[Payload]:
+        """IKE_AUTH carries our SET_WINDOW_SIZE when ``window_size`` is over 1 (RFC 7296 2.3); from then on we
+        take that many of the peer's requests at once.  Not on an error answer: that SA is not going anywhere."""
+        size = self.config.window_size
+        if size <= 1 or any(isinstance(p, NotifyPayload) and p.is_error for p in payloads):
+            return payloads
+        sa.window = size
+        return [*payloads, NotifyPayload(NotifyType.SET_WINDOW_SIZE, data=_WINDOW.pack(size))]
+
+    def announce_window(self, sa: IkeSa, now: float) -> None:
+        """An INFORMATIONAL with our SET_WINDOW_SIZE on ``sa``: a rekeyed IKE SA starts at 1 again (2.3)."""
+        if self.config.window_size > 1:
+            self.send_request(ExchangeType.INFORMATIONAL, self._announce_window(sa, []), now, sa=sa)
+
+    def peer_announced(self, sa: IkeSa, msg: Message) -> None:
+        """Take the peer's SET_WINDOW_SIZE from an authentic message: the window only grows (2.3: there is no
+        way to shrink it), up to MAX_WINDOW; a malformed one (not 4 bytes, or 0) is ignored."""
+        for p in msg.all_payloads():
+            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.SET_WINDOW_SIZE and len(p.data) == 4:
+                size = min(_WINDOW.unpack(p.data)[0], MAX_WINDOW)
+                if size > sa.peer_window:
+                    sa.peer_window = size
+
     def send_next(self, sa: IkeSa, now: float) -> None:
-        """Send the first waiting request if the window is free (one request in flight at a time)."""
-        if sa.outstanding is not None or not sa.requests or sa.state in FINAL:
-            return
-        q = sa.requests.popleft()
-        if q.trigger is not None:
-            sa.step(q.trigger)
-        mid = sa.next_mid
-        datagrams = self._encode(sa, sa.message(q.exchange, [EncryptedPayload(payloads=q.payloads)],
-                                                response=False, message_id=mid))
-        sa.next_mid = mid + 1
-        self._queue.extend(self._datagrams(datagrams, response=False))
-        sa.outstanding = Outstanding(mid, q.exchange, datagrams, now + self.config.retransmit_timeout,
-                                     context=q.context)
+        """Send waiting requests, in order, while the peer's window has room (RFC 7296 2.3).
+
+        Nothing goes out after our Delete of the IKE SA: it is the last request of that SA.
+        """
+        while sa.requests and sa.state not in FINAL and sa.state != IkeState.DELETING and sa.window_open():
+            q = sa.requests[0]
+            if q.trigger is not None and sa.in_flight:
+                return  # the Delete waits for the answers to everything before it
+            sa.requests.popleft()
+            if q.trigger is not None:
+                sa.step(q.trigger)
+            mid = sa.next_mid
+            datagrams = self._encode(sa, sa.message(q.exchange, [EncryptedPayload(payloads=q.payloads)],
+                                                    response=False, message_id=mid))
+            sa.next_mid = mid + 1
+            self._queue.extend(self._datagrams(datagrams, response=False))
+            sa.in_flight[mid] = Outstanding(mid, q.exchange, datagrams, now + self.config.retransmit_timeout,
+                                            context=q.context)
 
     def complete_request(self) -> None:
-        """The current IKE SA's outstanding request has its answer (IKE_SA_INIT: once the response is checked)."""
-        self.ike.outstanding = None
+        """The current IKE SA's IKE_SA_INIT request has its answer (once the response is checked)."""
+        self.ike.in_flight.pop(0, None)
 
     def send_response(self, exchange: int, payloads: list[Payload], message_id: int, *,
                       encrypted: bool = True, sa: IkeSa | None = None) -> bytes:
@@ -444,19 +513,22 @@ class IkeConnection:
         A response over the budget's bound is sent but not kept: a retransmission of its request is dropped.
         """
         sa = sa or self.ike
+        if exchange == ExchangeType.IKE_AUTH:
+            payloads = self._announce_window(sa, payloads)
         if encrypted:
             payloads = [EncryptedPayload(payloads=payloads)]
         datagrams = self._encode(sa, sa.message(exchange, payloads, response=True, message_id=message_id))
         self._queue.extend(self._datagrams(datagrams, response=True))
         size = sum(len(d) for d in datagrams)
-        if sa.account.allows_response(size):
-            sa.last_response = Cached(message_id, exchange, datagrams)
-            sa.account.set_response(size)
-        else:
-            sa.last_response = None
-            sa.account.set_response(0)
-        sa.peer_mid = message_id + 1
-        return datagrams[0]
+        responses = sa.responses
+        if sa.window == 1:
+            responses.clear()  # the common case: only the last response is kept
+        held = sum(len(d) for c in responses.values() for d in c.datagrams)
+        if sa.account.allows_response(held + size):
+            responses[message_id] = Cached(message_id, exchange, datagrams)
+        sa.mark_answered(message_id)
+        sa.account.set_response(sum(len(d) for c in responses.values() for d in c.datagrams))
+        return datagrams[0] if datagrams else b""
 
     def resend_response(self, cached: Cached) -> None:
         """Our cached response again, for a retransmitted request (RFC 7296 2.1), back the way it came."""
@@ -472,9 +544,10 @@ class IkeConnection:
 
         The answer takes its SPIs from the request (responder SPI zero) and is not cached: the SA is untouched.
         """
-        reply = Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
-                        [NotifyPayload(notify, data=data)], initiator=False, response=True)
-        self._queue.extend(self._datagrams([encode(reply, rng=self.rng)], response=True))
+        reply = self._hooked(Message(request.spi_i, bytes(8), ExchangeType.IKE_SA_INIT, request.message_id,
+                                     [NotifyPayload(notify, data=data)], initiator=False, response=True))
+        if reply is not None:
+            self._queue.extend(self._datagrams([encode(reply, rng=self.rng)], response=True))
 
     def keepalive(self) -> None:
         """A NAT keepalive (RFC 3948 4) to the peer's NAT-T port."""

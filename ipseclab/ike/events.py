@@ -56,6 +56,10 @@ class ChildSaEstablished(Event):
     remote_ts: tuple[TrafficSelector, ...]
     rekeyed: int | None = None  # the inbound SPI of the pair this one replaces (REKEY_SA, RFC 7296 1.3.3)
     pfs: bool = False  # a fresh key exchange went into its KEYMAT (CREATE_CHILD_SA with KE, 2.17)
+    # whether our outbound traffic goes on this pair from now on.  False for the pair a peer's rekey made (until
+    # the old pair is deleted: ``ChildSaOutbound`` then) and for a redundant pair of a rekey collision.  Its
+    # inbound SA takes traffic at once either way, and the old pair's inbound SA until its ``ChildSaDeleted``.
+    outbound: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,48 @@ class ChildSaFailed(Event):
     reason: str
     notify: int = 0
     remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaOutbound(Event):
+    """A pair installed inbound-only (``ChildSaEstablished.outbound`` False) now carries our outbound traffic.
+
+    Comes on the responder of a Child SA rekey when the pair it replaces is deleted (RFC 7296 2.8: the rekey's
+    initiator deletes the old pair once it uses the new one), just before that pair's ``ChildSaDeleted``: the
+    driver moves outbound traffic first, then drops the old SAs, so no packet finds neither.
+    """
+
+    spi_in: int
+    spi_out: int
+    replaced: int  # the inbound SPI of the pair it replaces
+
+
+@dataclass(frozen=True, slots=True)
+class OldIkeSaDeleted(Event):
+    """An IKE SA replaced by a rekey (RFC 7296 2.18) is deleted: by us as the rekey's initiator, or by the peer
+    (or, in a collision, the redundant new one by whoever made it).  The connection goes on under the new one."""
+
+    spi_i: bytes
+    spi_r: bytes
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reauthenticated(Event):
+    """A make-before-break reauthentication is over (``ike.reauth``): the new IKE SA carries every Child SA and
+    the old one is deleted."""
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReauthenticationFailed(Event):
+    """A reauthentication could not finish; the old IKE SA and its Child SAs stay as they were."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

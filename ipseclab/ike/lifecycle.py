@@ -57,7 +57,7 @@ def schedule_ike(conn: IkeConnection, now: float) -> None:
 
 def next_deadline(conn: IkeConnection) -> float | None:
     """The earliest deadline of the connection (None: nothing scheduled)."""
-    times = [sa.outstanding.deadline for sa in conn.ike_sas() if sa.outstanding is not None]
+    times = [out.deadline for sa in conn.ike_sas() for out in sa.in_flight.values()]
     if conn.state == IkeState.INIT_DONE and conn.half_open_until is not None:
         times.append(conn.half_open_until)
     if conn.state == IkeState.ESTABLISHED:

@@ -7,7 +7,8 @@ an old one finishing its Delete after a rekey); the I flag names the peer of tha
 message reflected back decrypts with our own keys); message id, exchange and state are ones we expect, and
 ``HANDLERS`` has an entry for (exchange, request/response); once keys exist the message carries an SK or SKF
 payload (only IKE_SA_INIT and its retransmissions travel in the clear) and its ICV verifies.  Only then is a
-response matched to our outstanding request, a retransmitted request answered from the cache (2.1), or a
+response matched by message id to one of our requests in flight, a retransmitted request answered from the
+cache (2.1; a request outside our window, 2.3, is dropped), or a
 fragment stored (RFC 7383, within the ``MemoryBudget``).  An IKE_SA_INIT message cannot be authenticated: its
 exchange module checks all of it before it commits anything, and a response it cannot take leaves the
 initiator waiting for a valid one until the retransmissions give up (2.21.1).
@@ -131,21 +132,22 @@ def _receive(conn: IkeConnection, data: bytes, now: float) -> None:
 
 def _receive_response(conn: IkeConnection, sa: IkeSa, data: bytes, exchange: int, mid: int,
                       crypto: IkeSaCrypto, kind: str, now: float) -> None:
-    out = sa.outstanding
-    if out is None or mid != out.message_id or exchange != out.exchange:
-        raise Drop("unexpected", f"{kind}: not the response we are waiting for")
+    out = sa.in_flight.get(mid)
+    if out is None or exchange != out.exchange:
+        raise Drop("unexpected", f"{kind}: not a response we are waiting for")
     msg = _reassemble(conn, sa, decode(data, crypto))  # the ICV first: a forged answer leaves the request out
     if msg is None:
         return  # a fragment of an answer still incomplete; the retransmission timer keeps running
-    sa.outstanding = None
+    del sa.in_flight[mid]  # answers may come in any order when the peer's window is over 1 (RFC 7296 2.3)
+    conn.observe(msg)
     _dispatch(conn, sa, msg, now, out.context)
     conn.send_next(sa, now)
 
 
 def _receive_request(conn: IkeConnection, sa: IkeSa, data: bytes, exchange: int, mid: int,
                      crypto: IkeSaCrypto, kind: str, now: float) -> None:
-    last = sa.last_response
-    if last is not None and mid == last.message_id and exchange == last.exchange:
+    last = sa.responses.get(mid)
+    if last is not None and exchange == last.exchange:
         again = decode(data, crypto)  # only a message that passes the ICV is the peer's retransmission
         frag = again.payloads[-1]
         conn.counters.duplicate_requests += 1
@@ -154,13 +156,18 @@ def _receive_request(conn: IkeConnection, sa: IkeSa, data: bytes, exchange: int,
         return
     if sa.state in FINAL:
         raise Drop("unexpected", f"{kind}: the IKE SA is {sa.state}")
-    if mid != sa.peer_mid:
-        raise Drop("unexpected", f"{kind}: expected message id {sa.peer_mid}")
+    if not sa.takes_request(mid):
+        # RFC 7296 2.3: we keep state for ``window`` requests; one beyond it (a peer exceeding our window) or
+        # an old one whose response we no longer hold is dropped, never answered or acted on
+        raise Drop("unexpected", f"{kind}: outside our window (message ids {sa.peer_mid} to "
+                                 f"{sa.peer_mid + sa.window - 1}, not yet answered)")
     if exchange not in REQUESTS.get((sa.role, sa.state), ()):
         raise Drop("unexpected", f"{kind} is not taken in state {sa.state}")
     msg = _reassemble(conn, sa, decode(data, crypto))
     if msg is not None:
+        conn.observe(msg)
         _dispatch(conn, sa, msg, now, None)
+        conn.send_next(sa, now)  # the peer may have opened its window
 
 
 def _reassemble(conn: IkeConnection, sa: IkeSa, msg: Message) -> Message | None:
@@ -192,11 +199,12 @@ def _receive_init(conn: IkeConnection, data: bytes, spi_i: bytes, spi_r: bytes, 
     if mid != 0:
         raise Drop("unexpected", f"IKE_SA_INIT with message id {mid}, not 0")
     if conn.initiator:
-        out = sa.outstanding
+        out = sa.in_flight.get(0)
         if not response or sa.state != IkeState.INIT_SENT or out is None \
                 or out.exchange != ExchangeType.IKE_SA_INIT or spi_i != sa.spi_i:
             raise Drop("unexpected", "an IKE_SA_INIT message we are not waiting for")
         msg = decode(data)
+        conn.observe(msg)
         try:
             ike_sa_init.on_response(conn, msg, data, now)
         except IpsecLabError as exc:  # nothing was changed: the exchange module checks before it commits
@@ -206,7 +214,7 @@ def _receive_init(conn: IkeConnection, data: bytes, spi_i: bytes, spi_r: bytes, 
         return
     if response:
         raise Drop("unexpected", "an IKE_SA_INIT response sent to the responder")
-    last = sa.last_response
+    last = sa.responses.get(0)
     if sa.state != IkeState.INITIAL:
         if last is not None and last.exchange == ExchangeType.IKE_SA_INIT and data == sa.neg.init_request:
             conn.counters.duplicate_requests += 1  # RFC 7296 2.1: the same bytes again get the same answer
@@ -217,6 +225,7 @@ def _receive_init(conn: IkeConnection, data: bytes, spi_i: bytes, spi_r: bytes, 
     if spi_r != bytes(8):
         raise Drop("unexpected", f"an IKE_SA_INIT request with responder SPI {spi_r.hex()}")
     msg = decode(data)
+    conn.observe(msg)
     try:
         ike_sa_init.on_request(conn, msg, data, now)
     except IpsecLabError as exc:  # answered with a notify, or not at all; no state was kept
@@ -232,6 +241,9 @@ def _dispatch(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: Any
         raise Drop("unexpected", f"{msg.summary()} cannot be taken in state {sa.state}: {exc}") from None
     except ProtocolError as exc:
         conn.fail(str(exc), exc.notify, remote=exc.from_peer)
+        return
+    if sa.state == IkeState.ESTABLISHED:
+        conn.peer_announced(sa, msg)  # SET_WINDOW_SIZE (RFC 7296 2.3), from a message taken and authentic
 
 
 _SK_TYPES = (PayloadType.SK, PayloadType.SKF)

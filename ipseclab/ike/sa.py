@@ -90,7 +90,15 @@ class Cached:
 
 @dataclass(slots=True, eq=False, weakref_slot=True)
 class IkeSa:
-    """One IKE SA (see the module docstring); its fragments and cached response count against ``budget``."""
+    """One IKE SA (see the module docstring); its fragments and cached responses count against ``budget``.
+
+    The window (RFC 7296 2.3): ``peer_window`` is how many of our requests may be in flight (what the peer
+    announced with SET_WINDOW_SIZE; 1 until then), ``window`` how many of the peer's we take at once (what we
+    announced).  Both start at 1 on every IKE SA, a rekeyed one too.  A request of ours with message id X goes
+    out only once every request up to X - ``peer_window`` is answered; the peer's requests are taken in any order
+    from ``peer_mid`` (the lowest not yet answered) up to ``peer_mid + window - 1``, and the last ``window``
+    responses are kept for retransmitted requests.
+    """
 
     initiator: bool
     budget: MemoryBudget
@@ -99,10 +107,13 @@ class IkeSa:
     state: IkeState = IkeState.INITIAL
     neg: Negotiation = field(default_factory=Negotiation)
     next_mid: int = 0  # message id of our next request
-    peer_mid: int = 0  # message id we expect in the peer's next request
-    outstanding: Outstanding | None = None
+    peer_mid: int = 0  # the lowest message id of the peer's requests not yet answered
+    in_flight: dict[int, Outstanding] = field(default_factory=dict)  # our requests sent, by message id
     requests: deque[Queued] = field(default_factory=deque)  # ours, waiting for the window (RFC 7296 2.3)
-    last_response: Cached | None = None
+    responses: dict[int, Cached] = field(default_factory=dict)  # our last ``window`` responses, by message id
+    answered: set[int] | None = None  # the peer's requests above ``peer_mid`` answered out of order (window > 1)
+    window: int = 1  # the peer's requests we take at once (announced by us)
+    peer_window: int = 1  # our requests that may be in flight at once (announced by the peer)
     reassembler: Reassembler = field(default_factory=Reassembler)
     account: Account = field(init=False, repr=False)
 
@@ -130,5 +141,36 @@ class IkeSa:
                        response=response)
 
     def busy(self) -> bool:
-        """A request of ours is in flight or waiting: the window (size 1) is taken."""
-        return self.outstanding is not None or bool(self.requests)
+        """A request of ours is in flight or waiting."""
+        return bool(self.in_flight) or bool(self.requests)
+
+    def window_open(self) -> bool:
+        """Whether our next request may go out: every request up to ``next_mid - peer_window`` is answered."""
+        lowest = min(self.in_flight) if self.in_flight else self.next_mid
+        return self.next_mid < lowest + self.peer_window
+
+    def contexts(self) -> list[Any]:
+        """The exchange contexts of our requests in flight (what their answers complete)."""
+        return [out.context for out in self.in_flight.values()]
+
+    def takes_request(self, mid: int) -> bool:
+        """Whether ``mid`` is inside our window of the peer's requests and not yet answered."""
+        if not self.peer_mid <= mid < self.peer_mid + self.window:
+            return False
+        return self.answered is None or mid not in self.answered
+
+    def mark_answered(self, mid: int) -> None:
+        """Slide the window of the peer's requests over ``mid``; forget responses that fell out of it."""
+        if mid == self.peer_mid:
+            self.peer_mid += 1
+            answered = self.answered
+            while answered and self.peer_mid in answered:
+                answered.discard(self.peer_mid)
+                self.peer_mid += 1
+        elif mid > self.peer_mid:
+            if self.answered is None:
+                self.answered = set()
+            self.answered.add(mid)
+        if len(self.responses) > self.window:
+            for old in sorted(self.responses)[: len(self.responses) - self.window]:
+                del self.responses[old]

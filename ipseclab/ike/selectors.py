@@ -8,6 +8,7 @@ came back is inside what it proposed.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from ..packets.payloads import IPAddress, TrafficSelector
 
@@ -15,7 +16,13 @@ _TS_IPV4, _TS_IPV6 = 7, 8
 
 
 def from_cidrs(cidrs: tuple[str, ...]) -> list[TrafficSelector]:
-    return [TrafficSelector.from_network(c) for c in cidrs]
+    """Selectors for configured prefixes; made once per tuple (the engine never changes a selector in place)."""
+    return list(_from_cidrs(tuple(cidrs)))
+
+
+@lru_cache(maxsize=1024)
+def _from_cidrs(cidrs: tuple[str, ...]) -> tuple[TrafficSelector, ...]:
+    return tuple(TrafficSelector.from_network(c) for c in cidrs)
 
 
 def _addr(a: IPAddress | bytes) -> int:

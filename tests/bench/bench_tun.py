@@ -67,7 +67,7 @@ def one_suite(suite: str, seconds: int) -> tuple[float, float, dict[str, int]]:
                 host.boot()
                 host.wait_ready()
                 hosts.append(host)
-            left, right = hosts
+            left = hosts[0]
             left.command({"cmd": "initiate"})
             event = left.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed"), 20)
             if event["type"] != "ChildSaEstablished":

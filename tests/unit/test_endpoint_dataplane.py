@@ -80,14 +80,13 @@ def test_rekey_hand_over_old_inbound_stays_valid_and_outbound_moves_when_the_eng
     left, right, ci, cr = _planes()
     old_sa = left.pairs[ci.spi_in].out
     # a peer's rekey: the new pair is installed inbound-only (the engine's ``outbound`` False), then moved
-    new_r = dataclasses.replace(cr, spi_in=cr.spi_in + 1, spi_out=cr.spi_out + 1, rekeyed=cr.spi_in)
-    new_r = dataclasses.replace(new_r, **({"outbound": False} if hasattr(new_r, "outbound") else {}))
+    new_r = dataclasses.replace(cr, spi_in=cr.spi_in + 1, spi_out=cr.spi_out + 1, rekeyed=cr.spi_in,
+                                outbound=False)
     right.install(new_r, LEFT)
-    if not hasattr(new_r, "outbound"):  # the engine on main moves outbound at once: check that path too
-        assert right.pairs[new_r.spi_in].policy is not None and right.pairs[cr.spi_in].policy is None
-    else:
-        assert right.pairs[cr.spi_in].policy is not None
-        right.carry(new_r.spi_in, cr.spi_in)
+    assert right.pairs[cr.spi_in].policy is not None and right.pairs[new_r.spi_in].policy is None
+    still_old = right.outbound(_ping("203.0.113.65", "203.0.113.1"))
+    assert still_old is not None and int.from_bytes(still_old.data[20:24], "big") == cr.spi_out
+    right.carry(new_r.spi_in, cr.spi_in)  # ChildSaOutbound
     out = right.outbound(_ping("203.0.113.65", "203.0.113.1"))
     assert out is not None and int.from_bytes(out.data[20:24], "big") == new_r.spi_out
     assert len(right.spd.policies) == 1
@@ -96,6 +95,14 @@ def test_rekey_hand_over_old_inbound_stays_valid_and_outbound_moves_when_the_eng
     right.remove(cr.spi_in)
     assert right.inbound(old_sa.protect(_ping(seq=6))) is None and right.counters.unknown_spi == 1
     assert right.remove(cr.spi_in) is None
+
+
+def test_our_own_rekey_moves_outbound_at_once():
+    left, _, ci, _ = _planes()
+    new = dataclasses.replace(ci, spi_in=ci.spi_in + 1, spi_out=ci.spi_out + 1, rekeyed=ci.spi_in)
+    left.install(new, RIGHT)
+    out = left.outbound(_ping())
+    assert out is not None and out.pair.spi_in == new.spi_in and left.pairs[ci.spi_in].policy is None
 
 
 def test_an_additional_child_sa_for_other_selectors_gets_its_own_policy():

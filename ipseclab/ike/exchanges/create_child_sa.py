@@ -8,14 +8,19 @@ window and comes back with the answer, so nothing about it lives anywhere else.
 The responder checks the whole request before it changes anything and answers what it cannot take with one
 notify (1.3, 2.21.3): INVALID_KE_PAYLOAD naming the group it wants (the initiator retries once per group),
 CHILD_SA_NOT_FOUND for a rekey of a pair it does not have (2.25), NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE,
-INVALID_SYNTAX.  A refused or failed Child SA leaves the IKE SA up (``ChildSaFailed``).  The initiator of a
-rekey deletes the old pair once the new one is installed (2.8); until then the old pair carries traffic.
+INVALID_SYNTAX.  A refused or failed Child SA leaves the IKE SA up (``ChildSaFailed``).
+
+Handing a rekeyed pair over (2.8, 2.8.1): the rekey's initiator sends on the new pair as soon as it has the
+answer, and deletes the old pair.  Its responder installs the new pair inbound-only (the initiator may not have
+it yet: the answer can be lost) and keeps sending on the old pair until that pair is deleted; then
+``ChildSaOutbound`` moves its traffic over (``informational``).  The old pair's inbound SA takes traffic on both
+sides until its ``ChildSaDeleted``.  In a collision the redundant pair never carries outbound traffic.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ...crypto import KeyExchange, get_ke_group
@@ -87,15 +92,18 @@ def _proposals(conn: IkeConnection, protocol: int) -> tuple[str, ...]:
 # -- the initiator ---------------------------------------------------------------------------------------------
 
 def start_child(conn: IkeConnection, now: float, *, local_ts: tuple[str, ...] | None = None,
-                remote_ts: tuple[str, ...] | None = None, old: ChildSa | None = None) -> int:
-    """Queue our request for a new pair (or the rekey of ``old``); returns the new pair's inbound SPI."""
+                remote_ts: tuple[str, ...] | None = None, old: ChildSa | None = None,
+                like: ChildSa | None = None) -> int:
+    """Queue our request for a new pair (or the rekey of ``old``, or a pair with the protocol, mode and agreed
+    selectors of ``like``, another connection's, when reauthenticating); returns the new pair's inbound SPI."""
     cfg = conn.config
     conn.require_window_room()
-    if old is not None:
-        if old.sa is None:
-            raise LocalProtocolError("a Child SA without its agreed algorithms cannot be rekeyed")
-        protocol, mode = old.protocol, old.mode
-        lts, rts = list(old.sa.local_ts), list(old.sa.remote_ts)
+    model = old or like
+    if model is not None:
+        if model.sa is None:
+            raise LocalProtocolError("a Child SA without its agreed algorithms cannot be rekeyed or re-created")
+        protocol, mode = model.protocol, model.mode
+        lts, rts = list(model.sa.local_ts), list(model.sa.remote_ts)
     else:
         protocol = ProtocolId.AH if cfg.protocol == "ah" else ProtocolId.ESP
         mode = cfg.mode
@@ -160,15 +168,19 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: o
     except RemoteProtocolError as exc:
         _failed(conn, p, str(exc), exc.notify, False)
         return
+    lost = p.old is not None and p.collision is not None and _lost(p, nonce_r=_nonce(inner))
+    if lost:
+        event = replace(event, outbound=False)  # redundant: never carries our traffic
     new = add_child(conn, event, now)
+    new.outbound = event.outbound
     if p.old is None:
         return
     p.old.rekey = None
-    if p.collision is not None and _lost(p, nonce_r=_nonce(inner)):
+    if lost:
         # RFC 7296 2.8.1: both sides rekeyed the pair at once; the new pair of the exchange with the lowest of
         # the four nonces is redundant and its initiator (we) deletes it; the peer deletes the old pair
         informational.send_child_delete(conn, [new], now)
-    elif p.old.state in LIVE:  # 2.8: the initiator of the (surviving) rekey deletes the old pair
+    elif p.old.state in LIVE:  # 2.8: the initiator of the (surviving) rekey uses the new pair, deletes the old
         informational.send_child_delete(conn, [p.old], now)
 
 
@@ -309,10 +321,14 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
     event = child_event(conn, suite_keys, t.chosen, spi, t.peer_spi, t.mode, t.tsi, t.tsr, nonce_i=t.nonce_i,
                         nonce_r=nonce_r, we_initiated=False, g_ir=t.g_ir,
                         rekeyed=t.old.key if t.old is not None else None)
+    if t.old is not None:
+        # 2.8: the peer may not have the new pair until it reads this answer; our outbound traffic stays on the
+        # old pair until the peer deletes it (strongSwan does the same), its inbound SA works at once
+        event = replace(event, outbound=False)
     conn.send_response(ExchangeType.CREATE_CHILD_SA, payloads, msg.message_id, sa=sa)
     if t.old is not None and t.old.state == ChildState.INSTALLED:
         t.old.step(ChildTrigger.REKEY)  # it carries traffic until the peer deletes it
-    conn.children[int.from_bytes(spi, "big")] = ChildSa(t.chosen.protocol, spi, t.mode)
+    conn.children[int.from_bytes(spi, "big")] = ChildSa(t.chosen.protocol, spi, t.mode, outbound=event.outbound)
     new = add_child(conn, event, now)
     if t.old is not None and isinstance(t.old.rekey, Pending):  # we are rekeying it too: a collision (2.8.1)
         t.old.rekey.collision = (t.nonce_i, nonce_r, new)

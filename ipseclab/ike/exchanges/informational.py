@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ...packets.enums import ExchangeType, ProtocolId
 from ...packets.message import Message
 from ...packets.payloads import DeletePayload, Payload
-from ..child import ChildSa, ChildState, ChildTrigger
-from ..events import ChildSaDeleted, IkeSaDeleted
+from ..child import LIVE, ChildSa, ChildState, ChildTrigger
+from ..events import ChildSaDeleted, ChildSaOutbound, IkeSaDeleted, OldIkeSaDeleted
 from ..sa import IkeSa
 from ..state import IkeState, Trigger
 
@@ -54,7 +54,20 @@ def send_child_delete(conn: IkeConnection, children: list[ChildSa], now: float) 
 
 def _forget(conn: IkeConnection, child: ChildSa, *, by_peer: bool) -> None:
     conn.children.pop(child.key, None)
+    _hand_over(conn, child)
     conn.emit(ChildSaDeleted(child.key, int.from_bytes(child.spi_out, "big"), by_peer=by_peer))
+
+
+def _hand_over(conn: IkeConnection, old: ChildSa) -> None:
+    """The pair that replaces ``old`` takes our outbound traffic now that ``old`` is gone, unless one of its
+    successors already does (the surviving pair of a collision we started) or none is live (2.8, 2.8.1)."""
+    successors = [c for c in conn.children.values()
+                  if c.state in LIVE and c.sa is not None and c.sa.rekeyed == old.key]
+    if not successors or any(c.outbound for c in successors):
+        return
+    new = successors[0]
+    new.outbound = True
+    conn.emit(ChildSaOutbound(new.key, int.from_bytes(new.spi_out, "big"), old.key))
 
 
 def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None:
@@ -66,6 +79,7 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
             conn.emit(IkeSaDeleted(by_peer=True))
         else:  # an old IKE SA after a rekey: the connection goes on under the new one
             conn.retired.remove(sa)
+            conn.emit(OldIkeSaDeleted(sa.spi_i, sa.spi_r, by_peer=True))
         return
     answer: list[Payload] = []
     by_peer_spi = {(c.protocol, c.spi_out): c for c in conn.children.values()}
@@ -91,6 +105,7 @@ def on_response(conn: IkeConnection, sa: IkeSa, msg: Message, now: float, ctx: A
             conn.emit(IkeSaDeleted(by_peer=False))
         elif sa in conn.retired:
             conn.retired.remove(sa)
+            conn.emit(OldIkeSaDeleted(sa.spi_i, sa.spi_r, by_peer=False))
     elif isinstance(ctx, ChildDelete):
         for child in ctx.children:
             if child.state == ChildState.DELETING:

@@ -108,6 +108,7 @@ def _switch(conn: IkeConnection, old: IkeSa, new: IkeSa, now: float, *, by_peer:
     lifecycle.schedule_ike(conn, now)
     conn.emit(established_event(conn))
     conn.emit(IkeSaRekeyed(old.spi_i, old.spi_r, new.spi_i, new.spi_r, by_peer))
+    conn.announce_window(new, now)  # RFC 7296 2.3: the new IKE SA starts with window size 1
     conn.send_next(new, now)
 
 
@@ -126,8 +127,8 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
         conn.notify_only_response(ExchangeType.CREATE_CHILD_SA, msg.message_id, exc.notify, exc.data, sa=sa)
         return
     conn.send_response(ExchangeType.CREATE_CHILD_SA, payloads, msg.message_id, sa=sa)
-    ours = sa.outstanding.context if sa.outstanding is not None else None
-    if isinstance(ours, Pending):  # 2.8.2: our own rekey is in flight; its answer decides which new SA stays
+    ours = next((c for c in sa.contexts() if isinstance(c, Pending)), None)
+    if ours is not None:  # 2.8.2: our own rekey is in flight; its answer decides which new SA stays
         new.step(Trigger.REKEY_CREATED)
         conn.retired.append(new)  # reachable by its SPIs meanwhile
         ours.collision = (new.neg.nonce_i, new.neg.nonce_r, new)
@@ -138,8 +139,8 @@ def on_request(conn: IkeConnection, sa: IkeSa, msg: Message, now: float) -> None
 def _check_request(conn: IkeConnection, sa: IkeSa, inner: list[Payload]) -> tuple[IkeSa, list[Payload]]:
     if sa is not conn.ike or sa.state != IkeState.ESTABLISHED:
         raise Refused("an IKE rekey of an IKE SA that is not the current one", NotifyType.TEMPORARY_FAILURE)
-    out = sa.outstanding
-    if out is not None and out.exchange == ExchangeType.CREATE_CHILD_SA and not isinstance(out.context, Pending):
+    if any(out.exchange == ExchangeType.CREATE_CHILD_SA and not isinstance(out.context, Pending)
+           for out in sa.in_flight.values()):
         raise Refused("a Child SA exchange of ours is in flight", NotifyType.TEMPORARY_FAILURE)  # 2.25
     sa_p, nonce, ke = _find(inner, SaPayload), _find(inner, NoncePayload), _find(inner, KePayload)
     if not isinstance(sa_p, SaPayload) or not isinstance(nonce, NoncePayload) or not isinstance(ke, KePayload):
