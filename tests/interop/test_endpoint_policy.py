@@ -48,7 +48,8 @@ def test_the_endpoint_drops_and_counts_clear_out_of_policy_replayed_and_forged_p
                    tunnel=(rh.address, lh.address), seq=1000)
         echo = bytes(IP(src=rh.protected_addr, dst=lh.protected_addr, id=7) / ICMP(id=9, seq=1))
         genuine = sa.protect(echo)
-        forged = genuine[:-1] + bytes([genuine[-1] ^ 1])
+        fresh = sa.protect(echo)  # a new sequence number: replay is checked before the ICV (RFC 4303 3.4.3)
+        forged = fresh[:-1] + bytes([fresh[-1] ^ 1])
         outside = sa.protect(bytes(IP(src="198.51.100.77", dst=lh.protected_addr, id=8) / ICMP(id=9, seq=2)))
         clear = echo  # from a protected source, in the clear: policy says it must come through the SA
         (lns, lif), (rns, rif) = lab.topology.attach["left"], lab.topology.attach["right"]
