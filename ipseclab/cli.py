@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,51 +23,24 @@ from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from .decrypt import decrypt_capture, read_key_tables
-    from .esp_decrypt import decrypt_esp_capture
-    from .packets.describe import message_dict
+    """A thin layer over ``analysis``: read the tables, stream the records out, exit 1 if any failed."""
+    from .analysis import read_key_tables
+    from .analysis.fast import write_decrypted
 
     if not args.keys and not args.esp_keys:
-        from .errors import ConfigError
-
         raise ConfigError("give --keys (ikev2_decryption_table) and/or --esp-keys (esp_sa)")
     rows, esp_rows, skipped = read_key_tables(args.keys or [], args.esp_keys or [])
     for note in skipped:  # once per row, before any packet: the rest of the table is used
         print(f"warning: {note}; row skipped", file=sys.stderr)
-    records = decrypt_capture(args.pcap, rows)
-    esp_records = decrypt_esp_capture(args.pcap, esp_rows) if args.esp_keys else []
-    failures = sum(1 for r in records if r.error) + sum(1 for r in esp_records if r.error)
-    if args.json:
-        doc: list[dict[str, object]] = []
-        for r in records:
-            item: dict[str, object] = {
-                "frame": r.frame, "time": r.time, "src": f"{r.src}:{r.sport}", "dst": f"{r.dst}:{r.dport}",
-                "protocol": "ike", "decrypted": r.decrypted, "error": r.error,
-                "message": message_dict(r.message) if r.message else None,
-            }
-            if r.reassembled is not None:
-                item["reassembled"] = message_dict(r.reassembled)
-            doc.append(item)
-        for e in esp_records:
-            item = asdict(e)
-            item["inner"] = e.inner.hex()
-            item["protocol"] = e.proto
-            doc.append(item)
-        doc.sort(key=lambda d: int(str(d["frame"])))
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        lines = [(r.frame, r.line()) for r in records] + [(e.frame, e.line()) for e in esp_records]
-        for _, line in sorted(lines, key=lambda x: x[0]):
-            print(line)
-        summary = f"{len(records)} IKE datagrams, {sum(r.decrypted for r in records)} decrypted"
-        if args.esp_keys:
-            summary += (f"; {len(esp_records)} ESP/AH packets, "
-                        f"{sum(1 for e in esp_records if e.verified)} verified")
-        print(f"{summary}, {failures} with errors")
-    return 1 if failures else 0
+    sys.stdout.flush()  # the warnings' order kept: records go to the binary stream underneath
+    out = sys.stdout.buffer
+    # an unreadable capture fails before anything is written
+    tally = write_decrypted(args.pcap, rows, esp_rows if args.esp_keys else None, out, as_json=args.json,
+                            scapy=args.verbose)
+    if not args.json:
+        out.write((tally.summary(bool(args.esp_keys)) + "\n").encode())
+    out.flush()
+    return 1 if tally.errors else 0
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
@@ -182,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an ikev2_decryption_table file (Wireshark's format); may be repeated")
     p.add_argument("--esp-keys", action="append", metavar="FILE",
                    help="an esp_sa file (Wireshark's format) for the ESP/AH packets; may be repeated")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output (a JSON array, one record a line)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="describe each decrypted inner packet with Scapy's summary (slower; text output)")
     p.set_defaults(func=_cmd_decrypt)
 
     add_parsers(sub)

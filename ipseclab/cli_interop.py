@@ -118,6 +118,13 @@ def cmd_interop(args: argparse.Namespace) -> int:
     if junit and not junit.parent.is_dir():
         raise ConfigError(f"--junit {args.junit}: no directory {junit.parent}")
     out = Path(args.out or Path("runs") / time.strftime("interop-%Y%m%d-%H%M%S")).resolve()
+    if _runs_remotely(args.runtime):
+        from .lab.runtimes.remote import run_interop
+
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"interop: {len(cases)} cases x {len(pairs)} pairs on a remote engine; results, pcaps, keys and "
+              f"logs come back to {out}")
+        return run_interop(_forwarded(args), out, junit)
     from .lab.runtimes import choose_runtime
 
     if args.kernel_ipsec:  # read by every Lab of the matrix (lab.runtimes.choose_runtime)
@@ -144,6 +151,34 @@ def cmd_interop(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.md'}, {out / 'results.json'} and {junit or out / 'results.xml'} (JUnit)")
     bad = [r for r in results if r.status not in (PASSED, UNSUPPORTED)]
     return 1 if bad else 0
+
+
+def _runs_remotely(runtime: str | None) -> bool:
+    """The docker runtime with $DOCKER_HOST naming another machine: the lab runs there (runtimes/remote.py)."""
+    from .lab.runtimes.remote import remote_engine
+
+    asked = runtime or os.environ.get("IPSECLAB_RUNTIME") or "uml"
+    if not remote_engine() or asked not in ("docker", "auto"):
+        return False
+    if asked == "auto":
+        from .lab.runtimes.docker_images import engine_answers
+
+        return engine_answers()
+    return True
+
+
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    """The options of this ``interop`` that the remote run takes as they are (it chooses its own --out)."""
+    out: list[str] = []
+    for case in args.case or []:
+        out += ["--case", case]
+    for pair in args.pair or []:
+        out += ["--pair", pair]
+    if args.shard:
+        out += ["--shard", args.shard]
+    if args.kernel_ipsec:
+        out += ["--kernel-ipsec", args.kernel_ipsec]
+    return out
 
 
 def cmd_results(args: argparse.Namespace) -> int:

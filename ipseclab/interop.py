@@ -8,6 +8,7 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from testcases.base import TestCase
 
 from .errors import ConfigError, IpsecLabError
+from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
@@ -77,25 +79,39 @@ def case_configs(case: TestCase, topo: Topology) -> tuple[PeerConfig, PeerConfig
         remote_ts=(left.protected,) if tunnel else (),
         role="responder", **common,  # type: ignore[arg-type]
     )
-    return init, resp
+    return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
+
+
+def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) -> PeerConfig:
+    """``cfg`` with a case's per-side settings (lifetimes, DPD, ...); a bad one is the case's ConfigError."""
+    if not settings:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, **dict(settings))  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
 def check_ipseclab_decrypts(run_dir: Path) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
     message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV."""
-    from .decrypt import decrypt_capture
-    from .esp_decrypt import decrypt_esp_capture
+    from .analysis import EspRecord, records
     from .pcap.esp_keyfiles import read_esp_sa
     from .pcap.keyfiles import read_ikev2_decryption_table
 
     ike_rows = read_ikev2_decryption_table(run_dir / "ikev2_decryption_table")
     esp_rows = read_esp_sa(run_dir / "esp_sa")
     for pcap in sorted(run_dir.glob("*.pcap")):
-        bad = [r.line() for r in decrypt_capture(pcap, ike_rows) if r.error]
-        assert not bad, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad)
-        esp = [r for r in decrypt_esp_capture(pcap, esp_rows) if r.proto == "esp"]
-        bad = [r.line() for r in esp if not r.verified]
-        assert not bad, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad[:3])
+        bad_ike: list[str] = []
+        bad_esp: list[str] = []
+        for r in records(pcap, ike_rows, esp_rows):  # one pass over the capture for both
+            if isinstance(r, EspRecord):
+                if r.proto == "esp" and not r.verified:
+                    bad_esp.append(r.line())
+            elif r.error:
+                bad_ike.append(r.line())
+        assert not bad_ike, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike)
+        assert not bad_esp, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3])
 
 
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:
@@ -118,11 +134,11 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
             lab.initiate("left")
-            lab.ping("left", count=case.pings)
-            received = lab.tcp_transfer("left", case.tcp_bytes) if case.tcp_bytes else 0
+            if case.steps:
+                run_steps(lab, case.steps, run_dir)
+            else:
+                lab.ping("left", count=case.pings)
         case.check(Trace.load(run_dir))
-        if case.tcp_bytes:
-            case.check_transfer(received)
         check_ipseclab_decrypts(run_dir)
     except AssertionError as exc:
         return result(FAILED, str(exc) or "assertion failed")
@@ -147,6 +163,12 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
             drv.check_supported(cfg, case.topology)
             if host and drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        for step in case.steps:
+            for side, action in step.needs().items():  # type: ignore[attr-defined]
+                impl = initiator if side == "left" else responder
+                if action not in driver(impl).actions:
+                    raise ConfigError(f"{impl} cannot be driven through {type(step).__name__} (it needs the "
+                                      f"{action!r} action; {impl} offers {', '.join(sorted(driver(impl).actions))})")
         if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")

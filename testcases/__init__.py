@@ -6,9 +6,10 @@ from ipseclab.errors import ConfigError
 
 from .algorithms import CASES as ALGORITHM_CASES
 from .base import TestCase
+from .lifecycle import CASES as LIFECYCLE_CASES
 from .modes import CASES as MODE_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES]
 
 
 def by_name(name: str) -> TestCase:

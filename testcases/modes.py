@@ -1,5 +1,5 @@
 """Modes and encapsulations: ESP tunnel and transport, AH transport, over IPv4 and IPv6 transit; ESP tunnel
-through a NAT and in UDP without one; a TCP transfer in transport mode through a NAT."""
+through a NAT and in UDP without one (TCP in transport mode through a NAT: tcp-transport-nat, lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -55,14 +55,5 @@ AH_TRANSPORT_IPV6 = TestCase(
     transit="ipv6",
     child_proposal="sha256",
 )
-TCP_TRANSPORT_NAT = TestCase(
-    name="tcp-transport-nat",
-    description="ESP transport mode with the initiator behind a NAT: a 1 MB TCP transfer after the pings, so the "
-                "receivers' TCP checksum handling of RFC 3948 3.1.2 is exercised",
-    mode="transport",
-    topology="nat",
-    tcp_bytes=1_000_000,
-)
-
 CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_UDP, ESP_TUNNEL_IPV6,
-         ESP_TRANSPORT_IPV6, AH_TRANSPORT_IPV6, TCP_TRANSPORT_NAT]
+         ESP_TRANSPORT_IPV6, AH_TRANSPORT_IPV6]

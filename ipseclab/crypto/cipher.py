@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from ..errors import CryptoError, IntegrityError, UnsupportedTransformError
 from .algorithms import algorithm
+from .blockmodes import Cbc, Ccm, Ctr
 from .registry import EncrId, TransformType, transform_name
 
 
@@ -69,6 +70,12 @@ class Encr:
             return _AesGmac(key[:-4], key[-4:])
         if self.id == EncrId.NULL:
             return _Null()
+        if self.id in _CBC:
+            return Cbc(_CBC[self.id], key)
+        if self.id in _CTR:
+            return Ctr(_CTR[self.id], key[:-4], key[-4:])
+        if self.id in _CCM:
+            return Ccm(_CCM[self.id], key[:-3], key[-3:], self.icv_size)
         raise UnsupportedTransformError(f"no implementation for {self.name}")  # pragma: no cover
 
 
@@ -211,10 +218,31 @@ def raw_aead(cipher: KeyedCipher) -> tuple[AeadFunc, AeadFunc, bytes] | None:
     return None
 
 
+# the block-cipher primitive behind each CBC, counter-mode and CCM transform (crypto/blockmodes.py)
+_CBC = {EncrId.TRIPLE_DES: "3des", EncrId.DES: "des", EncrId.BLOWFISH: "blowfish", EncrId.CAST: "cast5",
+        EncrId.CAMELLIA_CBC: "camellia"}
+_CTR = {EncrId.AES_CTR: "aes", EncrId.CAMELLIA_CTR: "camellia"}
+_CCM = {EncrId.AES_CCM_8: "aes", EncrId.AES_CCM_12: "aes", EncrId.AES_CCM_16: "aes",
+        EncrId.CAMELLIA_CCM_8: "camellia", EncrId.CAMELLIA_CCM_12: "camellia", EncrId.CAMELLIA_CCM_16: "camellia"}
+
 # What only the implementation knows: (SK/ESP padding block, IV bytes, usable in IKE). Names, key
-# lengths, salt and ICV come from the algorithm registry (crypto/algorithms.py).
+# lengths, salt and ICV come from the algorithm registry (crypto/algorithms.py); whether a transform
+# is only read from captures (DES, Blowfish, CAST: never proposed) is the registry's ``legacy``.
 _TABLE: dict[int, tuple[int, int, bool]] = {
     EncrId.AES_CBC: (16, 16, True),
+    EncrId.AES_CTR: (1, 8, True),
+    EncrId.AES_CCM_8: (1, 8, True),
+    EncrId.AES_CCM_12: (1, 8, True),
+    EncrId.AES_CCM_16: (1, 8, True),
+    EncrId.TRIPLE_DES: (8, 8, True),
+    EncrId.CAMELLIA_CBC: (16, 16, True),
+    EncrId.CAMELLIA_CTR: (1, 8, True),
+    EncrId.CAMELLIA_CCM_8: (1, 8, True),
+    EncrId.CAMELLIA_CCM_12: (1, 8, True),
+    EncrId.CAMELLIA_CCM_16: (1, 8, True),
+    EncrId.DES: (8, 8, True),
+    EncrId.BLOWFISH: (8, 8, True),
+    EncrId.CAST: (8, 8, True),
     EncrId.AES_GCM_8: (1, 8, True),
     EncrId.AES_GCM_12: (1, 8, True),
     EncrId.AES_GCM_16: (1, 8, True),

@@ -32,6 +32,7 @@ class Integ:
     icv_size: int
     mac: MacFunc
     hash_name: str | None = None  # the hashlib digest of an HMAC transform (keyed fast path)
+    checked: bool = True  # False for Wireshark's "ANY n bit [no checking]" rows: the ICV is skipped, not verified
 
     def keyed(self, key: bytes) -> KeyedInteg:
         """This transform bound to ``key``: the object an SA keeps (see the module docstring)."""
@@ -43,6 +44,8 @@ class Integ:
 
     def verify(self, key: bytes, data: bytes, icv: bytes) -> None:
         """Raise IntegrityError unless ``icv`` is the ICV of ``data`` (constant-time compare)."""
+        if not self.checked:
+            return
         if not hmac.compare_digest(self.mac(key, data)[: self.icv_size], icv):
             raise IntegrityError(f"{self.name} ICV mismatch")
 
@@ -54,11 +57,12 @@ class KeyedInteg:
     (the ESN high-order bits of RFC 4303 3.3.2.1.1 and RFC 4302 3.3.3.2.2).
     """
 
-    __slots__ = ("_inner", "_key", "_mac", "_outer", "icv_size", "name")
+    __slots__ = ("_inner", "_key", "_mac", "_outer", "checked", "icv_size", "name")
 
     def __init__(self, integ: Integ, key: bytes) -> None:
         self.name = integ.name
         self.icv_size = integ.icv_size
+        self.checked = integ.checked
         self._key = bytes(key)
         self._mac = integ.mac
         self._inner: hashlib._Hash | None = None
@@ -87,16 +91,23 @@ class KeyedInteg:
 
     def verify(self, data: bytes, icv: bytes, tail: bytes = b"") -> None:
         """Raise IntegrityError unless ``icv`` is the ICV of ``data + tail`` (constant-time compare)."""
+        if not self.checked:
+            return
         if not hmac.compare_digest(self.compute(data, tail), icv):
             raise IntegrityError(f"{self.name} ICV mismatch")
 
 
-def _integ(iid: IntegId, mac: MacFunc, hash_name: str | None = None) -> Integ:
+def _integ(iid: IntegId, mac: MacFunc, hash_name: str | None = None, checked: bool = True) -> Integ:
     """The transform for a MAC: key and ICV lengths from the algorithm registry."""
     alg = algorithm(TransformType.INTEG, iid)
     if alg is None:  # pragma: no cover - every id implemented here is a registry row (a unit test checks)
         raise UnsupportedTransformError(f"integrity transform {iid.name} is not in the algorithm registry")
-    return Integ(iid, "AUTH_" + alg.iana_name, alg.key_bits[0] // 8, alg.icv, mac, hash_name)
+    return Integ(iid, "AUTH_" + alg.iana_name, alg.key_bits[0] // 8, alg.icv, mac, hash_name, checked)
+
+
+def _unchecked(key: bytes, data: bytes) -> bytes:
+    """The "MAC" of Wireshark's "ANY n bit [no checking]" rows: zeros (what is sent is never compared)."""
+    return bytes(32)
 
 
 _INTEGS: dict[int, Integ] = {
@@ -105,11 +116,18 @@ _INTEGS: dict[int, Integ] = {
         _integ(IntegId.HMAC_SHA1_96, hmac_func("sha1"), "sha1"),
         _integ(IntegId.HMAC_SHA1_160, hmac_func("sha1"), "sha1"),
         _integ(IntegId.HMAC_MD5_96, hmac_func("md5"), "md5"),
+        _integ(IntegId.HMAC_MD5_128, hmac_func("md5"), "md5"),
         _integ(IntegId.HMAC_SHA2_256_128, hmac_func("sha256"), "sha256"),
         _integ(IntegId.HMAC_SHA2_384_192, hmac_func("sha384"), "sha384"),
         _integ(IntegId.HMAC_SHA2_512_256, hmac_func("sha512"), "sha512"),
         _integ(IntegId.AES_XCBC_96, aes_xcbc_mac),
         _integ(IntegId.AES_CMAC_96, aes_cmac),
+        # read-only rows of Wireshark's tables (private-use ids, never proposed)
+        _integ(IntegId.HMAC_SHA2_256_96, hmac_func("sha256"), "sha256"),
+        _integ(IntegId.HMAC_RIPEMD160_96, hmac_func("ripemd160"), "ripemd160"),
+        *(_integ(iid, _unchecked, checked=False)
+          for iid in (IntegId.ANY_64_UNCHECKED, IntegId.ANY_96_UNCHECKED, IntegId.ANY_128_UNCHECKED,
+                      IntegId.ANY_160_UNCHECKED, IntegId.ANY_192_UNCHECKED, IntegId.ANY_256_UNCHECKED)),
     )
 }
 

@@ -16,8 +16,9 @@ from .algorithms import algorithm, names
 from .registry import EsnId, IntegId, TransformType
 
 # keyword -> (id, key bits): strongSwan's keywords and the aliases the registry lists
-_ENCR = names("strongswan", TransformType.ENCR, aliases=True, fixed_bits=False)
-_INTEG = {k: v[0] for k, v in names("strongswan", TransformType.INTEG, aliases=True).items()}
+# (legacy transforms, only ever read from captures, are not proposal keywords: the engine never negotiates them)
+_ENCR = names("strongswan", TransformType.ENCR, aliases=True, fixed_bits=False, legacy=False)
+_INTEG = {k: v[0] for k, v in names("strongswan", TransformType.INTEG, aliases=True, legacy=False).items()}
 _PRF = {k: v[0] for k, v in names("strongswan", TransformType.PRF, aliases=True).items()}
 _KE = {k: v[0] for k, v in names("strongswan", TransformType.KE, aliases=True).items()}
 

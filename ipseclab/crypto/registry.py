@@ -84,6 +84,16 @@ class IntegId(IntEnum):
     HMAC_SHA2_256_128 = 12
     HMAC_SHA2_384_192 = 13
     HMAC_SHA2_512_256 = 14
+    # ipseclab's own ids in the private-use range (RFC 7296 3.3.2: 1024-65535) for what Wireshark's key
+    # tables name without an IANA id: read from captures only, never proposed (the registry's ``legacy``)
+    HMAC_SHA2_256_96 = 65001  # draft-ietf-ipsec-ciph-sha-256-00, the Linux kernel's `auth hmac(sha256)` default
+    HMAC_RIPEMD160_96 = 65002  # RFC 2857
+    ANY_64_UNCHECKED = 65064  # Wireshark's "ANY n bit authentication [no checking]": an n-bit ICV, not verified
+    ANY_96_UNCHECKED = 65096
+    ANY_128_UNCHECKED = 65128
+    ANY_160_UNCHECKED = 65160
+    ANY_192_UNCHECKED = 65192
+    ANY_256_UNCHECKED = 65256
 
 
 class KeId(IntEnum):

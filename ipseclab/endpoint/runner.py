@@ -43,10 +43,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from ..analysis.keyrows import esp_sa_row, ike_sa_row
 from ..errors import IpsecLabError
 from ..esp import EspSA
 from ..esp.iphdr import PROTO_AH, PROTO_ESP
-from ..esp_decrypt import esp_sa_row
 from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
 from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
 from ..ike.state import IkeState
@@ -174,7 +174,10 @@ class Endpoint:
             s.close()
         self.tun.close()
 
-    def say(self, kind: str, **fields: Any) -> None:
+    def say(self, kind: str, /, **fields: Any) -> None:
+        # an event's own ``kind`` field (DatagramDropped has one) must not replace the line's kind
+        if "kind" in fields:
+            fields["event_kind"] = fields.pop("kind")
         self.out.write(json.dumps({"kind": kind, **fields}) + "\n")
         self.out.flush()
 
@@ -360,9 +363,7 @@ class Endpoint:
         with (self.spec.out_dir / "events.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         if isinstance(event, IkeSaEstablished):
-            k = event.keys
-            self.ike_rows.append(IkeSaKeyRow(event.spi_i, event.spi_r, k.sk_ei, k.sk_er, event.encr_id,
-                                             event.encr_key_bits, k.sk_ai, k.sk_ar, event.integ_id or 0))
+            self.ike_rows.append(ike_sa_row(event))
             write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
             self._install(event)

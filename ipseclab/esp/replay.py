@@ -110,6 +110,18 @@ class ReplayWindow:
             self._bits = (((self._bits << d) | 1) & self._mask) if d < size else 1
         self.top = seq
 
+    def resume(self, top: int) -> None:
+        """Join an SA in its middle: ``top`` is taken as the highest sequence number so far, none below it seen.
+
+        For a receiver that starts late (a capture that begins mid-SA): ESN inference then picks the
+        subspace around ``top`` instead of subspace 0.  Only for a window that has received nothing.
+        """
+        if self.top or self._bits:
+            raise ConfigError("resume() is for a window that has received nothing yet")
+        if not 0 <= top < (1 << 64 if self.esn else 1 << 32):
+            raise ConfigError(f"sequence number {top} is out of range")
+        self.top = top
+
     def seen(self, seq: int) -> bool:
         """Whether ``seq`` is marked as received inside the window (False outside it)."""
         d = self.top - seq

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..crypto import EncrId, Integ, TransformType, get_encr, get_integ
-from ..crypto.algorithms import ALGORITHMS, algorithms
+from ..crypto.algorithms import ALGORITHMS, algorithm, algorithms
 from ..crypto.cipher import Encr
 from ..errors import UnsupportedTransformError
 
@@ -33,7 +33,7 @@ AUTH_NAMES: dict[tuple[str, int], int] = {
 # note hmac(sha256): 96 bits, a pre-RFC 4868 leftover that no IKEv2 transform matches
 AUTH_DEFAULT_TRUNC: dict[str, int] = {
     "hmac(md5)": 96, "hmac(sha1)": 96, "hmac(sha256)": 96, "hmac(sha384)": 192, "hmac(sha512)": 256,
-    "xcbc(aes)": 96, "cmac(aes)": 96,
+    "xcbc(aes)": 96, "cmac(aes)": 96, "hmac(rmd160)": 96,
 }
 # the short names iproute2 and the kernel also accept
 ALIASES: dict[str, str] = {alias: a.xfrm for a in ALGORITHMS for alias in a.xfrm_aliases}
@@ -68,7 +68,8 @@ def aead_from_xfrm(name: str, key: bytes, icv_bits: int) -> Encr:
         raise UnsupportedTransformError(
             f"kernel AEAD {name!r} with a {icv_bits}-bit ICV has no ipseclab transform (known: {_known(AEAD_NAMES)})"
         )
-    bits = (len(key) - 4) * 8
+    alg = algorithm(TransformType.ENCR, eid)
+    bits = (len(key) - (alg.salt if alg is not None else 4)) * 8
     return get_encr(eid, None if eid == EncrId.CHACHA20_POLY1305 else bits)
 
 
@@ -79,7 +80,9 @@ def enc_from_xfrm(name: str, key: bytes) -> Encr:
         raise UnsupportedTransformError(
             f"kernel cipher {name!r} has no ipseclab transform (known: {_known(ENC_NAMES)})"
         )
-    return get_encr(eid, None if eid == EncrId.NULL else len(key) * 8)
+    alg = algorithm(TransformType.ENCR, eid)
+    bits = (len(key) - (alg.salt if alg is not None else 0)) * 8  # counter mode: the key ends with its nonce
+    return get_encr(eid, None if eid == EncrId.NULL else bits)
 
 
 def integ_from_xfrm(name: str, trunc_bits: int = 0) -> Integ:

@@ -52,7 +52,7 @@ def packages(impl: str) -> list[str]:
     try:
         lines = path.read_text().splitlines()
     except OSError:
-        known = sorted(p.name for p in CONTAINERS.iterdir() if (p / "packages.txt").exists())
+        known = sorted(p.name for p in CONTAINERS.iterdir() if (p / "packages.txt").exists() and p.name != "runner")
         raise LabError(f"no image definition for {impl!r} ({path} missing)",
                        hint=f"known implementations: {', '.join(known)}") from None
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]

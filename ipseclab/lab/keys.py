@@ -4,7 +4,8 @@
   log is read in ``impls/strongswan.py``), in strongSwan's proposal notation; the SPIs are
   matched from the capture (the key set whose ICV verifies a message with those SPIs).
 * Child SAs: the guest kernel's own ``ip -s xfrm state`` (algorithm names, keys, SPIs,
-  encapsulation and the replay/failed counters) — whoever negotiated them.
+  encapsulation and the replay/failed counters) — whoever negotiated them; and ``ip xfrm monitor``,
+  which runs in the guest from boot, for the SAs a rekey or an expiry removed before the end of the run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ..pcap.keyfiles import IkeSaKeyRow
 
 # strongSwan's log names a transform by its IANA name (AES_CBC_256, HMAC_SHA2_256_128): the registry's
 # rows that strongSwan has a keyword for
-_SS_ENCR = {a.iana_name: a.id for a in algorithms(TransformType.ENCR) if a.strongswan}
-_SS_INTEG = {a.iana_name: a.id for a in algorithms(TransformType.INTEG) if a.strongswan}
+_SS_ENCR = {a.strongswan_log_name: a.id for a in algorithms(TransformType.ENCR) if a.strongswan}
+_SS_INTEG = {a.strongswan_log_name: a.id for a in algorithms(TransformType.INTEG) if a.strongswan}
 
 
 @dataclass(slots=True)
@@ -110,6 +111,22 @@ class XfrmState:
 
 
 _HEX = re.compile(r"0x([0-9a-fA-F]+)")
+
+
+_MONITOR_EVENTS = ("Deleted ", "Updated ", "Expired ")
+
+
+def parse_xfrm_monitor(text: str) -> list[XfrmState]:
+    """The SAs in ``ip xfrm monitor`` output (the same blocks as ``ip xfrm state``, some headed by the event:
+    ``Deleted src ...``).  Policy blocks read like SAs to the state parser (their template line
+    ``proto esp reqid N`` puts the reqid where an SA has its SPI): only blocks with key material are SAs."""
+    lines = []
+    for line in text.splitlines():
+        for event in _MONITOR_EVENTS:
+            if line.startswith(event):
+                line = line[len(event):]
+        lines.append(line)
+    return [s for s in parse_xfrm_state("\n".join(lines)) if s.proto and (s.aead or s.enc or s.auth)]
 
 
 def parse_xfrm_state(text: str) -> list[XfrmState]:

@@ -36,7 +36,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
-from .keys import XfrmState, match_ike_keys, parse_xfrm_state
+from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
@@ -48,6 +48,11 @@ from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
 
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
+
+
+# every SA the kernel is given, with its keys, as it comes: a rekey or an expiry deletes SAs before the run
+# ends, and the key tables must still cover them (read back by _collect_keys)
+XFRM_MONITOR = "ip xfrm monitor > /ipl/xfrm-monitor.txt 2>&1 &\n"
 
 
 class LabInterrupted(LabError, KeyboardInterrupt):
@@ -216,10 +221,11 @@ class Lab:
             return
         addressing = self.topology.hosts[peer.side]
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
-            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False)
+            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
                       + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
             return
-        host.boot(network_script(addressing, peer.side) + peer.driver.start_script(peer.config, addressing))
+        host.boot(network_script(addressing, peer.side) + XFRM_MONITOR
+                  + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
         """Collect keys, halt guests, stop captures, remove namespaces; safe to call more than once."""
@@ -307,34 +313,12 @@ class Lab:
         _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
         return out
 
-    def tcp_transfer(self, side: str = "left", nbytes: int = 1_000_000, port: int = 5001,
-                     timeout: float = 30) -> int:
-        """Send ``nbytes`` over one TCP connection from ``side`` to the other side (addresses as for ``ping``);
-        returns how many bytes the other side's listener received (``busybox nc`` at both ends)."""
-        _, dst = self._flow(side)
-        other = self.peer("right" if side == "left" else "left")
-        got = (f"{other.host.dir}/tcp-received" if isinstance(other.host, EndpointHost)
-               else "/tmp/ipseclab-tcp-received")
-        t = int(timeout)
-        # the listener's stdin is a FIFO it holds open itself: at the end of its input busybox nc would close
-        # its side, and the sender would stop when it saw that
-        other.host.exec(f"rm -f {got} {got}.fifo; mkfifo {got}.fifo; (busybox timeout {t} busybox nc -l -p {port} "
-                        f"0<>{got}.fifo | wc -c > {got}.part; mv {got}.part {got}) >/dev/null 2>&1 &", timeout=10)
-        send = f"sleep 0.5; head -c {nbytes} /dev/zero | busybox timeout {t} busybox nc {dst} {port}"
-        self.peer(side).host.exec(send, timeout=timeout + 5, check=False)
-        _, out = other.host.exec(f"for i in $(seq 1 {t * 5}); do [ -e {got} ] && break; sleep 0.2; done; "
-                                 f"cat {got} 2>/dev/null || echo -1", timeout=timeout + 5, check=False)
-        try:
-            return int(out.split()[-1])
-        except (ValueError, IndexError):
-            return -1
-
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
 
     def _collect_keys(self) -> None:
         messages: list[bytes] = []
-        from ..decrypt import ike_datagrams
+        from ..analysis.ike import ike_datagrams
         from ..packets.natt import NATT_PORT
         from ..pcap.reader import UdpDatagram
 
@@ -354,10 +338,14 @@ class Lab:
             keysets += peer.driver.ike_keys(peer.host.dir)
             if isinstance(peer.host, EndpointHost):
                 continue  # no kernel SAs: the endpoint wrote its own key files into its directory
+            self.xfrm[peer.side] = []
             if peer.host.alive:
                 _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
                 (peer.host.dir / "xfrm-state.txt").write_text(out)
                 self.xfrm[peer.side] = parse_xfrm_state(out)
+            monitor = peer.host.dir / "xfrm-monitor.txt"
+            if monitor.exists():  # SAs gone before the end (rekeyed, expired, a killed peer's flushed SAs)
+                self.xfrm[peer.side] += parse_xfrm_monitor(monitor.read_text(errors="replace"))
         self.ike_rows = match_ike_keys(keysets, messages)
         for peer in self.peers.values():  # rows the ipseclab endpoint wrote itself
             own = peer.host.dir / "ikev2_decryption_table"

@@ -42,6 +42,7 @@ Role = Literal["initiator", "responder"]
 Protocol = Literal["esp", "ah"]
 Mode = Literal["tunnel", "transport"]
 Fragmentation = Literal["yes", "no", "force"]
+DpdAction = Literal["clear", "hold", "restart"]
 IdKind = Literal["fqdn", "ip", "email"]
 
 AEAD_ENCR = frozenset({EncrId.AES_GCM_8, EncrId.AES_GCM_12, EncrId.AES_GCM_16, EncrId.CHACHA20_POLY1305,
@@ -163,6 +164,27 @@ class PeerConfig:
     child_rekey_margin: int
     dpd_delay: int
     """Seconds between liveness checks; 0 disables them."""
+    dpd_action: DpdAction
+    """What to do with the Child SAs of a peer found dead: clear them, hold (trap) or restart."""
+    rekey_jitter: int
+    """Seconds a rekey may start earlier than lifetime - margin, at random (strongSwan rand_time, Libreswan
+    rekeyfuzz as a share of the margin); 0 rekeys exactly on time, which lifecycle cases need."""
+    rekey: bool
+    """Whether this side starts rekeys at all (False: it never does, it only answers the peer's)."""
+    reauth: bool
+    """Renew the IKE SA by reauthentication (a new IKE_SA_INIT/IKE_AUTH) instead of a CREATE_CHILD_SA rekey."""
+    child_rekey_bytes: int
+    """Soft volume limit of a Child SA in bytes: rekey once it carried this many (strongSwan rekey_bytes);
+    0: none.  Libreswan chooses its own soft limit below ``child_life_bytes`` and cannot take this one."""
+    child_life_bytes: int
+    """Hard volume limit of a Child SA in bytes (strongSwan life_bytes, Libreswan ipsec-max-bytes); 0: none."""
+    retransmit_timeout: float | None
+    """Seconds before the first retransmission of an IKE request (doubling after); None: the daemon's default."""
+    retransmit_tries: int | None
+    """Retransmissions before the peer is given up (DPD declares it dead); None: the daemon's default."""
+    extra_children: tuple[tuple[IPNetwork, IPNetwork], ...]
+    """Additional Child SAs (tunnel mode) as (local, remote) subnets, named ``<name>-2``, ``<name>-3``, ...:
+    created by CREATE_CHILD_SA under the same IKE SA when the harness starts them."""
     fragmentation: Fragmentation
     role: Role
     auto_start: bool
@@ -198,6 +220,15 @@ class PeerConfig:
         child_lifetime: int = 3600,
         child_rekey_margin: int = 540,
         dpd_delay: int = 0,
+        dpd_action: DpdAction = "clear",
+        rekey_jitter: int = 0,
+        rekey: bool = True,
+        reauth: bool = False,
+        child_rekey_bytes: int = 0,
+        child_life_bytes: int = 0,
+        retransmit_timeout: float | None = None,
+        retransmit_tries: int | None = None,
+        extra_children: Sequence[tuple[IPNetwork | str, IPNetwork | str]] = (),
         fragmentation: Fragmentation = "yes",
         role: Role = "initiator",
         auto_start: bool = False,
@@ -223,10 +254,14 @@ class PeerConfig:
         set_(self, "mode", mode)
         set_(self, "local_ts", self._networks("local_ts", local_ts))
         set_(self, "remote_ts", self._networks("remote_ts", remote_ts))
+        set_(self, "extra_children", self._children(extra_children))
         for attr, value in (("encap", encap), ("nat_t", nat_t), ("replay_window", replay_window), ("esn", esn),
                             ("ike_lifetime", ike_lifetime), ("ike_rekey_margin", ike_rekey_margin),
                             ("child_lifetime", child_lifetime), ("child_rekey_margin", child_rekey_margin),
-                            ("dpd_delay", dpd_delay), ("fragmentation", fragmentation), ("role", role),
+                            ("dpd_delay", dpd_delay), ("dpd_action", dpd_action), ("rekey_jitter", rekey_jitter),
+                            ("rekey", rekey), ("reauth", reauth), ("child_rekey_bytes", child_rekey_bytes),
+                            ("child_life_bytes", child_life_bytes), ("retransmit_timeout", retransmit_timeout),
+                            ("retransmit_tries", retransmit_tries), ("fragmentation", fragmentation), ("role", role),
                             ("auto_start", auto_start), ("updown", updown), ("log_keys", log_keys)):
             set_(self, attr, value)
         self._validate()
@@ -260,6 +295,17 @@ class PeerConfig:
             except ValueError as exc:
                 raise self.error(setting, f"{item!r} is not a network ({exc}); write e.g. 203.0.113.0/24") from None
         return tuple(nets)
+
+    def _children(self, value: object) -> tuple[tuple[IPNetwork, IPNetwork], ...]:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise self.error("extra_children", f"must be a list of (local, remote) subnets, not {value!r}")
+        out = []
+        for i, pair in enumerate(value):
+            if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+                raise self.error(f"extra_children[{i}]", f"must be a (local, remote) pair of subnets, not {pair!r}")
+            local, remote = (self._networks(f"extra_children[{i}]", net) for net in pair)
+            out.append((local[0], remote[0]))
+        return tuple(out)
 
     def _identity(self, setting: str, value: object) -> Identity | None:
         if value is None or isinstance(value, Identity):
@@ -320,6 +366,27 @@ class PeerConfig:
                 raise self.error(margin, f"must be positive and less than {life} ({lv} s), not {mv}")
         if self.dpd_delay < 0:
             raise self.error("dpd_delay", f"must be 0 (off) or a number of seconds, not {self.dpd_delay}")
+        self._validate_lifecycle()
+
+    def _validate_lifecycle(self) -> None:
+        if self.dpd_action not in ("clear", "hold", "restart"):
+            raise self.error("dpd_action", f"must be 'clear', 'hold' or 'restart', not {self.dpd_action!r}")
+        if not 0 <= self.rekey_jitter < min(self.ike_rekey_margin, self.child_rekey_margin):
+            raise self.error("rekey_jitter", f"must be 0 or more and less than the rekey margins "
+                             f"({self.ike_rekey_margin} s, {self.child_rekey_margin} s), not {self.rekey_jitter}")
+        for setting in ("child_rekey_bytes", "child_life_bytes"):
+            if getattr(self, setting) < 0:
+                raise self.error(setting, f"must be 0 (no limit) or a number of bytes, not {getattr(self, setting)}")
+        if self.child_rekey_bytes and self.child_life_bytes and self.child_rekey_bytes >= self.child_life_bytes:
+            raise self.error("child_rekey_bytes", f"must be less than child_life_bytes ({self.child_life_bytes}), "
+                             f"not {self.child_rekey_bytes}")
+        if self.retransmit_timeout is not None and not self.retransmit_timeout > 0:
+            raise self.error("retransmit_timeout",
+                             f"must be a positive number of seconds, not {self.retransmit_timeout}")
+        if self.retransmit_tries is not None and self.retransmit_tries < 0:
+            raise self.error("retransmit_tries", f"must be 0 or more, not {self.retransmit_tries}")
+        if self.extra_children and self.mode != "tunnel":
+            raise self.error("extra_children", "additional Child SAs with their own subnets need tunnel mode")
 
     def _validate_selectors(self) -> None:
         for setting, nets in (("local_ts", self.local_ts), ("remote_ts", self.remote_ts)):
@@ -403,6 +470,20 @@ class PeerConfig:
             return self.remote_ts
         return (ipaddress.ip_network(self.remote_address),) if self.remote_address is not None else ()
 
+    def lifecycle_settings(self) -> list[str]:
+        """The SA-lifecycle settings this configuration sets away from their defaults, by name: what a
+        renderer that does not write them must refuse (rather than run a case the peer ignores)."""
+        out = [name for name, default in _LIFECYCLE_DEFAULTS.items() if getattr(self, name) != default]
+        if self.dpd_delay:
+            out.append("dpd_delay")
+        return out
+
+    def retransmit_total(self) -> float | None:
+        """Seconds from an IKE request to giving the peer up, with the delay doubling after each try."""
+        if self.retransmit_timeout is None or self.retransmit_tries is None:
+            return None
+        return float(self.retransmit_timeout * (2 ** (self.retransmit_tries + 1) - 1))
+
     @property
     def psk_bytes(self) -> bytes:
         return self.psk.encode() if isinstance(self.psk, str) else self.psk
@@ -423,9 +504,16 @@ class PeerConfig:
             remote_id=self.effective_local_id,
             local_ts=self.remote_ts,
             remote_ts=self.local_ts,
+            extra_children=tuple((remote, local) for local, remote in self.extra_children),
             role="responder" if self.role == "initiator" else "initiator",
             auto_start=False,
         )
+
+
+_LIFECYCLE_DEFAULTS: dict[str, object] = {
+    "dpd_action": "clear", "rekey_jitter": 0, "rekey": True, "reauth": False, "child_rekey_bytes": 0,
+    "child_life_bytes": 0, "retransmit_timeout": None, "retransmit_tries": None, "extra_children": (),
+}
 
 
 def psk_text(psk: bytes) -> str | None:

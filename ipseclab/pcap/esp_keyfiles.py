@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import TransformType
-from ..crypto.algorithms import WIRESHARK_ESP_ONLY_AUTH, WIRESHARK_ESP_ONLY_ENCR, algorithm, algorithms
+from ..crypto.algorithms import WIRESHARK_ESP_LEGACY_ENCR, WIRESHARK_ESP_ONLY_ENCR, algorithm, algorithms
 from ..errors import KeyFileError
 from .keyfiles import csv_rows, lookup_name, read_key_file, skip_or_raise
 
@@ -33,11 +33,13 @@ from .keyfiles import csv_rows, lookup_name, read_key_file, skip_or_raise
 ESP_ENCR_NAMES: dict[str, int | None] = {
     **{a.wireshark_esp: a.id for a in algorithms(TransformType.ENCR) if a.wireshark_esp},
     **dict.fromkeys(WIRESHARK_ESP_ONLY_ENCR),
+    **dict.fromkeys(WIRESHARK_ESP_LEGACY_ENCR),
 }
+# why ipseclab reads a Wireshark encryption name but cannot decrypt with it
+ESP_ENCR_REFUSALS: dict[str, str] = {**WIRESHARK_ESP_ONLY_ENCR, **WIRESHARK_ESP_LEGACY_ENCR}
 # Wireshark ESP authentication name -> (INTEG id or None, ICV bytes)
 ESP_AUTH_NAMES: dict[str, tuple[int | None, int]] = {
-    **{a.wireshark_esp: (a.id, a.icv) for a in algorithms(TransformType.INTEG) if a.wireshark_esp},
-    **{name: (None, icv) for name, icv in WIRESHARK_ESP_ONLY_AUTH.items()},
+    a.wireshark_esp: (a.id, a.icv) for a in algorithms(TransformType.INTEG) if a.wireshark_esp
 }
 _ENCR_BY_ID = {v: k for k, v in ESP_ENCR_NAMES.items() if v is not None}
 _AUTH_BY_ID = {v[0]: k for k, v in ESP_AUTH_NAMES.items() if v[0] is not None}

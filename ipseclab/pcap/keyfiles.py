@@ -142,7 +142,7 @@ def parse_ikev2_decryption_table(text: str, source: str = "<keys>",
     """Parse the rows of an ikev2_decryption_table; KeyFileError names the line and field at fault.
 
     With a ``skipped`` list a bad row is noted there (file, line, why) and left out instead.
-    Whether the keys fit the algorithms is checked where they are used (``decrypt.crypto_from_row``),
+    Whether the keys fit the algorithms is checked where they are used (``analysis.keyrows.crypto_from_row``),
     with the row's ``where`` in the message: this module knows names and ids, not key sizes.
     """
     rows = []

@@ -40,7 +40,7 @@ IPPROTO_ESP = 50
 IPPROTO_AH = 51
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs 4x as much to make, once per packet
 class IpPacket:
     """One IP packet of a capture: frame number (from 1, as Wireshark counts), time and the IP header facts."""
 
@@ -54,7 +54,7 @@ class IpPacket:
     packet: bytes = b""  # the whole IP packet, header included
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UdpDatagram:
     """A UDP datagram of a capture."""
 
@@ -75,7 +75,23 @@ class BadFrame:
     reason: str
 
 
+_UDP = struct.Struct("!HHH")
+_H = struct.Struct("!H")
 _IPV6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options (fragment handled apart)
+
+
+_NAMES: dict[bytes, str] = {}  # address bytes -> text: a capture names few hosts, and ipaddress costs ~1 us each
+_MAX_NAMES = 1 << 16
+
+
+def address_text(raw: bytes) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16 bytes) address as text, from a bounded cache."""
+    text = _NAMES.get(raw)
+    if text is None:
+        if len(_NAMES) >= _MAX_NAMES:  # a capture of many hosts: memory stays bounded, the cache starts over
+            _NAMES.clear()
+        text = _NAMES[raw] = str(ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw))
+    return text
 
 
 def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
@@ -86,21 +102,21 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
         if len(data) < off + 20:
             return BadFrame(frame, "truncated IPv4 header")
         ihl = (data[off] & 0x0F) * 4
-        total = struct.unpack_from("!H", data, off + 2)[0]
-        frag = struct.unpack_from("!H", data, off + 6)[0]
+        total = (data[off + 2] << 8) | data[off + 3]
         if ihl < 20 or len(data) < off + total or total < ihl:
             return BadFrame(frame, "truncated IPv4 packet")
-        src = str(ipaddress.IPv4Address(data[off + 12 : off + 16]))
-        dst = str(ipaddress.IPv4Address(data[off + 16 : off + 20]))
-        return IpPacket(frame, ts, src, dst, data[off + 9], data[off + ihl : off + total], bool(frag & 0x3FFF),
-                        data[off : off + total])
+        src = address_text(data[off + 12 : off + 16])
+        dst = address_text(data[off + 16 : off + 20])
+        packet = data[off : off + total] if off or total != len(data) else data
+        return IpPacket(frame, ts, src, dst, data[off + 9], packet[ihl:], bool(data[off + 6] & 0x3F or data[off + 7]),
+                        packet)
     if version == 6:
         if len(data) < off + 40:
             return BadFrame(frame, "truncated IPv6 header")
         plen = struct.unpack_from("!H", data, off + 4)[0]
         nh = data[off + 6]
-        src = str(ipaddress.IPv6Address(data[off + 8 : off + 24]))
-        dst = str(ipaddress.IPv6Address(data[off + 24 : off + 40]))
+        src = address_text(data[off + 8 : off + 24])
+        dst = address_text(data[off + 24 : off + 40])
         end = off + 40 + plen
         if len(data) < end:
             return BadFrame(frame, "truncated IPv6 packet")
@@ -116,6 +132,11 @@ def _ip(frame: int, ts: float, data: bytes, off: int) -> IpPacket | BadFrame:
                 nh, pos = data[pos], pos + 8 * (data[pos + 1] + 1)
         return IpPacket(frame, ts, src, dst, nh, data[pos:end], fragment, data[off:end])
     return BadFrame(frame, f"IP version {version}")
+
+
+def parse_ip(packet: bytes) -> IpPacket | BadFrame:
+    """One IP packet (an inner packet a tunnel carried, say) read as a capture's frames are: frame 0, time 0."""
+    return _ip(0, 0.0, packet, 0)
 
 
 _NOT_IP = -1  # a frame of a known link type that carries something else (ARP, LLDP): skipped silently
@@ -163,38 +184,53 @@ def pcap_header(head: bytes, source: str) -> tuple[str, bool, int]:
     return fmt[0], fmt[1], struct.unpack_from(fmt[0] + "I", head, 20)[0] & 0xFFFF  # the high bits say FCS length
 
 
-def _truncated(what: str, pos: int, need: int, got: int) -> str:
+def truncated_reason(what: str, pos: int, need: int, got: int) -> str:
     return f"capture truncated: {what} at byte {pos} needs {need} bytes, {got} present; the capture ends here"
 
 
-def _undecodable(what: str, pos: int, why: str) -> str:
+def undecodable_reason(what: str, pos: int, why: str) -> str:
     return f"undecodable {what} at byte {pos}: {why}; the rest of the capture is not read"
 
 
+CHUNK = 64 << 10  # classic pcap is read in chunks and its records sliced out: two reads a record cost more
+
+
 def _pcap_records(f: BinaryIO, head: bytes, source: str) -> Iterator[RecordOrStop]:
+    """Records of a classic pcap; memory at most a chunk and two records (a record that spans chunks is joined)."""
     head += f.read(24 - len(head))
     order, nano, linktype = pcap_header(head, source)
-    rec = struct.Struct(order + "IIII")
+    unpack = struct.Struct(order + "IIII").unpack_from
     scale = 1e-9 if nano else 1e-6
-    pos, n = 24, 0
+    base, n = 24, 0  # the file offset of buf[0], records so far
+    buf, pos = b"", 0
     while True:
-        hdr = f.read(16)
-        if not hdr:
-            return
+        if pos + 16 > len(buf):  # the next header is not all in the buffer: what is left of it, and a new chunk
+            base += pos
+            buf, pos = buf[pos:] + f.read(CHUNK), 0
+            if not buf:
+                return
         n += 1
-        if len(hdr) < 16:
-            yield _truncated(f"record {n}'s header", pos, 16, len(hdr))
+        if pos + 16 > len(buf):
+            yield truncated_reason(f"record {n}'s header", base + pos, 16, len(buf) - pos)
             return
-        sec, frac, caplen, _ = rec.unpack(hdr)
+        sec, frac, caplen, _ = unpack(buf, pos)
         if caplen > MAX_RECORD:
-            yield _undecodable(f"record {n}", pos, f"a captured length of {caplen} bytes (at most {MAX_RECORD})")
+            why = f"a captured length of {caplen} bytes (at most {MAX_RECORD})"
+            yield undecodable_reason(f"record {n}", base + pos, why)
             return
-        data = f.read(caplen)
-        if len(data) < caplen:
-            yield _truncated(f"record {n}", pos, 16 + caplen, 16 + len(data))
-            return
+        end = pos + 16 + caplen
+        if end <= len(buf):
+            data = buf[pos + 16 : end]
+            pos = end
+        else:  # the record runs past the chunk: the rest of it straight from the file
+            data, buf = buf[pos + 16 :], b""  # the chunk let go before the rest is read: memory stays bounded
+            data += f.read(caplen - len(data))
+            if len(data) < caplen:
+                yield truncated_reason(f"record {n}", base + pos, 16 + caplen, 16 + len(data))
+                return
+            base, pos = base + end, 0
         yield data, sec + frac * scale, linktype
-        pos += 16 + caplen
+        data = b""  # not held while the next record is read
 
 
 def _resolution(options: bytes, order: str) -> tuple[int, int]:
@@ -224,42 +260,42 @@ def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
         if not hdr:
             return
         if len(hdr) < 8:
-            yield _truncated("block header", pos, 8, len(hdr))
+            yield truncated_reason("block header", pos, 8, len(hdr))
             return
         first = b""
         if hdr[:4] == _PCAPNG_SHB:  # a new section: its byte-order magic says how to read the length
             first = f.read(4)
             if len(first) < 4:
-                yield _truncated("section header", pos, 12, 8 + len(first))
+                yield truncated_reason("section header", pos, 12, 8 + len(first))
                 return
             if first not in _PCAPNG_BOM:
-                yield _undecodable("section header", pos, f"byte-order magic {first.hex()}")
+                yield undecodable_reason("section header", pos, f"byte-order magic {first.hex()}")
                 return
             order = _PCAPNG_BOM[first]
             interfaces = []
         kind, length = struct.unpack(order + "II", hdr)
         if length < 12 or length % 4 or length > MAX_BLOCK:
-            yield _undecodable("block", pos, f"a block length of {length} bytes")
+            yield undecodable_reason("block", pos, f"a block length of {length} bytes")
             return
         body = first + f.read(length - 8 - len(first))
         if len(body) < length - 8:
-            yield _truncated("block", pos, length, 8 + len(body))
+            yield truncated_reason("block", pos, length, 8 + len(body))
             return
         if struct.unpack_from(order + "I", body, len(body) - 4)[0] != length:
-            yield _undecodable("block", pos, "its two length fields differ")
+            yield undecodable_reason("block", pos, "its two length fields differ")
             return
         body = body[:-4]
         pos += length
         if kind == 1:  # interface description
             if len(body) < 8:
-                yield _undecodable("interface block", pos - length, "shorter than 8 bytes")
+                yield undecodable_reason("interface block", pos - length, "shorter than 8 bytes")
                 return
             linktype, _, snaplen = struct.unpack_from(order + "HHI", body)
             interfaces.append((linktype, snaplen, *_resolution(body[8:], order)))
             continue
         if kind in (2, 6):  # (obsolete) packet block, enhanced packet block
             if len(body) < 20:
-                yield _undecodable("packet block", pos - length, "shorter than its 20-byte header")
+                yield undecodable_reason("packet block", pos - length, "shorter than its 20-byte header")
                 return
             if kind == 6:
                 iface, hi, lo, caplen, _ = struct.unpack_from(order + "IIIII", body)
@@ -268,13 +304,13 @@ def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
             if iface >= len(interfaces) or caplen > min(len(body) - 20, MAX_RECORD):
                 why = (f"interface {iface} was never described" if iface >= len(interfaces)
                        else f"a captured length of {caplen} bytes in a {length}-byte block")
-                yield _undecodable("packet block", pos - length, why)
+                yield undecodable_reason("packet block", pos - length, why)
                 return
             linktype, _, units, offset = interfaces[iface]
             yield body[20 : 20 + caplen], ((hi << 32) | lo) / units + offset, linktype
         elif kind == 3:  # simple packet block: interface 0, no timestamp
             if not interfaces or len(body) < 4:
-                yield _undecodable("simple packet block", pos - length, "no interface, or shorter than 4 bytes")
+                yield undecodable_reason("simple packet block", pos - length, "no interface, or shorter than 4 bytes")
                 return
             linktype, snaplen = interfaces[0][:2]
             wire = struct.unpack_from(order + "I", body)[0]
@@ -284,10 +320,11 @@ def _pcapng_records(f: BinaryIO, head: bytes) -> Iterator[RecordOrStop]:
 Capture = str | Path | bytes  # a file name, or the capture itself (bytes read from elsewhere, a fuzzer's input)
 
 
-def capture_records(path: Capture) -> Iterator[RecordOrStop]:
-    """Every record of a pcap or pcapng file (gzip-compressed too); a str, last, says why the rest is unread.
+def open_capture(path: Capture) -> tuple[BinaryIO, BinaryIO, bytes, str]:
+    """(file to close, stream to read, its first 4 bytes, name for messages) of a capture, gzip undone.
 
-    PcapError when the file is missing or is not a capture at all.
+    PcapError when the file is missing or is not a capture at all.  The file is opened once and
+    only read forward, so a FIFO works; ``records_of`` reads its records.
     """
     source = f"<{len(path)}-byte capture>" if isinstance(path, bytes) else str(path)
     try:
@@ -296,7 +333,7 @@ def capture_records(path: Capture) -> Iterator[RecordOrStop]:
         raise PcapError(f"{source}: no such file") from None
     except OSError as exc:
         raise PcapError(f"{source}: cannot read: {exc.strerror}") from None
-    with f:  # closed when the generator ends or is dropped
+    try:
         head = f.read(4)
         stream: BinaryIO = f
         if head[:2] == _GZIP:
@@ -305,16 +342,40 @@ def capture_records(path: Capture) -> Iterator[RecordOrStop]:
                 head = stream.read(4)
             except (OSError, EOFError, zlib.error) as exc:
                 raise PcapError(f"{source}: not a pcap or pcapng capture (bad gzip stream: {exc})") from None
-        if head in _PCAP_MAGIC:
-            records = _pcap_records(stream, head, source)
-        elif head == _PCAPNG_SHB:
-            records = _pcapng_records(stream, head)
-        else:
+        if head not in _PCAP_MAGIC and head != _PCAPNG_SHB:
             raise PcapError(f"{source}: not a pcap or pcapng capture (it starts with {head.hex() or 'nothing'})")
-        try:
-            yield from records
-        except (OSError, EOFError, zlib.error) as exc:  # a compressed capture cut short
-            yield f"capture truncated or corrupt ({exc}); the capture ends here"
+    except BaseException:
+        f.close()
+        raise
+    return f, stream, head, source
+
+
+def is_classic(head: bytes) -> bool:
+    """Whether a capture's first 4 bytes are a classic pcap magic (any byte order, micro- or nanoseconds)."""
+    return head in _PCAP_MAGIC
+
+
+def records_of(stream: BinaryIO, head: bytes, source: str) -> Iterator[RecordOrStop]:
+    """The records of an opened capture (``open_capture``); a str, last, says why the rest is unread."""
+    records = _pcap_records(stream, head, source) if head in _PCAP_MAGIC else _pcapng_records(stream, head)
+    try:
+        yield from records
+    except (OSError, EOFError, zlib.error) as exc:  # a compressed capture cut short
+        yield read_failed(exc)
+
+
+def read_failed(exc: BaseException) -> str:
+    return f"capture truncated or corrupt ({exc}); the capture ends here"
+
+
+def capture_records(path: Capture) -> Iterator[RecordOrStop]:
+    """Every record of a pcap or pcapng file (gzip-compressed too); a str, last, says why the rest is unread.
+
+    PcapError when the file is missing or is not a capture at all.
+    """
+    f, stream, head, source = open_capture(path)
+    with f:  # closed when the generator ends or is dropped
+        yield from records_of(stream, head, source)
 
 
 def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
@@ -322,20 +383,35 @@ def read_ip(path: Capture) -> Iterator[IpPacket | BadFrame]:
 
     When the capture cannot be read to its end, the last item is a BadFrame saying where and why.
     """
+    return ip_packets(capture_records(path))
+
+
+def ip_packets(records: Iterator[RecordOrStop]) -> Iterator[IpPacket | BadFrame]:
+    """read_ip over records already opened (``records_of``)."""
     n = 0
-    for rec in capture_records(path):
-        n += 1
+    for rec in records:  # not enumerate(): its cached result tuple would keep the previous record alive
+        n += 1  # noqa: SIM113
         if isinstance(rec, str):
             yield BadFrame(n, rec)
             return
         data, ts, linktype = rec
-        off = _link_offset(linktype, data)
-        if off == _NOT_IP:
-            continue
-        if off is None:
-            yield BadFrame(n, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
-            continue
-        yield _ip(n, ts, data, off)
+        rec = None  # type: ignore[assignment]  # not held while the next record is read: memory stays bounded
+        item = frame_ip(n, ts, data, linktype)
+        data = b""
+        if item is not None:
+            yield item
+
+
+def frame_ip(frame: int, ts: float, data: bytes, linktype: int) -> IpPacket | BadFrame | None:
+    """One captured frame as read_ip gives it: an IpPacket, a BadFrame, or None for a non-IP frame (ARP, LLDP)."""
+    if linktype == LINKTYPE_ETHERNET and data[12:14] == b"\x08\x00":  # the common case without a call
+        return _ip(frame, ts, data, 14)
+    off = _link_offset(linktype, data)
+    if off is None:
+        return BadFrame(frame, f"link type {linktype} is not supported (Ethernet, raw IP, Linux SLL, null)")
+    if off == _NOT_IP:
+        return None
+    return _ip(frame, ts, data, off)
 
 
 class PcapFollower:
@@ -375,7 +451,8 @@ class PcapFollower:
             sec, frac, caplen, _ = rec.unpack_from(data, pos)
             if caplen > MAX_RECORD:
                 why = f"a captured length of {caplen} bytes (at most {MAX_RECORD})"
-                raise PcapError(f"{self.path}: {_undecodable(f'record {self._frame + 1}', self._offset + pos, why)}")
+                where = self._offset + pos
+                raise PcapError(f"{self.path}: {undecodable_reason(f'record {self._frame + 1}', where, why)}")
             if pos + 16 + caplen > len(data):
                 break
             frame = data[pos + 16 : pos + 16 + caplen]
@@ -398,22 +475,24 @@ class PcapFollower:
         self._offset = 24
 
 
+def udp_of(pkt: IpPacket) -> UdpDatagram | BadFrame | None:
+    """The UDP datagram an IP packet carries, a BadFrame when it cannot be read as one, None when it is not UDP."""
+    if pkt.proto != IPPROTO_UDP:
+        return None
+    if pkt.fragment:
+        return BadFrame(pkt.frame, "IP fragment (reassembly is not supported)")
+    payload = pkt.payload
+    if len(payload) < 8:
+        return BadFrame(pkt.frame, "truncated UDP header")
+    sport, dport, length = _UDP.unpack_from(payload, 0)
+    if length < 8 or length > len(payload):
+        return BadFrame(pkt.frame, f"UDP length {length} does not match the {len(payload)} bytes captured")
+    return UdpDatagram(pkt.frame, pkt.time, pkt.src, pkt.dst, sport, dport, payload[8:length])
+
+
 def read_udp(path: Capture) -> Iterator[UdpDatagram | BadFrame]:
     """UDP datagrams of a capture; frames that are not UDP are skipped, broken ones reported."""
     for pkt in read_ip(path):
-        if isinstance(pkt, BadFrame):
-            yield pkt
-            continue
-        if pkt.proto != IPPROTO_UDP:
-            continue
-        if pkt.fragment:
-            yield BadFrame(pkt.frame, "IP fragment (reassembly is not supported)")
-            continue
-        if len(pkt.payload) < 8:
-            yield BadFrame(pkt.frame, "truncated UDP header")
-            continue
-        sport, dport, length = struct.unpack_from("!HHH", pkt.payload, 0)
-        if length < 8 or length > len(pkt.payload):
-            yield BadFrame(pkt.frame, f"UDP length {length} does not match the {len(pkt.payload)} bytes captured")
-            continue
-        yield UdpDatagram(pkt.frame, pkt.time, pkt.src, pkt.dst, sport, dport, pkt.payload[8:length])
+        d = pkt if isinstance(pkt, BadFrame) else udp_of(pkt)
+        if d is not None:
+            yield d

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .esp_keyfiles import EspSaRow, read_esp_sa, tshark_esp_options
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
+from .negotiation import IkeNegotiation, ike_negotiations
 from .wireshark import WiresharkIkeRecord, ike_records, tshark_path
 
 
@@ -30,6 +31,8 @@ class IpsecPacket:
     icv_good: bool | None  # Wireshark's ICV check (ESP with a key row), None when not checked
     decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
     inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
+    time: float = 0.0  # capture timestamp (seconds since the epoch)
+    length: int = 0  # the frame's length on the wire
 
     @property
     def tunnel(self) -> bool:
@@ -96,6 +99,8 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 icv_good=icv,
                 decrypted=bool(inner),
                 inner=inner,
+                time=float(pkt.sniff_timestamp),
+                length=int(pkt.length),
             ))
     finally:
         cap.close()
@@ -128,6 +133,11 @@ class Trace:
 
     def ipsec(self) -> list[IpsecPacket]:
         return [p for lt in self.links.values() for p in lt.ipsec]
+
+    def negotiations(self) -> list[IkeNegotiation]:
+        """Every IKE message's SA and KE payloads on every link, decrypted with the run's key table where
+        Wireshark can (what was negotiated, read off the wire: ``pcap.negotiation``)."""
+        return [n for lt in self.links.values() for n in ike_negotiations(lt.pcap, self.ike_rows, lt.name)]
 
     def tshark_ike_options(self) -> list[str]:
         return tshark_ikev2_options(self.ike_rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import IpsecLabError
 from .keyfiles import IkeSaKeyRow, tshark_ikev2_options
@@ -38,6 +39,20 @@ class WiresharkIkeRecord:
     decrypted: bool  # Wireshark produced "Decrypted Data"
     icv_ok: bool | None  # Wireshark's "[correct]" / "[incorrect]" on the Integrity Checksum Data
     icv_text: str = ""
+    # what the SA lifecycle checks read (rekeys, Deletes, liveness); the decrypted payloads' fields
+    # are there only when Wireshark decrypted the message
+    time: float = 0.0  # capture timestamp (seconds since the epoch)
+    src: str = ""
+    dst: str = ""
+    spi_i: int = 0
+    spi_r: int = 0
+    response: bool = False  # the R flag
+    initiator: bool = False  # the I flag: sent by the original initiator of this IKE SA
+    payloads: tuple[int, ...] = ()  # payload types in order, the decrypted inner ones included (46 = SK)
+    notifies: tuple[int, ...] = ()  # Notify message types (16393 = REKEY_SA)
+    deletes: tuple[tuple[int, int], ...] = ()  # (protocol id, SPI; 0 for an IKE SA) per SPI of each Delete
+    proposals: tuple[int, ...] = ()  # protocol id of each SA payload proposal (1 = IKE: an IKE SA rekey)
+    spis: tuple[int, ...] = ()  # the SPI fields of proposals and notifies (REKEY_SA names the SA it rekeys)
 
 
 def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeRecord]:
@@ -49,8 +64,8 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
     out = []
     try:
         for pkt in cap:
-            if "ISAKMP" not in pkt:
-                continue
+            if "ISAKMP" not in pkt or "ICMP" in pkt or "ICMPV6" in pkt:
+                continue  # an ICMP error quoting an IKE datagram is not a message of its own
             layer = pkt.isakmp
             names = set(layer.field_names)
             icv = layer.get_field("enc_icd")
@@ -58,6 +73,7 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
             icv_ok = None
             if icv is not None:
                 icv_ok = "[correct]" in icv_text and "[incorrect]" not in icv_text
+            ip = pkt.ip if "IP" in pkt else pkt.ipv6 if "IPV6" in pkt else None
             out.append(WiresharkIkeRecord(
                 frame=int(pkt.number),
                 exchange=int(layer.get_field("exchangetype") or 0),
@@ -66,7 +82,50 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
                 decrypted="enc_decrypted" in names,
                 icv_ok=icv_ok,
                 icv_text=icv_text,
+                time=float(pkt.sniff_timestamp),
+                src=str(ip.src) if ip is not None else "",
+                dst=str(ip.dst) if ip is not None else "",
+                spi_i=_hex(layer.get_field("ispi")),
+                spi_r=_hex(layer.get_field("rspi")),
+                response=_flag(layer.get_field("flag_r")),
+                initiator=_flag(layer.get_field("flag_i")),
+                payloads=tuple(int(v) for v in _all(layer, "typepayload")),
+                notifies=tuple(int(v) for v in _all(layer, "notify_msgtype")),
+                deletes=_deletes(layer),
+                proposals=tuple(int(v) for v in _all(layer, "prop_protoid")),
+                spis=tuple(_hex(v) for v in _all(layer, "spi")),
             ))
     finally:
         cap.close()
     return out
+
+
+def _all(layer: Any, name: str) -> list[str]:
+    """Every value of a field the layer repeats (one per payload), in order."""
+    field = layer.get_field(name)
+    if field is None:
+        return []
+    return [str(f.get_default_value()) for f in field.all_fields]
+
+
+def _hex(value: object) -> int:
+    text = str(value or "0").replace(":", "")
+    try:
+        return int(text, 16)
+    except ValueError:
+        return 0
+
+
+def _flag(value: object) -> bool:
+    return str(value) in ("1", "True", "true")
+
+
+def _deletes(layer: Any) -> tuple[tuple[int, int], ...]:
+    """(protocol id, SPI) per SPI deleted: an IKE SA's Delete has no SPI (0); ESP/AH ones list theirs
+    (Wireshark gives the SPIs of every Delete of a message in one field: they go with the first ESP/AH one)."""
+    protos = [int(v) for v in _all(layer, "delete_protoid")]
+    child = next((p for p in protos if p != 1), None)
+    out = [(1, 0)] if 1 in protos else []
+    if child is not None:
+        out += [(child, _hex(v)) for v in _all(layer, "delete_spi")]
+    return tuple(out)

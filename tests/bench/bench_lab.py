@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from ipseclab.interop import case_configs, run_case
-from ipseclab.lab import docker_images
 from ipseclab.lab.images import build_image
 from ipseclab.lab.lab import Lab, LabSpec
+from ipseclab.lab.runtimes import docker_images
 from ipseclab.lab.runtimes.uml_kernel import UmlKernel, select_kernel
 from ipseclab.lab.runtimes.uml_probe import check_kernel, host_cpu
 from ipseclab.lab.topology import make_topology

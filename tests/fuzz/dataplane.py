@@ -33,13 +33,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ipseclab.analysis import crypto_from_row, decrypt_capture, decrypt_esp_capture, esp_sa_row, ike_datagrams
 from ipseclab.crypto import EncrId, IntegId
-from ipseclab.decrypt import crypto_from_row, decrypt_capture, ike_datagrams
 from ipseclab.errors import IpsecLabError, ReplayError
 from ipseclab.esp import AhSA, EspSA
 from ipseclab.esp.common import SaBase
 from ipseclab.esp.iphdr import OuterHeader, spliced_header
-from ipseclab.esp_decrypt import decrypt_esp_capture, esp_sa_row
 from ipseclab.packets.message import EncryptedFragment, IkeSaCrypto, decode
 from ipseclab.packets.natt import NATT_PORT, Udp4500Kind, classify_udp4500
 from ipseclab.pcap.esp_keyfiles import parse_esp_sa

@@ -5,9 +5,10 @@ kernel-libipsec (a container) and ipseclab's own endpoint, each pair both ways; 
 A cell a peer cannot do is UNSUPPORTED with the driver's reason, reported as a skip with that reason;
 every other cell must pass.
 
-Every cell boots a fresh lab, negotiates, pings, tears down, then checks Wireshark's view of the
-run's pcaps with only the run's key files: every IKE message after IKE_SA_INIT decrypts with a good
-ICV, every ESP packet decrypts with a good ICV, the mode and the encapsulation are the declared ones.
+Every cell boots a fresh lab, negotiates, pings (a lifecycle case performs its steps instead: rekeys,
+a killed peer, a TCP download), tears down, then checks Wireshark's view of the run's pcaps with only
+the run's key files: every IKE message after IKE_SA_INIT decrypts with a good ICV, every ESP packet
+decrypts with a good ICV, the mode and the encapsulation are the declared ones, and what the case promises.
 """
 
 from __future__ import annotations

@@ -84,3 +84,31 @@ def handshake(ci: IkeConfig, cr: IkeConfig, deliver: Filter | None = None,
     w.i.initiate(w.now)
     w.pump()
     return w
+
+
+def wireshark_view(w: Wire, directory: Any) -> list[Any]:
+    """Wireshark's records of every datagram ``w`` logged, given only the key table made from the
+    initiator's IkeSaEstablished event (the engine's messages, checked by an outside dissector)."""
+    from pathlib import Path
+
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    from ipseclab.ike import IkeSaEstablished
+    from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
+    from ipseclab.pcap.wireshark import ike_records
+
+    out = Path(directory)
+    frames = [Ether() / IP(src="198.51.100.10" if d == "i>r" else "198.51.100.20",
+                           dst="198.51.100.20" if d == "i>r" else "198.51.100.10") / UDP(sport=500, dport=500)
+              / Raw(data) for d, data in w.log]
+    wrpcap(str(out / "ike.pcap"), frames)
+    (e,) = w.of("i", IkeSaEstablished)
+    k = e.keys
+    row = IkeSaKeyRow(e.spi_i, e.spi_r, k.sk_ei, k.sk_er, e.encr_id, e.encr_key_bits, k.sk_ai, k.sk_ar,
+                      e.integ_id or 0)
+    assert row.wireshark_can_decrypt, row.to_row()
+    write_ikev2_decryption_table(out / "keys", [row])
+    return ike_records(out / "ike.pcap", read_ikev2_decryption_table(out / "keys"))

@@ -16,10 +16,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import decrypt_esp_capture
 from ipseclab.cli import main
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.esp import AhSA
-from ipseclab.esp_decrypt import decrypt_esp_capture
 from ipseclab.pcap.esp_keyfiles import EspSaRow, write_esp_sa
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")

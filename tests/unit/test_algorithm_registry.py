@@ -14,7 +14,7 @@ import pytest
 from ipseclab.crypto import TransformType, supported_encrs, supported_integs, supported_prfs
 from ipseclab.crypto.algorithms import (
     ALGORITHMS,
-    WIRESHARK_ESP_ONLY_AUTH,
+    WIRESHARK_ESP_LEGACY_ENCR,
     WIRESHARK_ESP_ONLY_ENCR,
     Column,
     algorithm,
@@ -79,9 +79,52 @@ def test_supported_by():
 def test_wireshark_names_are_wiresharks_own():
     """Every Wireshark name the registry gives (other than ipseclab's marked ones) is in libwireshark."""
     blob = LIBWIRESHARK.read_bytes()
-    wanted = set(WIRESHARK_ESP_ONLY_ENCR) | set(WIRESHARK_ESP_ONLY_AUTH)
+    wanted = set(WIRESHARK_ESP_ONLY_ENCR) | set(WIRESHARK_ESP_LEGACY_ENCR)
     for column in ("wireshark_ikev2", "wireshark_esp"):
         for ttype in (TransformType.ENCR, TransformType.INTEG):
             wanted |= set(names(column, ttype))
     missing = sorted(n for n in wanted if "ipseclab-only" not in n and n.encode() + b"\0" not in blob)
     assert not missing
+
+
+def _tshark_takes(table: str, field: str, name: str) -> bool:
+    """Whether tshark 4.0 accepts ``name`` in one algorithm field of one of its key tables (its UAT check)."""
+    import shutil
+    import subprocess
+
+    rows = {
+        ("esp_sa", "encr"): f'"IPv4","*","*","*","{name}","0x00","NULL",""',
+        ("esp_sa", "auth"): f'"IPv4","*","*","*","NULL","","{name}","0x00"',
+        ("ikev2_decryption_table", "encr"): f'0011223344556677,0011223344556677,00,00,"{name}",00,00,"NONE [RFC4306]"',
+        ("ikev2_decryption_table", "integ"): f'0011223344556677,0011223344556677,00,00,"NULL [RFC2410]",00,00,"{name}"',
+    }
+    pcap = Path(__file__).resolve().parents[2] / "pcaps" / "strongswan-aes256-sha256-modp2048.pcap"
+    tshark = shutil.which("tshark") or "tshark"
+    out = subprocess.run([tshark, "-r", str(pcap), "-c", "1", "-o", f"uat:{table}:{rows[(table, field)]}"],
+                         capture_output=True, text=True, timeout=60)
+    return "invalid value" not in out.stderr
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(not LIBWIRESHARK.exists(), reason="libwireshark.so.16 (Wireshark 4.0) is not installed")
+def test_the_registry_has_every_name_wiresharks_tables_take():
+    """The converse of the test above: every algorithm-like string of libwireshark that tshark's ESP or IKEv2
+    table accepts is in the registry (so a user's Wireshark table has no name ipseclab cannot even read)."""
+    import re
+
+    blob = LIBWIRESHARK.read_bytes()
+    candidates = {m.decode() for m in re.findall(rb"(?<=\0)([A-Z0-9][\x20-\x7e]{2,70})(?=\0)", blob)
+                  if re.search(rb"\[(RFC\d+|draft-[a-z0-9-]+|no checking|No Checking)\]$", m)
+                  or re.fullmatch(rb"[A-Z0-9]+-CBC", m)}
+    columns = {("esp_sa", "encr"): set(names("wireshark_esp", TransformType.ENCR)) | set(WIRESHARK_ESP_ONLY_ENCR)
+               | set(WIRESHARK_ESP_LEGACY_ENCR),
+               ("esp_sa", "auth"): set(names("wireshark_esp", TransformType.INTEG)),
+               ("ikev2_decryption_table", "encr"): set(names("wireshark_ikev2", TransformType.ENCR)),
+               ("ikev2_decryption_table", "integ"): set(names("wireshark_ikev2", TransformType.INTEG))}
+    assert len(candidates) > 50, "libwireshark's algorithm names were not found: has the library changed?"
+    missing = [(where, name) for where, known in columns.items() for name in sorted(candidates - known)
+               if not any(name in k for k in columns.values()) and _tshark_takes(*where, name)]
+    assert not missing, missing
+    for where, known in columns.items():  # and every registry name of a column is one that column takes
+        sample = sorted(n for n in known if "ipseclab-only" not in n)[:3]
+        assert all(_tshark_takes(*where, n) for n in sample), (where, sample)

@@ -3,6 +3,7 @@ REPL lines run as written."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -77,8 +78,10 @@ def test_readme_repl_lines_run(tmp_path: Path):
             elif line.strip() and not line.startswith("'"):  # an expression's value: exec() does not show it
                 expected.append((n + 1, line))
     (tmp_path / "readme.py").write_text("\n".join(script) + "\n")
+    # this checkout's ipseclab first (an installed or editable one elsewhere must not answer for it)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(tmp_path / "readme.py")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "IKE_AUTH request #1" in proc.stdout
     for n, line in expected:

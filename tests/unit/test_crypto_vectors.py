@@ -12,7 +12,7 @@ import pytest
 from ipseclab.crypto import EncrId, IntegId, KeId, PrfId, get_encr, get_integ, get_ke_group, get_prf, modp_prime
 from ipseclab.crypto.mac import aes_xcbc_mac
 from ipseclab.errors import IntegrityError
-from tests.vectors import cases, load
+from tests.vectors import cases, load, rsp_blocks
 
 H = bytes.fromhex
 
@@ -26,25 +26,6 @@ _INTEG_BY_NAME = {
     "AUTH_HMAC_SHA2_384_192": IntegId.HMAC_SHA2_384_192,
     "AUTH_HMAC_SHA2_512_256": IntegId.HMAC_SHA2_512_256,
 }
-
-
-def _rsp_blocks(path: Path):
-    """(section parameters, record) pairs of a NIST-style .rsp/.txt vector file."""
-    params: dict[str, str] = {}
-    block: dict[str, str] = {}
-    for raw in [*path.read_text().splitlines(), ""]:
-        line = raw.strip()
-        if line.startswith("#"):
-            continue
-        if line.startswith("["):
-            k, _, val = line[1:-1].partition("=")
-            params[k.strip()] = val.strip()
-        elif "=" in line:
-            k, _, val = line.partition("=")
-            block[k.strip()] = val.strip()
-        elif block:
-            yield dict(params), block
-            block = {}
 
 
 @pytest.mark.parametrize("v", cases("rfc4868_hmac_sha2"))
@@ -65,7 +46,7 @@ def _rfc4231_cases():
     out = []
     for bits in (256, 384, 512):
         path = Path(cv.__file__).parent / "HMAC" / f"rfc-4231-sha{bits}.txt"
-        for n, (_params, block) in enumerate(_rsp_blocks(path), start=1):
+        for n, (_params, block) in enumerate(rsp_blocks(path), start=1):
             out.append(pytest.param(bits, block, id=f"RFC4231-sha{bits}-case{n}"))
     return out
 
@@ -113,7 +94,7 @@ def test_rfc7748_x25519_x448(name):
     path = Path(cv.__file__).parent / "asymmetric" / name / "rfc7748.txt"
     group = get_ke_group(KeId.CURVE25519 if name == "X25519" else KeId.CURVE448)
     checked = 0
-    for _params, block in _rsp_blocks(path):
+    for _params, block in rsp_blocks(path):
         ke = group.generate(H(block["INPUT_SCALAR"]))
         assert ke.shared_secret(H(block["INPUT_U"])).hex() == block["OUTPUT_U"]
         checked += 1
@@ -150,7 +131,7 @@ def _cavp_gcm_cases():
     for bits in (128, 256):
         path = Path(cv.__file__).parent / "ciphers" / "AES" / "GCM" / f"gcmEncryptExtIV{bits}.rsp"
         taken: dict[str, int] = {}
-        for params, block in _rsp_blocks(path):
+        for params, block in rsp_blocks(path):
             sel = (params.get("IVlen") == "96" and params.get("Taglen") in ("64", "96", "128")
                    and params.get("PTlen") in ("128", "408"))
             key = f"{bits}-{params.get('Taglen')}-{params.get('PTlen')}-{params.get('AADlen')}"
@@ -247,7 +228,7 @@ def _keyed_hmac_cases():
         (IntegId.HMAC_SHA2_384_192, "rfc-4231-sha384.txt"),
         (IntegId.HMAC_SHA2_512_256, "rfc-4231-sha512.txt"),
     ):
-        for n, (_params, block) in enumerate(_rsp_blocks(_cv_file("HMAC", file)), start=1):
+        for n, (_params, block) in enumerate(rsp_blocks(_cv_file("HMAC", file)), start=1):
             out.append(pytest.param(integ_id, block, id=f"{file.split('.')[0]}-case{n}"))
     return out
 
@@ -280,7 +261,7 @@ def test_aes_cbc_mmt_vectors_one_keyed_object_per_key(bits):
     message, through the same object.
     """
     enc = get_encr(EncrId.AES_CBC, bits)
-    records = [b for p, b in _rsp_blocks(_cv_file("ciphers", "AES", "CBC", f"CBCMMT{bits}.rsp")) if "PLAINTEXT" in b]
+    records = [b for p, b in rsp_blocks(_cv_file("ciphers", "AES", "CBC", f"CBCMMT{bits}.rsp")) if "PLAINTEXT" in b]
     assert len(records) >= 10
     for r in records:
         keyed = enc.keyed(H(r["KEY"]))

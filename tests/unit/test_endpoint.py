@@ -121,3 +121,19 @@ def test_clear_drops_are_read_from_the_kernels_netstat_table():
             "IpExt: 0 0\n")
     assert parse_rp_filter_drops(text) == 7
     assert parse_rp_filter_drops("IpExt: A\nIpExt: 1\n") == 0
+
+
+def test_an_event_with_a_kind_field_is_reported_not_fatal():
+    """DatagramDropped carries ``kind``: reporting it once crashed the endpoint (``say() got multiple values for
+    argument 'kind'``) when Libreswan answered a retransmitted IKE_AUTH request twice."""
+    import io
+    from types import SimpleNamespace
+
+    from ipseclab.endpoint.runner import Endpoint
+    from ipseclab.ike import DatagramDropped
+
+    fake = SimpleNamespace(out=io.StringIO())
+    record = {"type": "DatagramDropped", **jsonable(DatagramDropped("IKE_AUTH response #1: not awaited", "unexpected"))}
+    Endpoint.say(fake, "event", **record)  # type: ignore[arg-type]
+    line = json.loads(fake.out.getvalue())
+    assert line["kind"] == "event" and line["event_kind"] == "unexpected" and line["type"] == "DatagramDropped"

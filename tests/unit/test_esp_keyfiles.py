@@ -11,10 +11,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import decrypt_esp_capture, esp_sa_row
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import KeyFileError
 from ipseclab.esp import AhSA, EspSA, nat_keepalive
-from ipseclab.esp_decrypt import decrypt_esp_capture, esp_sa_row
 from ipseclab.lab.esp_keys import esp_sa_row as lab_row
 from ipseclab.lab.keys import XfrmState
 from ipseclab.pcap.esp_keyfiles import (
@@ -85,7 +85,7 @@ def test_wildcards_and_matching():
     assert row.spi is None and row.matches(7, "198.51.100.1", "198.51.100.2")
     assert not row.matches(7, "198.51.100.1", "198.51.100.3")
     with pytest.raises(KeyFileError):
-        EspSaRow.from_ids(1, EncrId.CAMELLIA_CBC, bytes(16))
+        EspSaRow.from_ids(1, EncrId.RC5, bytes(16))
 
 
 def _capture(tmp_path: Path) -> tuple[Path, list[EspSaRow], dict[str, EspSA]]:

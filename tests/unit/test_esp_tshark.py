@@ -19,9 +19,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import esp_sa_row
 from ipseclab.crypto import EncrId, IntegId, get_encr, get_integ
 from ipseclab.esp import EspSA
-from ipseclab.esp_decrypt import esp_sa_row
 from ipseclab.pcap.esp_keyfiles import EspSaRow
 from ipseclab.pcap.trace import ipsec_packets as esp_records
 

@@ -49,11 +49,25 @@ def test_auth_names(name, trunc, iid):
 
 def test_names_ipseclab_cannot_map_say_what_it_knows():
     with pytest.raises(UnsupportedTransformError, match="rfc4106"):
-        aead_from_xfrm("rfc4309(ccm(aes))", bytes(19), 128)
-    with pytest.raises(UnsupportedTransformError, match="96 bits"):
-        integ_from_xfrm("hmac(sha256)")  # the kernel's legacy 96-bit default has no IKEv2 id
+        aead_from_xfrm("rfc4106(gcm(sm4))", bytes(20), 128)
+    with pytest.raises(UnsupportedTransformError, match="128 bits"):
+        integ_from_xfrm("hmac(sha1)", 128)  # no transform truncates HMAC-SHA1 to 128 bits
     with pytest.raises(UnsupportedTransformError, match=r"cbc\(aes\)"):
-        enc_from_xfrm("cbc(des3_ede)", bytes(24))
+        enc_from_xfrm("cbc(twofish)", bytes(16))  # the kernel has Twofish, ipseclab does not
+
+
+def test_kernel_names_of_the_issue_10_algorithms():
+    """CCM keys end with a 3-byte salt, CTR keys with a 4-byte nonce; the kernel's `auth hmac(sha256)` default
+    (96 bits) is Wireshark's HMAC-SHA-256-96 row (ipseclab's private-use id, read-only)."""
+    assert aead_from_xfrm("rfc4309(ccm(aes))", bytes(19), 64).id == EncrId.AES_CCM_8
+    assert aead_from_xfrm("rfc4309(ccm(aes))", bytes(35), 128).key_bits == 256
+    assert enc_from_xfrm("rfc3686(ctr(aes))", bytes(20)).key_bits == 128
+    assert enc_from_xfrm("cbc(des3_ede)", bytes(24)).id == EncrId.TRIPLE_DES
+    assert enc_from_xfrm("cbc(camellia)", bytes(32)).key_bits == 256
+    assert integ_from_xfrm("hmac(sha256)").id == IntegId.HMAC_SHA2_256_96
+    assert integ_from_xfrm("hmac(md5)", 128).id == IntegId.HMAC_MD5_128
+    args = xfrm_args(get_encr(EncrId.AES_CTR, 128), bytes(20), get_integ(IntegId.AES_CMAC_96), bytes(16))
+    assert args[:2] == ["enc", "rfc3686(ctr(aes))"] and args[4:6] == ["cmac(aes)", "0x" + "00" * 16]
     with pytest.raises(UnsupportedTransformError, match="not both"):
         esp_algorithms(aead=("rfc4106(gcm(aes))", bytes(20), 128), enc=("cbc(aes)", bytes(16)))
 

@@ -35,7 +35,7 @@ from ipseclab.ike.state import Role, Trigger, transition
 from ipseclab.packets.enums import ExchangeType, NotifyType
 from ipseclab.packets.message import decode
 
-from .ike_wire import Wire, configs, handshake, sent
+from .ike_wire import Wire, configs, handshake, sent, wireshark_view
 
 
 def esp_pair(child: ChildSaEstablished) -> tuple[EspSA, EspSA]:
@@ -335,27 +335,10 @@ def test_bad_configuration_is_refused_at_once_with_the_reason(field, value, mess
 @pytest.mark.tshark
 def test_tshark_decrypts_the_engines_messages(tmp_path: Path):
     """Wireshark, given only the key table made from the IkeSaEstablished event, decrypts every SK payload."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
-    from scapy.packet import Raw
-    from scapy.utils import wrpcap
-
-    from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
-    from ipseclab.pcap.wireshark import ike_records
-
     w = handshake(*configs(ike_proposals=("aes256-sha256-ecp256",)))
     w.i.close(w.now)
     w.pump()
-    frames = [Ether() / IP(src="198.51.100.10" if d == "i>r" else "198.51.100.20",
-                           dst="198.51.100.20" if d == "i>r" else "198.51.100.10") / UDP(sport=500, dport=500)
-              / Raw(data) for d, data in w.log]
-    wrpcap(str(tmp_path / "ike.pcap"), frames)
-    (e,) = w.of("i", IkeSaEstablished)
-    k = e.keys
-    row = IkeSaKeyRow(e.spi_i, e.spi_r, k.sk_ei, k.sk_er, e.encr_id, e.encr_key_bits, k.sk_ai, k.sk_ar,
-                      e.integ_id or 0)
-    write_ikev2_decryption_table(tmp_path / "keys", [row])
-    records = ike_records(tmp_path / "ike.pcap", read_ikev2_decryption_table(tmp_path / "keys"))
+    records = wireshark_view(w, tmp_path)
     assert [r.exchange for r in records] == [34, 34, 35, 35, 37, 37]
     encrypted = [r for r in records if r.encrypted]
     assert len(encrypted) == 4 and all(r.decrypted and r.icv_ok for r in encrypted), records

@@ -16,11 +16,11 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from ipseclab.analysis import decrypt_esp_capture
 from ipseclab.cli import main
 from ipseclab.crypto import EncrId, IntegId
 from ipseclab.errors import KeyFileError
 from ipseclab.esp import EspSA
-from ipseclab.esp_decrypt import decrypt_esp_capture
 from ipseclab.pcap.esp_keyfiles import address_matches, esp_key, parse_esp_sa, parse_spi
 from ipseclab.pcap.keyfiles import parse_ikev2_decryption_table
 
@@ -127,7 +127,7 @@ def test_a_bad_row_is_skipped_and_the_rest_used(tmp_path: Path, capsys):
     table.write_text('0000000000000001,0000000000000002,00,00,"ROT13 [RFC0]",00,00,"NONE [RFC4306]"\n'
                      + "\n".join(good) + "\nabc,def\n")
     esp = tmp_path / "esp_sa"
-    esp.write_text(f'"IPv4","*","*","0x1","TripleDES-CBC [RFC2451]","0x{"00" * 24}","{SHA1}","0x{"00" * 20}"\n'
+    esp.write_text(f'"IPv4","*","*","0x1","TWOFISH-CBC","0x{"00" * 16}","{SHA1}","0x{"00" * 20}"\n'
                    f'"IPv4","*","*","0x2","{CBC}","0x{"00" * 16}","{SHA1}","0x{"00" * 20}"\n')
     rc = main(["decrypt", str(IKE_CAPTURE), "--keys", str(table), "--esp-keys", str(esp)])
     out, err = capsys.readouterr()
@@ -137,7 +137,7 @@ def test_a_bad_row_is_skipped_and_the_rest_used(tmp_path: Path, capsys):
     assert len(warnings) == 3, err
     assert f"{table} line 1" in warnings[0] and "ROT13" in warnings[0]
     assert f"{table} line {len(good) + 2}" in warnings[1] and "8 fields" in warnings[1]
-    assert f"{esp} line 1" in warnings[2] and "TripleDES" in warnings[2]
+    assert f"{esp} line 1" in warnings[2] and "TWOFISH" in warnings[2] and "has no Twofish" in warnings[2]
     assert all(w.startswith("warning: ") and w.endswith("row skipped") for w in warnings)
 
 
@@ -149,3 +149,20 @@ def test_a_table_with_no_usable_row_is_still_an_error(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert f"{esp} line 1" in err and "1 more unusable row" in err
+
+
+def test_a_key_of_the_wrong_length_names_the_file_and_line(tmp_path: Path, capsys):
+    """A 15-byte AES key in esp_sa and a short SK_ei in the IKE table: each a warning with its file and line."""
+    good = [ln for ln in IKE_TABLE.read_text().splitlines() if ln and not ln.startswith("#")]
+    fields = good[0].split(",")
+    fields[0], fields[2] = "00000000000000aa", fields[2][:-2]  # another IKE SA, its SK_ei one byte short
+    table = tmp_path / "ikev2_decryption_table"
+    table.write_text("# SK_ei lost a byte\n" + ",".join(fields) + "\n" + "\n".join(good) + "\n")
+    esp = tmp_path / "esp_sa"
+    esp.write_text(f'"IPv4","*","*","0x2","{CBC}","0x{"00" * 16}","{SHA1}","0x{"00" * 20}"\n'
+                   f'"IPv4","*","*","0x3","{CBC}","0x{"00" * 15}","{SHA1}","0x{"00" * 20}"\n')
+    main(["decrypt", str(IKE_CAPTURE), "--keys", str(table), "--esp-keys", str(esp)])
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2, warnings
+    assert f"{table} line 2: SK_ei is" in warnings[0] and "needs" in warnings[0], warnings[0]
+    assert f"{esp} line 2:" in warnings[1] and "15" in warnings[1], warnings[1]

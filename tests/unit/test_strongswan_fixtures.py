@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ipseclab.analysis import decrypt_capture
 from ipseclab.cli import main as cli_main
 from ipseclab.crypto import IkeSuite, child_sa_keys, derive_ike_sa, get_encr, get_integ, psk_auth, signed_octets
-from ipseclab.decrypt import decrypt_capture
 from ipseclab.packets.message import EncryptedPayload, decode, encode
 from ipseclab.packets.payloads import AuthPayload, IdiPayload
 from ipseclab.pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
@@ -100,7 +100,7 @@ def test_every_sk_payload_decrypts_and_reencrypts_to_the_captured_bytes(v):
     """Every SK/SKF payload verifies and decrypts; re-encrypting the parsed message with the same keys,
     IV and padding gives back the captured bytes exactly."""
     row = _row(v)
-    from ipseclab.decrypt import crypto_from_row
+    from ipseclab.analysis import crypto_from_row
 
     crypto = crypto_from_row(row)
     records = decrypt_capture(ROOT / v["capture"], [row])

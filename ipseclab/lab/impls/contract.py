@@ -18,6 +18,9 @@ from ..peerconfig import PeerConfig
 from ..topology import HostAddressing
 
 PLACEMENTS = ("kernel", "container", "process")
+# what a lifecycle case's steps may ask of a driver (testcases/steps.py): rekey now, start an additional
+# Child SA, kill the daemon, run shell commands on its host
+LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "shell")
 
 # shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
 WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
@@ -30,8 +33,11 @@ def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str
     if cfg.mode != "tunnel":
         return ""
     via = f" via {host.gateway4}" if host.gateway4 else f" dev {dev}"
-    return "".join(f"ip route add {net}{via} src {host.protected_addr}\n"
-                   for net in cfg.remote_ts if net.version == 4)
+    lines = [f"ip route add {net}{via} src {host.protected_addr}\n" for net in cfg.remote_ts if net.version == 4]
+    for local, remote in cfg.extra_children:  # each additional Child SA: its own address on lo, its route
+        addr = next(local.hosts())
+        lines += [f"ip addr add {addr}/32 dev lo\n", f"ip route add {remote}{via} src {addr}\n"]
+    return "".join(lines)
 
 
 class PeerDriver(Protocol):
@@ -51,6 +57,8 @@ class PeerDriver(Protocol):
     image: str | None
     placement: str
     gives_ike_keys: bool  # whether ike_keys() can return the IKE SA keys (Wireshark's IKE check needs one side's)
+    daemon: str | None  # the process a "kill" step ends in its guest (None: the host is the process itself)
+    actions: frozenset[str]  # lifecycle steps it can be driven through (LIFECYCLE_ACTIONS)
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None: ...
 
@@ -63,6 +71,12 @@ class PeerDriver(Protocol):
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
+
+    def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
+        """Rekey the first Child SA (``what="child"``) or the IKE SA (``"ike"``) now (action "rekey")."""
+
+    def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
+        """Start the additional Child SA ``name`` under the IKE SA already up (action "child")."""
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         """As the responder, return once the Child SA is installed (some answer IKE_AUTH first)."""

@@ -7,6 +7,7 @@ the engine: the spec is plain JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
+    daemon: str | None = None  # "kill" ends the endpoint process itself
+    # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
+    # whose traffic its TUN device carries (EndpointHost.exec)
+    actions = frozenset({"kill", "shell"})
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -61,8 +66,17 @@ class IpseclabDriver:
     # hash names a port it does not use, as strongSwan's encap=yes does) are all within the endpoint
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
+        why = []
         if cfg.auth != "psk":
-            raise ConfigError(f"the ipseclab endpoint does not do {cfg.auth} authentication yet")
+            why.append(f"{cfg.auth} authentication")
+        lifecycle = cfg.lifecycle_settings()
+        defaults = inspect.signature(PeerConfig.__init__).parameters
+        lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
+                      if getattr(cfg, name) != defaults[name].default]
+        if lifecycle:
+            why.append(f"lifecycle settings ({', '.join(lifecycle)}), which the driver does not pass to the engine")
+        if why:
+            raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
@@ -84,6 +98,12 @@ class IpseclabDriver:
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
+
+    def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
+        raise LabError("the ipseclab endpoint's line protocol has no rekey command yet (actions: kill)")
+
+    def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
+        raise LabError("the ipseclab endpoint's line protocol has no command for an additional Child SA yet")
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

@@ -101,6 +101,10 @@ def _check(peer: PeerConfig) -> None:
         raise refuse(peer, "auth", f"{peer.auth} authentication is not rendered for OpenIKED yet")
     if len(peer.local_ts) > 1 or len(peer.remote_ts) > 1:
         raise refuse(peer, "local_ts", "one subnet per side")
+    unset = peer.lifecycle_settings()
+    if unset:
+        raise refuse(peer, unset[0], f"{', '.join(unset)} not rendered for OpenIKED yet (ikelifetime and "
+                     "lifetime are)")
 
 
 def render_iked_conf(peer: PeerConfig) -> str:
@@ -168,6 +172,8 @@ class OpenikedDriver:
     image: str | None = "openiked"
     placement = "kernel"
     gives_ike_keys = False
+    daemon: str | None = "iked"
+    actions = frozenset({"kill", "shell"})
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT (iked does NAT-T)
@@ -215,3 +221,9 @@ class OpenikedDriver:
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # iked does not log its IKE SA keys
+
+    def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
+        raise LabError("the OpenIKED driver has no rekey command (actions: kill, shell)")
+
+    def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
+        raise LabError("the OpenIKED driver starts no additional Child SA (actions: kill, shell)")

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...crypto.algorithms import name_of
+from ...crypto.algorithms import algorithm, name_of
 from ...crypto.proposals import TransformSpec
 from ...crypto.registry import TransformType
 from ...errors import ConfigError, LabError
@@ -42,7 +42,7 @@ IMPL = "strongswan"
 # by IKE in 5.9.8), the kernel and socket backends and vici.  Same list as the pcaps fixtures
 # minus kernel-libipsec.
 CHARON_PLUGINS = (
-    "random", "nonce", "openssl", "aes", "sha1", "sha2", "hmac", "xcbc", "cmac", "gcm", "chapoly",
+    "random", "nonce", "openssl", "aes", "sha1", "sha2", "md5", "hmac", "xcbc", "cmac", "ctr", "ccm", "gcm", "chapoly",
     "curve25519", "gmp", "kdf", "pem", "pkcs1", "pubkey", "x509", "kernel-netlink", "socket-default", "vici",
 )
 SWANCTL_PLUGINS = ("pem", "pkcs1", "x509", "pubkey", "openssl", "random", "nonce")
@@ -89,6 +89,17 @@ def identity(ident: Identity) -> str:
     return ident.value
 
 
+def _check_kernel_can_install(peer: PeerConfig) -> None:
+    """kernel-netlink hands ESP/AH to the kernel: a transform with no xfrm name cannot be installed."""
+    for n, specs in enumerate(peer.parsed_child_proposals()):
+        for t in specs:
+            alg = algorithm(t.type, t.id)
+            if t.type in (TransformType.ENCR, TransformType.INTEG) and alg is not None and not alg.xfrm:
+                why = alg.refusals.get("linux", "not an algorithm of the Linux kernel's xfrm")
+                raise refuse(peer, f"child_proposals[{n}]", f"{alg.iana_name} is {why}, so kernel-netlink "
+                             "cannot install the Child SA")
+
+
 def _check(peer: PeerConfig) -> None:
     if not peer.nat_t:
         raise refuse(peer, "nat_t", "strongSwan 5.9.8 has no setting to ignore a detected NAT: it always "
@@ -108,6 +119,8 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
     it keeps about 9 worker threads busy, so it gets 16 (8 would hang vici).
     """
     _check(peer)
+    if not libipsec:
+        _check_kernel_can_install(peer)
     threads = threads or (LIBIPSEC_THREADS if libipsec else THREADS)
     plugins = list(CHARON_PLUGINS)
     if libipsec:
@@ -122,6 +135,7 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
         f"    load = {' '.join(plugins)}",
         "    # 8 under UML with kernel-netlink: the default 16 starts slower, 4 deadlocks vici",
         f"    threads = {threads}",
+        *_retransmit_lines(peer),
         "    plugins {",
         "        vici {",
         f"            socket = unix://{vici_socket}",
@@ -151,6 +165,55 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
     return "\n".join(lines) + "\n"
 
 
+def _retransmit_lines(peer: PeerConfig) -> list[str]:
+    """charon's retransmission settings (global in strongswan.conf): timeout * 2**n, ``tries`` times."""
+    out = []
+    if peer.retransmit_timeout is not None:
+        out += [f"    retransmit_timeout = {peer.retransmit_timeout:g}", "    retransmit_base = 2"]
+    if peer.retransmit_tries is not None:
+        out.append(f"    retransmit_tries = {peer.retransmit_tries}")
+    return out
+
+
+_DPD_ACTION = {"clear": "clear", "hold": "trap", "restart": "restart"}  # 5.9 calls hold "trap"
+
+
+def _child_lines(peer: PeerConfig, local_ts: tuple[str, ...], remote_ts: tuple[str, ...]) -> list[str]:
+    """The settings of one child: mode, proposals, selectors, lifetimes and volume limits, DPD action."""
+    child_rekey = peer.child_lifetime - peer.child_rekey_margin if peer.rekey else 0
+    lines = [
+        f"mode = {peer.mode}",
+        f"{peer.protocol}_proposals = {', '.join(child_proposals(peer))}",
+    ]
+    if peer.mode == "tunnel":
+        # transport mode: the defaults (dynamic = the IKE addresses) are the hosts, also behind a NAT
+        if local_ts:
+            lines.append(f"local_ts = {', '.join(local_ts)}")
+        if remote_ts:
+            lines.append(f"remote_ts = {', '.join(remote_ts)}")
+    lines += [
+        f"replay_window = {peer.replay_window}",
+        f"rekey_time = {child_rekey}s",
+        f"life_time = {peer.child_lifetime}s",
+        f"rand_time = {peer.rekey_jitter}s",
+    ]
+    if peer.child_rekey_bytes and peer.rekey:
+        lines += [f"rekey_bytes = {peer.child_rekey_bytes}", "rand_bytes = 0"]
+    if peer.child_life_bytes:
+        lines.append(f"life_bytes = {peer.child_life_bytes}")
+    if peer.dpd_delay:
+        lines.append(f"dpd_action = {_DPD_ACTION[peer.dpd_action]}")
+    lines.append(f"start_action = {'start' if peer.auto_start else 'none'}")
+    if peer.updown is not None:
+        lines.append(f"updown = {peer.updown}")
+    return lines
+
+
+def child_names(peer: PeerConfig) -> list[str]:
+    """The children of the connection: ``name``, then ``name-2``, ... for ``extra_children``."""
+    return [peer.name] + [f"{peer.name}-{i + 2}" for i in range(len(peer.extra_children))]
+
+
 def render_swanctl_conf(peer: PeerConfig) -> str:
     """``swanctl.conf``: one connection (IKE SA) with one child of the same name, and its PSK.
 
@@ -160,8 +223,7 @@ def render_swanctl_conf(peer: PeerConfig) -> str:
     _check(peer)
     name = peer.name
     remote_addr = str(peer.remote_address) if peer.remote_address is not None else "%any"
-    ike_rekey = peer.ike_lifetime - peer.ike_rekey_margin
-    child_rekey = peer.child_lifetime - peer.child_rekey_margin
+    ike_renew = peer.ike_lifetime - peer.ike_rekey_margin if peer.rekey else 0
     conn = [
         "    version = 2",
         f"    local_addrs = {peer.local_address}",
@@ -171,11 +233,11 @@ def render_swanctl_conf(peer: PeerConfig) -> str:
         "    mobike = no",
         f"    fragmentation = {peer.fragmentation}",
         f"    dpd_delay = {peer.dpd_delay}s",
-        # the IKE SA rekeys at lifetime - margin and is gone at lifetime: over_time is the margin
-        f"    rekey_time = {ike_rekey}s",
+        # the IKE SA rekeys (or reauthenticates) at lifetime - margin and is gone at lifetime: over_time is the margin
+        f"    rekey_time = {0 if peer.reauth else ike_renew}s",
         f"    over_time = {peer.ike_rekey_margin}s",
-        "    rand_time = 0s",
-        "    reauth_time = 0s",
+        f"    rand_time = {peer.rekey_jitter}s",
+        f"    reauth_time = {ike_renew if peer.reauth else 0}s",
         "    local {",
         "        auth = psk",
         f"        id = {identity(peer.effective_local_id)}",
@@ -185,28 +247,14 @@ def render_swanctl_conf(peer: PeerConfig) -> str:
         f"        id = {identity(peer.effective_remote_id)}",
         "    }",
         "    children {",
-        f"        {name} {{",
-        f"            mode = {peer.mode}",
-        f"            {peer.protocol}_proposals = {', '.join(child_proposals(peer))}",
     ]
-    child = []
-    if peer.mode == "tunnel":
-        # transport mode: the defaults (dynamic = the IKE addresses) are the hosts, also behind a NAT
-        if peer.local_ts:
-            child.append(f"local_ts = {', '.join(map(str, peer.local_ts))}")
-        if peer.remote_ts:
-            child.append(f"remote_ts = {', '.join(map(str, peer.remote_ts))}")
-    child += [
-        f"replay_window = {peer.replay_window}",
-        f"rekey_time = {child_rekey}s",
-        f"life_time = {peer.child_lifetime}s",
-        "rand_time = 0s",
-        f"start_action = {'start' if peer.auto_start else 'none'}",
-    ]
-    if peer.updown is not None:
-        child.append(f"updown = {peer.updown}")
-    conn += [f"            {line}" for line in child]
-    conn += ["        }", "    }"]
+    selectors = [(tuple(map(str, peer.local_ts)), tuple(map(str, peer.remote_ts)))]
+    selectors += [((str(local),), (str(remote),)) for local, remote in peer.extra_children]
+    for child_name, (local_ts, remote_ts) in zip(child_names(peer), selectors, strict=True):
+        conn.append(f"        {child_name} {{")
+        conn += [f"            {line}" for line in _child_lines(peer, local_ts, remote_ts)]
+        conn.append("        }")
+    conn += ["    }"]
     lines = [f"# generated by ipseclab.lab.impls.strongswan for peer {name}", "connections {", f"    {name} {{"]
     lines += [f"    {line}" for line in conn]
     lines += ["    }", "}", "secrets {", f"    ike-{name} {{",
@@ -264,6 +312,8 @@ class StrongswanDriver:
     image: str | None = "strongswan"
     placement = "kernel"
     gives_ike_keys = True  # charon logs them at level 4
+    daemon: str | None = "charon"
+    actions = frozenset({"rekey", "child", "kill", "shell"})
     libipsec = False  # kernel-libipsec (userspace ESP through a TUN device) instead of the kernel's XFRM
 
     def check_topology(self, kind: str) -> None:
@@ -290,6 +340,24 @@ class StrongswanDriver:
                             timeout=timeout + 10, check=False)
         if rc != 0 or "initiate completed successfully" not in out:
             raise LabError("strongSwan could not establish the SA", command=["swanctl", "--initiate"],
+                           output=out, hint=f"see {host.dir}/charon.log")
+        return out
+
+    def initiate_child(self, host: UmlHost, cfg: PeerConfig, name: str, timeout: float) -> str:
+        """Start the additional child ``name`` (``<cfg.name>-2``, ...) under the IKE SA already up."""
+        rc, out = host.exec(f"swanctl --initiate --child {name} --uri unix://{VICI} --timeout {int(timeout)}",
+                            timeout=timeout + 10, check=False)
+        if rc != 0 or "initiate completed successfully" not in out:
+            raise LabError(f"strongSwan could not establish the Child SA {name}", command=["swanctl", "--initiate"],
+                           output=out, hint=f"see {host.dir}/charon.log")
+        return out
+
+    def rekey(self, host: UmlHost, cfg: PeerConfig, what: str, timeout: float) -> str:
+        """Rekey the connection's first Child SA (``what="child"``) or its IKE SA (``"ike"``) now."""
+        target = f"--child {cfg.name}" if what == "child" else f"--ike {cfg.name}"
+        rc, out = host.exec(f"swanctl --rekey {target} --uri unix://{VICI}", timeout=timeout, check=False)
+        if rc != 0:
+            raise LabError(f"strongSwan refused to rekey the {what} SA", command=["swanctl", "--rekey"],
                            output=out, hint=f"see {host.dir}/charon.log")
         return out
 
@@ -339,9 +407,17 @@ _SELECTED = re.compile(r"<([^>]*)> selected proposal: IKE:(\S+)")
 
 
 def parse_charon_log(text: str) -> list[StrongswanIkeKeys]:
-    """The IKE SA key sets in a charon log written with ``ike = 4`` (in the order they were derived)."""
+    """The IKE SA key sets in a charon log written with ``ike = 4`` (in the order they were derived).
+
+    A log holds several: every rekeyed IKE SA derives a new set.  A set belongs to the IKE SA the
+    log line names (``<name|unique-id>``); a secret that appears again under the same name starts a
+    new set (charon may derive a rekeyed SA's keys in the old SA's context).  Each set takes the
+    proposal last selected for its name, else the last selected at all before its keys (the rekey's).
+    """
+    done: list[StrongswanIkeKeys] = []
     sas: dict[str, StrongswanIkeKeys] = {}
     proposals: dict[str, str] = {}
+    last_proposal = ""
     current: tuple[str, str, int] | None = None
     buf = bytearray()
 
@@ -349,13 +425,18 @@ def parse_charon_log(text: str) -> list[StrongswanIkeKeys]:
         nonlocal current, buf
         if current is not None:
             sa, name, n = current
-            sas.setdefault(sa, StrongswanIkeKeys(sa)).secrets[name.lower()] = bytes(buf[:n])
+            keys = sas.get(sa)
+            if keys is None or name.lower() in keys.secrets:
+                if keys is not None:
+                    done.append(keys)
+                keys = sas[sa] = StrongswanIkeKeys(sa, proposals.get(sa, last_proposal))
+            keys.secrets[name.lower()] = bytes(buf[:n])
         current, buf = None, bytearray()
 
     for line in text.splitlines():
         m = _SELECTED.search(line)
         if m:
-            proposals[m.group(1)] = m.group(2)
+            proposals[m.group(1)] = last_proposal = m.group(2)
             continue
         m = _DUMP_HEAD.search(line)
         if m:
@@ -368,9 +449,5 @@ def parse_charon_log(text: str) -> list[StrongswanIkeKeys]:
             continue
         flush()
     flush()
-    out = []
-    for sa, keys in sas.items():
-        keys.proposal = proposals.get(sa, "")
-        if {"sk_ei", "sk_er"} <= keys.secrets.keys():
-            out.append(keys)
-    return out
+    done += sas.values()
+    return [keys for keys in done if keys.proposal and {"sk_ei", "sk_er"} <= keys.secrets.keys()]

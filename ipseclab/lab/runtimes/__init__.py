@@ -80,13 +80,15 @@ def choose_runtime(requested: str | None = None, kernel_ipsec: str | None = None
         raise LabError(f"unknown runtime {asked!r}", hint=f"use one of {', '.join(RUNTIMES)}")
     ipsec_asked = host_ipsec.asked_mode(kernel_ipsec)
     if asked == "docker" or (asked == "auto" and engine_answers()):
-        remote = os.environ.get("DOCKER_HOST", "")
-        if remote and not remote.startswith("unix://"):
-            # the lab bind-mounts run directories and names the containers' network namespaces: both
-            # need the engine's own host
-            raise LabError(f"the docker runtime needs the Docker engine on this machine; DOCKER_HOST={remote} is "
-                           "another one", hint="unset DOCKER_HOST (or point it at a local unix socket), or run "
-                                               "ipseclab on the engine's machine")
+        from .remote import remote_engine
+
+        remote = remote_engine()
+        if remote:
+            # a lab in this process bind-mounts run directories and names the containers' network namespaces:
+            # both need the engine's own machine; `ipseclab interop` ships the whole lab there (remote.py)
+            raise LabError(f"a lab in this process needs the Docker engine on this machine; DOCKER_HOST={remote} is "
+                           "another one", hint="`ipseclab interop --runtime docker` runs the matrix on that engine's "
+                                               "machine; for this, unset DOCKER_HOST or use --runtime uml")
         engine().close()  # a one-line error naming DOCKER_HOST when no engine answers
         found = host_ipsec.probe_host_ipsec()
         mode = host_ipsec.decide(ipsec_asked, found)

@@ -28,6 +28,7 @@ labelled ``ipseclab=1``, ``ipseclab.run=<run id>`` and removed on every teardown
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import threading
 import time
@@ -57,6 +58,9 @@ def run_labels(run_id: str, side: str = "") -> dict[str, str]:
     labels = {LABEL: "1", f"{LABEL}.run": run_id}
     if side:
         labels[f"{LABEL}.side"] = side
+    parent = os.environ.get("IPSECLAB_PARENT_RUN")  # set by a remote run's runner (runtimes/remote.py)
+    if parent:
+        labels[f"{LABEL}.parent"] = parent
     return labels
 
 

@@ -36,9 +36,12 @@ BASE_REPO = "ipseclab/bookworm-base"
 BUILDER_VERSION = "1"
 
 
+NOT_PEERS = ("runner",)  # containers/runner/ is the remote lab's host (runtimes/remote.py), not a peer
+
+
 def image_names() -> list[str]:
-    """Every image defined under ``containers/`` (a folder with a Dockerfile)."""
-    return sorted(p.parent.name for p in CONTAINERS.glob("*/Dockerfile"))
+    """Every peer image defined under ``containers/`` (a folder with a Dockerfile)."""
+    return sorted(p.parent.name for p in CONTAINERS.glob("*/Dockerfile") if p.parent.name not in NOT_PEERS)
 
 
 def engine(timeout: int = 120) -> docker.DockerClient:

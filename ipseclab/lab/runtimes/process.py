@@ -13,8 +13,11 @@ device carries) plus ``command``; its peer driver is ``impls/ipseclab.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -148,6 +151,12 @@ class EndpointHost:
                            command=[script], output=out, hint=f"see {self.dir}/endpoint.stdout")
         return proc.returncode, out
 
+    def kill(self) -> None:
+        """End the endpoint at once (SIGKILL), as a crashed peer: no Delete, no goodbye."""
+        if self.proc is not None and self.alive:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def halt(self, timeout: float = 5) -> None:
         """Ask the endpoint to quit, then stop it; never raises for a dead process."""
         if self.proc is None:
@@ -163,3 +172,8 @@ class EndpointHost:
             while self.alive and time.monotonic() < deadline:
                 time.sleep(0.05)
         stop(self.proc, grace=2)
+        # what ``exec`` left running in the namespace (a listener, a background transfer): the lab started it
+        pids = run(["ip", "netns", "pids", self.ns], timeout=10, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+                os.kill(int(pid), signal.SIGKILL)

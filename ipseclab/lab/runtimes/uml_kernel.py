@@ -96,6 +96,25 @@ def _from_manifest(directory: Path) -> UmlKernel | None:
     return kernel if kernel.binary.exists() and kernel.modules.is_dir() else None
 
 
+def relocate_kernel(directory: Path) -> UmlKernel:
+    """An installed kernel copied to ``directory`` from elsewhere (a remote runner's cache): its binary's
+    interpreter and library path, and its manifest, made to name the new place.  Idempotent."""
+    manifest = directory / MANIFEST
+    data = json.loads(manifest.read_text())
+    old, new = str(data["install_dir"]), str(directory)
+    if old != new:
+        run(["patchelf", "--set-interpreter", str(directory / LIBDIR / "ld-linux-x86-64.so.2"),
+             "--set-rpath", str(directory / LIBDIR), str(directory / "usr/bin/linux.uml")], timeout=120)
+        data = {k: v.replace(old, new) if isinstance(v, str) else v for k, v in data.items()}
+        fresh = manifest.with_suffix(".new")  # a new file, renamed over: never written through a hard link
+        fresh.write_text(json.dumps(data, indent=2) + "\n")
+        fresh.replace(manifest)
+    kernel = _from_manifest(directory)
+    if kernel is None:
+        raise LabError(f"the kernel copied to {directory} has no usable manifest")
+    return kernel
+
+
 def installed_kernels() -> list[UmlKernel]:
     """Kernels installed in the cache by :func:`install_kernel`, newest first."""
     root = kernels_dir()
