@@ -7,7 +7,7 @@ setup:
 	./scripts/setup.sh
 
 lint: setup
-	$(PY) -m ruff check ipseclab tests testcases conftest.py
+	$(PY) -m ruff check ipseclab tests testcases conftest.py examples
 	$(PY) -m mypy ipseclab
 
 test: setup

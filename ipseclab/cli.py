@@ -61,11 +61,10 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         print("removed: " + found.describe())
         return 0
     # up: boot a pair, negotiate, ping, and keep it running until Enter/SIGINT (then tear down)
-    from testcases import by_name
-
     from .interop import case_configs
     from .lab.lab import Lab, LabSpec
     from .lab.topology import make_topology
+    from .testcases import by_name
 
     if args.kernel_ipsec:  # read by every Lab of this process (lab.runtimes.choose_runtime)
         os.environ[KERNEL_IPSEC_ENV] = args.kernel_ipsec

@@ -16,9 +16,8 @@ from .errors import ConfigError
 from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
 
 if TYPE_CHECKING:
-    from testcases.base import TestCase
-
     from .interop import Support
+    from .testcases.base import TestCase
 
 RUNTIME_HELP = ("where kernel peers run: uml (default; $IPSECLAB_RUNTIME overrides), docker (containers: on the host "
                 "kernel where it has ESP/AH, else booting the peer's kernel under UML; see --kernel-ipsec), auto "
@@ -102,10 +101,9 @@ def list_cases(cases: list[TestCase], pairs: list[tuple[str, str]], shard: objec
 def cmd_interop(args: argparse.Namespace) -> int:
     import time
 
-    from testcases import ALL_CASES, by_name
-
     from .interop import run_matrix
     from .matrix import PASSED, UNSUPPORTED, Shard, junit_xml, matrix_markdown
+    from .testcases import ALL_CASES, by_name
 
     cases = list({c.name: c for c in (by_name(n) for n in args.case)}.values()) if args.case else ALL_CASES
     pairs = parse_pairs(args.pair)

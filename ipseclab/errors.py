@@ -20,6 +20,10 @@ class ConfigError(IpsecLabError):
     """A user-supplied configuration or argument is invalid; the message says which and how to fix it."""
 
 
+class UnsupportedError(ConfigError):
+    """A peer cannot do what was asked (a lab cell is UNSUPPORTED); the message is the driver's reason."""
+
+
 class ProtocolError(IpsecLabError):
     """A violation of IKEv2/ESP/AH rules.
 

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testcases.base import TestCase
-
 from .errors import ConfigError, IpsecLabError
 from .interop_steps import run_steps
 from .lab.impls import driver, implementations
@@ -34,6 +32,7 @@ from .matrix import (
     write_results,
 )
 from .pcap.trace import Trace
+from .testcases.base import TestCase
 
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
 DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
@@ -149,11 +148,13 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     return result(PASSED)
 
 
-def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True) -> str | None:
+def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True,
+                       ike_keys: bool = True) -> str | None:
     """Why the cell cannot run (the drivers' own words), or None; decided without booting anything.
 
     ``host=False`` leaves out what depends on this machine (a Docker engine for container peers), so that
-    ``--list`` says what the implementations can do, not what this host has.
+    ``--list`` says what the implementations can do, not what this host has; ``ike_keys=False`` leaves out
+    that one side must give its IKE keys (only the trace check needs them, not a lab at the REPL).
     """
     try:
         left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"))
@@ -169,7 +170,7 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
                 if action not in driver(impl).actions:
                     raise ConfigError(f"{impl} cannot be driven through {type(step).__name__} (it needs the "
                                       f"{action!r} action; {impl} offers {', '.join(sorted(driver(impl).actions))})")
-        if not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
+        if ike_keys and not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
     except ConfigError as exc:

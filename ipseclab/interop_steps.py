@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
+from ipseclab.testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
 
 from .errors import LabError
 from .lab.lab import Lab, PeerRun

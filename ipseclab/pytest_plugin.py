@@ -9,9 +9,15 @@ Registered through pyproject.toml, so any project that installs ipseclab gets it
   ``--ipseclab-runtime``, ``--ipseclab-kernel-ipsec`` and ``--ipseclab-keep``; bad values stop
   the session with one line.
 - fixtures ``ike_pair`` (two IKEv2 engines wired in memory, no root), ``ipseclab_lab`` (a factory that
-  boots a lab and tears it down after the test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's
-  run), and ``ipseclab_pair``/``ipseclab_case``, which
+  boots a lab, a :class:`~ipseclab.lab.live.LiveLab` with the REPL's verbs, and tears it down after the
+  test), ``ipseclab_trace`` (Wireshark's decrypted view of a lab's run), ``kernel_peer`` (a Linux kernel
+  under UML with hand-set SAs, the oracle for ESP/AH), and ``ipseclab_pair``/``ipseclab_case``, which
   parametrise a test over the pairs and cases the options name (default: the main matrix's).
+- reporting: a failed test's labs (run directory, pcaps, key files) are printed and attached to the JUnit
+  XML as test properties, as ``record_property`` does (a passing test's too with ``--ipseclab-keep``); the
+  tests parametrised over ``ipseclab_pair`` make the results matrix printed at the end of the session; and
+  a final sweep removes whatever the session's labs left (processes, namespaces, containers of their run
+  ids only).
 
 Everything heavier than pytest itself is imported inside the hooks and fixtures that need it, so a
 project that installs ipseclab but does not use the plugin pays nothing at start-up.
@@ -31,17 +37,21 @@ import pytest
 from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_MODES, RUNTIMES  # stdlib imports only: cheap at start-up
 
 if TYPE_CHECKING:
-    from testcases.base import TestCase
-
     from .ike.loopback import Pair
+    from .lab.kernel_peer import KernelPeer
     from .lab.lab import Lab
+    from .lab.live import LiveLab
+    from .matrix import CaseResult
     from .pcap.trace import Trace
+    from .testcases.base import TestCase
 
 TSHARK_REASON = "tshark is not installed (apt-get install tshark)"
 ROOT_REASON = "interop tests need root (network namespaces, UML)"
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()  # on an item: its phases' reports
 _LABS = pytest.StashKey[list["Lab"]]()  # on an item: the labs its ipseclab_lab made
 _FAILED = pytest.StashKey[list[tuple[str, Path, list[Path]]]]()  # on the config: failed tests' labs, for the summary
+_RESULTS = pytest.StashKey[list["CaseResult"]]()  # on the config: the matrix cells run, for the summary
+_RUN_IDS = pytest.StashKey[list[str]]()  # on the config: every lab's run id, for the final sweep
 
 
 def _is_root() -> bool:
@@ -102,9 +112,8 @@ def pairs(config: pytest.Config) -> list[tuple[str, str]]:
 def cases(config: pytest.Config) -> list[TestCase]:
     """The ``--ipseclab-case`` cases, or every case; pytest.UsageError naming an unknown one."""
     names: list[str] | None = config.getoption("--ipseclab-case", None)
-    from testcases import ALL_CASES, by_name
-
     from .errors import ConfigError
+    from .testcases import ALL_CASES, by_name
 
     if not names:
         return list(ALL_CASES)
@@ -145,7 +154,48 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     if report.failed and report.when == "call" and labs:
         report.sections.append(("ipseclab lab", "".join(
             f"run directory (pcaps, key files and logs, complete once torn down): {lab.run_dir}\n" for lab in labs)))
+    if report.when == "teardown":
+        result = _cell_result(item, item.stash[_REPORTS])
+        if result is not None:
+            item.config.stash.setdefault(_RESULTS, []).append(result)
     return report
+
+
+def _cell_result(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> CaseResult | None:
+    """The matrix cell a test parametrised over ``ipseclab_pair`` was (its case: ``ipseclab_case`` or the
+    test's name), or None for other tests and for skips that are not UNSUPPORTED (no root, no tshark)."""
+    from .matrix import ERROR, FAILED, PASSED, UNSUPPORTED, CaseResult
+
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    pair = params.get("ipseclab_pair")
+    if pair is None:
+        return None
+    case = params.get("ipseclab_case")
+    name = str(getattr(case, "name", None) or getattr(item, "originalname", None) or item.name)
+    seconds = round(sum(r.duration for r in reports.values()), 1)
+    labs = item.stash.get(_LABS, [])
+    run_dir = str(labs[0].run_dir) if labs else ""
+    setup, call = reports.get("setup"), reports.get("call")
+    skipped = next((r for r in reports.values() if r.skipped), None)
+    if skipped is not None:
+        why = skipped.longrepr[2] if isinstance(skipped.longrepr, tuple) else str(skipped.longrepr)
+        why = why.removeprefix("Skipped: ")
+        if not why.startswith("UNSUPPORTED: "):
+            return None
+        return CaseResult(name, pair[0], pair[1], UNSUPPORTED, why.removeprefix("UNSUPPORTED: "), run_dir, seconds)
+    if setup is not None and setup.failed:
+        return CaseResult(name, pair[0], pair[1], ERROR, _first_line(setup), run_dir, seconds)
+    if call is not None and call.failed:
+        return CaseResult(name, pair[0], pair[1], FAILED, _first_line(call), run_dir, seconds)
+    if any(r.failed for r in reports.values()):
+        return CaseResult(name, pair[0], pair[1], ERROR, _first_line(reports["teardown"]), run_dir, seconds)
+    return CaseResult(name, pair[0], pair[1], PASSED, "", run_dir, seconds)
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return text.strip().splitlines()[0] if text.strip() else report.outcome
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -157,6 +207,36 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(f"{nodeid}: {run_dir}")
             for f in files:
                 terminalreporter.write_line(f"  {f}")
+    results = config.stash.get(_RESULTS, [])
+    if results:
+        from .matrix import matrix_markdown
+
+        terminalreporter.section("ipseclab results matrix")
+        for line in matrix_markdown(results).splitlines():
+            terminalreporter.write_line(line)
+    swept = config.stash.get(_SWEPT, "")
+    if swept:
+        terminalreporter.section("ipseclab sweep")
+        terminalreporter.write_line(swept)
+
+
+_SWEPT = pytest.StashKey[str]()  # on the config: what the final sweep found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove whatever this session's labs left behind (their run ids only: other sessions' labs are not
+    touched), after every fixture's own teardown; what it found is reported in the summary."""
+    run_ids = session.config.stash.get(_RUN_IDS, [])
+    if not run_ids:
+        return
+    from .lab import cleanup
+
+    found = []
+    for run_id in dict.fromkeys(run_ids):
+        left = cleanup.sweep(run_id)
+        if left:
+            found.append(f"run {run_id}: removed {left.describe()}")
+    session.config.stash[_SWEPT] = "\n".join(found)
 
 
 @pytest.fixture
@@ -188,41 +268,49 @@ LabFactory = Callable[..., "Lab"]
 
 
 @pytest.fixture
-def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 record_property: Callable[[str, object], None]) -> Iterator[LabFactory]:
+def ipseclab_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
     """A factory that boots a lab and returns it up; every lab it made is torn down after the test.
 
     ``ipseclab_lab(case, initiator="strongswan", responder="libreswan", runtime=None)``: ``case`` is a test
     case (or its name), whose declaration gives both configurations and the topology, or a pair of
     ``PeerConfig`` (initiator's, responder's) with ``topology=``.  A cell the implementations cannot do is
     skipped with their reason (UNSUPPORTED); without root the test is skipped.  When the test fails, the run
-    directory with its pcaps and key files is printed and attached to the JUnit XML (``record_property``);
-    it is removed when the test passes unless ``--ipseclab-keep``.
+    directory with its pcaps and key files is printed and attached to the JUnit XML (test properties, as
+    ``record_property`` makes them); it is removed when the test passes unless ``--ipseclab-keep``.
     """
     stack = ExitStack()
     made: list[Lab] = []
     config = request.config
 
     def factory(case: TestCase | str | tuple[Any, Any], initiator: str = "strongswan",
-                responder: str = "libreswan", runtime: str | None = None, topology: str | None = None) -> Lab:
-        from .lab.lab import Lab, LabSpec
+                responder: str = "libreswan", runtime: str | None = None, topology: str | None = None) -> LiveLab:
+        from .errors import ConfigError, UnsupportedError
+        from .lab import live
+        from .repl import lab_spec
 
-        left, right, topo = _lab_configs(case, initiator, responder, topology)
+        wanted = runtime or config.getoption("--ipseclab-runtime", None) or ""
+        try:
+            spec = lab_spec(case, initiator, responder, wanted, topology, need_ike_keys=True)
+        except UnsupportedError as exc:
+            pytest.skip(f"UNSUPPORTED: {exc}")
+        except ConfigError as exc:
+            raise ConfigError(f"ipseclab_lab: {exc}") from None
         if not _is_root():
             pytest.skip(ROOT_REASON)
-        wanted = runtime or config.getoption("--ipseclab-runtime", None) or ""
         run_dir = tmp_path_factory.mktemp(f"ipseclab-{initiator}-to-{responder}-", numbered=True)
-        lab = Lab(LabSpec(left, right, topo, initiator, responder, wanted), run_dir=run_dir)
+        lab = live.LiveLab(spec, run_dir=run_dir)
         made.append(lab)
         request.node.stash.setdefault(_LABS, []).append(lab)
-        return stack.enter_context(lab)
+        config.stash.setdefault(_RUN_IDS, []).append(lab.run_id)
+        stack.enter_context(lab)
+        return lab
 
     with stack:
         yield factory
     reports = request.node.stash.get(_REPORTS, {})
     failed = any(r.failed for r in reports.values())
     for lab in made:
-        _report_lab(lab, failed, config.getoption("--ipseclab-keep", False), record_property)
+        _report_lab(lab, failed, config.getoption("--ipseclab-keep", False), _recorder(request))
         if failed:
             config.stash.setdefault(_FAILED, []).append((request.node.nodeid, Path(lab.run_dir),
                                                          _artifacts(lab)))
@@ -257,45 +345,10 @@ def ipseclab_trace(request: pytest.FixtureRequest, ipseclab_lab: LabFactory) -> 
     return trace
 
 
-def _lab_configs(case: object, initiator: str, responder: str, topology: str | None) -> tuple[Any, Any, str]:
-    """Both PeerConfigs and the topology for ``ipseclab_lab``'s arguments; ConfigError naming a bad one,
-    pytest.skip with the drivers' reason for a cell they cannot do."""
-    from testcases import by_name
-    from testcases.base import TestCase
-
-    from .errors import ConfigError
-    from .interop import case_configs, unsupported_reason
-    from .lab.impls import driver
-    from .lab.peerconfig import PeerConfig
-    from .lab.topology import make_topology
-
-    for impl in (initiator, responder):
-        driver(impl)  # ConfigError naming the known implementations
-    if isinstance(case, str):
-        case = by_name(case)
-    if isinstance(case, TestCase):
-        if topology is not None and topology != case.topology:
-            raise ConfigError(f"ipseclab_lab: case {case.name} declares the {case.topology} topology, "
-                              f"not {topology}")
-        why = unsupported_reason(case, initiator, responder)
-        if why:
-            pytest.skip(f"UNSUPPORTED: {why}")
-        left, right = case_configs(case, make_topology(case.topology, "probe"))
-        return left, right, case.topology
-    if (isinstance(case, tuple) and len(case) == 2 and all(isinstance(c, PeerConfig) for c in case)):
-        topo = topology or "direct"
-        if topo not in ("direct", "nat"):
-            raise ConfigError(f"ipseclab_lab: topology {topo!r}: use direct or nat")
-        left, right = case
-        for impl, cfg in ((initiator, left), (responder, right)):
-            try:
-                driver(impl).check_topology(topo)
-                driver(impl).check_supported(cfg, topo)
-            except ConfigError as exc:
-                pytest.skip(f"UNSUPPORTED: {exc}")
-        return left, right, topo
-    raise ConfigError("ipseclab_lab: give a test case, its name, or a pair of PeerConfig (initiator's, "
-                      f"responder's), not {type(case).__name__}")
+def _recorder(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """What pytest's ``record_property`` does (a property of the test in the JUnit XML), without its warning
+    under the default ``junit_family=xunit2``: CI systems read these properties whatever the family."""
+    return lambda name, value: request.node.user_properties.append((name, value))
 
 
 def _report_lab(lab: Lab, failed: bool, keep: bool,
@@ -303,9 +356,43 @@ def _report_lab(lab: Lab, failed: bool, keep: bool,
     """After the test (the lab is down, its key files written): on failure attach the run directory, its pcaps
     and key files to the JUnit XML; on success remove it unless asked to keep it."""
     run_dir = Path(lab.run_dir)
-    if failed:
+    if failed or keep:
         record_property("ipseclab_run_dir", str(run_dir))
         for f in _artifacts(lab):
             record_property("ipseclab_artifact", str(f))
-    elif not keep:
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def kernel_peer(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelPeer]:
+    """A Linux kernel under UML with ESP/AH SAs you set by hand (:class:`ipseclab.lab.kernel_peer.KernelPeer`),
+    up for the test and torn down after it: the independent oracle for ESP/AH made by your own code.
+
+    ``kernel_peer.install(KernelSa(...), KernelSa(...))`` sets an SA pair, ``inject`` sends packets to the
+    guest, ``captured()`` returns what it sent, ``states()``/``drop_counters()`` its counters.  Without root
+    the test is skipped.  On failure (or with ``--ipseclab-keep``) its run directory, capture and SA dump are
+    printed and attached to the JUnit XML; a passing test's run directory is removed.
+    """
+    if not _is_root():
+        pytest.skip(ROOT_REASON)
+    from .lab.kernel_peer import KernelPeer
+
+    run_dir = tmp_path_factory.mktemp("ipseclab-kernel-peer-", numbered=True)
+    kp = KernelPeer(run_dir)
+    request.config.stash.setdefault(_RUN_IDS, []).append(kp.run_id)
+    with kp:
+        yield kp
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(r.failed for r in reports.values())
+    keep = request.config.getoption("--ipseclab-keep", False)
+    record_property = _recorder(request)
+    files = [p for p in (*sorted(run_dir.glob("*.pcap")), run_dir / "xfrm-state.txt") if p.exists()]
+    if failed or keep:
+        record_property("ipseclab_run_dir", str(run_dir))
+        for f in files:
+            record_property("ipseclab_artifact", str(f))
+        if failed:
+            request.config.stash.setdefault(_FAILED, []).append((request.node.nodeid, run_dir, files))
+    else:
         shutil.rmtree(run_dir, ignore_errors=True)

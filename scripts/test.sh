@@ -4,8 +4,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 echo "== ruff"
-$PY -m ruff check ipseclab tests testcases conftest.py
+$PY -m ruff check ipseclab tests testcases conftest.py examples
 echo "== mypy"
 $PY -m mypy ipseclab
 echo "== pytest"
 $PY -m pytest "$@"
+if [ "$(id -u)" = 0 ]; then
+    # the plugin as another project uses it: examples/ has no conftest; a couple of cells, one pair
+    echo "== example project (examples/)"
+    mkdir -p runs
+    (cd examples && "../$PY" -m pytest -q -p no:cacheprovider -m interop --ipseclab-pair strongswan:libreswan \
+        --ipseclab-keep --junitxml=../runs/examples-junit.xml)
+    grep -q 'name="ipseclab_artifact"' runs/examples-junit.xml \
+        || { echo "examples: the JUnit XML names no artifact (pcaps, key files)" >&2; exit 1; }
+fi

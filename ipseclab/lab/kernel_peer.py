@@ -36,7 +36,7 @@ from ..pcap.reader import BadFrame, IpPacket, PcapFollower
 from . import cleanup, netns
 from .capture import Capture, start_capture, stop_capture
 from .images import build_image
-from .keys import XfrmState, parse_xfrm_state
+from .keys import XfrmState, parse_xfrm_stat, parse_xfrm_state
 from .lab import new_run_id
 from .proc import in_netns, require_root, run
 from .runtimes.uml import UmlHost, network_script
@@ -105,7 +105,7 @@ def parse_drop_counters(xfrm_stat: str, snmp6: str, snmp: str) -> dict[str, int]
     ``snmp`` is in header/value line pairs (``Udp: InDatagrams ...`` then ``Udp: 3 ...``); its
     counters are named group + field (``UdpInCsumErrors``), as ``nstat`` does.
     """
-    counters = {w[0]: int(w[1]) for w in map(str.split, xfrm_stat.splitlines()) if len(w) == 2 and w[1].isdigit()}
+    counters = parse_xfrm_stat(xfrm_stat)
     for w in map(str.split, snmp6.splitlines()):  # "Udp6InCsumErrors 0"
         if len(w) == 2 and w[1].isdigit() and any(k in w[0] for k in _DROP_WORDS):
             counters[w[0]] = int(w[1])

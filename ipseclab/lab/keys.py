@@ -184,3 +184,8 @@ def parse_xfrm_state(text: str) -> list[XfrmState]:
             if m:
                 cur.counters["bytes"], cur.counters["packets"] = int(m.group(1)), int(m.group(2))
     return out
+
+
+def parse_xfrm_stat(text: str) -> dict[str, int]:
+    """Every counter of ``/proc/net/xfrm_stat`` (``XfrmInNoStates  3`` lines), zeros included."""
+    return {w[0]: int(w[1]) for w in map(str.split, text.splitlines()) if len(w) == 2 and w[1].isdigit()}

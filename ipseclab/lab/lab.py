@@ -317,22 +317,7 @@ class Lab:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
 
     def _collect_keys(self) -> None:
-        messages: list[bytes] = []
-        from ..analysis.ike import ike_datagrams
-        from ..packets.natt import NATT_PORT
-        from ..pcap.reader import UdpDatagram
-
-        for cap in self.captures:
-            if not cap.pcap.exists():
-                continue
-            for d in ike_datagrams(cap.pcap):
-                if isinstance(d, UdpDatagram):
-                    data = d.payload
-                    if NATT_PORT in (d.sport, d.dport):
-                        if data[:4] != b"\0\0\0\0":
-                            continue
-                        data = data[4:]
-                    messages.append(data)
+        messages = captured_ike_messages(self.captures)
         keysets = []
         for peer in self.peers.values():
             keysets += peer.driver.ike_keys(peer.host.dir)
@@ -356,3 +341,24 @@ class Lab:
         own_esp = [row for peer in self.peers.values() if isinstance(peer.host, EndpointHost)
                    and (peer.host.dir / "esp_sa").exists() for row in read_esp_sa(peer.host.dir / "esp_sa")]
         write_run_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states], own_esp)
+
+
+def captured_ike_messages(captures: list[Capture]) -> list[bytes]:
+    """The IKE messages in the lab's captures so far (UDP 500, and UDP 4500 after the non-ESP marker)."""
+    from ..analysis.ike import ike_datagrams
+    from ..packets.natt import NATT_PORT
+    from ..pcap.reader import UdpDatagram
+
+    messages: list[bytes] = []
+    for cap in captures:
+        if not cap.pcap.exists():
+            continue
+        for d in ike_datagrams(cap.pcap):
+            if isinstance(d, UdpDatagram):
+                data = d.payload
+                if NATT_PORT in (d.sport, d.dport):
+                    if data[:4] != b"\0\0\0\0":
+                        continue
+                    data = data[4:]
+                messages.append(data)
+    return messages

@@ -28,7 +28,7 @@ from ipseclab.lab.runtimes.uml_kernel import UmlKernel, select_kernel
 from ipseclab.lab.runtimes.uml_probe import check_kernel, host_cpu
 from ipseclab.lab.topology import make_topology
 from ipseclab.matrix import PASSED
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 IMPLS = ("strongswan", "libreswan")
 

@@ -28,7 +28,7 @@ from ipseclab.lab.lab import new_run_id
 from ipseclab.lab.proc import in_netns
 from ipseclab.lab.runtimes.process import EndpointHost
 from ipseclab.lab.topology import make_topology
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 SUITES = ("aes128gcm16", "aes128-sha256")
 

@@ -23,7 +23,7 @@ from ipseclab.lab.runtimes import docker as docker_host
 from ipseclab.lab.runtimes import docker_images
 from ipseclab.lab.topology import make_topology
 from ipseclab.matrix import PASSED
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 pytestmark = pytest.mark.interop
 REPO = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from ipseclab.interop import case_configs
 from ipseclab.lab.lab import Lab, LabSpec
 from ipseclab.lab.topology import make_topology
 from ipseclab.pcap.esp_keyfiles import read_esp_sa
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 pytestmark = pytest.mark.interop
 

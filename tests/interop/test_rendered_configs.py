@@ -15,7 +15,7 @@ from ipseclab.lab.impls.libreswan import write_libreswan_config
 from ipseclab.lab.impls.openiked import write_iked_conf
 from ipseclab.lab.runtimes.uml_kernel import select_kernel
 from ipseclab.lab.topology import make_topology
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 pytestmark = pytest.mark.interop
 

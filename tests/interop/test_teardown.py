@@ -16,7 +16,7 @@ from ipseclab.interop import case_configs
 from ipseclab.lab import cleanup
 from ipseclab.lab.lab import Lab, LabSpec
 from ipseclab.lab.topology import make_topology
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 pytestmark = pytest.mark.interop
 REPO = Path(__file__).resolve().parents[2]

@@ -175,7 +175,7 @@ def ike_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One strongSwan -> ipseclab run per proposal of IKE_RUNS (each a full interop cell: its own checks pass)."""
     from ipseclab.interop import run_case
     from ipseclab.matrix import PASSED
-    from testcases.base import TestCase
+    from ipseclab.testcases.base import TestCase
 
     out = REPO / "runs" / f"wireshark-ike-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)

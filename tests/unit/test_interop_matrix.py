@@ -26,7 +26,7 @@ from ipseclab.matrix import (
     junit_xml,
     write_results,
 )
-from testcases import ALL_CASES
+from ipseclab.testcases import ALL_CASES
 
 CASES = tuple(c.name for c in ALL_CASES)
 FULL = Selection(CASES, tuple(interop.DEFAULT_PAIRS))
@@ -311,7 +311,7 @@ def test_the_ci_workflow_runs_every_shard_and_merges_them():
 def test_an_interrupt_stops_the_matrix_instead_of_becoming_a_cells_error(tmp_path, monkeypatch):
     from ipseclab.interop import run_case
     from ipseclab.lab.lab import LabInterrupted
-    from testcases import by_name
+    from ipseclab.testcases import by_name
 
     def interrupted(*args, **kwargs):
         raise LabInterrupted("interrupted by SIGINT; tearing the lab down")

@@ -26,10 +26,10 @@ from ipseclab.lab.impls.contract import LIFECYCLE_ACTIONS, route_lines
 from ipseclab.lab.keys import parse_xfrm_monitor
 from ipseclab.lab.topology import make_topology
 from ipseclab.pcap.esp_keyfiles import read_esp_sa
-from testcases import by_name
-from testcases.lifecycle import CASES, CHILD_REKEY_INITIATOR, ChildRekeyCase
-from testcases.lifecycle_checks import child_rekeys, view
-from testcases.steps import Rekey, Wait
+from ipseclab.testcases import by_name
+from ipseclab.testcases.lifecycle import CASES, CHILD_REKEY_INITIATOR, ChildRekeyCase
+from ipseclab.testcases.lifecycle_checks import child_rekeys, view
+from ipseclab.testcases.steps import Rekey, Wait
 
 from .test_peerconfig import conn, ipsec_conf, make, swan_tree, swanctl
 

@@ -1,4 +1,4 @@
-"""The cases' trace-based "negotiated transforms" check (testcases.base.check_negotiated) on real captures.
+"""The cases' trace-based "negotiated transforms" check (ipseclab.testcases.base.check_negotiated) on real captures.
 
 The oracle is Wireshark reading a strongSwan capture (pcaps/, made by strongSwan 5.9.8 with
 ``aes256-sha256-modp2048`` for IKE and ``aes128-sha256`` for ESP, see pcaps/README.md): the check
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ipseclab.pcap.trace import Trace
-from testcases.base import CaseFailed, TestCase
+from ipseclab.testcases.base import CaseFailed, TestCase
 
 pytestmark = pytest.mark.tshark
 

@@ -11,7 +11,7 @@ from ipseclab.interop import case_configs
 from ipseclab.lab import impls
 from ipseclab.lab.impls.strongswan import StrongswanDriver, render_strongswan_conf
 from ipseclab.lab.topology import make_topology
-from testcases import by_name
+from ipseclab.testcases import by_name
 
 
 def configs(case: str):
@@ -101,7 +101,7 @@ def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_
 def test_libreswan_as_responder_names_transport_mode_behind_a_nat_unsupported():
     """Seen in runs of tcp-transport-nat: pluto 4.10 answers TS_UNACCEPTABLE; the cell says so before booting."""
     from ipseclab.interop import unsupported_reason
-    from testcases import by_name
+    from ipseclab.testcases import by_name
 
     case = by_name("tcp-transport-nat")
     assert "TS_UNACCEPTABLE" in (unsupported_reason(case, "strongswan", "libreswan", host=False) or "")

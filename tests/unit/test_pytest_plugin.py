@@ -2,7 +2,7 @@
 
 Each test writes a small test file into pytester's empty directory (no conftest.py) and runs pytest on it
 in this process, so the plugin is the one the ``pytest11`` entry point loads.  Nothing boots a lab: where
-``ipseclab_lab`` would, ``Lab`` is replaced by a stand-in that makes a run directory and records its teardown.
+``ipseclab_lab`` would, ``LiveLab`` is replaced by a stand-in that makes a run directory and records its teardown.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import pytest
 
 from ipseclab import pytest_plugin
 from ipseclab.interop import DEFAULT_PAIRS
-from testcases import ALL_CASES
+
+# imported before pytester snapshots sys.modules: the plugin finds these very modules (which the fixtures patch)
+from ipseclab.lab import kernel_peer, live
+from ipseclab.testcases import ALL_CASES
 
 pytest_plugins = ["pytester"]
 
@@ -51,9 +54,8 @@ class FakeLab:
 @pytest.fixture
 def no_boot(monkeypatch):
     """Replace Lab by FakeLab; returns where the labs' run directories go."""
-    from ipseclab.lab import lab
 
-    monkeypatch.setattr(lab, "Lab", FakeLab)
+    monkeypatch.setattr(live, "LiveLab", FakeLab)
 
 
 # --- options -----------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def test_ipseclab_lab_checks_its_arguments_before_anything_boots(pytester, host,
 LAB_TESTS = """
     from ipseclab.interop import case_configs
     from ipseclab.lab.topology import make_topology
-    from testcases import by_name
+    from ipseclab.testcases import by_name
 
     def test_fails(ipseclab_lab):
         lab = ipseclab_lab("esp-tunnel-nat", "libreswan", "strongswan")
@@ -281,9 +283,8 @@ class GoldenLab(FakeLab):
 
 @pytest.mark.tshark
 def test_ipseclab_trace_takes_the_lab_down_and_decrypts_its_run(pytester, host, monkeypatch):
-    from ipseclab.lab import lab
 
-    monkeypatch.setattr(lab, "Lab", GoldenLab)
+    monkeypatch.setattr(live, "LiveLab", GoldenLab)
     host(root=True)
     pytester.makepyfile("""
         import pytest
@@ -301,3 +302,109 @@ def test_ipseclab_trace_takes_the_lab_down_and_decrypts_its_run(pytester, host, 
                 ipseclab_trace()
     """)
     pytester.runpytest().assert_outcomes(passed=2)
+
+
+# --- the results matrix, keep, the final sweep, kernel_peer ---------------------------------------------
+
+MATRIX_TESTS = """
+    import pytest
+
+    def test_cell(ipseclab_lab, ipseclab_case, ipseclab_pair):
+        lab = ipseclab_lab(ipseclab_case, *ipseclab_pair)
+        assert ipseclab_pair != ("libreswan", "strongswan"), "the check failed"
+
+    def test_named_after_the_function(ipseclab_pair):
+        pass
+
+    def test_not_a_cell():
+        pass
+"""
+
+
+def test_the_results_matrix_is_printed_at_the_end_of_the_session(pytester, host, no_boot):
+    host(root=True)
+    pytester.makepyfile(MATRIX_TESTS)
+    result = pytester.runpytest("--ipseclab-case", "esp-tunnel", "--ipseclab-case", "esp-tunnel-udp",
+                                "--ipseclab-pair", "strongswan:libreswan", "--ipseclab-pair", "libreswan:strongswan",
+                                "--ipseclab-pair", "ipseclab:strongswan")
+    result.assert_outcomes(passed=8, failed=2)
+    result.stdout.fnmatch_lines([
+        "*= ipseclab results matrix =*",
+        "| case | strongswan -> libreswan | libreswan -> strongswan | ipseclab -> strongswan |",
+        "| esp-tunnel | PASSED (*s) | FAILED (*s) | PASSED (*s) |",
+        "| esp-tunnel-udp | PASSED (*s) | FAILED (*s) | PASSED (*s) |",
+        "| test_named_after_the_function | PASSED (*s) | PASSED (*s) | PASSED (*s) |",
+        "- esp-tunnel, libreswan -> strongswan: AssertionError: the check failed",
+    ])
+    assert "test_not_a_cell" not in result.stdout.str().split("ipseclab results matrix")[1]
+
+
+def test_keep_attaches_a_passing_tests_artifacts_to_junit(pytester, host, no_boot):
+    host(root=True)
+    pytester.makepyfile(LAB_TESTS)
+    junit = pytester.path / "junit.xml"
+    base = pytester.path.parent / "basetemp"
+    pytester.runpytest(f"--junitxml={junit}", f"--basetemp={base}", "--ipseclab-keep", "--ipseclab-runtime", "docker")
+    kept = next(base.glob("ipseclab-ipseclab-to-strongswan-[0-9]*"))
+    case = next(tc for tc in ET.parse(junit).getroot().iter("testcase") if tc.get("name") == "test_passes")
+    props = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+    assert ("ipseclab_run_dir", str(kept)) in props and ("ipseclab_artifact", str(kept / "l0.pcap")) in props
+
+
+def test_the_session_ends_with_a_sweep_of_its_own_labs_run_ids(pytester, host, no_boot, monkeypatch):
+    from ipseclab.lab import cleanup
+
+    swept: list[str | None] = []
+
+    def sweep(run_id=None, dry_run=False, containers=True):
+        swept.append(run_id)
+        return cleanup.Leftovers(namespaces=[f"ipl-{run_id}-left"])
+
+    monkeypatch.setattr(cleanup, "sweep", sweep)
+    host(root=True)
+    pytester.makepyfile(LAB_TESTS)
+    result = pytester.runpytest("--ipseclab-runtime", "docker")
+    assert swept == ["ipl-fake"]  # once per run id, never a sweep of every lab on the machine (None)
+    result.stdout.fnmatch_lines(["*= ipseclab sweep =*", "run ipl-fake: removed namespaces ipl-ipl-fake-left"])
+
+
+def test_kernel_peer_without_root_skips_with_the_reason(pytester, host):
+    host(root=False)
+    pytester.makepyfile("""
+        def test_kernel(kernel_peer):
+            raise AssertionError("not reached")
+    """)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*interop tests need root*"])
+
+
+class FakeKernelPeer:
+    """Stands in for KernelPeer: a capture and an SA dump in its run directory, and a teardown mark."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.run_id = run_dir, "ipl-kp"
+
+    def __enter__(self) -> FakeKernelPeer:
+        (self.run_dir / "left-right.pcap").write_text("x")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (self.run_dir / "xfrm-state.txt").write_text("src ...")
+
+
+def test_a_failing_kernel_peer_test_attaches_its_capture_and_sa_dump(pytester, host, monkeypatch):
+    monkeypatch.setattr(kernel_peer, "KernelPeer", FakeKernelPeer)
+    host(root=True)
+    pytester.makepyfile("""
+        def test_kernel(kernel_peer):
+            assert kernel_peer.run_id == "ipl-kp"
+            assert False, "the kernel disagreed"
+    """)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest(f"--junitxml={junit}")
+    result.assert_outcomes(failed=1)
+    props = dict((p.get("value"), p.get("name")) for p in ET.parse(junit).getroot().iter("property"))
+    run_dir = next(v for v, n in props.items() if n == "ipseclab_run_dir")
+    assert props[f"{run_dir}/left-right.pcap"] == props[f"{run_dir}/xfrm-state.txt"] == "ipseclab_artifact"
+    result.stdout.fnmatch_lines(["*= ipseclab labs of failed tests =*", f"*::test_kernel: {run_dir}"])

@@ -356,9 +356,11 @@ class LibreswanDriver:
         return None  # direct and NAT: both daemons do NAT-T
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
-        if cfg.mode == "transport" and topology == "nat" and cfg.role == "responder":
-            # seen 2026-11-30 (runs of tcp-transport-nat): pluto answers IKE_AUTH with N(TS_UNACCEPTABLE) to a
-            # strongSwan and to an ipseclab initiator whose TSi is its own address behind the NAT
+        if topology == "nat" and cfg.mode == "transport" and cfg.role == "responder":
+            # seen in tcp-transport-nat (2026-11-30): as responder pluto answers IKE_AUTH with N(TS_UNACCEPTABLE) to
+            # a strongSwan and to an ipseclab initiator whose TSi is its own address behind the NAT.  As initiator it
+            # works with ipseclab (which keeps the initiator's selectors) but rejects strongSwan's answer narrowed
+            # to the NAT's address: a pair's trait, which a per-peer check cannot express, so that cell runs (ERROR)
             raise ConfigError("Libreswan 4.10 refuses (TS_UNACCEPTABLE) an IKEv2 transport-mode initiator behind "
                               "a NAT")
         render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
