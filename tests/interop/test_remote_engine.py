@@ -80,6 +80,8 @@ def test_a_lab_in_this_process_refuses_a_remote_engine_in_one_line(remote_url, t
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_mid_run_leaves_nothing_on_the_remote_machine(remote_url, tmp_path, sig):
     out = tmp_path / "interrupted"
+    # another ipseclab run on the engine's machine (here: this one) that the interrupt must not touch
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)", "ipseclab.cli interop"])
     env = {**os.environ, "DOCKER_HOST": remote_url, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--case", "esp-tunnel",
@@ -100,6 +102,9 @@ def test_an_interrupt_mid_run_leaves_nothing_on_the_remote_machine(remote_url, t
     finally:
         if proc.poll() is None:
             proc.kill()
+        bystander_alive = decoy.poll() is None
+        decoy.kill()
+    assert bystander_alive, "the interrupt reached another process named like an ipseclab run"
     assert proc.returncode == 130, output[-3000:]
     assert "Traceback" not in output
     assert not client.containers.list(all=True, filters={"label": PARENT_LABEL})

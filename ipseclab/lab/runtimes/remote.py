@@ -59,6 +59,7 @@ RUNNER = "runner"  # containers/runner/: not a peer image
 RUNNER_REPO = "ipseclab/runner"
 PARENT_ENV = "IPSECLAB_PARENT_RUN"  # read by runtimes.docker.run_labels: the peers a runner starts carry it
 PARENT_LABEL = f"{LABEL}.parent"
+PIDFILE = "/tmp/ipseclab-interop.pid"  # in the runner's own filesystem: the remote interop's pid, for interrupt()
 # the runner is the lab's host: namespaces and mounts (SYS_ADMIN), links, addresses, nftables (NET_ADMIN), raw
 # sockets and captures (NET_RAW), and naming the peer containers' namespaces (SYS_PTRACE, with the host's PIDs);
 # not --privileged, which also needs capabilities an engine in a sandbox may not have
@@ -279,9 +280,11 @@ class RemoteRun:
         """SIGINT to the remote ipseclab, which stops the matrix and tears its lab down (LabInterrupted); waits
         (bounded) until it has, so the runner is not removed under a teardown in progress."""
         with contextlib.suppress(LabError):
-            self.exec(["pkill", "-INT", "-f", "ipseclab.cli interop"])
+            # by its pid file, never by name: the runner sees the host's processes (pid_mode=host), so a pattern
+            # would also hit other users' ipseclab runs on that machine
+            self.exec(["sh", "-c", f"kill -INT $(cat {PIDFILE})"])
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and self.exec(["pgrep", "-f", "ipseclab.cli interop"]) == 0:
+            while time.monotonic() < deadline and self.exec(["sh", "-c", f"kill -0 $(cat {PIDFILE})"]) == 0:
                 time.sleep(0.5)
 
     def fetch(self, local: Path) -> None:
@@ -356,7 +359,8 @@ def run_interop(forwarded: list[str], out: Path, junit: Path | None,
         env = {"IPSECLAB_CACHE": cache, PARENT_ENV: run_id, "PYTHONUNBUFFERED": "1"}
         run.exec(["mkdir", "-p", run.remote_dir, f"{cache}/kernels"])
         run.ship_kernel(f"{cache}/kernels", log)
-        cmd = ["python3", "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--out", f"{run.remote_dir}/out",
+        cmd = ["sh", "-c", f'echo $$ > {PIDFILE} && exec "$@"', "interop",
+               "python3", "-m", "ipseclab.cli", "interop", "--runtime", "docker", "--out", f"{run.remote_dir}/out",
                *forwarded]
         try:
             with _sigterm_interrupts():
