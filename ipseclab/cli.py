@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .cli_endpoint import add_endpoint_parser
 from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
 from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_decrypt)
 
     add_parsers(sub)
+    add_endpoint_parser(sub)
 
     p = sub.add_parser("lab", help="boot, inspect and clean up labs (root)")
     p.add_argument("action", choices=["up", "status", "down", "cleanup"])

@@ -242,10 +242,13 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
     """
     try:
         left_cfg, right_cfg = case_configs(case, make_topology(case.topology, "probe"), responder)
-        for impl, cfg in ((initiator, left_cfg), (responder, right_cfg)):
+        for impl, cfg, peer in ((initiator, left_cfg, responder), (responder, right_cfg, initiator)):
             drv = driver(impl)
             drv.check_topology(case.topology)
             drv.check_supported(cfg, case.topology)
+            check_pair = getattr(drv, "check_pair", None)  # optional: a trait of this pair, not of the peer alone
+            if check_pair is not None:
+                check_pair(cfg, case.topology, peer)
             if host and drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
         if case.probe:

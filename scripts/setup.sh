@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # tshark/tcpdump: captures and Wireshark's view; user-mode-linux, mmdebstrap, nftables, iproute2: the lab;
-# patchelf: points the newer UML kernel (installed below) at the C library it came with
-APT_PACKAGES=(tshark tcpdump user-mode-linux mmdebstrap nftables iproute2 procps patchelf)
+# patchelf: points the newer UML kernel (installed below) at the C library it came with;
+# iputils-ping, busybox (nc): pings and TCP transfers from the ipseclab endpoint's namespace, as in the peers'
+# guests; iperf3: tests/bench/bench_tun.py
+APT_PACKAGES=(tshark tcpdump user-mode-linux mmdebstrap nftables iproute2 procps patchelf iputils-ping busybox iperf3)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,4 +1,5 @@
-"""Modes and encapsulations: ESP tunnel and transport, AH transport, ESP tunnel through a NAT and in UDP without one."""
+"""Modes and encapsulations: ESP tunnel and transport, AH transport, over IPv4 and IPv6 transit; ESP tunnel
+through a NAT and in UDP without one (TCP in transport mode through a NAT: tcp-transport-nat, lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,19 @@ ESP_TUNNEL_IPV6 = TestCase(
     child_proposal="aes256gcm16",
 )
 
-CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_UDP, ESP_TUNNEL_IPV6]
+ESP_TRANSPORT_IPV6 = TestCase(
+    name="esp-transport-ipv6",
+    description="ESP transport mode host to host over IPv6 transit (ping6 inside ESP)",
+    mode="transport",
+    transit="ipv6",
+)
+AH_TRANSPORT_IPV6 = TestCase(
+    name="ah-transport-ipv6",
+    description="AH transport mode host to host over IPv6 transit (the ICV covers the IPv6 header, RFC 4302 3.3.3.1.2)",
+    protocol="ah",
+    mode="transport",
+    transit="ipv6",
+    child_proposal="sha256",
+)
+CASES = [ESP_TUNNEL, ESP_TRANSPORT, AH_TRANSPORT, ESP_TUNNEL_NAT, ESP_TUNNEL_UDP, ESP_TUNNEL_IPV6,
+         ESP_TRANSPORT_IPV6, AH_TRANSPORT_IPV6]

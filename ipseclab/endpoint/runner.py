@@ -1,56 +1,75 @@
-"""One endpoint process: the IKEv2 engine on UDP 500 and the ESP data plane on raw IP sockets.
+"""One endpoint process: the IKEv2 engine on UDP 500/4500, the ESP/AH data plane on raw IP sockets, and a TUN device.
 
-It runs where the lab puts it (inside a network namespace, on the host kernel: no kernel ESP is
-needed, the data plane is ipseclab's) and is driven over a line protocol, one JSON object per line:
+It runs in the current network namespace (the lab puts it in a side's namespace; ``ipseclab endpoint
+--config FILE`` wherever it is started) on the host kernel: no kernel ESP is needed, the data plane is
+ipseclab's.  Ordinary traffic of the namespace that the negotiated selectors cover is routed into the TUN
+device (``tun.py``), protected by the Child SA its SPD policy names (``dataplane.py``) and sent; what
+arrives is checked (replay, ICV, RFC 4301 5.2 selectors), decrypted and written back into the TUN device, so
+``ping`` or a TCP connection in the namespace crosses the tunnel.
 
-* stdin, commands: ``{"cmd": "initiate"}``, ``{"cmd": "ping", "src": ..., "dst": ..., "count": 3}``,
-  ``{"cmd": "status"}``, ``{"cmd": "close"}``, ``{"cmd": "quit"}``;
-* stdout: ``{"kind": "ready"}`` once the sockets are bound, ``{"kind": "event", "type": ...}`` for each
-  engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
+It is driven over a line protocol, one JSON object per line:
+
+* stdin, commands: ``{"cmd": "initiate"}``, ``{"cmd": "status"}``, ``{"cmd": "close"}`` (Delete the IKE SA),
+  ``{"cmd": "quit"}``;
+* stdout: ``{"kind": "ready"}`` once the sockets and the TUN device are up, ``{"kind": "event", "type": ...}``
+  for each engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
   ``{"kind": "error", "message": ...}`` for a command it could not take.
 
 The engine owns every IKE deadline (retransmissions, NAT keepalives, DPD, lifetimes): the loop sleeps until
 ``get_timer()`` and sends each datagram where the engine says (``Datagram.addr``, from port 4500 when
-``Datagram.natt``).  Echo requests that arrive through the Child SA are answered as the host behind this endpoint
-would (there is no TUN device yet), so a peer's ping across the tunnel gets its replies.
+``Datagram.natt``).  ESP goes to the peer's address as the engine last verified it, or as the last ESP
+packet that an SA accepted came from (a NAT's mapping may move); unverified input never moves it.
 
 Key material goes to files in the output directory, never to stdout: ``ikev2_decryption_table`` and
 ``esp_sa`` (Wireshark's formats), so the lab's captures of this endpoint decrypt like any other peer's.
-Every event is also appended to ``events.jsonl`` there.
+Every event is also appended to ``events.jsonl`` there, and the data plane's counters go to
+``counters.json`` at exit (and in every ``status`` answer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from ..analysis.keyrows import esp_sa_row, ike_sa_row
 from ..errors import IpsecLabError
-from ..esp import AhSA, EspSA
-from ..ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
-from ..ike.events import Event
+from ..esp import EspSA
+from ..esp.iphdr import PROTO_AH, PROTO_ESP
+from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
+from ..ike.state import IkeState
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
 from . import auth_spec
-from .children import esp_sas
-from .icmp import echo_reply_of, echo_reply_to, echo_request
+from .dataplane import DataPlane, Pair, selector_networks
+from .tun import BYPASS_MARK, Tun, rp_filter_drops
 
-_IDENT = 0x15EC  # ICMP echo identifier of the endpoint's pings
+BATCH = 64  # packets taken from one source per turn of the loop, so none starves the others
+CLOSE_GRACE = 3.0  # seconds to wait for the peer to answer our Delete when interrupted
+_OPEN = frozenset((IkeState.ESTABLISHED, IkeState.DELETING, IkeState.REKEYED))
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
-    """What ``python -m ipseclab.endpoint SPEC.json`` reads."""
+    """What ``python -m ipseclab.endpoint SPEC.json`` reads (the lab's driver writes it from a PeerConfig).
+
+    ``encap`` forces UDP encapsulation without a NAT as strongSwan's ``encap=yes`` does: our
+    NAT_DETECTION_SOURCE_IP hashes a port we do not use, so both sides see a NAT in front of us (RFC 7296
+    2.23) and move IKE and ESP to UDP 4500.  ``tun`` names the TUN device; ``replay_window`` is in packets.
+    """
 
     ike: IkeConfig
     local: str
@@ -58,6 +77,9 @@ class EndpointSpec:
     initiator: bool
     out_dir: Path
     port: int = IKE_PORT
+    encap: bool = False
+    tun: str = "ipsec0"
+    replay_window: int = 64
 
     @classmethod
     def from_json(cls, text: str) -> EndpointSpec:
@@ -75,7 +97,8 @@ class EndpointSpec:
             if ike.get(k) is not None:
                 ike[k] = tuple(ike[k])
         return cls(IkeConfig(**ike), raw["local"], raw.get("remote"), bool(raw["initiator"]),
-                   Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)))
+                   Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)), bool(raw.get("encap", False)),
+                   str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)))
 
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
@@ -83,7 +106,14 @@ class EndpointSpec:
         ike["local_auth"] = auth_spec.to_json(self.ike.local_auth)
         ike["remote_auth"] = auth_spec.to_json(self.ike.remote_auth)
         return json.dumps({"ike": ike, "local": self.local, "remote": self.remote, "initiator": self.initiator,
-                           "out_dir": str(self.out_dir), "port": self.port}, indent=2)
+                           "out_dir": str(self.out_dir), "port": self.port, "encap": self.encap, "tun": self.tun,
+                           "replay_window": self.replay_window}, indent=2)
+
+    def engine_config(self) -> IkeConfig:
+        """The engine's configuration; with ``encap`` our NAT detection hash names port 0 (see above)."""
+        if self.encap:
+            return dataclasses.replace(self.ike, local_endpoint=(self.local, 0))
+        return self.ike
 
 
 def jsonable(value: Any) -> Any:
@@ -102,40 +132,21 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(slots=True)
-class _Ping:
-    src: str
-    dst: str
-    count: int
-    deadline: float
-    sent: int = 0
-    next_at: float = 0.0
-    received: set[int] = field(default_factory=set)
-
-
 class Endpoint:
-    """The loop (``run``): sockets in, engine and SAs in the middle, sockets and stdout out."""
+    """The loop (``run``): sockets and the TUN device in, engine and data plane in the middle, out again."""
 
     def __init__(self, spec: EndpointSpec, out: TextIO = sys.stdout) -> None:
         self.spec = spec
         self.out = out
-        self.conn = IkeConnection(spec.ike, initiator=spec.initiator)
-        self.esp_out: EspSA | AhSA | None = None
-        self.esp_in: EspSA | AhSA | None = None
+        self.conn = IkeConnection(spec.engine_config(), initiator=spec.initiator)
+        self.dp = DataPlane(spec.local, replay_window=spec.replay_window)
         self.ike_rows: list[IkeSaKeyRow] = []
         self.esp_rows: list[EspSaRow] = []
-        self.ping: _Ping | None = None
-        self.esp_errors: dict[str, int] = {}
-        self.answered = 0  # echo requests that arrived through the Child SA and were answered
-        self.udp_encap = False  # the Child SA is ESP in UDP (NAT detected)
-        # where the peer's ESP goes: configured, or learned from its datagrams (its port 4500 may be a NAT's
-        # mapping); IKE datagrams carry their own destination (the engine's Datagram.addr)
+        # where the peer's ESP goes: its address as the engine verified it (or as configured), and its
+        # UDP 4500 port (a NAT's mapping) as the last ESP-in-UDP packet an SA accepted came from
         self.peer_ip = spec.remote
         self.peer_natt_port = NATT_PORT
         spec.out_dir.mkdir(parents=True, exist_ok=True)
-        # IPv4: raw sockets see whole packets and send whole packets (the SA builds the outer header).
-        # IPv6: raw sockets see and send the payload only, so ESP goes as ESP bytes and the kernel adds
-        # the IPv6 header (tunnel mode; AH, whose ICV covers that header, is IPv4 only here).
         self.v6 = ipaddress.ip_address(spec.local).version == 6
         fam = socket.AF_INET6 if self.v6 else socket.AF_INET
         self.udp = socket.socket(fam, socket.SOCK_DGRAM)
@@ -144,14 +155,32 @@ class Endpoint:
         self.natt = socket.socket(fam, socket.SOCK_DGRAM)
         self.natt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.natt.bind((spec.local, NATT_PORT))
-        self.esp_rx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ESP)
-        self.ah_rx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_AH)
+        # Raw sockets.  IPv4: whole packets in and out.  IPv6: the kernel hands over the payload only, so
+        # the header is rebuilt from the addresses (IPV6_PKTINFO gives ours); IPPROTO_RAW sends whole
+        # packets in both families, so AH's ICV can cover the header as it goes out.
+        self.esp_rx = socket.socket(fam, socket.SOCK_RAW, PROTO_ESP)
+        self.ah_rx = socket.socket(fam, socket.SOCK_RAW, PROTO_AH)
+        if self.v6:
+            for s in (self.esp_rx, self.ah_rx):
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         self.ip_tx = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # the kernel routes what this socket sends as protocol "raw", not ESP/AH: its mark keeps it on the main
+        # table (tun.py), so a transport-mode packet for the peer does not come back into the TUN device
+        self.ip_tx.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, BYPASS_MARK)
+        for s in (self.udp, self.natt, self.esp_rx, self.ah_rx):
+            s.setblocking(False)
+        ports = tuple(sorted({spec.port, IKE_PORT, NATT_PORT}))
+        self.tun = Tun(spec.tun, ike_ports=ports)
+        self._rp_base = rp_filter_drops()
         self._running = True
+        self._close_by: float | None = None  # interrupted: Delete sent, exit by then at the latest
+        self._usage_at = 0.0
 
     def close(self) -> None:
+        self.write_counters()
         for s in (self.udp, self.natt, self.esp_rx, self.ah_rx, self.ip_tx):
             s.close()
+        self.tun.close()
 
     def say(self, kind: str, /, **fields: Any) -> None:
         # an event's own ``kind`` field (DatagramDropped has one) must not replace the line's kind
@@ -160,79 +189,182 @@ class Endpoint:
         self.out.write(json.dumps({"kind": kind, **fields}) + "\n")
         self.out.flush()
 
+    def counters(self) -> dict[str, Any]:
+        """The data plane's drop counters by name (clear_dropped from the kernel), the engine's, and each SA's."""
+        self.dp.counters.clear_dropped = max(0, rp_filter_drops() - self._rp_base)
+        return {
+            "dataplane": self.dp.counters.as_dict(),
+            "engine": dataclasses.asdict(self.conn.counters),
+            "child_sas": {f"{p.spi_in:#010x}": {"spi_out": f"{p.spi_out:#010x}", "carries_outbound": p.policy
+                                                is not None, "in": p.inn.counters.as_dict(),
+                                                "out": p.out.counters.as_dict()} for p in self.dp.pairs.values()},
+        }
+
+    def write_counters(self) -> None:
+        (self.spec.out_dir / "counters.json").write_text(json.dumps(self.counters(), indent=2) + "\n")
+
     # -- the loop ----------------------------------------------------------------------------------
 
-    def run(self, commands: TextIO) -> None:
-        self.say("ready", local=self.spec.local, port=self.spec.port)
+    def interrupt(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: Delete the IKE SA (and so its Child SAs), then leave once answered or after a grace."""
+        if self._close_by is not None:
+            self._running = False  # a second interrupt: leave now
+            return
+        now = time.monotonic()
+        self._close_by = now + CLOSE_GRACE
+        self.conn.close(now)
+
+    def run(self, commands: TextIO | None, exit_on_eof: bool = True) -> None:
+        self.say("ready", local=self.spec.local, port=self.spec.port, tun=self.tun.name)
         buffered = ""
         while self._running:
             now = time.monotonic()
-            wake = [t for t in (self.conn.get_timer(), self._ping_wake()) if t is not None]
+            if self._close_by is not None and (now >= self._close_by or self.conn.state not in _OPEN):
+                break  # interrupted, and the Delete was answered (or never needed, or not in time)
+            wake = [t for t in (self.conn.get_timer(), self._close_by) if t is not None]
             timeout = max(0.0, min(wake) - now) if wake else 1.0
-            watched: list[Any] = [self.udp, self.natt, self.esp_rx, self.ah_rx, commands]
-            readable, _, _ = select.select(watched, [], [], min(timeout, 1.0))
+            watched: list[Any] = [self.udp, self.natt, self.esp_rx, self.ah_rx, self.tun.fd]
+            if commands is not None:
+                watched.append(commands)
+            try:
+                readable, _, _ = select.select(watched, [], [], min(timeout, 1.0))
+            except InterruptedError:
+                continue
             now = time.monotonic()
             if self.udp in readable:
-                data, addr = self.udp.recvfrom(65535)
-                self.peer_ip = addr[0]
-                self.conn.receive_datagram(data, now, source=(addr[0], addr[1]))
+                self._receive_ike(self.udp, natt=False, now=now)
             if self.natt in readable:
-                self._receive_natt(*self.natt.recvfrom(65535), now=now)
+                self._receive_natt(now)
             for raw in (self.esp_rx, self.ah_rx):
                 if raw in readable:
-                    self._receive_esp(raw.recv(65535))
-            if commands in readable:
+                    self._receive_raw(raw)
+            if self.tun.fd in readable:
+                self._from_tun()
+            if commands is not None and commands in readable:
                 chunk = os.read(commands.fileno(), 65536).decode()
                 if not chunk:
-                    break  # the driver went away
+                    if exit_on_eof:
+                        break  # the driver went away
+                    commands = None
                 buffered += chunk
                 while "\n" in buffered:
                     line, buffered = buffered.split("\n", 1)
                     if line.strip():
                         self._command(line, now)
             self.conn.handle_timer(now)
-            self._ping_step(now)
+            if now >= self._usage_at:
+                self._report_usage(now)
             self._flush(now)
 
     def _flush(self, now: float) -> None:
-        """Send what the engine has for the peer where the engine says: it knows which datagram is a response
-        (back the way its request came), when IKE moves to UDP 4500 and when a NAT keepalive is due."""
+        """Send what the engine has for the peer where the engine says, then act on its events."""
         for d in self.conn.datagrams_to_send(now):
             to = d.addr
             if to is None and self.spec.remote is not None:
                 to = (self.spec.remote, self.spec.port)  # an engine configured without remote_endpoint
             if to is None:
                 continue  # a responder that has heard from nobody has nobody to answer
-            (self.natt if d.natt else self.udp).sendto(d.payload(), to)
+            with contextlib.suppress(OSError):  # unreachable for now: the engine retransmits
+                (self.natt if d.natt else self.udp).sendto(d.payload(), to)
         while (event := self.conn.next_event()) is not None:
             self._on_event(event)
 
-    def _receive_natt(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        """UDP 4500 (RFC 3948 2.2): IKE after the non-ESP marker, a keepalive, or ESP."""
-        self.peer_ip, self.peer_natt_port = addr[0], addr[1]
-        if data[:4] == NON_ESP_MARKER:
-            self.conn.receive_datagram(data[4:], now, source=(addr[0], addr[1]), natt=True)
-        elif data != KEEPALIVE and isinstance(self.esp_in, EspSA):
-            try:
-                inner, _nh = self.esp_in.decapsulate(data)
-            except IpsecLabError as exc:
-                name = type(exc).__name__
-                self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
-                return
-            self._deliver(inner)
+    def _verified_peer(self) -> None:
+        """The peer's address as the engine last verified it (it keeps a datagram's source only if taken)."""
+        peer = self.conn.peer
+        if peer is not None:
+            self.peer_ip = peer[0]
+            if self.conn.peer_natt:
+                self.peer_natt_port = peer[1]
 
-    def _send_ipsec(self, packet: bytes) -> None:
-        """An inner packet out through the Child SA: raw ESP/AH, or ESP in UDP 4500 behind a NAT."""
-        sa, peer = self.esp_out, self.peer_ip
-        if sa is None or peer is None:
-            return
-        nh = 4 if packet[0] >> 4 == 4 else 41  # tunnel mode: the inner packet is IPv4 or IPv6
-        if self.udp_encap and isinstance(sa, EspSA):
-            self.natt.sendto(sa.encapsulate(packet, nh), (peer, self.peer_natt_port))
-        elif self.v6 and isinstance(sa, EspSA):
-            self.esp_rx.sendto(sa.encapsulate(packet, nh), (peer, 0))
-        else:
-            self.ip_tx.sendto(sa.protect(packet), (peer, 0))
+    def _receive_ike(self, sock: socket.socket, natt: bool, now: float) -> None:
+        for _ in range(BATCH):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            self.conn.receive_datagram(data, now, source=(addr[0], addr[1]), natt=natt)
+            self._verified_peer()
+
+    def _receive_natt(self, now: float) -> None:
+        """UDP 4500 (RFC 3948 2.2): IKE after the non-ESP marker, a keepalive, or ESP."""
+        for _ in range(BATCH):
+            try:
+                data, addr = self.natt.recvfrom(65535)
+            except BlockingIOError:
+                return
+            if data[:4] == NON_ESP_MARKER:
+                self.conn.receive_datagram(data[4:], now, source=(addr[0], addr[1]), natt=True)
+                self._verified_peer()
+            elif data != KEEPALIVE and len(data) > 8:
+                got = self.dp.inbound_udp(data, addr[0], self.spec.local)
+                if got is not None:
+                    self.peer_ip, self.peer_natt_port = addr[0], addr[1]  # an SA accepted it: verified
+                    self.tun.write(got[1])
+
+    def _receive_raw(self, sock: socket.socket) -> None:
+        proto = PROTO_ESP if sock is self.esp_rx else PROTO_AH
+        for _ in range(BATCH):
+            try:
+                if self.v6:
+                    data, anc, _flags, addr = sock.recvmsg(65535, 64)
+                    dst = self.spec.local
+                    for level, kind, value in anc:
+                        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
+                            dst = str(ipaddress.IPv6Address(value[:16]))
+                    if dst != str(ipaddress.ip_address(self.spec.local)):
+                        continue
+                    packet = self.dp.ipv6_packet(data, proto, addr[0].split("%")[0], dst)
+                else:
+                    packet = sock.recv(65535)
+                    if len(packet) < 20 or packet[16:20] != ipaddress.IPv4Address(self.spec.local).packed:
+                        continue
+            except BlockingIOError:
+                return
+            got = self.dp.inbound(packet)
+            if got is not None:
+                self.tun.write(got[1])
+
+    def _from_tun(self) -> None:
+        """Packets the kernel routed into the TUN device: protect each with its policy's SA and send it."""
+        for _ in range(BATCH):
+            packet = self.tun.read()
+            if packet is None:
+                return
+            if packet[0] >> 4 == 6 and len(packet) >= 40 and (packet[24] == 0xFF or packet[8:10] == b"\xfe\x80"):
+                continue  # the kernel's own chatter on the device (MLD, router solicitations): not traffic
+            out = self.dp.outbound(packet)
+            if out is None or self.peer_ip is None:
+                continue
+            try:
+                if out.udp:
+                    self.natt.sendto(out.data, (self.peer_ip, self.peer_natt_port))
+                else:
+                    self.ip_tx.sendto(out.data, (self.peer_ip, 0))
+            except OSError:
+                pass  # e.g. no route or a full buffer: dropped like any router would
+
+    def _report_usage(self, now: float) -> None:
+        """Tell the engine what each Child SA has carried (its byte/packet lifetimes read it), once a second."""
+        self._usage_at = now + 1.0
+        for p in self.dp.pairs.values():
+            ci, co = p.inn.counters, p.out.counters
+            self.conn.child_usage(p.spi_in, ci.bytes_in + co.bytes_out, ci.packets_in + co.packets_out, now)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _install(self, event: ChildSaEstablished) -> None:
+        peer = self.peer_ip or "0.0.0.0"
+        pair = self.dp.install(event, peer)
+        self.tun.add_routes(selector_networks(pair.selectors.remote), selector_networks(pair.selectors.local))
+        if isinstance(pair.out, EspSA) and isinstance(pair.inn, EspSA):
+            self.esp_rows += [esp_sa_row(pair.out, src=self.spec.local, dst=peer),
+                              esp_sa_row(pair.inn, src=peer, dst=self.spec.local)]
+            write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
+
+    def _uninstall(self, pair: Pair | None) -> None:
+        if pair is not None:
+            self.tun.remove_routes(selector_networks(pair.selectors.remote))
 
     def _on_event(self, event: Event) -> None:
         record = {"type": type(event).__name__, **jsonable(event)}
@@ -242,13 +374,14 @@ class Endpoint:
             self.ike_rows.append(ike_sa_row(event))
             write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
-            peer = self.peer_ip or "0.0.0.0"
-            self.esp_out, self.esp_in = esp_sas(event, self.spec.local, peer)
-            self.udp_encap = event.udp_encap
-            if isinstance(self.esp_out, EspSA) and isinstance(self.esp_in, EspSA):
-                self.esp_rows += [esp_sa_row(self.esp_out, src=self.spec.local, dst=peer),
-                                  esp_sa_row(self.esp_in, src=peer, dst=self.spec.local)]
-                write_esp_sa(self.spec.out_dir / "esp_sa", self.esp_rows)
+            self._install(event)
+        elif isinstance(event, ChildSaOutbound):  # the engine's rekey hand-over: outbound moves now
+            self.dp.carry(event.spi_in, event.replaced)
+        elif isinstance(event, ChildSaDeleted):
+            self._uninstall(self.dp.remove(event.spi_in))
+        elif isinstance(event, IkeSaDeleted | IkeSaFailed):
+            for pair in self.dp.clear():
+                self._uninstall(pair)
         self.say("event", **record)
 
     # -- commands ----------------------------------------------------------------------------------
@@ -260,17 +393,8 @@ class Endpoint:
             if name == "initiate":
                 self.conn.initiate(now)
                 self.say("answer", cmd=name)
-            elif name == "ping":
-                if self.esp_out is None:
-                    raise IpsecLabError("no Child SA yet: initiate first and wait for ChildSaEstablished")
-                self.ping = _Ping(cmd["src"], cmd["dst"], int(cmd.get("count", 3)),
-                                  now + float(cmd.get("timeout", 5)))
             elif name == "status":
-                self.say("answer", cmd=name, state=str(self.conn.state),
-                         engine=dataclasses.asdict(self.conn.counters),
-                         esp_out=self.esp_out.counters.as_dict() if self.esp_out else None,
-                         esp_in=self.esp_in.counters.as_dict() if self.esp_in else None,
-                         esp_errors=self.esp_errors, echo_replies_sent=self.answered)
+                self.say("answer", cmd=name, state=str(self.conn.state), peer=self.peer_ip, **self.counters())
             elif name == "close":
                 self.conn.close(now)
                 self.say("answer", cmd=name)
@@ -278,58 +402,25 @@ class Endpoint:
                 self._running = False
                 self.say("answer", cmd=name)
             else:
-                raise IpsecLabError(f"unknown command {name!r}: initiate, ping, status, close or quit")
+                raise IpsecLabError(f"unknown command {name!r}: initiate, status, close or quit")
         except (IpsecLabError, KeyError, ValueError, TypeError) as exc:
             self.say("error", message=f"{type(exc).__name__}: {exc}", line=line)
 
-    # -- ESP ---------------------------------------------------------------------------------------
 
-    def _receive_esp(self, packet: bytes) -> None:
-        sa = self.esp_in
-        if sa is None:
-            return
-        try:
-            if self.v6:  # the ESP bytes alone (see __init__)
-                inner: bytes | None = sa.decapsulate(packet)[0] if isinstance(sa, EspSA) else None
-            elif len(packet) < 28 or packet[16:20] != ipaddress.IPv4Address(self.spec.local).packed:
-                return
-            else:
-                inner = sa.unprotect(packet)
-        except IpsecLabError as exc:  # counted by the SA too; kept here by type for the status answer
-            name = type(exc).__name__
-            self.esp_errors[name] = self.esp_errors.get(name, 0) + 1
-            return
-        if inner is not None:
-            self._deliver(inner)
-
-    def _deliver(self, inner: bytes) -> None:
-        """An inner packet that came through the Child SA: answer a ping as the host behind us would."""
-        reply = echo_reply_to(inner, ip_id=(self.answered + 1) & 0xFFFF or 1)
-        if reply is not None:
-            self._send_ipsec(reply)
-            self.answered += 1
-        elif self.ping is not None:
-            seq = echo_reply_of(inner, _IDENT)
-            if seq is not None:
-                self.ping.received.add(seq)
-
-    def _ping_wake(self) -> float | None:
-        p = self.ping
-        return None if p is None else min(p.deadline, p.next_at)
-
-    def _ping_step(self, now: float) -> None:
-        p = self.ping
-        if p is None or self.esp_out is None:
-            return
-        if p.sent < p.count and now >= p.next_at:
-            p.sent += 1
-            self._send_ipsec(echo_request(p.src, p.dst, _IDENT, p.sent))
-            p.next_at = now + 0.2
-        if len(p.received) >= p.count or now >= p.deadline:
-            self.say("answer", cmd="ping", sent=p.sent, received=len(p.received))
-            self.ping = None
-        elif p.sent >= p.count:
-            p.next_at = p.deadline
+def serve(spec: EndpointSpec, commands: TextIO | None, *, initiate: bool = False, exit_on_eof: bool = True,
+          out: TextIO = sys.stdout) -> int:
+    """Run one endpoint until told to quit or interrupted (SIGINT/SIGTERM close the SAs first)."""
+    ep = Endpoint(spec, out)
+    old = {sig: signal.signal(sig, ep.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if initiate:
+            ep.conn.initiate(time.monotonic())
+        ep.run(commands, exit_on_eof=exit_on_eof)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        ep.close()
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -341,9 +432,8 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, TypeError, IpsecLabError) as exc:
         print(f"ipseclab endpoint: cannot use {argv[0]}: {exc}", file=sys.stderr)
         return 2
-    ep = Endpoint(spec)
     try:
-        ep.run(sys.stdin)
-    finally:
-        ep.close()
-    return 0
+        return serve(spec, sys.stdin)
+    except IpsecLabError as exc:
+        print(f"ipseclab endpoint: {exc}", file=sys.stderr)
+        return 1

@@ -314,3 +314,41 @@ def set_ecn_ce(packet: bytes) -> bytes:
     elif (b[1] >> 4) & 3 in (1, 2):
         b[1] |= 0x30
     return bytes(b)
+
+
+# --- RFC 3948 3.1.2: transport mode behind a NAT -----------------------------------------------------
+
+PROTO_TCP = 6
+_L4_CHECKSUM_AT = {PROTO_TCP: 16, PROTO_UDP: 6}
+
+
+def fix_l4_checksum(packet: bytes) -> bytes:
+    """``packet`` with its TCP or UDP checksum recomputed for the addresses now in its IP header.
+
+    Transport mode through a NAT (RFC 3948 3.1.2): the sender computed the checksum over the
+    pseudo-header of *its* view of the addresses (its private address, or the NAT's public one as
+    the destination), so the restored packet's checksum no longer matches its header.  ESP's ICV has
+    already proved the payload genuine, so the receiver may recompute it in full (3.1.2's second
+    choice) rather than patch it from NAT-OA.  A UDP checksum of 0 over IPv4 (none) stays 0; other
+    protocols, and fragments (whose checksum covers bytes not here), come back unchanged.
+    """
+    try:
+        nh_off, off, end = upper_layer(packet)
+    except DecodeError:
+        return packet  # a fragment: its checksum is over the whole datagram
+    proto = packet[nh_off]
+    at = _L4_CHECKSUM_AT.get(proto)
+    if at is None or end - off < at + 2:
+        return packet
+    v4 = packet[0] >> 4 == 4
+    if proto == PROTO_UDP and v4 and packet[off + 6 : off + 8] == b"\x00\x00":
+        return packet
+    seg = bytearray(packet[off:end])
+    seg[at : at + 2] = b"\x00\x00"
+    pseudo = addresses(packet) + (struct.pack("!BBH", 0, proto, len(seg)) if v4
+                                  else struct.pack("!IxxxB", len(seg), proto))
+    csum = checksum(pseudo + bytes(seg))
+    if csum == 0:  # RFC 768 / RFC 8200 8.1: a computed 0 goes on the wire as 0xFFFF (TCP: both mean 0)
+        csum = 0xFFFF
+    seg[at : at + 2] = _H.pack(csum)
+    return packet[:off] + bytes(seg) + packet[end:]

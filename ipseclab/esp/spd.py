@@ -94,6 +94,18 @@ class Spd:
     def remove_inbound_sa(self, sa: Sa) -> None:
         self._inbound.pop((PROTO_AH if isinstance(sa, AhSA) else PROTO_ESP, sa.spi), None)
 
+    def remove(self, policy: Policy) -> None:
+        """Take a policy out (its Child SA was deleted); its inbound SA stays until ``remove_inbound_sa``."""
+        self.policies = [p for p in self.policies if p is not policy]
+
+    def sa_for(self, proto: int, spi: int) -> Sa | None:
+        """The inbound SA for (PROTO_ESP or PROTO_AH, SPI), e.g. for ESP bytes a UDP socket handed over
+        without their IP header; None (counted as ``unknown_spi``) when there is none."""
+        sa = self._inbound.get((proto, spi))
+        if sa is None:
+            self.counters.unknown_spi += 1
+        return sa
+
     def lookup(self, packet: bytes) -> Policy:
         """The first policy whose selectors match an outbound packet; NoPolicyError when none does."""
         flow = packet_flow(packet)

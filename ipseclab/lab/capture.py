@@ -30,9 +30,11 @@ def start_capture(link: Link, run_dir: Path, timeout: float = 10) -> Capture:
     require_tool("tcpdump")
     pcap = run_dir / f"{link.name}.pcap"
     log = pcap.with_suffix(".tcpdump.log")
-    # -U and --immediate-mode: every packet reaches the file at once, so stopping loses nothing
+    # -U and --immediate-mode: every packet reaches the file at once, so stopping loses nothing.  -B: a 32 MiB
+    # kernel buffer (tcpdump's default is 2 MiB), so a burst from a fast sender (the ipseclab endpoint on the host
+    # kernel; seen: 32 of 232 packets "dropped by kernel" in a TCP download) waits while tcpdump is descheduled
     cmd = in_netns(link.capture_ns, ["tcpdump", "-n", "-i", link.capture_if, "-s", "0", "-U", "--immediate-mode",
-                                     "-w", str(pcap)])
+                                     "-B", "32768", "-w", str(pcap)])
     proc = spawn(cmd, log)
     cap = Capture(link, pcap, proc)
     deadline = time.monotonic() + timeout

@@ -302,19 +302,21 @@ class Lab:
         other.driver.wait_installed(other.host, other.config, timeout)
         return out
 
-    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
-        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+    def _flow(self, side: str) -> tuple[str, str]:
+        """(source, destination) of test traffic from ``side``: the protected addresses (tunnel mode) or the
+        hosts' own, IPv4 or IPv6 as configured, the other side's as this side reaches it (transport mode)."""
         peer = self.peer(side)
         other = "right" if side == "left" else "left"
         if peer.config.mode == "transport":
-            src, dst = self.topology.hosts[side].address, self.topology.public_address(other)
-        else:
-            src, dst = self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
-        if isinstance(peer.host, EndpointHost):
-            answer = peer.host.command({"cmd": "ping", "src": src, "dst": dst, "count": count,
-                                        "timeout": min(timeout, 2 + count)}, timeout=timeout)
-            return f"{answer['sent']} packets transmitted, {answer['received']} received"
-        _, out = peer.host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
+            dst = (self.topology.public_address(other) if self.topology.kind == "nat" and other == "left"
+                   else str(self.peers[other].config.local_address))
+            return str(peer.config.local_address), dst
+        return self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
+
+    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
+        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+        src, dst = self._flow(side)
+        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
         return out
 
     def inject(self, toward: str, ip_packets: list[bytes], wait: float = 0.3) -> None:

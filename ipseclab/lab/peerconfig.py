@@ -21,10 +21,14 @@ the type its annotation says.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import ipaddress
+import json
 import re
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeAlias
 
 from ..crypto.proposals import TransformSpec, parse_proposal
@@ -581,3 +585,45 @@ def psk_text(psk: bytes) -> str | None:
         return None
     return text
 
+
+
+def load_peer_config(path: Path) -> PeerConfig:
+    """A PeerConfig from a TOML (``.toml``) or JSON file whose keys are the constructor's arguments.
+
+    ::
+
+        name = "home"
+        local_address = "198.51.100.10"
+        remote_address = "198.51.100.20"
+        psk = "a secret"
+        local_ts = ["203.0.113.0/26"]
+        remote_ts = ["203.0.113.64/26"]
+
+    ConfigError (one line, naming the file) for a file that cannot be read or parsed, a key PeerConfig does
+    not have, a missing one, or a value it refuses.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a table of PeerConfig settings, got {type(raw).__name__}")
+    params = inspect.signature(PeerConfig.__init__).parameters
+    unknown = sorted(set(raw) - set(params) - {"self"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; PeerConfig takes "
+                          f"{', '.join(p for p in params if p != 'self')}")
+    missing = [p for p, v in params.items() if p != "self" and v.default is inspect.Parameter.empty and p not in raw]
+    if missing:
+        raise ConfigError(f"{path}: missing setting(s) {', '.join(missing)}")
+    try:
+        return PeerConfig(**raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None

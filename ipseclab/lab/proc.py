@@ -26,6 +26,7 @@ TOOLS = {
     "tcpdump": ("tcpdump", "captures every link of the lab"),
     "nft": ("nftables", "masquerades the left side in the NAT topology"),
     "ip": ("iproute2", "runs commands inside the lab's network namespaces"),
+    "ping": ("iputils-ping", "pings through the ipseclab endpoint's TUN device from its namespace"),
 }
 
 

@@ -115,6 +115,10 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
         for pkt in cap:
             names = [layer.layer_name for layer in pkt.layers]
             proto = "esp" if "esp" in names else "ah" if "ah" in names else ""
+            prefix = ""
+            if not proto and "ipv6" in names and pkt.ipv6.get_field_value("ah_spi") is not None:
+                # AH in IPv6 is an extension header to Wireshark: its fields (ah_spi, ...) sit in the ipv6 layer
+                proto, prefix = "ah", "ah_"
             if not proto:
                 icmp = _icmp(pkt, names, 0)
                 if icmp is not None and "ip" in names:
@@ -122,12 +126,12 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
                     clear.append(ClearIcmp(int(pkt.number), str(ip.get_field_value("src") or ""),
                                            str(ip.get_field_value("dst") or ""), *icmp))
                 continue
-            layer = pkt[proto]
-            pos = names.index(proto)
+            pos = names.index("ipv6" if prefix else proto)
+            layer = pkt.layers[pos]
             inner = tuple(n for n in names[pos + 1 :] if n not in ("data", "_ws.malformed"))
             # the outer header is the last IP layer before ESP/AH (a wrong key can make garbage look like an
             # inner "ip" layer after it, which must not be taken for the outer one)
-            outer = [layer for layer in pkt.layers[:pos] if layer.layer_name in ("ip", "ipv6")]
+            outer = [layer for layer in pkt.layers[: pos + 1 if prefix else pos] if layer.layer_name in ("ip", "ipv6")]
             ip = outer[-1] if outer else None
             icv: bool | None = None
             if proto == "esp":
@@ -143,8 +147,8 @@ def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket],
                 src=str(ip.get_field_value("src") or "") if ip is not None else "",
                 dst=str(ip.get_field_value("dst") or "") if ip is not None else "",
                 proto=proto,
-                spi=_int(layer.get_field_value("spi")),
-                seq=_int(layer.get_field_value("sequence")),
+                spi=_int(layer.get_field_value(prefix + "spi")),
+                seq=_int(layer.get_field_value(prefix + "sequence")),
                 udp_encap=udp is not None,
                 udp_port=_int(udp.dstport) if udp is not None else None,
                 icv_good=icv,

@@ -1,5 +1,6 @@
-"""The endpoint's pieces that need no root: its spec file, event JSON, ICMP, ESP SAs from events, and the
-lab driver's translation of a PeerConfig (the endpoint against real peers: tests/interop/test_matrix.py)."""
+"""The endpoint's pieces that need no root: its spec file, event JSON, ESP SAs from events, forced
+encapsulation, and the lab driver's translation of a PeerConfig (the endpoint against real peers:
+tests/interop/test_matrix.py; its data plane: test_endpoint_dataplane.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 
 from ipseclab.endpoint.children import esp_sas
-from ipseclab.endpoint.icmp import echo_reply_of, echo_reply_to, echo_request
 from ipseclab.endpoint.runner import EndpointSpec, jsonable
-from ipseclab.errors import ConfigError
-from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeSaEstablished
-from ipseclab.ike.loopback import handshake
+from ipseclab.endpoint.tun import parse_rp_filter_drops
+from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ipseclab.ike.events import NatDetected
+from ipseclab.ike.loopback import Side, handshake
 from ipseclab.lab.impls.ipseclab import IpseclabDriver
 from ipseclab.lab.peerconfig import PeerConfig
 
@@ -25,22 +26,6 @@ def _established_pair(**kw) -> tuple[ChildSaEstablished, ChildSaEstablished, Ike
     return child_i, child_r, ike  # type: ignore[return-value]
 
 
-def test_echo_request_and_reply_are_what_scapy_parses():
-    req = echo_request("203.0.113.1", "203.0.113.65", 0x15EC, 7)
-    p = IP(req)
-    assert p[ICMP].type == 8 and p[ICMP].id == 0x15EC and p[ICMP].seq == 7
-    del p.chksum, p[ICMP].chksum  # Scapy recomputes both checksums: they must be the ones we wrote
-    assert bytes(p) == req
-    reply = echo_reply_to(req)
-    assert reply is not None
-    q = IP(reply)
-    assert (q.src, q.dst, q[ICMP].type, q[ICMP].seq) == ("203.0.113.65", "203.0.113.1", 0, 7)
-    del q.chksum, q[ICMP].chksum
-    assert bytes(q) == reply
-    assert echo_reply_of(reply, 0x15EC) == 7 and echo_reply_of(reply, 1) is None and echo_reply_of(req, 0x15EC) is None
-    assert echo_reply_to(reply) is None and echo_reply_to(b"\x45" + bytes(10)) is None
-
-
 @pytest.mark.parametrize(("mode", "protocol"), [("tunnel", "esp"), ("transport", "esp"), ("transport", "ah"),
                                                 ("tunnel", "ah")])
 def test_esp_sas_from_both_sides_events_talk_to_each_other(mode, protocol):
@@ -49,19 +34,19 @@ def test_esp_sas_from_both_sides_events_talk_to_each_other(mode, protocol):
     i_out, i_in = esp_sas(child_i, "198.51.100.10", "198.51.100.20")
     r_out, r_in = esp_sas(child_r, "198.51.100.20", "198.51.100.10")
     if mode == "tunnel":
-        ping = echo_request("203.0.113.1", "203.0.113.65", 1, 1)
+        ping = bytes(IP(src="203.0.113.1", dst="203.0.113.65", id=1) / ICMP(id=1, seq=1))
         assert i_out.tunnel == ("198.51.100.10", "198.51.100.20") and i_out.esn
     else:
-        ping = echo_request("198.51.100.10", "198.51.100.20", 1, 1)
+        ping = bytes(IP(src="198.51.100.10", dst="198.51.100.20", id=1) / ICMP(id=1, seq=1))
     assert type(i_out).__name__ == ("AhSA" if protocol == "ah" else "EspSA")
     assert r_in.unprotect(i_out.protect(ping)) == ping
-    reply = echo_reply_to(ping)
-    assert reply is not None and i_in.unprotect(r_out.protect(reply)) == reply
+    reply = bytes(IP(ping)[IP].__class__(src=IP(ping).dst, dst=IP(ping).src, id=2) / ICMP(type=0, id=1, seq=1))
+    assert i_in.unprotect(r_out.protect(reply)) == reply
 
 
 def test_spec_round_trips_through_json_and_events_leave_keys_out(tmp_path: Path):
     spec = EndpointSpec(IkeConfig("left.lab", "right.lab", b"psk", local_ts=("203.0.113.0/26",)),
-                        "198.51.100.10", "198.51.100.20", True, tmp_path)
+                        "198.51.100.10", "198.51.100.20", True, tmp_path, encap=True, tun="ipl0", replay_window=32)
     again = EndpointSpec.from_json(spec.to_json())
     assert again == spec
     child, _, ike = _established_pair()
@@ -71,31 +56,71 @@ def test_spec_round_trips_through_json_and_events_leave_keys_out(tmp_path: Path)
     assert jsonable(child)["local_ts"][0]["start_addr"] == "0.0.0.0"
 
 
+def test_forced_encapsulation_makes_both_engines_see_a_nat_in_front_of_the_endpoint(tmp_path: Path):
+    """RFC 7296 2.23 as strongSwan's encap=yes uses it: a NAT_DETECTION_SOURCE_IP hash of a port not in use."""
+    base = dict(local_ts=("198.51.100.10/32",), remote_ts=("198.51.100.20/32",))
+    left = EndpointSpec(IkeConfig("left.lab", "right.lab", b"psk", local_endpoint=("198.51.100.10", 500),
+                                  remote_endpoint=("198.51.100.20", 500), **base),  # type: ignore[arg-type]
+                        "198.51.100.10", "198.51.100.20", True, tmp_path, encap=True)
+    assert left.engine_config().local_endpoint == ("198.51.100.10", 0)
+    right = IkeConfig("right.lab", "left.lab", b"psk", local_endpoint=("198.51.100.20", 500),
+                      local_ts=base["remote_ts"], remote_ts=base["local_ts"])
+    i, r = Side(IkeConnection(left.engine_config(), initiator=True)), Side(IkeConnection(right, initiator=False))
+    i.conn.initiate(0.0)
+    for _ in range(10):  # the loopback with addresses: each datagram from where a socket would send it
+        for src, dst, addr in ((i, r, "198.51.100.10"), (r, i, "198.51.100.20")):
+            for d in src.conn.datagrams_to_send(0.0):
+                dst.conn.receive_datagram(d.data, 0.0, source=(addr, 4500 if d.natt else 500), natt=d.natt)
+        for side in (i, r):
+            side.events.extend(iter(side.conn.next_event, None))
+    (nat_i,), (nat_r,) = i.of(NatDetected), r.of(NatDetected)
+    assert (nat_i.local, nat_r.remote) == (True, True)  # type: ignore[attr-defined]
+    (child_i,), (child_r,) = i.of(ChildSaEstablished), r.of(ChildSaEstablished)
+    assert child_i.udp_encap and child_r.udp_encap  # type: ignore[attr-defined]
+    plain = EndpointSpec(left.ike, "198.51.100.10", "198.51.100.20", True, tmp_path)
+    assert plain.engine_config() is plain.ike
+
+
 def test_the_lab_driver_writes_a_spec_the_endpoint_reads(tmp_path: Path):
     cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "the psk", local_id="left.ipseclab.test",
                      remote_id="right.ipseclab.test", ike_proposals=("aes256-sha256-modp2048",),
                      esp_proposals=("aes128-sha256",), local_ts=("203.0.113.0/26",),
-                     remote_ts=("203.0.113.64/26",), esn=True)
+                     remote_ts=("203.0.113.64/26",), esn=True, encap=True)
     IpseclabDriver().write_config(cfg, tmp_path)
     spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
     assert spec.initiator and spec.local == "198.51.100.10" and spec.remote == "198.51.100.20"
     assert spec.ike.psk == b"the psk" and spec.ike.esp_proposals == ("aes128-sha256-esn",)
     assert spec.ike.local_ts == ("203.0.113.0/26",) and spec.ike.remote_id == "right.ipseclab.test"
+    assert spec.encap and spec.replay_window == 32
     transport = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", mode="transport")
     IpseclabDriver().write_config(transport, tmp_path)
     spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
-    assert spec.ike.local_ts == ("198.51.100.10/32",) and spec.ike.mode == "transport"
+    assert spec.ike.local_ts == ("198.51.100.10/32",) and spec.ike.mode == "transport" and not spec.encap
+    six = PeerConfig("lab", "2001:db8:1::10", None, "k", remote_id="left.lab", mode="transport", protocol="ah",
+                     role="responder")
+    IpseclabDriver().write_config(six, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    assert spec.ike.local_ts == ("2001:db8:1::10/128",) and spec.ike.remote_ts == ("::/0",)
 
 
-@pytest.mark.parametrize(("kw", "why"), [
-    (dict(encap=True), "forced UDP encapsulation"),
-    (dict(local_address="2001:db8:1::10", remote_address="2001:db8:1::20", mode="transport"), "over IPv6 transit"),
+@pytest.mark.parametrize("kw", [
+    dict(encap=True),
+    dict(local_address="2001:db8:1::10", remote_address="2001:db8:1::20", mode="transport"),
+    dict(local_address="2001:db8:1::10", remote_address="2001:db8:1::20", mode="transport", protocol="ah"),
 ])
-def test_the_lab_driver_names_what_the_endpoint_cannot_do(kw, why):
+def test_the_lab_driver_takes_encapsulation_and_ipv6_transport_and_ah(kw):
     base = dict(name="lab", local_address="198.51.100.10", remote_address="198.51.100.20", psk="k")
-    cfg = PeerConfig(**{**base, **kw})
-    with pytest.raises(ConfigError, match=why):
-        IpseclabDriver().check_supported(cfg)
+    IpseclabDriver().check_supported(PeerConfig(**{**base, **kw}))
+
+
+def test_clear_drops_are_read_from_the_kernels_netstat_table():
+    """The layout of /proc/net/netstat (Linux 6.1, net/ipv4/proc.c): a header line, then a values line."""
+    text = ("TcpExt: SyncookiesSent SyncookiesRecv IPReversePathFilter TCPTimeouts\n"
+            "TcpExt: 0 0 7 3\n"
+            "IpExt: InNoRoutes InTruncatedPkts\n"
+            "IpExt: 0 0\n")
+    assert parse_rp_filter_drops(text) == 7
+    assert parse_rp_filter_drops("IpExt: A\nIpExt: 1\n") == 0
 
 
 def test_an_event_with_a_kind_field_is_reported_not_fatal():

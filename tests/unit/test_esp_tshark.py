@@ -84,3 +84,24 @@ def test_tshark_flags_a_wrong_key(tmp_path: Path):
     assert not any(r.icv_good for r in recs)
     # Wireshark marks almost all of them bad; a few AES-GCM ones whose garbage trailer it rejects stay unchecked
     assert sum(r.icv_good is False for r in recs) > count * 0.9
+
+
+def test_the_trace_finds_ah_over_ipv4_and_ipv6_where_wireshark_puts_it(tmp_path: Path):
+    """Wireshark dissects AH in IPv6 as an extension header (its fields inside the ipv6 layer, ah_spi...),
+    in IPv4 as a layer of its own: the trace must see both (the ah-transport-ipv6 case reads it)."""
+    from ipseclab.crypto import IntegId
+    from ipseclab.esp import AhSA
+
+    frames = []
+    for spi, inner in ((0x7001, _inner(4)), (0x7002, bytes(IPv6(src="2001:db8:1::10", dst="2001:db8:1::20")
+                                                           / ICMP() / Raw(b"ah6")))):
+        sa = AhSA(spi, IntegId.HMAC_SHA2_256_128, os.urandom(32), mode="transport")
+        for _ in range(2):
+            wire = sa.protect(inner)
+            frames.append(ETH / (IP(wire) if wire[0] >> 4 == 4 else IPv6(wire)))
+    path = tmp_path / "ah.pcap"
+    wrpcap(str(path), frames)
+    recs = esp_records(path, [])
+    assert [(r.proto, r.spi, r.seq) for r in recs] == [("ah", 0x7001, 1), ("ah", 0x7001, 2), ("ah", 0x7002, 1),
+                                                       ("ah", 0x7002, 2)]
+    assert recs[2].src == "2001:db8:1::10" and recs[2].inner and not recs[2].tunnel

@@ -145,7 +145,7 @@ def test_every_lifecycle_case_is_registered_and_renders_for_the_daemons():
 def test_unsupported_names_the_missing_action_or_setting():
     assert unsupported_reason(CHILD_REKEY_INITIATOR, "strongswan", "libreswan", host=False) is None
     why = unsupported_reason(by_name("ike-rekey-responder"), "ipseclab", "strongswan", host=False)
-    assert why == "ipseclab cannot be driven through Rekey (it needs the 'rekey' action; ipseclab offers kill)"
+    assert why == "ipseclab cannot be driven through Rekey (it needs the 'rekey' action; ipseclab offers kill, shell)"
     why = unsupported_reason(CHILD_REKEY_INITIATOR, "ipseclab", "strongswan", host=False)
     assert why is not None and "child_lifetime" in why and "does not pass to the engine" in why
     why = unsupported_reason(by_name("lifetime-bytes"), "libreswan", "strongswan", host=False)

@@ -110,7 +110,7 @@ def test_lab_spec_from_a_case_or_two_peer_configs():
     (("bogus",), ConfigError, "no test case 'bogus'"),
     (("esp-tunnel", "strongswan", "nobody"), ConfigError, "unknown implementation 'nobody'"),
     ((42,), ConfigError, "give a test case, its name, or a pair of PeerConfig"),
-    (("esp-tunnel-udp", "ipseclab", "strongswan"), UnsupportedError, "does not do forced UDP encapsulation"),
+    (("esp-tunnel-udp", "openiked", "strongswan"), UnsupportedError, "OpenIKED forces NAT-T only for every policy"),
 ])
 def test_lab_spec_refuses_in_one_line(args, error, message):
     with pytest.raises(error, match=message):

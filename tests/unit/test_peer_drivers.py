@@ -96,3 +96,15 @@ def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_
 
     res = run_case(by_name("aes-cbc-sha1-ecp256"), "openiked", "libreswan", tmp_path)
     assert res.status == UNSUPPORTED and "neither openiked nor libreswan gives its IKE keys" in res.reason
+
+
+def test_libreswan_as_responder_names_transport_mode_behind_a_nat_unsupported():
+    """Seen in runs of tcp-transport-nat: pluto 4.10 answers TS_UNACCEPTABLE; the cell says so before booting."""
+    from ipseclab.interop import unsupported_reason
+    from ipseclab.testcases import by_name
+
+    case = by_name("tcp-transport-nat")
+    assert "TS_UNACCEPTABLE" in (unsupported_reason(case, "strongswan", "libreswan", host=False) or "")
+    assert "TS_UNACCEPTABLE" in (unsupported_reason(case, "ipseclab", "libreswan", host=False) or "")
+    assert unsupported_reason(case, "libreswan", "ipseclab", host=False) is None
+    assert unsupported_reason(by_name("esp-tunnel-nat"), "strongswan", "libreswan", host=False) is None

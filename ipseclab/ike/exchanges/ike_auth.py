@@ -319,7 +319,12 @@ def finish_initiator(conn: IkeConnection, inner: list[Payload], idr: IdPayload, 
         conn.emit(ChildSaFailed(f"the responder agreed {'transport' if transport else 'tunnel'} mode, "
                                 f"configured is {cfg.mode}", NotifyType.NO_PROPOSAL_CHOSEN))
         return
-    if not within(tsi.selectors, from_cidrs(cfg.local_ts)) or not within(tsr.selectors, from_cidrs(cfg.remote_ts)):
+    # RFC 7296 2.23.1: in transport mode across a NAT the responder may answer with the addresses it sees (the
+    # NAT's) in place of ours; the data plane then uses the addresses on the wire (strongSwan answers so)
+    nat_transport = transport and (neg.nat_local or neg.nat_remote) and all(
+        s.start_addr == s.end_addr for s in (*tsi.selectors, *tsr.selectors))
+    if not nat_transport and (not within(tsi.selectors, from_cidrs(cfg.local_ts))
+                              or not within(tsr.selectors, from_cidrs(cfg.remote_ts))):
         conn.emit(ChildSaFailed(f"the responder's selectors {_ts(tsi.selectors)} === {_ts(tsr.selectors)} are "
                                 f"not inside what we proposed", NotifyType.TS_UNACCEPTABLE))
         return

@@ -61,8 +61,9 @@ class PeerDriver(Protocol):
     ``placement`` says where it runs: ``kernel`` (it needs kernel ESP/AH: a UML guest, or UML in a
     container), ``container`` (userspace IPsec: a container on the host kernel, any runtime) or
     ``process`` (a process in the side's namespace).  ``check_supported`` raises ConfigError naming
-    what it cannot do (the cell is then UNSUPPORTED); ``start_script`` gives the shell lines that
-    start the daemon (``dev`` is its transit interface) and load the connection; ``initiate``
+    what it cannot do (the cell is then UNSUPPORTED); an optional ``check_pair(cfg, topology, peer)``
+    does the same for what it cannot do with one particular peer implementation; ``start_script``
+    gives the shell lines that start the daemon (``dev`` is its transit interface) and load the connection; ``initiate``
     raises LabError when the SA does not come up; ``ike_keys`` returns the IKE keys it logged
     (or [] when it cannot: say so in its docstring).
     """

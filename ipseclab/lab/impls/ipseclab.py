@@ -19,6 +19,36 @@ from ..runtimes.process import SPEC, EndpointHost
 from ..topology import HostAddressing
 
 
+def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
+    """The endpoint's JSON spec for a PeerConfig (``endpoint/runner.py`` reads it; so does ``ipseclab endpoint``)."""
+    local = str(cfg.local_address)
+    remote = str(cfg.remote_address) if cfg.remote_address is not None else None
+    host = 32 if cfg.local_address.version == 4 else 128
+    psk = cfg.psk if isinstance(cfg.psk, str) else cfg.psk.decode()
+    esn = "-esn" if cfg.esn else ""
+    ike = {
+        "local_id": str(cfg.local_id or local),
+        "remote_id": str(cfg.remote_id or remote),  # PeerConfig requires remote_id without remote_address
+        "psk": psk,
+        "ike_proposals": list(cfg.ike_proposals),
+        "esp_proposals": [p + esn for p in cfg.esp_proposals],
+        "ah_proposals": [p + esn for p in cfg.ah_proposals],
+        "protocol": cfg.protocol,
+        "local_ts": [str(n) for n in cfg.local_ts] or [f"{local}/{host}"],
+        "remote_ts": [str(n) for n in cfg.remote_ts] or ([f"{remote}/{host}"] if remote
+                                                         else ["0.0.0.0/0" if host == 32 else "::/0"]),
+        "mode": cfg.mode,
+        "local_endpoint": [local, 500],
+        "remote_endpoint": [remote, 500] if remote else None,
+        "fragmentation": cfg.fragmentation != "no",
+        "dpd_delay": cfg.dpd_delay or None,
+        "local_auth": _auth_json(cfg, local=True),
+        "remote_auth": _auth_json(cfg, local=False),
+    }
+    return {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
+            "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window}
+
+
 class IpseclabDriver:
     """ipseclab's own endpoint as a peer (see the module docstring)."""
 
@@ -26,21 +56,23 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-    probe_refusal = ("the ipseclab endpoint's status has no policy_mismatch/clear_dropped counters and it does not "
-                     "take the case's replay window or TFC setting yet (issue 11, branch endpoint)")
+    probe_refusal = ("the probes read a victim's SAs and counters in the kernel's form (ip -s xfrm state, "
+                     "/proc/net/xfrm_stat); reading the endpoint's own esp_sa and its status counters (replay_drops, "
+                     "integrity_failures, policy_mismatch, clear_dropped) is not written yet")
     daemon: str | None = None  # "kill" ends the endpoint process itself
-    actions = frozenset({"kill"})  # no rekey or additional-Child-SA command in its line protocol yet
+    # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
+    # whose traffic its TUN device carries (EndpointHost.exec)
+    actions = frozenset({"kill", "shell"})
     gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
 
+    # AH and transport mode over IPv6 transit, and forced UDP encapsulation (``encap``: its NAT detection
+    # hash names a port it does not use, as strongSwan's encap=yes does) are all within the endpoint
+
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
-        if cfg.encap:
-            why.append("forced UDP encapsulation (it encapsulates when it detects a NAT)")
-        if cfg.local_address.version == 6 and (cfg.protocol == "ah" or cfg.mode == "transport"):
-            why.append("AH or transport mode over IPv6 transit")
         if cfg.tfc_padding:
             why.append("TFC padding from the lab's configuration")
         lifecycle = cfg.lifecycle_settings()
@@ -54,33 +86,10 @@ class IpseclabDriver:
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
-        local = str(cfg.local_address)
-        remote = str(cfg.remote_address) if cfg.remote_address is not None else None
-        psk = cfg.psk if isinstance(cfg.psk, str) else cfg.psk.decode()
-        esn = "-esn" if cfg.esn else ""
-        ike = {
-            "local_id": str(cfg.local_id or local),
-            "remote_id": str(cfg.remote_id or remote),  # PeerConfig requires remote_id without remote_address
-            "psk": psk,
-            "ike_proposals": list(cfg.ike_proposals),
-            "esp_proposals": [p + esn for p in cfg.esp_proposals],
-            "ah_proposals": [p + esn for p in cfg.ah_proposals],
-            "protocol": cfg.protocol,
-            "local_ts": [str(n) for n in cfg.local_ts] or [f"{local}/32"],
-            "remote_ts": [str(n) for n in cfg.remote_ts] or ([f"{remote}/32"] if remote else ["0.0.0.0/0"]),
-            "mode": cfg.mode,
-            "local_endpoint": [local, 500],
-            "remote_endpoint": [remote, 500] if remote else None,
-            "fragmentation": cfg.fragmentation != "no",
-            "local_auth": _auth_json(cfg, local=True),
-            "remote_auth": _auth_json(cfg, local=False),
-        }
-        spec = {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
-                "out_dir": str(directory)}
         path = directory / SPEC
         path.touch(mode=0o600)
         path.chmod(0o600)  # it holds the PSK and, with certificates, the private key
-        path.write_text(json.dumps(spec, indent=2) + "\n")
+        path.write_text(json.dumps(endpoint_spec(cfg, directory), indent=2) + "\n")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return ""

@@ -363,15 +363,23 @@ class LibreswanDriver:
         return None  # direct and NAT: both daemons do NAT-T
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
-        if topology == "nat" and cfg.mode == "transport":
-            # seen in tcp-transport-nat against strongSwan, both roles (runs kept in the lifecycle branch's notes):
-            # as initiator pluto rejects the responder's TSi that strongSwan narrowed to the NAT's address, as
-            # responder it answers TS_UNACCEPTABLE to the initiator's private address; no conn option we render
-            # changes that yet, so the cell is not run rather than reported as a harness error
-            raise ConfigError("libreswan: transport mode behind a NAT does not negotiate with the traffic selectors "
-                              "as rendered (TS_UNACCEPTABLE for the initiator's private address)")
+        if topology == "nat" and cfg.mode == "transport" and cfg.role == "responder":
+            # seen in tcp-transport-nat (2026-11-30): as responder pluto answers IKE_AUTH with N(TS_UNACCEPTABLE) to
+            # a strongSwan and to an ipseclab initiator whose TSi is its own address behind the NAT.  As initiator it
+            # works with ipseclab (which keeps the initiator's selectors) but rejects strongSwan's answer narrowed
+            # to the NAT's address: a pair's trait, which a per-peer check cannot express, so that cell runs (ERROR)
+            raise ConfigError("Libreswan 4.10 refuses (TS_UNACCEPTABLE) an IKEv2 transport-mode initiator behind "
+                              "a NAT")
         render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
         render_ipsec_secrets(cfg)
+
+    def check_pair(self, cfg: PeerConfig, topology: str, peer: str) -> None:
+        """What Libreswan cannot do with this particular peer (the contract's optional pair check)."""
+        if topology == "nat" and cfg.mode == "transport" and cfg.role == "initiator" and peer.startswith("strongswan"):
+            # seen in tcp-transport-nat (2026-11-30): strongSwan answers with TSi narrowed to the NAT's address
+            # (RFC 7296 2.23.1), which pluto 4.10 rejects; with ipseclab as responder the cell passes
+            raise ConfigError("Libreswan 4.10 as a transport-mode initiator behind a NAT rejects strongSwan's "
+                              "IKE_AUTH answer (TSi narrowed to the NAT's address)")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")

@@ -7,13 +7,17 @@ stdin/stdout line protocol (``endpoint/runner.py``).  The lab talks to it only t
 process boundary, so ``lab/`` does not import the engine: the spec is plain JSON.
 
 ``EndpointHost`` offers what the lab uses of a ``UmlHost`` (``boot``, ``wait_ready``, ``alive``,
-``halt``, ``dir``) plus ``command``; its peer driver is ``impls/ipseclab.py``.
+``halt``, ``dir``, ``exec``: commands run in the side's namespace, whose traffic the endpoint's TUN
+device carries) plus ``command``; its peer driver is ``impls/ipseclab.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import LabError
-from ..proc import in_netns, run, stop, tail
+from ..proc import in_netns, require_tool, run, stop, tail
 from ..topology import HostAddressing
 
 SPEC = "endpoint.json"  # the endpoint's JSON spec in its directory, written by impls/ipseclab.py
@@ -47,10 +51,16 @@ class EndpointHost:
         """Give the namespace's veth end the side's address and start the endpoint (see wait_ready)."""
         from pyroute2 import NetNS
 
+        require_tool("ping")  # the lab's ping runs in this namespace, through the endpoint's TUN device
         addr, plen = self.addressing.transit4.split("/")
         with NetNS(self.ns) as nsr:
             index = nsr.link_lookup(ifname=self.ifname)[0]
             nsr.addr("add", index=index, address=addr, prefixlen=int(plen))
+            # the host's address in its protected subnet, on lo as the daemons' guests have it: tunnel-mode
+            # traffic from it is routed into the endpoint's TUN device
+            lo = nsr.link_lookup(ifname="lo")[0]
+            nsr.link("set", index=lo, state="up")
+            nsr.addr("add", index=lo, address=self.addressing.protected_addr, prefixlen=32)
         if self.addressing.transit6:  # the topology turned IPv6 off on the veth ends; the endpoint's side needs it
             run(in_netns(self.ns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{self.ifname}.disable_ipv6=0"]), timeout=10)
             run(["ip", "-n", self.ns, "-6", "addr", "add", self.addressing.transit6, "dev", self.ifname, "nodad"],
@@ -133,7 +143,13 @@ class EndpointHost:
             self._next(deadline)
 
     def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
-        raise LabError("the ipseclab endpoint has no shell: use its commands (EndpointHost.command)")
+        """Run shell lines in the endpoint's namespace (ping, a TCP transfer: through its TUN device)."""
+        proc = run(in_netns(self.ns, ["sh", "-c", script]), timeout=timeout, check=False)
+        out = proc.stdout + proc.stderr
+        if check and proc.returncode != 0:
+            raise LabError(f"command in the {self.name} endpoint's namespace failed with status {proc.returncode}",
+                           command=[script], output=out, hint=f"see {self.dir}/endpoint.stdout")
+        return proc.returncode, out
 
     def kill(self) -> None:
         """End the endpoint at once (SIGKILL), as a crashed peer: no Delete, no goodbye."""
@@ -156,3 +172,8 @@ class EndpointHost:
             while self.alive and time.monotonic() < deadline:
                 time.sleep(0.05)
         stop(self.proc, grace=2)
+        # what ``exec`` left running in the namespace (a listener, a background transfer): the lab started it
+        pids = run(["ip", "netns", "pids", self.ns], timeout=10, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+                os.kill(int(pid), signal.SIGKILL)
