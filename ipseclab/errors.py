@@ -106,6 +106,20 @@ class LabError(IpsecLabError):
         self.hint = hint
 
 
+class CheckFailed(IpsecLabError, AssertionError):
+    """A test case's check found the run did not do what the case promises; the message is the evidence.
+
+    The interop suite's own failure type, raised explicitly: a bare ``assert`` disappears under
+    ``python -O`` and every cell would pass.  Also an AssertionError, so that pytest (and any caller that
+    treats assertions as failures) reports it as a failure, not an error.  ``evidence`` holds structured
+    facts (frames, SPIs, counters) for the results.
+    """
+
+    def __init__(self, message: str, **evidence: object) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
 # --- ESP/AH data plane (ipseclab.esp): one type per way a packet can be refused --------------------
 
 

@@ -9,12 +9,13 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, IpsecLabError, LabError
+from .errors import CheckFailed, ConfigError, IpsecLabError, LabError
 from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
@@ -67,6 +68,8 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
         protocol=case.protocol,
         mode=case.mode,
         encap=case.encap,
+        replay_window=case.replay_window,
+        esn=case.esn,
     )
     i_auth, r_auth = case.auth, case.responder_auth or ("pubkey" if case.auth.startswith("eap-") else case.auth)
     creds_i = creds_r = None
@@ -94,8 +97,11 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
         local_ts=(right.protected,) if tunnel else (),
         remote_ts=(left.protected,) if tunnel else (),
         role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
+        tfc_padding=case.tfc_padding,
         **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]
     )
+    if case.responder_ike_proposal:
+        resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal,))
     return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
 
 
@@ -109,9 +115,12 @@ def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) ->
         raise ConfigError(f"a case setting is not a PeerConfig field: {exc}") from None
 
 
-def check_ipseclab_decrypts(run_dir: Path, *, retries_without_keys: bool = False) -> None:
+def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = frozenset(), *,
+                            retries_without_keys: bool = False) -> None:
     """ipseclab's own decryption of the run (IKE codec, ESP data plane) agrees with the peers: every IKE
-    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV.
+    message after IKE_SA_INIT and every ESP packet of every link decrypts with a good ICV, but the
+    ``probed`` (SPI, sequence number) pairs: a probe sent those as replays, out of the window or with a bad
+    ICV on purpose, and ipseclab's own replay window rightly refuses them.
 
     ``retries_without_keys`` (a case whose IKE_AUTH is refused): an IKE SA the initiator started over with
     after the refusal may have no keys in the run's table (they were logged after the lab collected them)."""
@@ -126,12 +135,14 @@ def check_ipseclab_decrypts(run_dir: Path, *, retries_without_keys: bool = False
         bad_esp: list[str] = []
         for r in records(pcap, ike_rows, esp_rows):  # one pass over the capture for both
             if isinstance(r, EspRecord):
-                if r.proto == "esp" and not r.verified:
+                if r.proto == "esp" and not r.verified and (r.spi, r.seq) not in probed:
                     bad_esp.append(r.line())
             elif r.error and not (retries_without_keys and r.error.startswith("no keys for IKE SA")):
                 bad_ike.append(r.line())
-        assert not bad_ike, f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike)
-        assert not bad_esp, f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3])
+        if bad_ike:
+            raise CheckFailed(f"ipseclab could not decrypt IKE in {pcap.name}: " + "; ".join(bad_ike))
+        if bad_esp:
+            raise CheckFailed(f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3]))
 
 
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:
@@ -153,28 +164,72 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
         return result(UNSUPPORTED, why)
     try:
         with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
-            if case.refusal:
-                try:
-                    lab.initiate("left", timeout=20)
-                except LabError:
-                    pass  # what the case expects; its check reads why from the trace
-                else:
-                    raise AssertionError(f"the SA came up although the case makes IKE_AUTH fail ({case.refusal})")
+            if case.refusal or not case.establishes:
+                _initiate_refused(lab, run_dir)
             else:
                 lab.initiate("left")
                 if case.steps:
                     run_steps(lab, case.steps, run_dir)
                 else:
                     lab.ping("left", count=case.pings)
+                if case.probe:
+                    from .probes import run_probe
+
+                    run_probe(lab, case.probe, run_dir, victim="left" if case.victim == "initiator" else "right")
         case.check(Trace.load(run_dir))
-        check_ipseclab_decrypts(run_dir, retries_without_keys=bool(case.refusal))
-    except AssertionError as exc:
-        return result(FAILED, str(exc) or "assertion failed")
+        check_ipseclab_decrypts(run_dir, _probed(run_dir), retries_without_keys=bool(case.refusal))
+    except AssertionError as exc:  # CheckFailed, the suite's failure type, is one
+        return result(FAILED, f"{exc or 'assertion failed'}{counters_summary(run_dir)}")
     except KeyboardInterrupt:
         raise  # LabInterrupted too: an interrupt stops the matrix, it is not this cell's result
     except IpsecLabError as exc:
         return result(ERROR, str(exc))
     return result(PASSED)
+
+
+def _initiate_refused(lab: Lab, run_dir: Path) -> None:
+    """Initiate a connection the case expects to be refused; CheckFailed if it comes up."""
+    try:
+        out = lab.initiate("left", timeout=8)  # the refusal comes within a second; this only bounds the wait
+    except LabError as exc:
+        (run_dir / "initiate.txt").write_text(f"refused, as the case expects:\n{exc}\n")
+        return
+    raise CheckFailed(f"the SA came up although the case expects the responder to refuse it: {out.strip()[-300:]}")
+
+
+def _probed(run_dir: Path) -> frozenset[tuple[int, int]]:
+    """The (SPI, sequence number) of every ESP packet a probe sent (see check_ipseclab_decrypts)."""
+    path = run_dir / "probe.json"
+    if not path.exists():
+        return frozenset()
+    probe = json.loads(path.read_text())
+    spi = int(probe["spi_in"], 16)
+    return frozenset((spi, s["esp_seq"]) for step in probe["steps"] for s in step["sent"] if s["esp_seq"] is not None)
+
+
+def counters_summary(run_dir: Path) -> str:
+    """The peers' nonzero drop counters from ``counters.json`` (saved before teardown), for a failed cell's
+    reason: `` | counters: right (libreswan): XfrmInNoPols=1, SA 0x1234: replay=2 failed=1``."""
+    path = run_dir / "counters.json"
+    if not path.exists():
+        return ""
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return ""
+    parts = []
+    for side, c in data.items():
+        words = [f"{k}={v}" for k, v in sorted(c.get("xfrm_stat", {}).items()) if v]
+        for sa in c.get("sas", []):
+            drops = [f"{k}={sa[k]}" for k in ("replay-window", "replay", "failed") if sa.get(k)]
+            if drops:
+                words.append(f"SA {sa['spi']}: {' '.join(drops)}")
+        esp_in = c.get("esp_in") or {}
+        words += [f"{k}={v}" for k, v in sorted(esp_in.items()) if v and ("drop" in k or "fail" in k or "mis" in k)]
+        if c.get("error"):
+            words.append(c["error"])
+        parts.append(f"{side} ({c.get('impl', '?')}): {', '.join(words) or 'no drops'}")
+    return " | counters: " + "; ".join(parts)
 
 
 def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: bool = True,
@@ -196,6 +251,13 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
                 check_pair(cfg, case.topology, peer)
             if host and drv.placement == "container" and not docker_images.engine_answers():
                 raise ConfigError(f"{impl} runs in a container, and no Docker engine answers")
+        if case.probe:
+            if case.topology != "direct":
+                raise ConfigError(f"the {case.probe} probe injects on the direct topology only")
+            victim = initiator if case.victim == "initiator" else responder
+            why = driver(victim).probe_refusal
+            if why:
+                raise ConfigError(f"{victim} as the victim of the {case.probe} probe: {why}")
         for step in case.steps:
             for side, action in step.needs().items():  # type: ignore[attr-defined]
                 impl = initiator if side == "left" else responder
@@ -233,10 +295,12 @@ def case_support(case: TestCase) -> list[Support]:
     for impl in implementations():
         drv = driver(impl)
         why: list[str | None] = []
-        for cfg in cfgs:
+        for role, cfg in zip(("initiator", "responder"), cfgs, strict=True):
             try:
                 drv.check_topology(case.topology)
                 drv.check_supported(cfg, case.topology)
+                if case.probe and case.victim == role and drv.probe_refusal:
+                    raise ConfigError(f"as the victim of the {case.probe} probe: {drv.probe_refusal}")
                 why.append(None)
             except ConfigError as exc:
                 why.append(str(exc))

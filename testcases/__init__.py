@@ -9,8 +9,9 @@ from .auth import CASES as AUTH_CASES
 from .base import TestCase
 from .lifecycle import CASES as LIFECYCLE_CASES
 from .modes import CASES as MODE_CASES
+from .verdicts import CASES as VERDICT_CASES
 
-ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES, *AUTH_CASES]
+ALL_CASES: list[TestCase] = [*MODE_CASES, *ALGORITHM_CASES, *LIFECYCLE_CASES, *AUTH_CASES, *VERDICT_CASES]
 
 
 def by_name(name: str) -> TestCase:

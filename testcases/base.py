@@ -1,9 +1,9 @@
 """What a test case is: a declaration of what to set up, and a check() over the run's trace.
 
 Cases do not orchestrate: the interop runner (ipseclab.interop) builds the lab from the
-declaration, drives it, and hands the trace to ``check``, which raises :class:`CaseFailed` (an
-AssertionError, the suite's failure type: the runner reports it as FAILED) with evidence (link,
-frame numbers, SPIs, fields) taken from Wireshark's view of the pcaps.
+declaration, drives it, and hands the trace to ``check``, which raises :class:`CheckFailed` (the
+suite's own failure type, from ``ipseclab.errors``: a bare ``assert`` vanishes under ``python -O``)
+with evidence (link, frame numbers, SPIs, fields) taken from Wireshark's view of the pcaps.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from dataclasses import dataclass
 
 from ipseclab.crypto.proposals import parse_proposal
 from ipseclab.crypto.registry import TransformType, transform_name
+from ipseclab.errors import CheckFailed
 from ipseclab.pcap.negotiation import IkeNegotiation, SaProposal, Transform
 from ipseclab.pcap.trace import IpsecPacket, Trace
 
-
-class CaseFailed(AssertionError):
-    """A case's check saw something other than what the case promises; the message carries the evidence.
-
-    An AssertionError, so the runner and pytest report it as a failure (not an error), and raised
-    explicitly so that ``python -O`` cannot remove the check.
-    """
+__all__ = ["CheckFailed", "TestCase", "check_ike_decrypts", "check_ipsec_traffic", "check_negotiated"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +35,13 @@ class TestCase:
     encap: bool = False  # force UDP encapsulation
     transit: str = "ipv4"  # address family of the IKE/ESP packets between the hosts ("ipv4" or "ipv6")
     pings: int = 4
+    replay_window: int = 32  # both peers' anti-replay window (strongSwan replay_window, Libreswan replay-window=)
+    esn: bool = False  # extended sequence numbers on both peers
+    tfc_padding: int = 0  # the responder pads its ESP payloads to this many bytes (strongSwan tfc_padding)
+    probe: str = ""  # what the runner injects at the victim before teardown; see testcases/verdicts
+    victim: str = "responder"  # the probe's victim: "responder" (right) or "initiator" (left)
+    responder_ike_proposal: str = ""  # the responder's own IKE proposal when it differs (refusal cases)
+    establishes: bool = True  # False: the case expects the SA to be refused, and the runner does not ping
     # lifecycle cases (testcases/lifecycle.py): PeerConfig settings per side on top of the above, and the
     # steps the runner performs after the first Child SA is up instead of the pings (testcases/steps.py)
     left_settings: tuple[tuple[str, object], ...] = ()
@@ -60,14 +62,14 @@ class TestCase:
     check_negotiation: bool = False  # also check the negotiated transforms and KE group (check_negotiated)
 
     def check(self, trace: Trace) -> None:
-        """Raise CaseFailed (with evidence) unless the trace shows what this case promises."""
+        """Raise CheckFailed (with evidence) unless the trace shows what this case promises."""
         check_ike_decrypts(trace)
         check_ipsec_traffic(trace, self)
         if self.check_negotiation:
             self.check_negotiated(trace)
 
     def check_negotiated(self, trace: Trace) -> None:
-        """Raise CaseFailed unless the trace's SA and KE payloads carry the declared transforms and KE group
+        """Raise CheckFailed unless the trace's SA and KE payloads carry the declared transforms and KE group
         (see :func:`check_negotiated`); any case may call it from its ``check``."""
         check_negotiated(trace, self)
 
@@ -79,44 +81,67 @@ def _where(p: IpsecPacket) -> str:
 def check_ike_decrypts(trace: Trace) -> None:
     """Every IKE message after IKE_SA_INIT decrypts in Wireshark with the run's key table, ICV correct."""
     ike = trace.ike()
-    assert ike, f"no IKE messages in the captures of {trace.run_dir}"
+    if not ike:
+        raise CheckFailed(f"no IKE messages in the captures of {trace.run_dir}")
     error = trace.run_dir / "collect-keys.error"
-    assert trace.ike_rows, "the run wrote no IKE keys" + (f": {error.read_text().strip()}" if error.exists() else "")
+    if not trace.ike_rows:
+        raise CheckFailed("the run wrote no IKE keys" + (f": {error.read_text().strip()}" if error.exists() else ""))
     encrypted = [r for r in ike if r.encrypted]
-    assert encrypted, "no encrypted IKE messages (IKE_AUTH never happened?)"
+    if not encrypted:
+        raise CheckFailed("no encrypted IKE messages (IKE_AUTH never happened?)")
     bad = [f"frame {r.frame} (exchange {r.exchange} #{r.message_id}): {r.icv_text or 'not decrypted'}"
            for r in encrypted if not (r.decrypted and r.icv_ok)]
-    assert not bad, "IKE messages Wireshark could not decrypt with the run's keys: " + "; ".join(bad)
+    if bad:
+        raise CheckFailed("IKE messages Wireshark could not decrypt with the run's keys: " + "; ".join(bad),
+                          frames=[r.frame for r in encrypted if not (r.decrypted and r.icv_ok)])
 
 
-def check_ipsec_traffic(trace: Trace, case: TestCase) -> None:
-    """ESP/AH packets carry the pings both ways, in the declared mode and encapsulation, all ICVs good."""
+def check_ipsec_traffic(trace: Trace, case: TestCase, forged: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """ESP/AH packets carry the pings both ways, in the declared mode and encapsulation, all ICVs good
+    (but those of the ``forged`` (SPI, sequence number) pairs a probe sent with a bad ICV on purpose)."""
     pkts = [p for p in trace.ipsec() if p.proto == case.protocol]
     others = [p for p in trace.ipsec() if p.proto != case.protocol]
-    assert not others, f"unexpected {others[0].proto.upper()} traffic: {_where(others[0])}"
-    assert len(pkts) >= 2 * case.pings, (
-        f"expected at least {2 * case.pings} {case.protocol.upper()} packets (pings and replies), "
-        f"saw {len(pkts)} on links {sorted(trace.links)}")
+    if others:
+        raise CheckFailed(f"unexpected {others[0].proto.upper()} traffic: {_where(others[0])}", frame=others[0].frame)
+    if len(pkts) < 2 * case.pings:
+        raise CheckFailed(f"expected at least {2 * case.pings} {case.protocol.upper()} packets (pings and replies), "
+                          f"saw {len(pkts)} on links {sorted(trace.links)}")
     spis = {p.spi for p in pkts}
-    assert len(spis) >= 2, f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}"
+    if len(spis) < 2:
+        raise CheckFailed(f"expected an SA in each direction, saw SPIs {sorted(hex(s) for s in spis)}")
+    want_tunnel = case.mode == "tunnel"
+    want_udp = case.encap or case.topology == "nat"
     # ESP SAs whose algorithm Wireshark 4.0 lacks (AES-CCM, Camellia, ChaCha20, GMAC, CMAC/XCBC in ESP): their
     # payload is checked by ipseclab's own decryption of the run (interop.check_ipseclab_decrypts), not here
     blind = {r.spi for r in trace.esp_rows if not r.wireshark_can_decrypt}
     for p in pkts:
-        if not (case.protocol == "esp" and p.spi in blind):
-            if case.protocol == "esp":
-                assert p.icv_good is True, f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})"
-            assert p.decrypted, f"payload not dissected at {_where(p)}"
-            want_tunnel = case.mode == "tunnel"
-            assert p.tunnel == want_tunnel, (
-                f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}")
-            assert "icmp" in p.inner or "icmpv6" in p.inner, f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}"
-        want_udp = case.encap or case.topology == "nat"
-        assert p.udp_encap == want_udp, (
-            f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
-            f"{'in UDP port ' + str(p.udp_port) if p.udp_encap else 'not in UDP'}")
-        if p.udp_encap:
-            assert p.udp_port == 4500, f"ESP in UDP on port {p.udp_port}, not 4500, at {_where(p)}"
+        if (p.spi, p.seq) in forged:
+            continue
+        if case.protocol == "esp" and p.spi in blind:
+            if p.udp_encap != want_udp:
+                raise CheckFailed(f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
+                                  f"{'in UDP port ' + str(p.udp_port) if p.udp_encap else 'not in UDP'}",
+                                  frame=p.frame)
+            continue
+        # Wireshark 4.0's esp_sa table has no ESN column, so it checks an ESN SA's ICV without the high
+        # sequence bits and calls it bad; ipseclab's decryption (interop.check_ipseclab_decrypts) checks those
+        if case.protocol == "esp" and not case.esn and p.icv_good is not True:
+            raise CheckFailed(f"ESP ICV not verified by Wireshark at {_where(p)} (icv_good={p.icv_good})",
+                              frame=p.frame)
+        if not p.decrypted:
+            raise CheckFailed(f"payload not dissected at {_where(p)}", frame=p.frame)
+        if p.next_header == 59:
+            continue  # a dummy packet (RFC 4303 2.6) carries nothing to check
+        if p.tunnel != want_tunnel:
+            raise CheckFailed(f"{case.mode} mode expected but {_where(p)} carries {'/'.join(p.inner) or 'nothing'}",
+                              frame=p.frame)
+        if "icmp" not in p.inner and "icmpv6" not in p.inner:
+            raise CheckFailed(f"no ICMP inside {_where(p)}: {'/'.join(p.inner)}", frame=p.frame)
+        if p.udp_encap != want_udp:
+            raise CheckFailed(f"{'UDP-encapsulated' if want_udp else 'plain'} ESP expected, {_where(p)} is "
+                              f"{'in UDP port ' + str(p.udp_port) if p.udp_encap else 'not in UDP'}", frame=p.frame)
+        if p.udp_encap and p.udp_port != 4500:
+            raise CheckFailed(f"ESP in UDP on port {p.udp_port}, not 4500, at {_where(p)}", frame=p.frame)
 
 
 # --- what was negotiated, from the trace ----------------------------------------------------------------
@@ -148,14 +173,14 @@ def _check_choice(msg: IkeNegotiation, chosen: SaProposal, allowed: set[Transfor
             detail.append(f"chose {_describe(stray)}, which the case does not declare")
         if missing:
             detail.append("left out transform type(s) " + ", ".join(TransformType(t).name for t in missing))
-        raise CaseFailed(f"{what} at {msg.where()}: the responder's {_PROTOCOLS.get(chosen.protocol, '?')} "
+        raise CheckFailed(f"{what} at {msg.where()}: the responder's {_PROTOCOLS.get(chosen.protocol, '?')} "
                          f"proposal is [{_describe(chosen.transforms)}]; {'; '.join(detail)} "
                          f"(declared: {_describe(sorted(allowed, key=lambda t: (t[0], t[1])))})")
 
 
 def _one_proposal(msg: IkeNegotiation, what: str) -> SaProposal:
     if len(msg.proposals) != 1:
-        raise CaseFailed(f"{what} at {msg.where()}: a response must carry exactly one chosen proposal, "
+        raise CheckFailed(f"{what} at {msg.where()}: a response must carry exactly one chosen proposal, "
                          f"Wireshark shows {len(msg.proposals)}")
     return msg.proposals[0]
 
@@ -167,32 +192,33 @@ def check_negotiated(trace: Trace, case: TestCase) -> None:
     from our key files: the IKE_SA_INIT response's SA payload and KE payload (its group must be the
     declared KE transform, and the one the SA payload chose), the IKE_AUTH response's SA payload for
     the first Child SA, and any CREATE_CHILD_SA response's (a rekey: IKE or Child, KE included).
-    CaseFailed names the link, frame and exchange, what was chosen and what was declared.
+    CheckFailed names the link, frame and exchange, what was chosen and what was declared.
     """
     msgs = [m for m in trace.negotiations() if m.response]
     ike_allowed = _declared(case.ike_proposal, "ike")
-    child_allowed = _declared(case.child_proposal, case.protocol)
+    esn = case.esn and "esn" not in case.child_proposal.lower().split("-")
+    child_allowed = _declared(case.child_proposal + ("-esn" if esn else ""), case.protocol)  # the case's ESN setting
     init = [m for m in msgs if m.exchange == _IKE_SA_INIT and m.proposals]
     if not init:
-        raise CaseFailed(f"no IKE_SA_INIT response with an SA payload in the captures of {trace.run_dir} "
+        raise CheckFailed(f"no IKE_SA_INIT response with an SA payload in the captures of {trace.run_dir} "
                          f"(links {sorted(trace.links)})")
     for m in init:
         chosen = _one_proposal(m, "IKE_SA_INIT")
         _check_choice(m, chosen, ike_allowed, "IKE SA", ke_on_wire=True)
         ke_chosen = {t[1] for t in chosen.transforms if t[0] == TransformType.KE}
         if m.ke_group is None or m.ke_group not in ke_chosen:
-            raise CaseFailed(f"IKE SA at {m.where()}: the KE payload's group is {m.ke_group}, not the chosen "
+            raise CheckFailed(f"IKE SA at {m.where()}: the KE payload's group is {m.ke_group}, not the chosen "
                              f"KE transform {sorted(ke_chosen)}")
     auth = [m for m in msgs if m.exchange == _IKE_AUTH and m.proposals]
     if not auth:
         undecrypted = [m.where() for m in msgs if m.exchange == _IKE_AUTH]
-        raise CaseFailed("no IKE_AUTH response with a (decrypted) SA payload: Wireshark could not read the Child "
+        raise CheckFailed("no IKE_AUTH response with a (decrypted) SA payload: Wireshark could not read the Child "
                          "SA's proposal" + (f" in {', '.join(undecrypted)}" if undecrypted else ""))
     for m in auth:
         chosen = _one_proposal(m, "IKE_AUTH")
         want = {"esp": 3, "ah": 2}[case.protocol]
         if chosen.protocol != want:
-            raise CaseFailed(f"Child SA at {m.where()}: negotiated {_PROTOCOLS.get(chosen.protocol, '?')}, the case "
+            raise CheckFailed(f"Child SA at {m.where()}: negotiated {_PROTOCOLS.get(chosen.protocol, '?')}, the case "
                              f"declares {case.protocol.upper()}")
         _check_choice(m, chosen, child_allowed, "Child SA", ke_on_wire=False)  # IKE_AUTH has no KE (RFC 7296 1.2)
     for m in (m for m in msgs if m.exchange == _CREATE_CHILD_SA and m.proposals):

@@ -5,7 +5,7 @@ Every fact comes from the captures (decrypted with the run's key tables) or from
 Wireshark decrypted, carrying REKEY_SA (a Child SA) or an IKE proposal (an IKE SA); the old SA's
 end is a decrypted Delete naming it; the new SA's traffic is ESP on SPIs not seen before the rekey,
 ICV verified; the gap is the longest silence between ESP packets in one direction while traffic ran.
-A failed check raises AssertionError with the frames and times behind it (``fail``).
+A failed check raises CheckFailed (an AssertionError) with the frames and times behind it (``fail``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from ipseclab.errors import CheckFailed
 from ipseclab.pcap.trace import IpsecPacket, Trace
 from ipseclab.pcap.wireshark import WiresharkIkeRecord
 
@@ -28,7 +29,7 @@ SK = 46
 
 def fail(message: str) -> NoReturn:
     """The suite's failure for a lifecycle check (explicit, so ``python -O`` keeps it)."""
-    raise AssertionError(message)
+    raise CheckFailed(message)
 
 
 def steps_record(trace: Trace) -> dict[str, Any]:

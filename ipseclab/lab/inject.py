@@ -8,8 +8,65 @@ long-lived process because entering a network namespace is per process, and Scap
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+from ..errors import LabError
+from ..pcap.reader import capture_records
+from .proc import in_netns
+
+
+class Injector:
+    """This module run as a process in namespace ``ns``, sending on ``iface`` from ``src_mac`` to ``dst_mac``."""
+
+    def __init__(self, ns: str, iface: str, src_mac: str, dst_mac: str, log: Path) -> None:
+        self.log = log
+        cmd = in_netns(ns, [sys.executable, "-m", "ipseclab.lab.inject", iface, src_mac, dst_mac])
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     stderr=open(log, "w"))  # noqa: SIM115
+
+    def send(self, ip_packets: list[bytes], wait: float = 0.0) -> None:
+        """Send IP packets in order as Ethernet frames; returns once sent (then waits ``wait`` seconds)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps([p.hex() for p in ip_packets]) + "\n")
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline()
+        except (OSError, ValueError):
+            answer = ""
+        if not answer.startswith("ok"):
+            raise LabError("the packet injector failed", output=self.log.read_text(errors="replace"))
+        if wait:
+            time.sleep(wait)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def macs_from_capture(pcap: Path, address: str) -> tuple[str, str] | None:
+    """(the MAC that sends from IPv4 ``address``, the MAC it sends to) in an Ethernet capture, or None:
+    where a lab guest's frames come from and go to, learned from the wire rather than from the guest."""
+    import ipaddress
+
+    want = ipaddress.IPv4Address(address).packed
+    for rec in capture_records(pcap):
+        if isinstance(rec, str):
+            break
+        data, _, linktype = rec
+        if linktype == 1 and len(data) >= 34 and data[12:14] == b"\x08\x00" and data[26:30] == want:
+            return data[6:12].hex(":"), data[0:6].hex(":")
+    return None
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
+from .inject import Injector, macs_from_capture
 from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .proc import require_root, require_tool
@@ -121,6 +122,7 @@ class Lab:
         self.runtime: RuntimeChoice | None = None
         self.kernel: UmlKernel | None = None
         self.probe: Verdict | None = None
+        self._injectors: dict[str, Injector] = {}
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -236,6 +238,10 @@ class Lab:
             self._collect_keys()
         except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
             (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
+        self._save_counters()
+        for inj in self._injectors.values():
+            inj.close()
+        self._injectors.clear()
         # every step runs whatever the one before it raised (an engine that went away, a dead guest);
         # the failures are kept in teardown.warning and the final sweep catches what they left
         problems: list[str] = []
@@ -312,6 +318,47 @@ class Lab:
         src, dst = self._flow(side)
         _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
         return out
+
+    def inject(self, toward: str, ip_packets: list[bytes], wait: float = 0.3) -> None:
+        """Put IP packets on the wire of the direct topology's link toward ``toward``, as if the other side's
+        host had sent them (its MAC as source, ``toward``'s as destination, both learned from the capture).
+
+        The link's capture sees them, so they are in the run's pcap with everything the peers sent.
+        """
+        inj = self._injectors.get(toward)
+        if inj is None:
+            if self.topology.kind != "direct":
+                raise LabError(f"injection works on the direct topology, not {self.topology.kind!r}")
+            peer = self.peer(toward)
+            other = "right" if toward == "left" else "left"
+            link = self.topology.links[0]
+            ns, iface = (link.a_ns, link.a_if) if toward == "right" else (link.b_ns, link.b_if)
+            pcap = next(c.pcap for c in self.captures if c.link is link)
+            found = macs_from_capture(pcap, self.topology.hosts[toward].address)
+            if found is None:
+                raise LabError(f"no frame from the {toward} peer ({peer.driver.impl}) in {pcap.name} to learn "
+                               "its MAC address from", hint="inject after the peers have talked")
+            victim_mac, other_mac = found
+            inj = self._injectors[toward] = Injector(ns, iface, other_mac, victim_mac,
+                                                     self.run_dir / f"inject-{other}-to-{toward}.log")
+        inj.send(ip_packets, wait)
+
+    def peer_counters(self, side: str) -> dict[str, Any]:
+        """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
+        as the driver gives them (JSON-ready: what ``counters.json`` and ``probe.json`` hold)."""
+        peer = self.peer(side)
+        return peer.driver.counters(peer.host)
+
+    def _save_counters(self) -> None:
+        """Each running peer's counters into ``counters.json``, before the peers halt (best effort: a peer
+        that cannot answer gets its error instead)."""
+        out: dict[str, Any] = {}
+        for side, peer in self.peers.items():
+            try:
+                out[side] = {"impl": peer.driver.impl, **self.peer_counters(side)}
+            except Exception as exc:
+                out[side] = {"impl": peer.driver.impl, "error": f"{type(exc).__name__}: {exc}"}
+        (self.run_dir / "counters.json").write_text(json.dumps(out, indent=2) + "\n")
 
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)

@@ -39,7 +39,7 @@ from ..errors import LabError
 from ..esp import AhSA, EspSA
 from ..packets.message import IkeSaCrypto
 from ..pcap.reader import capture_records
-from .keys import XfrmState, match_ike_keys, parse_xfrm_stat, parse_xfrm_state
+from .keys import XfrmState, match_ike_keys, parse_xfrm_state
 from .lab import Lab, captured_ike_messages
 from .runtimes.docker import ContainerHost
 from .runtimes.process import EndpointHost
@@ -293,14 +293,13 @@ class LiveLab(Lab):
         (kernel peers); the endpoint's own status (ipseclab)."""
         self._require_up()
         self._side(side)
-        host = self.peer(side).host
-        if isinstance(host, EndpointHost):
-            answer = host.command({"cmd": "status"}, timeout=15)
-            return PeerCounters(endpoint={k: v for k, v in answer.items() if k not in ("kind", "cmd")})
-        _, out = host.exec("ip -s xfrm state; echo '== xfrm_stat'; cat /proc/net/xfrm_stat", timeout=15)
-        states, _, stat = out.partition("== xfrm_stat\n")
-        per_sa = {s.spi: dict(s.counters, window=s.replay_window) for s in parse_xfrm_state(states)}
-        return PeerCounters(per_sa, parse_xfrm_stat(stat))
+        raw = self.peer_counters(side)  # through the peer's driver, as counters.json holds them
+        if raw.get("source") == "ipseclab":
+            return PeerCounters(endpoint={k: v for k, v in raw.items() if k != "source"})
+        facts = ("spi", "src", "dst", "proto", "mode", "replay_window", "esn")
+        per_sa = {int(sa["spi"], 16): {k: v for k, v in sa.items() if k not in facts} | {"window": sa["replay_window"]}
+                  for sa in raw.get("sas", [])}
+        return PeerCounters(per_sa, raw.get("xfrm_stat", {}))
 
     def ike_sas(self) -> list[LiveIkeSa]:
         """The live IKE SAs whose keys a peer gives (strongSwan logs them; see each driver's ``ike_keys``),

@@ -181,6 +181,8 @@ class PeerConfig:
     replay_window: int
     """Anti-replay window in packets; 0 disables replay protection."""
     esn: bool
+    tfc_padding: int
+    """Pad every outbound ESP tunnel-mode payload to this many bytes (RFC 4303 2.7 TFC padding); 0: none."""
     ike_lifetime: int
     """Seconds until the IKE SA expires; a rekey starts ``ike_rekey_margin`` seconds earlier."""
     ike_rekey_margin: int
@@ -241,6 +243,7 @@ class PeerConfig:
         nat_t: bool = True,
         replay_window: int = 32,
         esn: bool = False,
+        tfc_padding: int = 0,
         ike_lifetime: int = 14400,
         ike_rekey_margin: int = 540,
         child_lifetime: int = 3600,
@@ -285,6 +288,7 @@ class PeerConfig:
         set_(self, "remote_ts", self._networks("remote_ts", remote_ts))
         set_(self, "extra_children", self._children(extra_children))
         for attr, value in (("encap", encap), ("nat_t", nat_t), ("replay_window", replay_window), ("esn", esn),
+                            ("tfc_padding", tfc_padding),
                             ("ike_lifetime", ike_lifetime), ("ike_rekey_margin", ike_rekey_margin),
                             ("child_lifetime", child_lifetime), ("child_rekey_margin", child_rekey_margin),
                             ("dpd_delay", dpd_delay), ("dpd_action", dpd_action), ("rekey_jitter", rekey_jitter),
@@ -386,6 +390,10 @@ class PeerConfig:
             raise self.error("encap", "forcing UDP encapsulation contradicts nat_t=False")
         if not 0 <= self.replay_window <= 2**32 - 1:
             raise self.error("replay_window", f"must be 0 (disabled) or a positive window, not {self.replay_window}")
+        if not 0 <= self.tfc_padding <= 65535:
+            raise self.error("tfc_padding", f"must be 0 (off) or a payload size in bytes, not {self.tfc_padding}")
+        if self.tfc_padding and (self.protocol != "esp" or self.mode != "tunnel"):
+            raise self.error("tfc_padding", "TFC padding needs ESP in tunnel mode (RFC 4303 2.7)")
         for life, margin in (("ike_lifetime", "ike_rekey_margin"), ("child_lifetime", "child_rekey_margin")):
             lv, mv = getattr(self, life), getattr(self, margin)
             if lv <= 0:

@@ -32,11 +32,28 @@ class IpsecPacket:
     decrypted: bool  # Wireshark dissected the payload (decrypted ESP, or AH's clear payload)
     inner: tuple[str, ...]  # layer names after ESP/AH, e.g. ("ip", "icmp") in tunnel mode
     time: float = 0.0  # capture timestamp (seconds since the epoch)
-    length: int = 0  # the frame's length on the wire
+    length: int = 0  # the frame's length on the wire (TFC padding shows here: more than the inner packet needs)
+    next_header: int | None = None  # ESP's Next Header once decrypted (59: a dummy packet, RFC 4303 2.6)
+    inner_len: int = 0  # the inner IP packet's own length (tunnel mode): less than ESP carried means TFC padding
+    inner_src: str = ""
+    inner_dst: str = ""
+    icmp: tuple[int, int, int] | None = None  # the inner ICMP (type, identifier, sequence number)
 
     @property
     def tunnel(self) -> bool:
         return bool(self.inner) and self.inner[0] in ("ip", "ipv6")
+
+
+@dataclass(frozen=True, slots=True)
+class ClearIcmp:
+    """An ICMP packet of a capture outside ESP/AH (traffic in the clear)."""
+
+    frame: int
+    src: str
+    dst: str
+    type: int
+    ident: int
+    seq: int
 
 
 @dataclass(slots=True)
@@ -47,6 +64,7 @@ class LinkTrace:
     pcap: Path
     ike: list[WiresharkIkeRecord] = field(default_factory=list)
     ipsec: list[IpsecPacket] = field(default_factory=list)
+    clear_icmp: list[ClearIcmp] = field(default_factory=list)
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -58,11 +76,41 @@ def _int(value: object, default: int = 0) -> int:
 
 def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacket]:
     """ESP and AH packets of a capture; ESP decrypted and ICV-checked with the esp_sa rows Wireshark can use."""
+    return scan(pcap, esp_rows)[0]
+
+
+def _next_header(esp: object) -> int | None:
+    """ESP's Next Header once Wireshark decrypted it: its field, or for a dummy packet (which Wireshark 4.0
+    shows as bare decrypted data, trailer unparsed) the last byte of the decrypted data."""
+    value = esp.get_field_value("protocol")  # type: ignore[attr-defined]
+    if value is not None:
+        return _int(value, -1)
+    data = esp.get_field_value("decrypted_data")  # type: ignore[attr-defined]
+    if not data:
+        return None
+    text = str(data).replace(":", "")
+    try:
+        return bytes.fromhex(text)[-1] if text else None
+    except ValueError:
+        return None
+
+
+def _icmp(pkt: object, names: list[str], start: int) -> tuple[int, int, int] | None:
+    if "icmp" not in names[start:]:
+        return None
+    layer = pkt.layers[names.index("icmp", start)]  # type: ignore[attr-defined]
+    return (_int(layer.get_field_value("type")), _int(layer.get_field_value("ident")),
+            _int(layer.get_field_value("seq")))
+
+
+def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket], list[ClearIcmp]]:
+    """One pass of Wireshark over a capture: its ESP/AH packets (as ipsec_packets) and its ICMP in the clear."""
     import pyshark
 
     tshark_path()
     cap = pyshark.FileCapture(str(pcap), custom_parameters=tshark_esp_options(esp_rows), keep_packets=False)
     out = []
+    clear = []
     try:
         for pkt in cap:
             names = [layer.layer_name for layer in pkt.layers]
@@ -72,6 +120,11 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 # AH in IPv6 is an extension header to Wireshark: its fields (ah_spi, ...) sit in the ipv6 layer
                 proto, prefix = "ah", "ah_"
             if not proto:
+                icmp = _icmp(pkt, names, 0)
+                if icmp is not None and "ip" in names:
+                    ip = pkt.layers[names.index("ip")]
+                    clear.append(ClearIcmp(int(pkt.number), str(ip.get_field_value("src") or ""),
+                                           str(ip.get_field_value("dst") or ""), *icmp))
                 continue
             pos = names.index("ipv6" if prefix else proto)
             layer = pkt.layers[pos]
@@ -87,6 +140,8 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 if good is not None or bad is not None:
                     icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
             udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
+            inner_ip = next((pkt.layers[i] for i in range(pos + 1, len(names)) if names[i] in ("ip", "ipv6")), None)
+            nh = _next_header(layer) if proto == "esp" else None
             out.append(IpsecPacket(
                 frame=int(pkt.number),
                 src=str(ip.get_field_value("src") or "") if ip is not None else "",
@@ -97,14 +152,19 @@ def ipsec_packets(pcap: str | Path, esp_rows: list[EspSaRow]) -> list[IpsecPacke
                 udp_encap=udp is not None,
                 udp_port=_int(udp.dstport) if udp is not None else None,
                 icv_good=icv,
-                decrypted=bool(inner),
+                decrypted=bool(inner) or nh is not None,
                 inner=inner,
                 time=float(pkt.sniff_timestamp),
                 length=int(pkt.length),
+                next_header=nh,
+                inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
+                inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
+                inner_dst=str(inner_ip.get_field_value("dst") or "") if inner_ip is not None else "",
+                icmp=_icmp(pkt, names, pos + 1),
             ))
     finally:
         cap.close()
-    return out
+    return out, clear
 
 
 @dataclass(slots=True)
@@ -124,8 +184,8 @@ class Trace:
         esp_rows = read_esp_sa(esp_file) if esp_file.exists() else []
         links = {}
         for pcap in sorted(run_dir.glob("*.pcap")):
-            lt = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec_packets(pcap, esp_rows))
-            links[pcap.stem] = lt
+            ipsec, clear = scan(pcap, esp_rows)
+            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec, clear)
         return cls(run_dir, ike_rows, esp_rows, links)
 
     def ike(self) -> list[WiresharkIkeRecord]:
@@ -133,6 +193,9 @@ class Trace:
 
     def ipsec(self) -> list[IpsecPacket]:
         return [p for lt in self.links.values() for p in lt.ipsec]
+
+    def clear_icmp(self) -> list[ClearIcmp]:
+        return [p for lt in self.links.values() for p in lt.clear_icmp]
 
     def negotiations(self) -> list[IkeNegotiation]:
         """Every IKE message's SA and KE payloads on every link, decrypted with the run's key table where

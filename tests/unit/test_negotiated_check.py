@@ -2,7 +2,7 @@
 
 The oracle is Wireshark reading a strongSwan capture (pcaps/, made by strongSwan 5.9.8 with
 ``aes256-sha256-modp2048`` for IKE and ``aes128-sha256`` for ESP, see pcaps/README.md): the check
-passes for the case that declares what strongSwan negotiated, and raises CaseFailed with the frame
+passes for the case that declares what strongSwan negotiated, and raises CheckFailed with the frame
 and the chosen transforms when the case declares something else, or when the capture is doctored
 so that the responder appears to have picked another transform or KE group.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ipseclab.pcap.trace import Trace
-from ipseclab.testcases.base import CaseFailed, TestCase
+from ipseclab.testcases.base import CheckFailed, TestCase
 
 pytestmark = pytest.mark.tshark
 
@@ -43,7 +43,7 @@ def test_the_declared_suite_passes(tmp_path: Path):
 ])
 def test_a_case_declaring_something_else_fails_with_the_evidence(tmp_path: Path, ike, child, evidence):
     case = dataclasses.replace(CASE, ike_proposal=ike, child_proposal=child)
-    with pytest.raises(CaseFailed) as info:
+    with pytest.raises(CheckFailed) as info:
         case.check_negotiated(_trace(tmp_path))
     assert evidence in str(info.value), str(info.value)
     assert isinstance(info.value, AssertionError)  # the runner reports it as FAILED
@@ -62,18 +62,18 @@ def _doctored(old: bytes, new: bytes) -> bytes:
 def test_a_peer_that_picked_another_group_fails(tmp_path: Path):
     """The response's KE transform says MODP-3072 (15) where the case declares MODP-2048 (14)."""
     pcap = _doctored(bytes.fromhex("000000080400000e"), bytes.fromhex("000000080400000f"))
-    with pytest.raises(CaseFailed, match=r"frame 2 .*chose KE_MODP3072"):
+    with pytest.raises(CheckFailed, match=r"frame 2 .*chose KE_MODP3072"):
         CASE.check_negotiated(_trace(tmp_path, pcap))
 
 
 def test_a_peer_that_picked_another_key_length_fails(tmp_path: Path):
     """The response's cipher says AES-CBC-128 where the case declares AES-CBC-256."""
     pcap = _doctored(bytes.fromhex("0300000c0100000c800e0100"), bytes.fromhex("0300000c0100000c800e0080"))
-    with pytest.raises(CaseFailed, match=r"chose ENCR_AES_CBC-128, which the case does not declare"):
+    with pytest.raises(CheckFailed, match=r"chose ENCR_AES_CBC-128, which the case does not declare"):
         CASE.check_negotiated(_trace(tmp_path, pcap))
 
 
 def test_without_ike_keys_the_child_sa_cannot_be_read_and_that_fails(tmp_path: Path):
     (tmp_path / "link.pcap").write_bytes(GOLDEN.with_suffix(".pcap").read_bytes())
-    with pytest.raises(CaseFailed, match="no IKE_AUTH response with a \\(decrypted\\) SA payload"):
+    with pytest.raises(CheckFailed, match="no IKE_AUTH response with a \\(decrypted\\) SA payload"):
         CASE.check_negotiated(Trace.load(tmp_path))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..keys import StrongswanIkeKeys
+from ..keys import StrongswanIkeKeys, parse_xfrm_stat, parse_xfrm_state
 from ..peerconfig import PeerConfig
 from ..topology import HostAddressing
 
@@ -40,6 +40,20 @@ def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str
     return "".join(lines)
 
 
+def kernel_counters(host: Any) -> dict[str, Any]:
+    """A kernel IPsec peer's own counters, read in its guest: every SA's ``ip -s xfrm state`` statistics
+    (replay-window, replay, failed, the anti-replay context's seq/oseq, bytes and packets) and the whole
+    of ``/proc/net/xfrm_stat`` (XfrmInStateSeqError, XfrmInNoPols, XfrmInTmplMismatch, ...)."""
+    _, out = host.exec("ip -s xfrm state; echo '=== xfrm_stat'; cat /proc/net/xfrm_stat", check=False, timeout=15)
+    states, _, stat = out.partition("=== xfrm_stat\n")
+    return {
+        "source": "kernel",
+        "sas": [{"spi": f"0x{s.spi:08x}", "src": s.src, "dst": s.dst, "proto": s.proto, "mode": s.mode,
+                 "replay_window": s.replay_window, "esn": s.esn, **s.counters} for s in parse_xfrm_state(states)],
+        "xfrm_stat": parse_xfrm_stat(stat),
+    }
+
+
 class PeerDriver(Protocol):
     """The adapter contract: what the lab needs from an IKEv2 implementation (see docs/architecture.md).
 
@@ -58,6 +72,9 @@ class PeerDriver(Protocol):
     image: str | None
     placement: str
     gives_ike_keys: bool  # whether ike_keys() can return the IKE SA keys (Wireshark's IKE check needs one side's)
+    # why this implementation cannot be the victim of an injected probe (replay, TFC, access control): the
+    # verdict needs its own drop counters; "" when counters() gives them
+    probe_refusal: str
     daemon: str | None  # the process a "kill" step ends in its guest (None: the host is the process itself)
     actions: frozenset[str]  # lifecycle steps it can be driven through (LIFECYCLE_ACTIONS)
 
@@ -81,3 +98,7 @@ class PeerDriver(Protocol):
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         """As the responder, return once the Child SA is installed (some answer IKE_AUTH first)."""
+
+    def counters(self, host: Any) -> dict[str, Any]:
+        """The peer's own counters (its SAs' replay/integrity drops, policy drops), JSON-ready; read
+        while it runs (the lab saves them in the run directory before teardown)."""

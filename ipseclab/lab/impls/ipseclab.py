@@ -56,6 +56,9 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
+    probe_refusal = ("the probes read a victim's SAs and counters in the kernel's form (ip -s xfrm state, "
+                     "/proc/net/xfrm_stat); reading the endpoint's own esp_sa and its status counters (replay_drops, "
+                     "integrity_failures, policy_mismatch, clear_dropped) is not written yet")
     daemon: str | None = None  # "kill" ends the endpoint process itself
     # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
     # whose traffic its TUN device carries (EndpointHost.exec)
@@ -70,6 +73,8 @@ class IpseclabDriver:
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
+        if cfg.tfc_padding:
+            why.append("TFC padding from the lab's configuration")
         lifecycle = cfg.lifecycle_settings()
         defaults = inspect.signature(PeerConfig.__init__).parameters
         lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
@@ -99,6 +104,12 @@ class IpseclabDriver:
                            output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
         return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
                 f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
+
+    def counters(self, host: Any) -> dict[str, Any]:
+        if not isinstance(host, EndpointHost):
+            raise LabError("the ipseclab driver drives an EndpointHost")
+        answer = host.command({"cmd": "status"})
+        return {"source": "ipseclab", **{k: v for k, v in answer.items() if k not in ("kind", "cmd")}}
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out

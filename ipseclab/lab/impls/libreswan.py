@@ -40,7 +40,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, route_lines
+from .contract import WAIT_FOR, kernel_counters, route_lines
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -291,6 +291,7 @@ def _conn_lines(peer: PeerConfig, ike: list[str], child: list[str], pfs: bool,
         f"\tencapsulation={_encapsulation(peer)}",
         f"\treplay-window={peer.replay_window}",
         f"\tesn={'yes' if peer.esn else 'no'}",
+        *([f"\ttfc={peer.tfc_padding}"] if peer.tfc_padding else []),
         f"\tikelifetime={peer.ike_lifetime}s",
         f"\tsalifetime={peer.child_lifetime}s",
         f"\trekeymargin={peer.ike_rekey_margin}s",
@@ -354,6 +355,7 @@ class LibreswanDriver:
     image: str | None = "libreswan"
     placement = "kernel"
     gives_ike_keys = False  # see docs/architecture.md
+    probe_refusal = ""  # the guest kernel's xfrm counters
     daemon: str | None = "pluto"
     actions = frozenset({"rekey", "child", "kill", "shell"})
 
@@ -424,6 +426,9 @@ class LibreswanDriver:
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # Libreswan's IKE keys: see docs/architecture.md (the strongSwan side supplies them)
+
+    def counters(self, host: Any) -> dict[str, Any]:
+        return kernel_counters(host)
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # pluto installs the Child SA before it answers IKE_AUTH

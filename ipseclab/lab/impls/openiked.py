@@ -36,7 +36,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, route_lines
+from .contract import WAIT_FOR, kernel_counters, route_lines
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -173,6 +173,7 @@ class OpenikedDriver:
     image: str | None = "openiked"
     placement = "kernel"
     gives_ike_keys = False
+    probe_refusal = "OpenIKED is not among issue 13's probe victims: no probe cell has been verified against it"
     daemon: str | None = "iked"
     actions = frozenset({"kill", "shell"})
 
@@ -204,6 +205,9 @@ class OpenikedDriver:
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         # the active policy initiates by itself: wait for both SAs of the Child SA in the kernel
         return self._child_sas(host, timeout)
+
+    def counters(self, host: Any) -> dict[str, Any]:
+        return kernel_counters(host)
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         self._child_sas(host, timeout)  # iked answers IKE_AUTH, then installs the Child SA
