@@ -8,7 +8,15 @@ $PY -m ruff check ipseclab tests testcases conftest.py examples
 echo "== mypy"
 $PY -m mypy ipseclab
 echo "== pytest"
-$PY -m pytest "$@"
+if [ $# -gt 0 ] || [ "$(id -u)" != 0 ]; then
+    $PY -m pytest "$@"
+else
+    # as root with no arguments: everything but the matrix, then the matrix two cells at a time (one per
+    # core: each cell is its own lab, and the tests that look for leftovers of any lab have run by then)
+    $PY -m pytest --ignore=tests/interop/test_matrix.py
+    echo "== the interop matrix (tests/interop/test_matrix.py, 2 workers)"
+    $PY -m pytest tests/interop/test_matrix.py -n 2 -q -rs
+fi
 if [ "$(id -u)" = 0 ]; then
     # the plugin as another project uses it: examples/ has no conftest; a couple of cells, one pair
     echo "== example project (examples/)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def interop_out() -> Iterator[tuple[Path, list[CaseResult]]]:
-    out = REPO / "runs" / time.strftime("pytest-%Y%m%d-%H%M%S")
+    # one directory per xdist worker too (scripts/test.sh runs the matrix two cells at a time)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    out = REPO / "runs" / (time.strftime("pytest-%Y%m%d-%H%M%S") + (f"-{worker}" if worker else ""))
     out.mkdir(parents=True, exist_ok=True)
     results: list[CaseResult] = []
     yield out, results
