@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ipseclab.analysis import decrypt_capture
+from ipseclab.errors import CheckFailed
 from ipseclab.packets.enums import ExchangeType
 from ipseclab.packets.message import Message
 from ipseclab.packets.payloads import AuthPayload, CertPayload, EapPayload, NotifyPayload
 from ipseclab.pcap.trace import Trace
 
-from .base import TestCase
+from .base import TestCase, check_ike_decrypts
 
 DIGITAL_SIGNATURE, SHARED_KEY_MIC, X509_SIGNATURE, AUTHENTICATION_FAILED = 14, 2, 4, 24
 
@@ -36,7 +37,7 @@ def ike_auth_messages(trace: Trace, exchanges: tuple[int, ...] = (ExchangeType.I
             out.append((rec.frame, msg))
         if out:
             return out
-    raise AssertionError(f"no decrypted IKE_AUTH message in the captures of {trace.run_dir}")
+    raise CheckFailed(f"no decrypted IKE_AUTH message in the captures of {trace.run_dir}")
 
 
 def _where(frame: int, msg: Message) -> str:
@@ -53,7 +54,7 @@ class AuthCase(TestCase):
         requests = [(f, m) for f, m in msgs if not m.response]
         responses = [(f, m) for f, m in msgs if m.response]
         if not requests or not responses:
-            raise AssertionError(f"IKE_AUTH without both a request and a response: {[_where(*x) for x in msgs]}")
+            raise CheckFailed(f"IKE_AUTH without both a request and a response: {[_where(*x) for x in msgs]}")
         responder_auth = self.responder_auth or ("pubkey" if self.auth.startswith("eap-") else self.auth)
         _check_signature_side("the initiator", requests[0], self.auth, self.chain)
         _check_signature_side("the responder", responses[0], responder_auth, self.chain)
@@ -62,12 +63,12 @@ class AuthCase(TestCase):
             last = [p for p in eap[-1][1].find(EapPayload) if isinstance(p, EapPayload)] if eap else []
             # a method request, the initiator's answer, then the server's EAP-Success (code 3, RFC 3748 4.2)
             if len(eap) < 3 or not eap[-1][1].response or not last or last[0].data[:1] != b"\x03":
-                raise AssertionError(f"EAP should run from the responder's request to its EAP-Success, saw EAP "
+                raise CheckFailed(f"EAP should run from the responder's request to its EAP-Success, saw EAP "
                                      f"payloads in {[_where(*x) for x in eap]}")
             last_req = requests[-1]
             auth = [p for p in last_req[1].find(AuthPayload) if isinstance(p, AuthPayload)]
             if not auth or auth[0].method != SHARED_KEY_MIC:
-                raise AssertionError(f"after EAP the initiator's AUTH must be the MSK-based method 2: "
+                raise CheckFailed(f"after EAP the initiator's AUTH must be the MSK-based method 2: "
                                      f"{_where(*last_req)} has {[a.method for a in auth]}")
 
 
@@ -77,18 +78,18 @@ def _check_signature_side(who: str, first: tuple[int, Message], auth: str, chain
     certs = [p for p in msg.find(CertPayload) if isinstance(p, CertPayload)]
     if auth.startswith("eap-"):
         if auths:
-            raise AssertionError(f"{who} does EAP, so its first IKE_AUTH message has no AUTH: {_where(frame, msg)}")
+            raise CheckFailed(f"{who} does EAP, so its first IKE_AUTH message has no AUTH: {_where(frame, msg)}")
         return
     if auth == "psk":
         if not auths or auths[0].method != SHARED_KEY_MIC:
-            raise AssertionError(f"{who} should authenticate with the PSK (AUTH method 2): {_where(frame, msg)}")
+            raise CheckFailed(f"{who} should authenticate with the PSK (AUTH method 2): {_where(frame, msg)}")
         return
     if not auths or auths[0].method != DIGITAL_SIGNATURE:
-        raise AssertionError(f"{who} should sign with RFC 7427 Digital Signature (AUTH method 14), saw "
+        raise CheckFailed(f"{who} should sign with RFC 7427 Digital Signature (AUTH method 14), saw "
                              f"{[a.method for a in auths]} in {_where(frame, msg)}")
     want = 2 if chain else 1
     if len(certs) < want or any(c.encoding != X509_SIGNATURE for c in certs):
-        raise AssertionError(f"{who} should send {want} X.509 CERT payload(s) (encoding 4), saw "
+        raise CheckFailed(f"{who} should send {want} X.509 CERT payload(s) (encoding 4), saw "
                              f"{[c.encoding for c in certs]} in {_where(frame, msg)}")
 
 
@@ -133,13 +134,13 @@ EAP_MSCHAPV2 = AuthCase(
 
 
 @dataclass(frozen=True)
-class RefusalCase(TestCase):
+class AuthRefusalCase(TestCase):
     """IKE_AUTH must fail: no Child SA, no ESP, and the trace shows the refusal the RFC prescribes."""
 
     def check(self, trace: Trace) -> None:
         _check_refused_sa_decrypts(trace)
         if trace.ipsec():
-            raise AssertionError(f"ESP/AH traffic although IKE_AUTH should have failed: {len(trace.ipsec())} "
+            raise CheckFailed(f"ESP/AH traffic although IKE_AUTH should have failed: {len(trace.ipsec())} "
                                  f"packets, the first frame {trace.ipsec()[0].frame}")
         msgs = ike_auth_messages(trace, (ExchangeType.IKE_AUTH, ExchangeType.INFORMATIONAL))
         seen = [_where(*x) for x in msgs]
@@ -147,15 +148,15 @@ class RefusalCase(TestCase):
             failures = [x for x in msgs if x[1].response and any(
                 isinstance(p, EapPayload) and p.data[:1] == b"\x04" for p in x[1].find(EapPayload))]
             if not failures:
-                raise AssertionError(f"no EAP-Failure (code 4) from the EAP server in {seen}")
+                raise CheckFailed(f"no EAP-Failure (code 4) from the EAP server in {seen}")
             return
         refused = [x for x in msgs if any(isinstance(p, NotifyPayload) and p.notify_type == AUTHENTICATION_FAILED
                                           for p in x[1].find(NotifyPayload))]
         if not refused:
-            raise AssertionError(f"no N(AUTHENTICATION_FAILED) in the IKE_AUTH response or a following "
+            raise CheckFailed(f"no N(AUTHENTICATION_FAILED) in the IKE_AUTH response or a following "
                                  f"INFORMATIONAL: {seen}")
         if self.refusal == "expired-cert" and not any(x[1].find(CertPayload) for x in msgs):
-            raise AssertionError(f"the expired certificate never went out in a CERT payload: {seen}")
+            raise CheckFailed(f"the expired certificate never went out in a CERT payload: {seen}")
 
 
 def _check_refused_sa_decrypts(trace: Trace) -> None:
@@ -163,32 +164,24 @@ def _check_refused_sa_decrypts(trace: Trace) -> None:
     over with a new IKE SA after the refusal (Libreswan does, in the background): the keys of such a retry can
     be logged after the lab collected them, so a message that ipseclab's decoder finds no keys for is let go,
     but never one whose ICV is wrong, and the refused exchange itself must decrypt."""
-    ike = trace.ike()
-    if not trace.ike_rows:
-        raise AssertionError("the run wrote no IKE keys")
-    no_keys = {rec.frame for link in trace.links.values() for rec in decrypt_capture(link.pcap, trace.ike_rows)
-               if rec.error and rec.error.startswith("no keys for IKE SA")}
-    encrypted = [r for r in ike if r.encrypted]
-    bad = [f"frame {r.frame} (exchange {r.exchange} #{r.message_id}): {r.icv_text or 'not decrypted'}"
-           for r in encrypted if not (r.decrypted and r.icv_ok) and (r.frame not in no_keys or r.icv_ok is False)]
-    if bad or not any(r.decrypted and r.icv_ok for r in encrypted):
-        raise AssertionError("IKE messages Wireshark could not decrypt with the run's keys: " + "; ".join(bad)
-                             if bad else "no IKE message decrypted at all")
+    no_keys = frozenset(rec.frame for link in trace.links.values() for rec in decrypt_capture(link.pcap, trace.ike_rows)
+                        if rec.error and rec.error.startswith("no keys for IKE SA"))
+    check_ike_decrypts(trace, no_keys)
 
 
-EXPIRED_CERT = RefusalCase(
+EXPIRED_CERT = AuthRefusalCase(
     name="refuse-expired-cert",
     description="A peer presents a certificate that expired yesterday (a CA per run): the other side refuses "
                 "it with AUTHENTICATION_FAILED (in the IKE_AUTH response, or the initiator's INFORMATIONAL)",
     auth="pubkey",
     refusal="expired-cert",
 )
-WRONG_PSK = RefusalCase(
+WRONG_PSK = AuthRefusalCase(
     name="refuse-wrong-psk",
     description="The responder's pre-shared key differs: it answers IKE_AUTH with AUTHENTICATION_FAILED",
     refusal="wrong-psk",
 )
-WRONG_EAP_PASSWORD = RefusalCase(
+WRONG_EAP_PASSWORD = AuthRefusalCase(
     name="refuse-wrong-eap-password",
     description="The EAP-MD5 server knows another password: it ends EAP with EAP-Failure, no IKE SA",
     auth="eap-md5",

@@ -393,7 +393,8 @@ class Lab:
 def captured_ike_messages(captures: list[Capture]) -> list[bytes]:
     """The IKE messages in the lab's captures so far (UDP 500, and UDP 4500 after the non-ESP marker)."""
     from ..analysis.ike import ike_datagrams
-    from ..packets.natt import NATT_PORT
+    from ..errors import DecodeError
+    from ..packets.natt import NATT_PORT, ike_from_udp
     from ..pcap.reader import UdpDatagram
 
     messages: list[bytes] = []
@@ -402,10 +403,11 @@ def captured_ike_messages(captures: list[Capture]) -> list[bytes]:
             continue
         for d in ike_datagrams(cap.pcap):
             if isinstance(d, UdpDatagram):
-                data = d.payload
-                if NATT_PORT in (d.sport, d.dport):
-                    if data[:4] != b"\0\0\0\0":
-                        continue
-                    data = data[4:]
-                messages.append(data)
+                port = NATT_PORT if NATT_PORT in (d.sport, d.dport) else d.dport
+                try:
+                    message = ike_from_udp(d.payload, port)  # the one port-4500 demultiplexer
+                except DecodeError:
+                    continue  # a runt on 4500: neither IKE nor ESP
+                if message is not None:
+                    messages.append(message)
     return messages

@@ -54,6 +54,14 @@ def kernel_counters(host: Any) -> dict[str, Any]:
     }
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds secrets (a PSK, a private key) readable by its owner only, from the first byte:
+    created 0600 before anything is written, and made 0600 if it existed (iked refuses a readable config)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 class PeerDriver(Protocol):
     """The adapter contract: what the lab needs from an IKEv2 implementation (see docs/architecture.md).
 

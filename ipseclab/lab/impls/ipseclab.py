@@ -17,6 +17,7 @@ from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig
 from ..runtimes.process import SPEC, EndpointHost
 from ..topology import HostAddressing
+from .contract import write_private
 
 
 def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
@@ -86,10 +87,8 @@ class IpseclabDriver:
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
-        path = directory / SPEC
-        path.touch(mode=0o600)
-        path.chmod(0o600)  # it holds the PSK and, with certificates, the private key
-        path.write_text(json.dumps(endpoint_spec(cfg, directory), indent=2) + "\n")
+        # it holds the PSK and, with certificates, the private key
+        write_private(directory / SPEC, json.dumps(endpoint_spec(cfg, directory), indent=2) + "\n")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return ""

@@ -40,7 +40,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines
+from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -337,9 +337,7 @@ def write_libreswan_config(peer: PeerConfig, directory: str | Path, *, log_path:
     d.mkdir(parents=True, exist_ok=True)
     files = LibreswanFiles(d / "ipsec.conf", d / "ipsec.secrets")
     files.ipsec_conf.write_text(conf)
-    files.ipsec_secrets.touch(mode=0o600)
-    files.ipsec_secrets.chmod(0o600)
-    files.ipsec_secrets.write_text(secrets)
+    write_private(files.ipsec_secrets, secrets)
     return files
 
 

@@ -36,7 +36,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines
+from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -150,9 +150,7 @@ def write_iked_conf(peer: PeerConfig, directory: str | Path) -> Path:
     text = render_iked_conf(peer)
     path = Path(directory) / "iked.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(text)
+    write_private(path, text)
     return path
 
 

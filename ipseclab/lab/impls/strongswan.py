@@ -30,7 +30,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines
+from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -361,9 +361,7 @@ def write_strongswan_config(peer: PeerConfig, directory: str | Path, *, vici_soc
     d.mkdir(parents=True, exist_ok=True)
     files = StrongswanFiles(d / "strongswan.conf", d / "swanctl.conf")
     files.strongswan_conf.write_text(conf)
-    files.swanctl_conf.touch(mode=0o600)
-    files.swanctl_conf.chmod(0o600)
-    files.swanctl_conf.write_text(swanctl)
+    write_private(files.swanctl_conf, swanctl)
     _write_credentials(peer, d)
     return files
 
