@@ -68,6 +68,18 @@ class EndpointHost:
         if self.addressing.gateway4:
             with NetNS(self.ns) as nsr:
                 nsr.route("add", dst="0.0.0.0/0", gateway=self.addressing.gateway4)
+        self._start()
+
+    def restart(self, new_dir: Path) -> None:
+        """For the next cell: end this process (and what ran in the namespace), then start a new endpoint with
+        ``new_dir``'s spec and logs; the namespace keeps its addresses (see wait_ready)."""
+        self.halt()
+        self.dir = new_dir
+        self.lines = queue.Queue()
+        self.events = []
+        self._start()
+
+    def _start(self) -> None:
         self.booted_at = time.monotonic()
         cmd = in_netns(self.ns, [sys.executable, "-m", "ipseclab.endpoint", str(self.dir / SPEC)])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
