@@ -106,7 +106,8 @@ class _Runner:
 
             def endpoint_ping() -> None:
                 try:
-                    out["output"] = self.lab.ping(step.side, count=count, timeout=step.seconds + 15)
+                    out["output"] = self.lab.ping(step.side, count=count, timeout=step.seconds + 15,
+                                                   interval=step.interval)
                 except LabError as exc:
                     out["output"] = f"error: {exc}"
 

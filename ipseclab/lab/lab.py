@@ -326,6 +326,9 @@ class Lab:
             peer.config = configs[side]
             (self.run_dir / side).mkdir(parents=True, exist_ok=True)
             peer.driver.write_config(peer.config, self.run_dir / side)
+        for peer in self.peers.values():
+            if isinstance(peer.host, EndpointHost):
+                peer.host.halt()  # before the captures start: it ends every process in its namespace
         for link in self.topology.links:
             self.captures.append(start_capture(link, self.run_dir))
 
@@ -391,12 +394,11 @@ class Lab:
             return str(peer.config.local_address), dst
         return self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
 
-    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
-        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+    def ping(self, side: str = "left", count: int = 4, timeout: float = 30, interval: float = 0.02) -> str:
+        """Ping the other side's protected address from this side's (tunnel) or host to host (transport),
+        ``interval`` seconds apart (the default, 20 ms, is below ping's 200 ms floor for users: root may)."""
         src, dst = self._flow(side)
-        # 20 ms apart (root may go below ping's 200 ms floor): each echo is still its own ESP packet, and a cell
-        # waits 0.1 s for four instead of 0.6 s
-        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.02 -W 2 -I {src} {dst}", timeout=timeout)
+        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i {interval:g} -W 2 -I {src} {dst}", timeout=timeout)
         return out
 
     def inject(self, toward: str, ip_packets: list[bytes], wait: float = 0.3) -> None:

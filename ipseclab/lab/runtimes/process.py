@@ -71,9 +71,8 @@ class EndpointHost:
         self._start()
 
     def restart(self, new_dir: Path) -> None:
-        """For the next cell: end this process (and what ran in the namespace), then start a new endpoint with
-        ``new_dir``'s spec and logs; the namespace keeps its addresses (see wait_ready)."""
-        self.halt()
+        """For the next cell, after ``halt()`` (which ends whatever runs in the namespace, a capture there too):
+        a new endpoint with ``new_dir``'s spec and logs; the namespace keeps its addresses (see wait_ready)."""
         self.dir = new_dir
         self.lines = queue.Queue()
         self.events = []
