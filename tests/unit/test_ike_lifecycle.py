@@ -155,7 +155,8 @@ def test_a_child_sa_for_a_configured_extra_pair_is_narrowed_to_it_and_a_crossed_
     pump(w)
     mine, theirs = w.of("i", ChildSaEstablished)[-1], w.of("r", ChildSaEstablished)[-1]
     assert mine.spi_in == spi
-    assert mine.local_ts == tuple(from_cidrs(("10.10.0.0/25",))) and mine.remote_ts == tuple(from_cidrs(("10.20.0.0/24",)))
+    assert mine.local_ts == tuple(from_cidrs(("10.10.0.0/25",)))
+    assert mine.remote_ts == tuple(from_cidrs(("10.20.0.0/24",)))
     works(mine, theirs)
     w.i.create_child(w.now, local_ts=("10.10.0.0/24",), remote_ts=("10.2.0.0/16",))  # one from each pair
     pump(w)
