@@ -137,10 +137,10 @@ class EndpointSpec:
 
 
 def jsonable(value: Any) -> Any:
-    """Events as JSON: bytes as hex, addresses and enums as text; fields named like keys are left out."""
+    """Events as JSON: bytes as hex, addresses and enums as text; key material (``keys``, ``*_key_*``) is left out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if "key" not in f.name}
+                if f.name != "keys" and "_key" not in f.name}
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, list | tuple):

@@ -57,6 +57,7 @@ def test_spec_round_trips_through_json_and_events_leave_keys_out(tmp_path: Path)
     for secret in (ike.keys.sk_d, ike.keys.sk_ei, child.encr_key_in, child.encr_key_out):
         assert secret.hex() not in text
     assert jsonable(child)["local_ts"][0]["start_addr"] == "0.0.0.0"
+    assert "rekeyed" in jsonable(child) and not {"keys", "encr_key_in", "integ_key_out"} & set(jsonable(child))
 
 
 def test_forced_encapsulation_makes_both_engines_see_a_nat_in_front_of_the_endpoint(tmp_path: Path):

@@ -150,9 +150,9 @@ class IpseclabDriver:
             if event["type"] != "IkeSaRekeyed":
                 raise LabError(f"the ipseclab endpoint's IKE rekey failed: {event.get('reason')}")
             return f"ipseclab: IKE SA rekeyed, now {event.get('spi_i')}/{event.get('spi_r')}"
-        old = answer.get("old_spi_in")
+        old, new = answer.get("old_spi_in"), answer.get("spi_in")
         event = host.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed"), timeout, since=since,
-                                where=lambda e: e["type"] != "ChildSaEstablished" or e.get("rekeyed") == old)
+                                where=lambda e: e["type"] != "ChildSaEstablished" or e.get("spi_in") == new)
         if event["type"] != "ChildSaEstablished":
             raise LabError(f"the ipseclab endpoint's Child SA rekey failed: {event.get('reason')}")
         return f"ipseclab: CHILD_SA {old:#010x} rekeyed, new spi in {event.get('spi_in', 0):#010x}"
