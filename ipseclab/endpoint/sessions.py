@@ -117,12 +117,14 @@ class Sessions:
         return pairs
 
     def report_usage(self, dp: DataPlane, now: float) -> None:
-        """Tell each pair's connection what it has carried (its byte/packet lifetimes read it)."""
+        """Tell each pair's connection what it has carried (its byte/packet lifetimes read it): the busier
+        direction's count, as a kernel's per-SA lifetimes (strongSwan's rekey_bytes, Libreswan's
+        ipsec-max-bytes) count each SA of the pair alone."""
         for p in dp.pairs.values():
             conn = self.owner.get(p.spi_in) or self.current
             if conn is not None:
                 ci, co = p.inn.counters, p.out.counters
-                conn.child_usage(p.spi_in, ci.bytes_in + co.bytes_out, ci.packets_in + co.packets_out, now)
+                conn.child_usage(p.spi_in, max(ci.bytes_in, co.bytes_out), max(ci.packets_in, co.packets_out), now)
 
     # -- commands -------------------------------------------------------------------------------------------
 

@@ -176,8 +176,26 @@ def test_the_data_planes_counters_reach_the_engine_and_its_volume_limit_rekeys()
     (old,) = left.dp.pairs
     left.s.report_usage(left.dp, 1.0)
     assert not left.s.datagrams(1.0)  # nothing carried yet: no rekey
-    for _ in range(20):  # 28-byte packets: 560 bytes carried
+    for _ in range(10):  # 28-byte packets: 280 bytes each way, not 500 in either
+        ping(left, right, "203.0.113.1", "203.0.113.65")
+        ping(right, left, "203.0.113.65", "203.0.113.1")
+    left.s.report_usage(left.dp, 1.5)
+    assert not left.s.datagrams(1.5)  # the directions are not added up (a kernel counts each SA alone)
+    for _ in range(10):  # 560 bytes out
         ping(left, right, "203.0.113.1", "203.0.113.65")
     left.s.report_usage(left.dp, 2.0)
     pump(left, right, 2.0)
     assert [e.rekeyed for e in left.of(ChildSaEstablished)] == [None, old] and old not in left.dp.pairs
+
+
+def test_the_responder_asks_for_a_cookie_above_its_half_open_threshold_and_the_initiator_echoes_it():
+    """RFC 7296 2.6 through the endpoint's own spec setting: threshold 0 makes every IKE_SA_INIT need a cookie."""
+    left = Side(Sessions(_config(LEFT, RIGHT, "203.0.113.0/26", "203.0.113.64/26"), True), LEFT)
+    right = Side(Sessions(_config(RIGHT, LEFT, "203.0.113.64/26", "203.0.113.0/26"), False, cookie_threshold=0), RIGHT)
+    assert isinstance(left.s.engine, IkeConnection) and isinstance(right.s.engine, Responder)
+    left.s.engine.initiate(0.0)
+    pump(left, right)
+    counters = right.s.engine.counters
+    assert (counters.cookies_sent, counters.cookies_accepted) == (1, 1)
+    assert len(left.dp.pairs) == len(right.dp.pairs) == 1
+    ping(left, right, "203.0.113.1", "203.0.113.65")
