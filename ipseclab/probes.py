@@ -29,6 +29,7 @@ The packets (RFC 4303 3.4.3, the kernel's xfrm_replay_check):
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,13 @@ from .errors import LabError
 from .esp.esp import EspSA
 from .lab.keys import parse_xfrm_state
 from .lab.lab import Lab
+from .lab.runtimes.process import EndpointHost
 from .pcap.esp_keyfiles import read_esp_sa
 
 PROBE_ICMP_ID = 0x1E13  # the ICMP echo identifier of every ping a probe makes (issue 13)
 OUTSIDE_SELECTORS = "203.0.113.200"  # in neither side's protected /26 of the direct topology
 TFC_PAD_TO = 1000  # ipseclab's TFC padding of its probe ping (payload bytes)
+VICTIM_DUMMIES = 3  # dummy packets an ipseclab victim is told to send its peer (which must drop them unseen)
 FORGED_AHEAD = 1000
 
 
@@ -201,6 +204,17 @@ class _Prober:
         self.run.steps.append({"step": name, "sent": [s.as_dict() for _, s in packets],
                                "before": before, "after": after})
 
+    def victim_dummies(self, host: EndpointHost, count: int) -> None:
+        """Have an ipseclab victim send ``count`` dummy packets (as large as its TFC padding), with both
+        peers' counters around it: the other peer's kernel must take each and drop it without a word."""
+        before, peer_before = self.lab.peer_counters(self.victim), self.lab.peer_counters(self.attacker)
+        size = self.lab.peer(self.victim).config.tfc_padding
+        sent = int(host.command({"cmd": "dummy", "size": size, "count": count}).get("sent", 0))
+        time.sleep(0.6)
+        self.run.steps.append({"step": "dummy packets from the victim", "sent": [], "dummies": sent, "size": size,
+                               "before": before, "after": self.lab.peer_counters(self.victim),
+                               "peer_before": peer_before, "peer_after": self.lab.peer_counters(self.attacker)})
+
 
 def _replay(pr: _Prober) -> None:
     window, top = pr.run.window, pr.run.top
@@ -260,6 +274,9 @@ def _tfc(pr: _Prober) -> None:
     inner, icmp = pr.ping()
     pr.step("ping after the dummies", [(sa.protect(inner, seq=sa.seq + 1),
                                         Sent(f"seq {sa.seq + 1}: after the dummies", sa.seq + 1, icmp, 1))], wait=1.5)
+    host = pr.lab.peer(pr.victim).host
+    if isinstance(host, EndpointHost):  # the endpoint also sends dummies (its line protocol's dummy command)
+        pr.victim_dummies(host, VICTIM_DUMMIES)
 
 
 def _access(pr: _Prober) -> None:

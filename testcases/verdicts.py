@@ -223,6 +223,30 @@ class TfcCase(ProbeCase):
         if len(seen) != len(dummies) or not_dummy:
             raise CheckFailed(f"Wireshark shows {len(seen)} of the {len(dummies)} dummy packets as next header 59"
                               + (": " + "; ".join(not_dummy) if not_dummy else ""))
+        ours_out = [s for s in probe["steps"] if s["step"] == "dummy packets from the victim"]
+        if ours_out:
+            self.check_victim_dummies(trace, probe, ours_out[0])
+
+    def check_victim_dummies(self, trace: Trace, probe: dict[str, Any], s: dict[str, Any]) -> None:
+        """The ipseclab victim's own dummy packets: on the wire as next header 59 (Wireshark), counted by it,
+        and taken and dropped without a word by the other peer (a kernel counts XfrmInStateProtoError)."""
+        victim_out = int(probe["spi_out"], 16)
+        frames = [p for p in trace.ipsec() if p.spi == victim_out and p.next_header == 59]
+        if s["dummies"] < 1 or len(frames) != s["dummies"]:
+            raise CheckFailed(f"the victim said it sent {s['dummies']} dummy packets; Wireshark shows {len(frames)} "
+                              f"with next header 59 on its SA 0x{victim_out:08x}")
+        sent = endpoint_delta(s["before"], s["after"], probe["spi_in"], "dataplane.dummies_out")
+        expect_counters("the victim's own dummy packets", {"dataplane.dummies_out": sent},
+                        {"dataplane.dummies_out": s["dummies"]})
+        pb, pa = s["peer_before"], s["peer_after"]
+        if endpoint(pb):
+            got = {n: endpoint_delta(pb, pa, probe["spi_out"], n) for n in ("in.dummies_in", "in.integrity_failures")}
+            want = {"in.dummies_in": s["dummies"], "in.integrity_failures": 0}
+        else:
+            got = {"XfrmInStateProtoError": delta(pb, pa, None, "XfrmInStateProtoError"),
+                   "failed": delta(pb, pa, probe["spi_out"], "failed")}
+            want = {"XfrmInStateProtoError": s["dummies"], "failed": 0}
+        expect_counters("the victim's dummy packets at the other peer", got, want)
 
     def check_counters(self, trace: Trace, probe: dict[str, Any]) -> None:
         s = step(probe, "dummy")
