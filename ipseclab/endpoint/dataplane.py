@@ -254,7 +254,7 @@ class DataPlane:
             return None
         pair = self.pairs.get(sa.spi)
         if inner is None or pair is None:
-            if inner is None and isinstance(sa, EspSA):
+            if inner is None and isinstance(sa, EspSA):  # our SAs have no UDP of their own: None is no keepalive
                 c.dummies_in += 1  # a dummy packet (RFC 4303 2.6): authentic, and dropped without a word
             return None
         if pair.mode == "transport" and pair.udp_encap:
