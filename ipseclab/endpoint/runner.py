@@ -55,7 +55,7 @@ from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
 from . import auth_spec
-from .dataplane import DataPlane, Outbound, Pair, selector_networks
+from .dataplane import DataPlane, Pair, selector_networks
 from .tun import BYPASS_MARK, Tun, rp_filter_drops
 
 BATCH = 64  # packets taken from one source per turn of the loop, so none starves the others
@@ -342,23 +342,28 @@ class Endpoint:
             if packet[0] >> 4 == 6 and len(packet) >= 40 and (packet[24] == 0xFF or packet[8:10] == b"\xfe\x80"):
                 continue  # the kernel's own chatter on the device (MLD, router solicitations): not traffic
             out = self.dp.outbound(packet)
-            if out is not None:
-                self._send([out])
-
-    def _send(self, packets: list[Outbound]) -> int:
-        """Send what the data plane protected to the peer; how many went (none before the peer is known)."""
-        sent = 0
-        for out in packets:
-            if self.peer_ip is None:
-                break
+            if out is None or self.peer_ip is None:
+                continue
             try:
                 if out.udp:
                     self.natt.sendto(out.data, (self.peer_ip, self.peer_natt_port))
                 else:
                     self.ip_tx.sendto(out.data, (self.peer_ip, 0))
-                sent += 1
             except OSError:
                 pass  # e.g. no route or a full buffer: dropped like any router would
+
+    def _send_dummies(self, size: int, count: int) -> int:
+        """The ``dummy`` command: ``count`` dummy packets on each pair carrying our traffic; how many went."""
+        if self.peer_ip is None:
+            return 0
+        sent = 0
+        for out in self.dp.dummies(size, count, self.peer_ip):
+            with contextlib.suppress(OSError):  # as for traffic: dropped like any router would
+                if out.udp:
+                    self.natt.sendto(out.data, (self.peer_ip, self.peer_natt_port))
+                else:
+                    self.ip_tx.sendto(out.data, (self.peer_ip, 0))
+                sent += 1
         return sent
 
     def _report_usage(self, now: float) -> None:
@@ -419,7 +424,7 @@ class Endpoint:
                 size, count = int(cmd.get("size", 0)), int(cmd.get("count", 1))
                 if not (0 <= size <= 65000 and 0 < count <= 1000):
                     raise IpsecLabError(f"dummy: size must be 0..65000 bytes and count 1..1000, not {size}, {count}")
-                self.say("answer", cmd=name, sent=self._send(self.dp.dummies(size, count, self.peer_ip or "0.0.0.0")))
+                self.say("answer", cmd=name, sent=self._send_dummies(size, count))
             elif name == "quit":
                 self._running = False
                 self.say("answer", cmd=name)
