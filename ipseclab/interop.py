@@ -224,6 +224,9 @@ def counters_summary(run_dir: Path) -> str:
             drops = [f"{k}={sa[k]}" for k in ("replay-window", "replay", "failed") if sa.get(k)]
             if drops:
                 words.append(f"SA {sa['spi']}: {' '.join(drops)}")
+        dataplane = c.get("dataplane") or {}  # the ipseclab endpoint's status
+        words += [f"{k}={dataplane[k]}" for k in ("replay", "integrity", "policy_mismatch", "clear_dropped",
+                                                  "unknown_spi", "malformed", "dummies_in") if dataplane.get(k)]
         esp_in = c.get("esp_in") or {}
         words += [f"{k}={v}" for k, v in sorted(esp_in.items()) if v and ("drop" in k or "fail" in k or "mis" in k)]
         if c.get("error"):

@@ -10,7 +10,8 @@ arrives is checked (replay, ICV, RFC 4301 5.2 selectors), decrypted and written 
 It is driven over a line protocol, one JSON object per line:
 
 * stdin, commands: ``{"cmd": "initiate"}``, ``{"cmd": "status"}``, ``{"cmd": "close"}`` (Delete the IKE SA),
-  ``{"cmd": "quit"}``;
+  ``{"cmd": "dummy", "size": N, "count": K}`` (K dummy packets of N bytes, next header 59, on each ESP Child SA
+  that carries our traffic: RFC 4303 2.6), ``{"cmd": "quit"}``;
 * stdout: ``{"kind": "ready"}`` once the sockets and the TUN device are up, ``{"kind": "event", "type": ...}``
   for each engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
   ``{"kind": "error", "message": ...}`` for a command it could not take.
@@ -68,7 +69,9 @@ class EndpointSpec:
 
     ``encap`` forces UDP encapsulation without a NAT as strongSwan's ``encap=yes`` does: our
     NAT_DETECTION_SOURCE_IP hashes a port we do not use, so both sides see a NAT in front of us (RFC 7296
-    2.23) and move IKE and ESP to UDP 4500.  ``tun`` names the TUN device; ``replay_window`` is in packets.
+    2.23) and move IKE and ESP to UDP 4500.  ``tun`` names the TUN device; ``replay_window`` is in packets
+    (0: no replay check, RFC 4303 3.4.3); ``tfc_padding`` pads each outbound tunnel-mode ESP inner packet to
+    that many bytes (RFC 4303 2.7; 0: off).
     """
 
     ike: IkeConfig
@@ -80,6 +83,7 @@ class EndpointSpec:
     encap: bool = False
     tun: str = "ipsec0"
     replay_window: int = 64
+    tfc_padding: int = 0
 
     @classmethod
     def from_json(cls, text: str) -> EndpointSpec:
@@ -98,7 +102,7 @@ class EndpointSpec:
                 ike[k] = tuple(ike[k])
         return cls(IkeConfig(**ike), raw["local"], raw.get("remote"), bool(raw["initiator"]),
                    Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)), bool(raw.get("encap", False)),
-                   str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)))
+                   str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)), int(raw.get("tfc_padding", 0)))
 
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
@@ -107,7 +111,7 @@ class EndpointSpec:
         ike["remote_auth"] = auth_spec.to_json(self.ike.remote_auth)
         return json.dumps({"ike": ike, "local": self.local, "remote": self.remote, "initiator": self.initiator,
                            "out_dir": str(self.out_dir), "port": self.port, "encap": self.encap, "tun": self.tun,
-                           "replay_window": self.replay_window}, indent=2)
+                           "replay_window": self.replay_window, "tfc_padding": self.tfc_padding}, indent=2)
 
     def engine_config(self) -> IkeConfig:
         """The engine's configuration; with ``encap`` our NAT detection hash names port 0 (see above)."""
@@ -139,7 +143,7 @@ class Endpoint:
         self.spec = spec
         self.out = out
         self.conn = IkeConnection(spec.engine_config(), initiator=spec.initiator)
-        self.dp = DataPlane(spec.local, replay_window=spec.replay_window)
+        self.dp = DataPlane(spec.local, replay_window=spec.replay_window, tfc_padding=spec.tfc_padding)
         self.ike_rows: list[IkeSaKeyRow] = []
         self.esp_rows: list[EspSaRow] = []
         # where the peer's ESP goes: its address as the engine verified it (or as configured), and its
@@ -190,14 +194,18 @@ class Endpoint:
         self.out.flush()
 
     def counters(self) -> dict[str, Any]:
-        """The data plane's drop counters by name (clear_dropped from the kernel), the engine's, and each SA's."""
+        """The data plane's drop counters by name (clear_dropped from the kernel), the engine's, and each SA's
+        with what the probes need to inject on it (keys are in ``esp_sa``): mode, tunnel addresses, UDP
+        encapsulation, ESN, the replay window's size and top (highest sequence number received) and the
+        outbound SA's last sequence number sent, as ``ip -s xfrm state`` shows a kernel's."""
         self.dp.counters.clear_dropped = max(0, rp_filter_drops() - self._rp_base)
         return {
             "dataplane": self.dp.counters.as_dict(),
             "engine": dataclasses.asdict(self.conn.counters),
             "child_sas": {f"{p.spi_in:#010x}": {"spi_out": f"{p.spi_out:#010x}", "carries_outbound": p.policy
                                                 is not None, "in": p.inn.counters.as_dict(),
-                                                "out": p.out.counters.as_dict()} for p in self.dp.pairs.values()},
+                                                "out": p.out.counters.as_dict(), **_sa_facts(p)}
+                          for p in self.dp.pairs.values()},
         }
 
     def write_counters(self) -> None:
@@ -344,6 +352,20 @@ class Endpoint:
             except OSError:
                 pass  # e.g. no route or a full buffer: dropped like any router would
 
+    def _send_dummies(self, size: int, count: int) -> int:
+        """The ``dummy`` command: ``count`` dummy packets on each pair carrying our traffic; how many went."""
+        if self.peer_ip is None:
+            return 0
+        sent = 0
+        for out in self.dp.dummies(size, count, self.peer_ip):
+            with contextlib.suppress(OSError):  # as for traffic: dropped like any router would
+                if out.udp:
+                    self.natt.sendto(out.data, (self.peer_ip, self.peer_natt_port))
+                else:
+                    self.ip_tx.sendto(out.data, (self.peer_ip, 0))
+                sent += 1
+        return sent
+
     def _report_usage(self, now: float) -> None:
         """Tell the engine what each Child SA has carried (its byte/packet lifetimes read it), once a second."""
         self._usage_at = now + 1.0
@@ -398,13 +420,26 @@ class Endpoint:
             elif name == "close":
                 self.conn.close(now)
                 self.say("answer", cmd=name)
+            elif name == "dummy":
+                size, count = int(cmd.get("size", 0)), int(cmd.get("count", 1))
+                if not (0 <= size <= 65000 and 0 < count <= 1000):
+                    raise IpsecLabError(f"dummy: size must be 0..65000 bytes and count 1..1000, not {size}, {count}")
+                self.say("answer", cmd=name, sent=self._send_dummies(size, count))
             elif name == "quit":
                 self._running = False
                 self.say("answer", cmd=name)
             else:
-                raise IpsecLabError(f"unknown command {name!r}: initiate, status, close or quit")
+                raise IpsecLabError(f"unknown command {name!r}: initiate, status, close, dummy or quit")
         except (IpsecLabError, KeyError, ValueError, TypeError) as exc:
             self.say("error", message=f"{type(exc).__name__}: {exc}", line=line)
+
+
+def _sa_facts(pair: Pair) -> dict[str, Any]:
+    """What a ``status`` answer says of one pair besides its counters (see Endpoint.counters)."""
+    inn, out = pair.inn, pair.out
+    return {"protocol": inn.protocol_name.lower(), "mode": pair.mode, "tunnel": list(inn.tunnel or ()),
+            "udp_encap": pair.udp_encap, "esn": inn.esn, "replay_window": inn.window.size, "top": inn.window.top,
+            "seq_out": out.seq}
 
 
 def serve(spec: EndpointSpec, commands: TextIO | None, *, initiate: bool = False, exit_on_eof: bool = True,

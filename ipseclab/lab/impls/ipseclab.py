@@ -47,7 +47,8 @@ def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
         "remote_auth": _auth_json(cfg, local=False),
     }
     return {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
-            "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window}
+            "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window,
+            "tfc_padding": cfg.tfc_padding}
 
 
 class IpseclabDriver:
@@ -57,9 +58,7 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-    probe_refusal = ("the probes read a victim's SAs and counters in the kernel's form (ip -s xfrm state, "
-                     "/proc/net/xfrm_stat); reading the endpoint's own esp_sa and its status counters (replay_drops, "
-                     "integrity_failures, policy_mismatch, clear_dropped) is not written yet")
+    probe_refusal = ""  # its status answer (each Child SA's facts and counters) and its esp_sa key file
     daemon: str | None = None  # "kill" ends the endpoint process itself
     # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
     # whose traffic its TUN device carries (EndpointHost.exec)
@@ -74,8 +73,6 @@ class IpseclabDriver:
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
-        if cfg.tfc_padding:
-            why.append("TFC padding from the lab's configuration")
         lifecycle = cfg.lifecycle_settings()
         defaults = inspect.signature(PeerConfig.__init__).parameters
         lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
