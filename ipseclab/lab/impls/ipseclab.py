@@ -65,7 +65,7 @@ class IpseclabDriver:
     # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
     # whose traffic its TUN device carries (EndpointHost.exec)
     actions = frozenset({"kill", "shell"})
-    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
+    # its table gets each IKE SA's row once IKE_SA_INIT gave the keys (IkeSaKeysDerived), so also a refused one's
     # IkeConfig checks its own certificate when the connection is made (crypto.x509.check_local)
     expired_cert_refusal = "the ipseclab endpoint refuses an expired certificate of its own before anything starts"
 

@@ -290,9 +290,6 @@ def _auth_lines(peer: PeerConfig, *, local: bool) -> list[str]:
     creds = peer.credentials
     if kind == "psk":
         return ["auth = psk"]
-    if kind == "eap-mschapv2":
-        raise refuse(peer, "auth", "the strongswan image has no eap-mschapv2 plugin (Debian ships it in "
-                     "libcharon-extauth-plugins, not in containers/strongswan/packages.txt yet)")
     if kind == "pubkey" and creds is not None:
         if local:
             return ["auth = pubkey", f"certs = {peer.name}-local.pem"]
