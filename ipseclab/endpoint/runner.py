@@ -48,7 +48,7 @@ from ..analysis.keyrows import esp_sa_row, ike_sa_row
 from ..errors import IpsecLabError
 from ..esp import EspSA
 from ..esp.iphdr import PROTO_AH, PROTO_ESP
-from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished, IkeSaKeysDerived
 from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
 from ..ike.state import IkeState
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
@@ -392,9 +392,12 @@ class Endpoint:
         record = {"type": type(event).__name__, **jsonable(event)}
         with (self.spec.out_dir / "events.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if isinstance(event, IkeSaEstablished):
-            self.ike_rows.append(ike_sa_row(event))
-            write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
+        if isinstance(event, IkeSaKeysDerived | IkeSaEstablished):
+            # a row as soon as IKE_SA_INIT gave the keys, so a refused IKE_AUTH decrypts too; one row per IKE SA
+            row = ike_sa_row(event)
+            if all((r.spi_i, r.spi_r) != (row.spi_i, row.spi_r) for r in self.ike_rows):
+                self.ike_rows.append(row)
+                write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
             self._install(event)
         elif isinstance(event, ChildSaOutbound):  # the engine's rekey hand-over: outbound moves now

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...crypto.x509 import validity_problem
 from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig
@@ -63,7 +64,9 @@ class IpseclabDriver:
     # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
     # whose traffic its TUN device carries (EndpointHost.exec)
     actions = frozenset({"kill", "shell"})
-    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
+    # its table gets each IKE SA's row once IKE_SA_INIT gave the keys (IkeSaKeysDerived), so also a refused one's
+    # IkeConfig checks its own certificate when the connection is made (crypto.x509.check_local)
+    expired_cert_refusal = "the ipseclab endpoint refuses an expired certificate of its own before anything starts"
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -81,6 +84,9 @@ class IpseclabDriver:
             why.append(f"lifecycle settings ({', '.join(lifecycle)}), which the driver does not pass to the engine")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
+        expired = validity_problem(cfg.credentials.certificate) if cfg.auth == "pubkey" and cfg.credentials else ""
+        if expired:
+            raise ConfigError(f"{expired}: {self.expired_cert_refusal}")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
