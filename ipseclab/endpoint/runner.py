@@ -10,11 +10,12 @@ arrives is checked (replay, ICV, RFC 4301 5.2 selectors), decrypted and written 
 It is driven over a line protocol, one JSON object per line:
 
 * stdin, commands: ``{"cmd": "initiate"}``, ``{"cmd": "status"}``, ``{"cmd": "close"}`` (Delete the IKE SA),
-  ``{"cmd": "quit"}``; the lifecycle commands (``sessions.py``) ``{"cmd": "rekey", "what": "child" | "ike"}``
-  (a Child SA: the first, or ``"name"``: an additional one), ``{"cmd": "child", "name": ...}`` (create the
-  additional Child SA of that name), ``{"cmd": "delete", "what": "child" | "ike"}``; and ``{"cmd": "delay",
-  "ms": N}``, which holds everything the endpoint sends for N ms (what netem does in a daemon's guest: the
-  host kernel the endpoint runs on may have no netem);
+  ``{"cmd": "dummy", "size": N, "count": K}`` (K dummy packets of N bytes, next header 59, on each ESP Child SA
+  that carries our traffic: RFC 4303 2.6), ``{"cmd": "quit"}``; the lifecycle commands (``sessions.py``)
+  ``{"cmd": "rekey", "what": "child" | "ike"}`` (a Child SA: the first, or ``"name"``: an additional one),
+  ``{"cmd": "child", "name": ...}`` (create the additional Child SA of that name), ``{"cmd": "delete", "what":
+  "child" | "ike"}``; and ``{"cmd": "delay", "ms": N}``, which holds everything the endpoint sends for N ms (what
+  netem does in a daemon's guest: the host kernel the endpoint runs on may have no netem);
 * stdout: ``{"kind": "ready"}`` once the sockets and the TUN device are up, ``{"kind": "event", "type": ...}``
   for each engine event (keys left out), ``{"kind": "answer", "cmd": ...}`` for each command, and
   ``{"kind": "error", "message": ...}`` for a command it could not take.
@@ -55,7 +56,7 @@ from ..analysis.keyrows import esp_sa_row, ike_sa_row
 from ..errors import IpsecLabError
 from ..esp import EspSA
 from ..esp.iphdr import PROTO_AH, PROTO_ESP
-from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
+from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished, IkeSaKeysDerived
 from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
 from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
@@ -75,9 +76,11 @@ class EndpointSpec:
 
     ``encap`` forces UDP encapsulation without a NAT as strongSwan's ``encap=yes`` does: our
     NAT_DETECTION_SOURCE_IP hashes a port we do not use, so both sides see a NAT in front of us (RFC 7296
-    2.23) and move IKE and ESP to UDP 4500.  ``tun`` names the TUN device; ``replay_window`` is in packets.
-    ``children``: the additional Child SAs (name, local_ts, remote_ts) the ``child`` command creates and a peer
-    may ask for; ``cookie_threshold`` and ``half_open_limit`` are the responder's (``ike.responder``).
+    2.23) and move IKE and ESP to UDP 4500.  ``tun`` names the TUN device; ``replay_window`` is in packets
+    (0: no replay check, RFC 4303 3.4.3); ``tfc_padding`` pads each outbound tunnel-mode ESP inner packet to
+    that many bytes (RFC 4303 2.7; 0: off).  ``children``: the additional Child SAs (name, local_ts, remote_ts)
+    the ``child`` command creates and a peer may ask for; ``cookie_threshold`` and ``half_open_limit`` are the
+    responder's (``ike.responder``).
     """
 
     ike: IkeConfig
@@ -89,6 +92,7 @@ class EndpointSpec:
     encap: bool = False
     tun: str = "ipsec0"
     replay_window: int = 64
+    tfc_padding: int = 0
     children: tuple[Child, ...] = ()
     cookie_threshold: int | None = 10
     half_open_limit: int = 1000
@@ -113,8 +117,8 @@ class EndpointSpec:
         threshold = raw.get("cookie_threshold", 10)
         return cls(IkeConfig(**ike), raw["local"], raw.get("remote"), bool(raw["initiator"]),
                    Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)), bool(raw.get("encap", False)),
-                   str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)), children,
-                   None if threshold is None else int(threshold), int(raw.get("half_open_limit", 1000)))
+                   str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)), int(raw.get("tfc_padding", 0)),
+                   children, None if threshold is None else int(threshold), int(raw.get("half_open_limit", 1000)))
 
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
@@ -123,7 +127,7 @@ class EndpointSpec:
         ike["remote_auth"] = auth_spec.to_json(self.ike.remote_auth)
         return json.dumps({"ike": ike, "local": self.local, "remote": self.remote, "initiator": self.initiator,
                            "out_dir": str(self.out_dir), "port": self.port, "encap": self.encap, "tun": self.tun,
-                           "replay_window": self.replay_window,
+                           "replay_window": self.replay_window, "tfc_padding": self.tfc_padding,
                            "children": [{"name": n, "local_ts": list(lo), "remote_ts": list(re)}
                                         for n, lo, re in self.children],
                            "cookie_threshold": self.cookie_threshold, "half_open_limit": self.half_open_limit},
@@ -160,7 +164,7 @@ class Endpoint:
         self.out = out
         self.ike = Sessions(spec.engine_config(), spec.initiator, spec.children, spec.cookie_threshold,
                             spec.half_open_limit)
-        self.dp = DataPlane(spec.local, replay_window=spec.replay_window)
+        self.dp = DataPlane(spec.local, replay_window=spec.replay_window, tfc_padding=spec.tfc_padding)
         self.ike_rows: list[IkeSaKeyRow] = []
         self.esp_rows: list[EspSaRow] = []
         # where the peer's ESP goes: its address as the engine verified it (or as configured), and its
@@ -214,7 +218,10 @@ class Endpoint:
         self.out.flush()
 
     def counters(self) -> dict[str, Any]:
-        """The data plane's drop counters by name (clear_dropped from the kernel), the engine's, and each SA's."""
+        """The data plane's drop counters by name (clear_dropped from the kernel), the engine's, and each SA's
+        with what the probes need to inject on it (keys are in ``esp_sa``): mode, tunnel addresses, UDP
+        encapsulation, ESN, the replay window's size and top (highest sequence number received) and the
+        outbound SA's last sequence number sent, as ``ip -s xfrm state`` shows a kernel's."""
         self.dp.counters.clear_dropped = max(0, rp_filter_drops() - self._rp_base)
         return {
             "dataplane": self.dp.counters.as_dict(),
@@ -222,7 +229,8 @@ class Endpoint:
             **({"listener": dataclasses.asdict(self.ike.engine.counters)} if not self.spec.initiator else {}),
             "child_sas": {f"{p.spi_in:#010x}": {"spi_out": f"{p.spi_out:#010x}", "carries_outbound": p.policy
                                                 is not None, "in": p.inn.counters.as_dict(),
-                                                "out": p.out.counters.as_dict()} for p in self.dp.pairs.values()},
+                                                "out": p.out.counters.as_dict(), **_sa_facts(p)}
+                          for p in self.dp.pairs.values()},
         }
 
     @property
@@ -389,6 +397,20 @@ class Endpoint:
             else:
                 self._send(self.ip_tx, out.data, (self.peer_ip, 0), time.monotonic())
 
+    def _send_dummies(self, size: int, count: int) -> int:
+        """The ``dummy`` command: ``count`` dummy packets on each pair carrying our traffic; how many went."""
+        if self.peer_ip is None:
+            return 0
+        sent = 0
+        for out in self.dp.dummies(size, count, self.peer_ip):
+            with contextlib.suppress(OSError):  # as for traffic: dropped like any router would
+                if out.udp:
+                    self.natt.sendto(out.data, (self.peer_ip, self.peer_natt_port))
+                else:
+                    self.ip_tx.sendto(out.data, (self.peer_ip, 0))
+                sent += 1
+        return sent
+
     # -- events ------------------------------------------------------------------------------------
 
     def _install(self, event: ChildSaEstablished) -> None:
@@ -408,9 +430,12 @@ class Endpoint:
         record = {"type": type(event).__name__, **jsonable(event)}
         with (self.spec.out_dir / "events.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if isinstance(event, IkeSaEstablished):
-            self.ike_rows.append(ike_sa_row(event))
-            write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
+        if isinstance(event, IkeSaKeysDerived | IkeSaEstablished):
+            # a row as soon as IKE_SA_INIT gave the keys, so a refused IKE_AUTH decrypts too; one row per IKE SA
+            row = ike_sa_row(event)
+            if all((r.spi_i, r.spi_r) != (row.spi_i, row.spi_r) for r in self.ike_rows):
+                self.ike_rows.append(row)
+                write_ikev2_decryption_table(self.spec.out_dir / "ikev2_decryption_table", self.ike_rows)
         elif isinstance(event, ChildSaEstablished):
             self._install(event)
             self.ike.adopt(event.spi_in, conn)
@@ -441,6 +466,11 @@ class Endpoint:
             elif name == "close":
                 self.ike.close(now)
                 self.say("answer", cmd=name)
+            elif name == "dummy":
+                size, count = int(cmd.get("size", 0)), int(cmd.get("count", 1))
+                if not (0 <= size <= 65000 and 0 < count <= 1000):
+                    raise IpsecLabError(f"dummy: size must be 0..65000 bytes and count 1..1000, not {size}, {count}")
+                self.say("answer", cmd=name, sent=self._send_dummies(size, count))
             elif name == "rekey":
                 self.say("answer", cmd=name, **self.ike.rekey(str(cmd.get("what", "child")), self.dp, now,
                                                               cmd.get("name")))
@@ -459,10 +489,18 @@ class Endpoint:
                 self._running = False
                 self.say("answer", cmd=name)
             else:
-                raise IpsecLabError(f"unknown command {name!r}: initiate, status, close, rekey, child, delete, delay "
-                                    "or quit")
+                raise IpsecLabError(f"unknown command {name!r}: initiate, status, close, dummy, rekey, child, delete, "
+                                    "delay or quit")
         except (IpsecLabError, KeyError, ValueError, TypeError) as exc:
             self.say("error", message=f"{type(exc).__name__}: {exc}", line=line)
+
+
+def _sa_facts(pair: Pair) -> dict[str, Any]:
+    """What a ``status`` answer says of one pair besides its counters (see Endpoint.counters)."""
+    inn, out = pair.inn, pair.out
+    return {"protocol": inn.protocol_name.lower(), "mode": pair.mode, "tunnel": list(inn.tunnel or ()),
+            "udp_encap": pair.udp_encap, "esn": inn.esn, "replay_window": inn.window.size, "top": inn.window.top,
+            "seq_out": out.seq}
 
 
 def serve(spec: EndpointSpec, commands: TextIO | None, *, initiate: bool = False, exit_on_eof: bool = True,

@@ -95,7 +95,12 @@ def test_the_lab_driver_writes_a_spec_the_endpoint_reads(tmp_path: Path):
     assert spec.initiator and spec.local == "198.51.100.10" and spec.remote == "198.51.100.20"
     assert spec.ike.psk == b"the psk" and spec.ike.esp_proposals == ("aes128-sha256-esn",)
     assert spec.ike.local_ts == ("203.0.113.0/26",) and spec.ike.remote_id == "right.ipseclab.test"
-    assert spec.encap and spec.replay_window == 32
+    assert spec.encap and spec.replay_window == 32 and spec.tfc_padding == 0
+    padded = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", replay_window=0, tfc_padding=1200)
+    IpseclabDriver().write_config(padded, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    assert (spec.replay_window, spec.tfc_padding) == (0, 1200)
+    assert EndpointSpec.from_json(spec.to_json()).tfc_padding == 1200
     transport = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", mode="transport")
     IpseclabDriver().write_config(transport, tmp_path)
     spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
@@ -176,3 +181,17 @@ def test_an_event_with_a_kind_field_is_reported_not_fatal():
     Endpoint.say(fake, "event", **record)  # type: ignore[arg-type]
     line = json.loads(fake.out.getvalue())
     assert line["kind"] == "event" and line["event_kind"] == "unexpected" and line["type"] == "DatagramDropped"
+
+
+def test_a_status_answer_says_what_a_probe_needs_of_each_child_sa():
+    """What ``ip -s xfrm state`` shows of a kernel SA, the endpoint's status shows of its pairs (probes.py)."""
+    from ipseclab.endpoint.dataplane import DataPlane
+    from ipseclab.endpoint.runner import _sa_facts
+
+    child_i, _, _ = _established_pair(esp_proposals=("aes256gcm16-esn",))
+    dp = DataPlane("198.51.100.10", replay_window=128)
+    pair = dp.install(child_i, "198.51.100.20")
+    pair.inn.window.update(7)
+    pair.out.protect(bytes(IP(src="203.0.113.1", dst="203.0.113.65") / ICMP()))
+    assert _sa_facts(pair) == {"protocol": "esp", "mode": "tunnel", "tunnel": ["198.51.100.20", "198.51.100.10"],
+                               "udp_encap": False, "esn": True, "replay_window": 128, "top": 7, "seq_out": 1}

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...crypto.x509 import validity_problem
 from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig
@@ -49,7 +50,7 @@ def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
                 for i, (local, remote) in enumerate(cfg.extra_children)]
     return {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
             "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window,
-            "children": children}
+            "tfc_padding": cfg.tfc_padding, "children": children}
 
 
 def lifecycle_json(cfg: PeerConfig) -> dict[str, Any]:
@@ -82,14 +83,14 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-    probe_refusal = ("the probes read a victim's SAs and counters in the kernel's form (ip -s xfrm state, "
-                     "/proc/net/xfrm_stat); reading the endpoint's own esp_sa and its status counters (replay_drops, "
-                     "integrity_failures, policy_mismatch, clear_dropped) is not written yet")
+    probe_refusal = ""  # its status answer (each Child SA's facts and counters) and its esp_sa key file
     daemon: str | None = None  # "kill" ends the endpoint process itself
     # rekey, child: its line protocol's commands; shell commands run in its namespace, whose traffic its TUN
     # device carries (EndpointHost.exec)
     actions = frozenset({"rekey", "child", "kill", "shell"})
-    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
+    # its table gets each IKE SA's row once IKE_SA_INIT gave the keys (IkeSaKeysDerived), so also a refused one's
+    # IkeConfig checks its own certificate when the connection is made (crypto.x509.check_local)
+    expired_cert_refusal = "the ipseclab endpoint refuses an expired certificate of its own before anything starts"
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -99,8 +100,6 @@ class IpseclabDriver:
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
-        if cfg.tfc_padding:
-            why.append("TFC padding from the lab's configuration")
         if cfg.reauth:
             why.append("reauthentication (reauth): the engine has it (ike/reauth.py, make-before-break) but the "
                        "endpoint's loop drives one IkeConnection as the initiator, not a Reauthentication")
@@ -109,6 +108,9 @@ class IpseclabDriver:
                        "never held or restarted")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
+        expired = validity_problem(cfg.credentials.certificate) if cfg.auth == "pubkey" and cfg.credentials else ""
+        if expired:
+            raise ConfigError(f"{expired}: {self.expired_cert_refusal}")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
