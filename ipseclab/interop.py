@@ -9,6 +9,7 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -95,7 +96,9 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
         remote_address=None if nat else left_addr,
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
-        remote_ts=(left.protected,) if tunnel else (),
+        # transport mode behind the NAT: the initiator protects its own address, which the NAT hides (Libreswan's
+        # responder must be told it: rightsubnet=, impls/libreswan.py)
+        remote_ts=(left.protected,) if tunnel else ((ipaddress.ip_network(left_addr),) if nat else ()),
         role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
         tfc_padding=case.tfc_padding,
         **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]

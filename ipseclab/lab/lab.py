@@ -218,10 +218,10 @@ class Lab:
 
     def _boot(self, peer: PeerRun) -> None:
         host = peer.host
-        if isinstance(host, EndpointHost):
-            host.boot()
-            return
         addressing = self.topology.hosts[peer.side]
+        if isinstance(host, EndpointHost):
+            host.boot(peer.driver.start_script(peer.config, addressing, dev=host.ifname))
+            return
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
             host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
                       + peer.driver.start_script(peer.config, addressing, dev=host.ifname))

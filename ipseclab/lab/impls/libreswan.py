@@ -353,6 +353,10 @@ def _conn_lines(peer: PeerConfig, ike: list[str], child: list[str], pfs: bool,
     conn += [f"\tright={right}", f"\trightid={identity(peer.effective_remote_id)}"]
     if peer.mode == "tunnel" and remote_ts:
         conn.append(f"\trightsubnet={remote_ts[0]}")
+    if peer.mode == "transport" and remote_ts:
+        # the peer's own address where it is not right= (behind a NAT): pluto 4.10 compares TSi with it and
+        # answers TS_UNACCEPTABLE otherwise (seen in tcp-transport-nat; rightsubnet=vhost:%priv did not help)
+        conn.append(f"\trightsubnet={remote_ts[0]}")
     fuzz = round(100 * peer.rekey_jitter / peer.ike_rekey_margin)
     conn += [
         f"\tike={','.join(ike)}",
@@ -439,13 +443,11 @@ class LibreswanDriver:
         return None  # direct and NAT: both daemons do NAT-T
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
-        if topology == "nat" and cfg.mode == "transport" and cfg.role == "responder":
-            # seen in tcp-transport-nat (2026-11-30): as responder pluto answers IKE_AUTH with N(TS_UNACCEPTABLE) to
-            # a strongSwan and to an ipseclab initiator whose TSi is its own address behind the NAT.  As initiator it
-            # works with ipseclab (which keeps the initiator's selectors) but rejects strongSwan's answer narrowed
-            # to the NAT's address: a pair's trait, which a per-peer check cannot express, so that cell runs (ERROR)
+        if topology == "nat" and cfg.mode == "transport" and cfg.role == "responder" and not cfg.remote_ts:
+            # seen in tcp-transport-nat (2026-11-30): without rightsubnet= naming the initiator's own address, pluto
+            # answers IKE_AUTH with N(TS_UNACCEPTABLE) to an initiator whose TSi is its address behind the NAT
             raise ConfigError("Libreswan 4.10 refuses (TS_UNACCEPTABLE) an IKEv2 transport-mode initiator behind "
-                              "a NAT")
+                              "a NAT unless rightsubnet names the initiator's own address (remote_ts)")
         render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
         render_ipsec_secrets(cfg)
 
@@ -453,9 +455,12 @@ class LibreswanDriver:
         """What Libreswan cannot do with this particular peer (the contract's optional pair check)."""
         if topology == "nat" and cfg.mode == "transport" and cfg.role == "initiator" and peer.startswith("strongswan"):
             # seen in tcp-transport-nat (2026-11-30): strongSwan answers with TSi narrowed to the NAT's address
-            # (RFC 7296 2.23.1), which pluto 4.10 rejects; with ipseclab as responder the cell passes
+            # (RFC 7296 2.23.1), which pluto 4.10 rejects, also when strongSwan's remote_ts names the initiator's
+            # own address; with ipseclab as responder the cell passes
             raise ConfigError("Libreswan 4.10 as a transport-mode initiator behind a NAT rejects strongSwan's "
-                              "IKE_AUTH answer (TSi narrowed to the NAT's address)")
+                              "IKE_AUTH answer, whose TSi strongSwan narrowed to the NAT's address (pluto: "
+                              "'CHILD SA failed: TS_UNACCEPTABLE', 'IKE SA established but initiator rejected "
+                              "Child SA response')")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
