@@ -63,6 +63,7 @@ every record kept, Scapy per inner packet).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -71,10 +72,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from ipseclab.analysis.keyrows import esp_sa_row, ike_sa_row
+from ipseclab.analysis.workers import ENV
 from ipseclab.crypto import EncrId
 from ipseclab.esp import EspSA
 from ipseclab.esp.iphdr import checksum
@@ -160,20 +163,67 @@ def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, P
     return pcap, ike_table, esp_table
 
 
-def measure(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MB, CPU seconds) of one command run in ``cwd``, its output to /dev/null."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB summed over ``pid``'s process tree (a process that just ended counts 0)."""
+    rss = pss = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss, pss
+
+
+class _Sampler(threading.Thread):
+    """The peak of ``_memory`` of a running process tree, sampled every 10 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.rss, self.pss = pid, 0, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            rss, pss = _memory(self.pid)
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
+
+def measure(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None
+            ) -> tuple[float, float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds, peak PSS in MB) of one command run in ``cwd``, its output to
+    /dev/null.  RSS and PSS are summed over the command's processes (ipseclab's decrypt workers too), sampled
+    every 10 ms; the RSS is at least ``wait4``'s (the largest single process's peak).  CPU includes the workers'.
+    """
     with open(os.devnull, "wb") as null:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=cwd)
+        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=cwd, env=env)
+        sampler = _Sampler(proc.pid)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        sampler.done.set()
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
     if proc.returncode != 0:
         raise SystemExit(f"bench_decrypt: {' '.join(cmd[:4])} ... exited {proc.returncode}: {err[-500:]}")
-    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    return seconds, max(usage.ru_maxrss, sampler.rss) / 1024, usage.ru_utime + usage.ru_stime, sampler.pss / 1024
 
 
 def tshark_args(ike_table: Path, esp_table: Path) -> list[str]:
@@ -207,12 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="write the captures and key files here and keep them")
     ap.add_argument("--before", type=Path, metavar="CHECKOUT",
                     help="also time the ipseclab of another checkout (e.g. a worktree of main), in the same run")
+    ap.add_argument("--one-process", action="store_true",
+                    help=f"also time ipseclab without decrypt workers ({ENV}=0), in the same run")
     args = ap.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("bench_decrypt: tshark is not installed (apt-get install tshark)")
     print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f} at the start")
-    print("| packets | capture | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| packets | capture | command | wall s | CPU s | peak RSS | peak PSS | tshark's wall / this "
+          "| tshark's CPU / this |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for packets in args.packets:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
@@ -223,25 +276,31 @@ def main(argv: list[str] | None = None) -> int:
                     "--esp-keys", str(esp_table)]
             opts = tshark_args(ike_table, esp_table)
             check_tshark_decrypts(pcap, opts)
+            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV)}  # the cwd's ipseclab
+            one = {**env, ENV: "0"}
             commands = {
-                "ipseclab decrypt --json": ([*base, "--json"], ROOT),
-                "ipseclab decrypt (text)": (base, ROOT),
-                "tshark": (["tshark", "-r", str(pcap), *opts], ROOT),
+                "ipseclab decrypt --json": ([*base, "--json"], ROOT, env),
+                "ipseclab decrypt (text)": (base, ROOT, env),
+                "tshark": (["tshark", "-r", str(pcap), *opts], ROOT, env),
             }
+            if args.one_process:
+                commands["one process: ipseclab decrypt --json"] = ([*base, "--json"], ROOT, one)
+                commands["one process: ipseclab decrypt (text)"] = (base, ROOT, one)
             if args.before:  # python -m ipseclab.cli from that checkout imports that checkout's ipseclab
-                commands["before: ipseclab decrypt --json"] = ([*base, "--json"], args.before.resolve())
-                commands["before: ipseclab decrypt (text)"] = (base, args.before.resolve())
-            results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
+                commands["before: ipseclab decrypt --json"] = ([*base, "--json"], args.before.resolve(), env)
+                commands["before: ipseclab decrypt (text)"] = (base, args.before.resolve(), env)
+            results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in commands}
             for _ in range(args.runs):  # the commands take turns, so a slow spell of the machine hits all of them
-                for name, (cmd, cwd) in commands.items():
-                    results[name].append(measure(cmd, cwd))
-            med = {name: (statistics.median(w for w, _, _ in r), max(m for _, m, _ in r),
-                          statistics.median(c for _, _, c in r)) for name, r in results.items()}
+                for name, (cmd, cwd, cmd_env) in commands.items():
+                    results[name].append(measure(cmd, cwd, cmd_env))
+            med = {name: (statistics.median(w for w, _, _, _ in r), max(m for _, m, _, _ in r),
+                          statistics.median(c for _, _, c, _ in r), max(p for _, _, _, p in r))
+                   for name, r in results.items()}
             ref, ref_cpu = med["tshark"][0], med["tshark"][2]
-            for name, (seconds, rss, cpu) in med.items():
+            for name, (seconds, rss, cpu, pss) in med.items():
                 ratio = "|" if name == "tshark" else f"{ref / seconds:.2f} | {ref_cpu / cpu:.2f}"
-                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {ratio} |",
-                      flush=True)
+                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {pss:.0f} MB "
+                      f"| {ratio} |", flush=True)
     return 0
 
 
