@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 from binascii import hexlify
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 from typing import BinaryIO
 
 from ..crypto.cipher import AeadFunc, AeadTagError, Encr, raw_aead
@@ -84,11 +85,12 @@ SlotSpec = tuple[Encr, bytes, str, str, int, bool, int]
 # per slot in a scan: (open, salt, smallest ESP packet, esn, SPI, text head + JSON format as one piece each)
 Slot = tuple[AeadFunc, bytes, int, bool, int, bytes, bytes]
 # A scan's items in record order.  A run: fast packets of consecutive records, one slot, consecutive sequence
-# numbers (slot, first seq, count, inner bytes, record index, record offset, output start, output end); a
-# record left to the general path: (record index, record offset, addresses + SPI if of the fast shape, UDP).
+# numbers (slot, first seq, count, inner bytes, first frame number, its record offset, output start, output
+# end); a record left to the general path: (frame number, record offset, addresses + SPI if of the inline
+# shape, UDP).
 Learn = Callable[[bool, bytes, "SlotSpec | None"], None]  # (UDP, raw addresses + SPI, the SA or None: not inline)
 Run = tuple[int, int, int, int, int, int, int, int]
-Left = tuple[int, int, bytes, bool]
+Left = tuple[int, int, bytes, bool]  # (frame number, record offset, addresses + SPI or b"", UDP)
 Item = Run | Left
 
 
@@ -210,15 +212,14 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
     echoes: dict[bytes, bytes] = {}  # addresses + ICMP type -> render.echo_head's text, in UTF-8
     pieces: list[bytes] = []
     items: list[Item] = []
-    size = 0  # bytes in pieces
-    r_slot, r_first, r_count, r_bytes, r_rec, r_off, r_start = -1, 0, 0, 0, 0, 0, 0  # the run being extended
-    rec = -1
+    r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = -1, 0, 0, 0, 0, 0, 0  # the run being extended
+    n = n0
     while pos < end:
         sec, frac, caplen, _ = record(buf, pos)
         s = pos + 16
         rec_off = pos
         pos = s + caplen
-        rec += 1
+        n += 1
         key = b""
         proto = 0
         if ip_head is not None and caplen >= shortest:
@@ -243,8 +244,11 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                 key = b""
             if slot >= 0 and (not as_json or (time_min <= sec < time_max and frac < 1_000_000)):
                 aead_open, salt, smallest, esn, spi, head, _ = slots[slot]
-                window = esn_windows[slot] if esn else None
-                seq = window.infer(seq_lo) if window is not None else seq_lo
+                if esn:
+                    window = esn_windows[slot]
+                    seq = window.infer(seq_lo)
+                else:
+                    seq = seq_lo
                 esp_end = s + off + total
                 if esp_end - e >= smallest and seq:
                     try:
@@ -261,9 +265,8 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                             or (version == 6 and pe >= 40 and plain[0] >> 4 == 6
                                 and 40 + ((plain[4] << 8) | plain[5]) == pe)
                         ):
-                            if window is not None and seq > window.top:
+                            if esn and seq > window.top:
                                 window.top = seq
-                            n = n0 + rec + 1
                             if as_json:
                                 piece = head % (n, sec, fractions(frac) or time_fraction(frac), seq_lo, plain[-1],
                                                 hexlify(plain[:pe]), seq >> 32)
@@ -292,21 +295,23 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                                 r_bytes += pe
                             else:
                                 if r_count:
-                                    items.append((r_slot, r_first, r_count, r_bytes, r_rec, r_off, r_start, size))
-                                r_slot, r_first, r_count, r_bytes, r_rec, r_off, r_start = (
-                                    slot, seq, 1, pe, rec, rec_off, size)
+                                    items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start,
+                                                  len(pieces)))
+                                r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = (
+                                    slot, seq, 1, pe, n, rec_off, len(pieces))
                             pieces.append(piece)
-                            size += len(piece)
                             continue
         if r_count:
-            items.append((r_slot, r_first, r_count, r_bytes, r_rec, r_off, r_start, size))
+            items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start, len(pieces)))
             r_count, r_slot = 0, -1
-        items.append((rec, rec_off, key, proto == 17))
+        items.append((n, rec_off, key, proto == 17))
         if learn and key and slot == -1:
             break
     if r_count:
-        items.append((r_slot, r_first, r_count, r_bytes, r_rec, r_off, r_start, size))
-    return b"".join(pieces), items, pos, rec + 1
+        items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start, len(pieces)))
+    ends = [0, *accumulate(map(len, pieces))]  # a run's pieces -> its bytes in the output
+    items = [(*it[:6], ends[it[6]], ends[it[7]]) if len(it) == 8 else it for it in items]
+    return b"".join(pieces), items, pos, n - n0
 
 
 class Reconciler:
@@ -342,14 +347,14 @@ class Reconciler:
                 piece = piece[1:]  # the first object follows "[" and a newline, without the comma
         self.out.write(piece)
 
-    def apply(self, buf: bytes, delta: int, blob: bytes | memoryview, items: list[Item], n0: int) -> None:
+    def apply(self, buf: bytes, delta: int, blob: bytes | memoryview, items: list[Item]) -> None:
         """A scan's result; its record offsets are ``delta`` bytes before the same records in ``buf``."""
         view = memoryview(blob)
         windows = self.windows
         t = self.tally
         for item in items:
             if len(item) == 8:
-                slot, first, count, size, rec, off, start, stop = item
+                slot, first, count, size, n, off, start, stop = item
                 window, counters, esn = windows[slot]
                 if first > window.top and (not esn or window.infer(first & _M32) == first):
                     window.advance_span(first, first + count - 1)
@@ -361,11 +366,11 @@ class Reconciler:
                 pos = off + delta
                 record = self.link.record
                 for j in range(count):  # the run's records are consecutive
-                    self.general(buf, pos, n0 + rec + j + 1, b"", False)
+                    self.general(buf, pos, n + j, b"", False)
                     pos += 16 + record(buf, pos)[2]
             else:
-                rec, off, key, udp = item
-                self.general(buf, off + delta, n0 + rec + 1, key, udp)
+                n, off, key, udp = item
+                self.general(buf, off + delta, n, key, udp)
 
     def general(self, buf: bytes, pos: int, n: int, key: bytes, udp: bool) -> None:
         link = self.link
@@ -483,6 +488,6 @@ def scan_here(r: Range, keys: Keys, rec: Reconciler) -> None:
         if rec.esn_slots:
             keys.set_tops(rec.esn_tops())
         blob, items, stop, count = scan(buf, pos, end, n0, keys, rec.link, learn=True)
-        rec.apply(buf, 0, blob, items, n0)
+        rec.apply(buf, 0, blob, items)
         pos = stop
         n0 += count

@@ -145,10 +145,10 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
             w.tasks.send(("slot", udp, key, spec))
 
     rec.on_learn = announce
-    inflight: deque[tuple[_Worker, bytes, int, int]] = deque()
+    inflight: deque[tuple[_Worker, bytes]] = deque()
 
     def apply_oldest() -> None:
-        w, buf, n0, _ = inflight.popleft()
+        w, buf = inflight.popleft()
         try:
             msg = w.results.recv()
             if isinstance(msg, str):
@@ -157,7 +157,7 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
             blob = w.results.recv_bytes() if slot < 0 else memoryview(w.shm)[slot * SLOT : slot * SLOT + size]
         except EOFError:
             raise PcapError("a decrypt worker process ended unexpectedly") from None
-        rec.apply(buf, 0, blob, items, n0)
+        rec.apply(buf, 0, blob, items)
 
     try:
         stop: BadFrame | None = None
@@ -168,7 +168,7 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
             buf, base, end, n0 = r
             w = workers[turn % count]
             w.tasks.send(("scan", base, end, n0, rec.esn_tops(), turn // count % IN_FLIGHT))
-            inflight.append((w, buf, n0, end))
+            inflight.append((w, buf))
             if len(inflight) >= IN_FLIGHT * count:
                 apply_oldest()
         while inflight:
