@@ -2,26 +2,32 @@
 
 The general path (``stream.records`` then ``render``) makes four objects and a dozen calls per
 packet; on a capture of a million pings that is most of the time, the AES-GCM call a tenth of it.
-Here one loop walks the records of each 1 MiB chunk of the file with precompiled ``struct``
-unpackers and takes, without a call of its own, the packet that is by far the most common:
+Here the file is cut into chunks of whole records (``ranges``: about 1 MiB, read once) and
+``scan`` walks each chunk's records in one loop with precompiled ``struct`` unpackers, taking
+without a call of its own the packet that is by far the most common:
 
 * Ethernet or Linux SLL, IPv4 without options or fragmentation, ESP (or ESP in UDP 4500, the
   UDP length matching);
 * an SA the general path has already learned from its first packet (whether it uses ESN, from
   which high-order bits), keyed by the raw addresses and SPI, whose cipher is exactly
   ``open(salt + iv, data, aad)`` (AES-GCM-16, ChaCha20-Poly1305: ``crypto.cipher.raw_aead``);
-* a sequence number right of the replay window (with ESN, inferred by the window as always);
 * a good ICV, the default padding, and an inner IPv4/IPv6 packet of exactly the length it says.
 
-Those are the checks of ``EspSA.decapsulate``'s own fast path, in the same RFC 4303 3.4 order,
-on the same SA object: the window advances and the counters count as they would there.  The line
-or JSON object is made from a format prebuilt per SA from ``render``'s own functions, so it is the
-same text.  Any other frame (IKE, AH, IPv6 outer headers, a replay, a bad ICV, an SA not learned
-yet, a record the reader must report) goes through the general path (``stream.Dispatcher``) as it
-is, so what is printed does not depend on which path took a packet (a unit test checks both on a
-varied capture).  pcapng and compressed captures, and ``--verbose`` (Scapy), take the general path.
+A scan keeps no window and counts nothing, so it can run ahead in another process
+(``analysis.workers``); it returns the chunk's output and its items: runs of such packets
+(consecutive records of one SA with consecutive sequence numbers) and the records it left.
+``Reconciler`` applies them in record order on the SA objects themselves: a run whose first
+sequence number is right of the window (with ESN: inferred as the window infers it) passes as a
+whole, the window sliding over it (``ReplayWindow.advance_span``) and the counters counting as
+``EspSA.decapsulate``'s fast path would; any other run (a replay, a packet inside the window) and
+every left record (IKE, AH, IPv6 outer headers, a bad ICV, an SA not learned yet, a record the
+reader must report) goes through the general path (``stream.Dispatcher``) as it is, which checks
+in RFC 4303 3.4's order.  The line or JSON object of a run is made from a format prebuilt per SA
+from ``render``'s own functions, so what is printed does not depend on which path, or which
+process, took a packet (unit tests check both paths, and workers against one process, on a varied
+capture).  pcapng and compressed captures, and ``--verbose`` (Scapy), take the general path.
 
-Memory: a chunk, the batch of output not yet written, and per SA a tuple; one read of the file.
+Memory: a chunk and its output, per SA a tuple; in one process, one read of the file.
 """
 
 from __future__ import annotations
