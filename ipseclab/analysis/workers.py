@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import pickle
 import stat
+import struct
 from collections import deque
 from collections.abc import Iterator
-from multiprocessing.connection import Connection
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import PcapError
 from ..pcap.reader import BadFrame
@@ -50,6 +51,40 @@ def auto_workers(f: BinaryIO) -> int:
     return min(cpus, 4) if cpus > 1 else 0
 
 
+class Connection:
+    """Pickled messages over one end of a pipe, each prefixed with its length (multiprocessing.connection's
+    wire format without its import, tens of milliseconds on every run)."""
+
+    __slots__ = ("fd",)
+    _LEN = struct.Struct("!I")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, obj: object) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        view = memoryview(self._LEN.pack(len(data)) + data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def _read(self, n: int) -> bytes:
+        chunks = []
+        while n:
+            data = os.read(self.fd, n)
+            if not data:
+                raise EOFError
+            chunks.append(data)
+            n -= len(data)
+        return b"".join(chunks)
+
+    def recv(self) -> Any:
+        (n,) = self._LEN.unpack(self._read(4))
+        return pickle.loads(self._read(n))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class _Worker:
     __slots__ = ("pid", "results", "shm", "tasks")
 
@@ -71,12 +106,16 @@ def _serve(fd: int, tasks: Connection, results: Connection, link: Link, keys: Ke
                 return
             keys.set_tops(tops)
             blob, items, _, _ = scan(buf, 0, end, n0, keys, link)
-            if len(blob) <= SLOT:  # the output stays in shared memory: the parent writes it from there
-                shm[slot * SLOT : slot * SLOT + len(blob)] = blob
-                results.send((items, slot, len(blob)))
-            else:
-                results.send((items, -1, 0))
-                results.send_bytes(blob)
+            data = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+            if len(data) + len(blob) > SLOT:  # the parent scans this chunk itself
+                results.send(("big",))
+                continue
+            # the items and output stay in shared memory, so every answer on the pipe is small: a worker never
+            # waits on the parent to read it, and the parent's writes to the worker's task pipe always drain
+            at = slot * SLOT
+            shm[at : at + len(data)] = data
+            shm[at + len(data) : at + len(data) + len(blob)] = blob
+            results.send(("shm", slot, len(data), len(blob)))
         else:
             return
 
@@ -97,7 +136,12 @@ def _start(fd: int, link: Link, keys: Keys, count: int) -> list[_Worker]:
                         w.results.close()
                     os.close(task_w)
                     os.close(res_r)
-                    _serve(fd, Connection(task_r), Connection(res_w), link, keys, shm)
+                    results = Connection(res_w)
+                    try:
+                        _serve(fd, Connection(task_r), results, link, keys, shm)
+                    except Exception as exc:  # a bug: the parent says so, in one line
+                        results.send(f"a decrypt worker failed: {exc!r}")
+                        raise
                 except BaseException:  # the parent sees the pipe close and reports it
                     code = 1
                 os._exit(code)
@@ -141,23 +185,27 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
     ok = False
 
     def announce(udp: bool, key: bytes, spec: SlotSpec | None) -> None:
+        keys.add(udp, key, spec, link.as_json)  # for a chunk scanned here
         for w in workers:
             w.tasks.send(("slot", udp, key, spec))
 
     rec.on_learn = announce
-    inflight: deque[tuple[_Worker, bytes]] = deque()
+    inflight: deque[tuple[_Worker, Range]] = deque()
 
     def apply_oldest() -> None:
-        w, buf = inflight.popleft()
+        w, r = inflight.popleft()
         try:
             msg = w.results.recv()
-            if isinstance(msg, str):
-                raise PcapError(msg)
-            items, slot, size = msg
-            blob = w.results.recv_bytes() if slot < 0 else memoryview(w.shm)[slot * SLOT : slot * SLOT + size]
         except EOFError:
             raise PcapError("a decrypt worker process ended unexpectedly") from None
-        rec.apply(buf, 0, blob, items)
+        if isinstance(msg, str):
+            raise PcapError(msg)
+        if msg[0] == "big":
+            scan_here(r, keys, rec)
+            return
+        _, slot, items_size, size = msg
+        view = memoryview(w.shm)[slot * SLOT : slot * SLOT + items_size + size]
+        rec.apply(r[0], 0, view[items_size:], pickle.loads(view[:items_size]))
 
     try:
         stop: BadFrame | None = None
@@ -165,10 +213,10 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
             if isinstance(r, BadFrame):
                 stop = r
                 break
-            buf, base, end, n0 = r
+            _, base, end, n0 = r
             w = workers[turn % count]
             w.tasks.send(("scan", base, end, n0, rec.esn_tops(), turn // count % IN_FLIGHT))
-            inflight.append((w, buf))
+            inflight.append((w, r))
             if len(inflight) >= IN_FLIGHT * count:
                 apply_oldest()
         while inflight:

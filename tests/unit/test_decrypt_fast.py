@@ -22,6 +22,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
 from ipseclab.analysis import esp_sa_row, read_key_tables, records
+from ipseclab.analysis import workers as workers_module
 from ipseclab.analysis.fast import TIME_MAX, TIME_MIN, time_fraction, write_decrypted
 from ipseclab.analysis.render import write_json, write_text
 from ipseclab.crypto import EncrId, IntegId
@@ -129,11 +130,17 @@ def test_time_fraction_is_what_repr_writes():
 
 
 @pytest.mark.parametrize("linktype", [1, 113])
-@pytest.mark.parametrize(("workers", "chunk"), [(1, 700), (2, 300), (2, 4096), (3, 1 << 20)])
-def test_worker_processes_write_what_one_process_writes(tmp_path: Path, linktype: int, workers: int, chunk: int):
+@pytest.mark.parametrize(("workers", "chunk", "slot"), [(1, 700, 0), (2, 300, 0), (2, 4096, 0), (3, 1 << 20, 0),
+                                                      (2, 2000, 3000)])
+def test_worker_processes_write_what_one_process_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        linktype: int, workers: int, chunk: int, slot: int):
     """The varied capture three times over (so later copies are replays, reordered and stale packets for
     the windows), then 300 pings of two new SAs in turn (one with ESN across a wrap), in small chunks spread
-    over forked workers: the same bytes and counts as one process, and the workers take packets inline."""
+    over forked workers: the same bytes and counts as one process, and the workers take packets inline.
+    With ``slot``, a worker's shared memory holds that many bytes, so some chunks' results do not fit and
+    are scanned again by the calling process."""
+    if slot:
+        monkeypatch.setattr(workers_module, "SLOT", slot)
     packets, esp_tables, ike_table = _frames(tmp_path)
     key = bytes(range(3, 23))
     plain = EspSA(0x2001, EncrId.AES_GCM_16, key, tunnel=T4)
