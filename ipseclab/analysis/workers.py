@@ -4,11 +4,11 @@ A scan (decrypting and formatting the common ESP packet) is nearly all of the wo
 but the learned SAs' keys; the window, the counters and the general path (IKE, AH, replays, SAs not yet
 learned) must follow record order.  So this process reads the capture once, cuts it into chunks of whole
 records (``fast.ranges``: headers only), and sends each chunk's place in the file to a worker, in turn;
-each worker reads those bytes itself (``os.pread`` on the inherited descriptor) and answers with the
-chunk's output and items (``fast.scan``), which this process applies in order (``fast.Reconciler``) while
-the workers scan the next chunks.  An SA learned here is sent to every worker before the next chunk, so
+each worker reads those bytes itself (``os.pread`` on the inherited descriptor) and leaves the chunk's
+output and items (``fast.scan``) in shared memory, which this process applies in order
+(``fast.Reconciler``) and writes while the workers scan the next chunks.  An SA learned here is sent to every worker before the next chunk, so
 a chunk scanned before a worker knew an SA takes the general path for its packets: same text, slower.
-At most two chunks per worker are in flight, so memory does not grow with the capture.
+At most three chunks per worker are in flight, so memory does not grow with the capture.
 
 Only for a regular file of a classic pcap (a FIFO or gzip can be read once only, by one process), on a
 machine with more than one CPU for this process, and large enough to pay for the processes.
@@ -31,8 +31,8 @@ from ..pcap.reader import BadFrame
 from .fast import Keys, Link, Range, Reconciler, SlotSpec, scan, scan_here
 
 MIN_SIZE = 16 << 20  # bytes: below this a capture is scanned in one process (a fork costs a few ms)
-IN_FLIGHT = 2  # chunks sent to each worker and not yet applied
-SLOT = 8 << 20  # bytes of shared memory per chunk in flight for its output; a larger output goes through the pipe
+IN_FLIGHT = 3  # chunks sent to each worker and not yet applied
+SLOT = 8 << 20  # bytes of shared memory per chunk in flight for its items and output; larger: the parent rescans
 ENV = "IPSECLAB_DECRYPT_WORKERS"  # a number of workers, overriding the choice (0: one process)
 
 
