@@ -6,8 +6,9 @@ learned) must follow record order.  So this process reads the capture once, cuts
 records (``fast.ranges``: headers only), and sends each chunk's place in the file to a worker, in turn;
 each worker reads those bytes itself (``os.pread`` on the inherited descriptor) and leaves the chunk's
 output and items (``fast.scan``) in shared memory, which this process applies in order
-(``fast.Reconciler``) and writes while the workers scan the next chunks.  An SA learned here is sent to every worker before the next chunk, so
-a chunk scanned before a worker knew an SA takes the general path for its packets: same text, slower.
+(``fast.Reconciler``) and writes while the workers scan the next chunks.  An SA learned here is sent
+to every worker before the next chunk, so a chunk scanned before a worker knew an SA takes the general
+path for its packets: same text, slower.
 At most three chunks per worker are in flight, so memory does not grow with the capture.
 
 Only for a regular file of a classic pcap (a FIFO or gzip can be read once only, by one process), on a
