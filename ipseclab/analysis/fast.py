@@ -146,11 +146,18 @@ def time_fraction(usec: int) -> bytes:
     return text
 
 
+def _no_slot(nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+    raise RuntimeError("scan: no slot read")
+
+
+_NO_SLOT: Slot = (_no_slot, b"", 0, False, 0, b"", b"")
+
+
 class Link:
     """The per-capture facts a scan uses: record header order, link layer, whether JSON takes the inline time."""
 
-    __slots__ = ("as_json", "ip_head", "linktype", "nano", "off", "record", "scale", "shortest", "time_max",
-                 "time_min")
+    __slots__ = ("as_json", "frac_max", "ip_head", "linktype", "nano", "off", "record", "scale", "shortest",
+                 "time_max", "time_min")
 
     def __init__(self, order: str, nano: bool, linktype: int, as_json: bool, esp: bool) -> None:
         self.record = struct.Struct(order + "IIII").unpack_from
@@ -160,7 +167,10 @@ class Link:
         # ethertype, version/IHL, total length, flags/fragment offset, protocol, source+destination+4 bytes, 4 bytes
         self.ip_head = struct.Struct(f"!{off - 2}xHBxH2xHxB2x12sI").unpack_from if off and esp else None
         self.shortest = off + 20 + 8
-        self.time_min, self.time_max = (TIME_MIN, TIME_MAX) if as_json and not nano else (0, -1)  # else general
+        # the seconds and fraction for which a packet may be inline: JSON writes the time as repr would
+        # (time_fraction), so only microsecond times in its range; text does not write the time
+        self.time_min, self.time_max, self.frac_max = (
+            (TIME_MIN, TIME_MAX, 1_000_000) if not nano else (0, -1, 0)) if as_json else (0, 1 << 32, 1 << 32)
 
 
 class Keys:
@@ -209,7 +219,7 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
     and resume, as the one-process path does).
     """
     record, off, ip_head, shortest = link.record, link.off, link.ip_head, link.shortest
-    as_json, time_min, time_max = link.as_json, link.time_min, link.time_max
+    as_json, time_min, time_max, frac_max = link.as_json, link.time_min, link.time_max, link.frac_max
     udp_of = _UDP.unpack_from
     inner_of = _INNER.unpack_from
     tails = _FAST_TAILS.get
@@ -217,8 +227,11 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
     by_esp, by_udp, slots, esn_windows = keys.by_esp, keys.by_udp, keys.slots, keys.esn
     echoes: dict[bytes, bytes] = {}  # addresses + ICMP type -> render.echo_head's text, in UTF-8
     pieces: list[bytes] = []
+    append = pieces.append
     items: list[Item] = []
     r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = -1, 0, 0, 0, 0, 0, 0  # the run being extended
+    cur = -1  # the slot whose fields are in the locals below
+    aead_open, salt, smallest, esn, spi, head, _ = _NO_SLOT
     n = n0
     while pos < end:
         sec, frac, caplen, _ = record(buf, pos)
@@ -248,8 +261,10 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                     key = b""
             else:
                 key = b""
-            if slot >= 0 and (not as_json or (time_min <= sec < time_max and frac < 1_000_000)):
-                aead_open, salt, smallest, esn, spi, head, _ = slots[slot]
+            if slot >= 0 and time_min <= sec < time_max and frac < frac_max:
+                if slot != cur:
+                    aead_open, salt, smallest, esn, spi, head, _ = slots[slot]
+                    cur = slot
                 if esn:
                     window = esn_windows[slot]
                     seq = window.infer(seq_lo)
@@ -305,7 +320,7 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                                                   len(pieces)))
                                 r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = (
                                     slot, seq, 1, pe, n, rec_off, len(pieces))
-                            pieces.append(piece)
+                            append(piece)
                             continue
         if r_count:
             items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start, len(pieces)))
