@@ -2,7 +2,8 @@
 
 Run: ``python -m tests.bench.bench_decrypt`` (default sizes 100,000 and 1,000,000 packets, 111 MB and 1.1 GB;
 ``--packets N ...`` to choose, ``--runs R`` for the median of R runs, ``--keep DIR`` to keep the files,
-``--before CHECKOUT`` to time another checkout's ipseclab, a worktree of main say, in the same run).
+``--before CHECKOUT`` to time another checkout's ipseclab, a worktree of main say, in the same run,
+``--one-process`` to time ipseclab without its worker processes too).
 
 For each size it writes a capture into a temporary directory: an IKE_SA_INIT/IKE_AUTH
 exchange between two ipseclab engines wired in memory (``ike.loopback``; AES-GCM-256 IKE SA),
@@ -12,52 +13,57 @@ generator, so the ESP stream is the same every run; the IKE exchange's DH keys a
 run), 1,114 bytes a frame on Ethernet: 111 MB for 100,000 packets.  Beside it the two Wireshark
 key files, made by ``analysis.keyrows`` from the engine's ``IkeSaEstablished`` and the EspSA.
 
-Then, each in its own process with its output to /dev/null, timed by wall clock and measured
-by peak resident memory (``wait4``'s ``ru_maxrss``):
+Then, each in its own process with its output to /dev/null, timed by wall clock, its CPU time
+(its worker processes' included) and its peak memory, RSS and PSS summed over its processes (sampled
+every 10 ms; RSS counts a page shared by a parent and its forked workers once per process, PSS splits it):
 
-* ``ipseclab decrypt CAPTURE --keys ... --esp-keys ... --json``;
+* ``ipseclab decrypt CAPTURE --keys ... --esp-keys ... --json`` (with two worker processes on 2 CPUs);
 * the same in text mode;
 * ``tshark -r CAPTURE`` with the same rows as ``uat:`` options, ESP decryption and its ICV check on
-  (``esp.enable_encryption_decode``, ``esp.enable_authentication_check``), its default one-line output.
+  (``esp.enable_encryption_decode``, ``esp.enable_authentication_check``), its default one-line output;
+* with ``--one-process``, ipseclab again without workers (``IPSECLAB_DECRYPT_WORKERS=0``); with
+  ``--before CHECKOUT``, another checkout's ipseclab.
 
 Before timing, both are checked to have decrypted the capture: ipseclab's exit status is 0 (every
 IKE message decrypted, every ESP packet verified) and tshark shows the inner ICMP of the first
 1,000 frames with a good ICV.  The goal (issue 10): ipseclab at least 2x faster than tshark in
-both output modes, and under 100 MB peak whatever the capture's size.  No assertion on time:
+both output modes, and under 100 MB whatever the capture's size.  No assertion on time:
 the table is the result.
 
-Measured 2026-11-30 (AMD EPYC, 2 CPUs, no AMX, a shared machine at load 2.7; median of 3 runs, taking turns;
-"before" is main at 357b056, ``--before /work/main``, in the same run; the CPU ratio added by hand):
+Measured 2026-11-30 17:20 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
+average 3.1 at the start, 6.3 at the end; median of 3 runs, taking turns; "before" is main at 4d2c993):
 
-| packets | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |
-|---:|---|---:|---:|---:|---:|---:|
-| 100,000 | ipseclab decrypt --json | 0.73 | 0.70 | 43 MB | 1.60 | 1.29 |
-| 100,000 | ipseclab decrypt (text) | 0.77 | 0.58 | 43 MB | 1.51 | 1.55 |
-| 100,000 | tshark | 1.16 | 0.90 | 192 MB | | |
-| 100,000 | before: ipseclab decrypt --json | 1.21 | 1.19 | 43 MB | 0.96 | 0.76 |
-| 100,000 | before: ipseclab decrypt (text) | 0.97 | 0.92 | 43 MB | 1.20 | 0.98 |
-| 1,000,000 | ipseclab decrypt --json | 6.60 | 5.54 | 43 MB | 1.52 | 1.30 |
-| 1,000,000 | ipseclab decrypt (text) | 4.94 | 4.18 | 43 MB | 2.03 | 1.72 |
-| 1,000,000 | tshark | 10.03 | 7.21 | 302 MB | | |
-| 1,000,000 | before: ipseclab decrypt --json | 11.17 | 10.72 | 43 MB | 0.90 | 0.67 |
-| 1,000,000 | before: ipseclab decrypt (text) | 8.74 | 7.62 | 43 MB | 1.15 | 0.95 |
+| packets | command | wall s | CPU s | peak RSS (sum) | peak PSS (sum) | tshark's wall / this | tshark's CPU / this |
+|---:|---|---:|---:|---:|---:|---:|---:|
+| 100,000 | ipseclab decrypt --json | 0.79 | 0.58 | 113 MB | 65 MB | 1.13 | 1.21 |
+| 100,000 | ipseclab decrypt (text) | 0.47 | 0.41 | 89 MB | 40 MB | 1.92 | 1.73 |
+| 100,000 | tshark | 0.90 | 0.71 | 192 MB | 190 MB | | |
+| 100,000 | one process: --json | 0.65 | 0.58 | 45 MB | 27 MB | 1.38 | 1.23 |
+| 100,000 | one process: (text) | 0.46 | 0.40 | 45 MB | 24 MB | 1.97 | 1.75 |
+| 100,000 | before: --json | 0.64 | 0.55 | 45 MB | 25 MB | 1.40 | 1.29 |
+| 100,000 | before: (text) | 0.69 | 0.43 | 45 MB | 24 MB | 1.31 | 1.64 |
+| 1,000,000 | ipseclab decrypt --json | 4.40 | 4.40 | 113 MB | 65 MB | 2.43 | 1.32 |
+| 1,000,000 | ipseclab decrypt (text) | 2.84 | 2.81 | 89 MB | 40 MB | 3.76 | 2.07 |
+| 1,000,000 | tshark | 10.69 | 5.81 | 302 MB | 299 MB | | |
+| 1,000,000 | one process: --json | 8.90 | 5.02 | 45 MB | 27 MB | 1.20 | 1.16 |
+| 1,000,000 | one process: (text) | 4.84 | 3.01 | 45 MB | 24 MB | 2.21 | 1.93 |
+| 1,000,000 | before: --json | 7.22 | 4.52 | 45 MB | 25 MB | 1.48 | 1.29 |
+| 1,000,000 | before: (text) | 4.73 | 3.24 | 45 MB | 24 MB | 2.26 | 1.79 |
 
-Wall-clock ratios move with the machine's load (tshark's 10.0 s of wall for 7.2 s of CPU above; in a
-quieter run the same code gave 1.58/1.32 at 100,000 and 1.72/1.28 at 1,000,000, text/JSON), so the CPU
-ratio is the steadier figure.
-
-Memory is met; speed is not: by CPU, 1.6-1.7x tshark in text mode and 1.3x with JSON (1.8x and 1.9x
-faster than the old code).  ``analysis.fast`` takes the ESP packets inline (one loop over the records
-of 1 MiB chunks, no per-packet objects but the output); per packet there remain, measured in that
-loop, about 1.0 us of CPython to walk a record and read its headers, 1.3-1.5 us in the AES-GCM call
-with its arguments, 1 us of checks, window and counters, 0.3-0.4 us to format the line, and with JSON
-1 us to hex the 1 KB inner packet and 0.5 us to format the object; the interpreter and imports cost
-0.2 s per run.  Twice tshark's speed needs about 3.6 us per packet: text mode is about 0.4 us short,
-and JSON's three unavoidable steps alone (walk, AES-GCM, hex) take 3.3-3.5 us of it.  The second core
-was busy (two runs side by side each took 1.9x as long as one alone), so splitting the work over two
-processes was not built.  Before issue 10's rework
-the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two reads,
-every record kept, Scapy per inner packet).
+A run four minutes earlier (load 2.7 to 3.4) gave, workers on, 0.49 s / 0.41 s at 100,000 packets
+(1.62x and 1.93x tshark's 0.79 s) and 5.16 s / 3.26 s at 1,000,000 (2.04x and 3.23x tshark's 10.54 s),
+JSON / text.  So at a million packets both modes are 2x tshark by wall clock or better, in every run so
+far; at 100,000 text mode is 1.9-2.0x and JSON 1.1-1.6x: there the fixed cost (0.11 s of CPU to start
+the interpreter and import, then a first chunk scanned before the workers are forked) is a fifth of the
+run, and on this machine the second CPU was mostly taken by other sessions' labs, so the workers had
+little to run on (alone, not in a side-by-side run, a quieter moment gave 2.3 s for a million JSON
+records, where tshark has taken 6.5-7.3 s).  By CPU
+time ipseclab is 1.2-1.3x tshark with JSON and 1.7-2.1x in text mode: per packet the scan costs about
+3.6 us with JSON (of which the AES-GCM call 1.3-1.5 us and the inner packet's hex 0.8 us) and 2.2 us in
+text mode.  Memory is flat: 65 MB PSS with workers (113 MB if RSS is summed, the parent's pages counted
+again in each forked worker), 45 MB RSS in one process, against tshark's 190-300 MB.  Before issue 10's
+rework the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two
+reads, every record kept, Scapy per inner packet).
 """
 
 from __future__ import annotations
