@@ -15,11 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli_endpoint import add_endpoint_parser
-from .cli_interop import RUNTIME_HELP, add_parsers
 from .errors import ConfigError, IpsecLabError
-from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
-from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
 
 def _cmd_decrypt(args: argparse.Namespace) -> int:
@@ -47,6 +43,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .lab import cleanup
+    from .lab.runtimes import KERNEL_IPSEC_ENV
 
     if args.action == "cleanup":
         found = cleanup.sweep(dry_run=args.dry_run)
@@ -143,7 +140,9 @@ def _cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``command="decrypt"`` only that command's parser: ``decrypt`` then
+    imports none of the lab's modules (tens of milliseconds on every run)."""
     parser = argparse.ArgumentParser(prog="ipseclab", description="IPsec packet lab and interoperability tester")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("decrypt", help="print the IKE, ESP and AH packets of a capture, decrypted with "
@@ -157,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="describe each decrypted inner packet with Scapy's summary (slower; text output)")
     p.set_defaults(func=_cmd_decrypt)
+    if command == "decrypt":
+        return parser
+
+    from .cli_endpoint import add_endpoint_parser
+    from .cli_interop import RUNTIME_HELP, add_parsers
+    from .lab.runtimes import KERNEL_IPSEC_HELP, KERNEL_IPSEC_MODES, RUNTIMES
+    from .lab.runtimes.uml_kernel import DEFAULT_SUITE
 
     add_parsers(sub)
     add_endpoint_parser(sub)
@@ -192,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv and argv[0] == "decrypt" else None).parse_args(argv)
     try:
         rc: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit

@@ -20,10 +20,11 @@ from .errors import ConfigError
 
 def _cmd_endpoint(args: argparse.Namespace) -> int:
     from .endpoint.runner import EndpointSpec, serve
-    from .lab.impls.ipseclab import endpoint_spec
+    from .lab.impls.ipseclab import IpseclabDriver, endpoint_spec
     from .lab.peerconfig import load_peer_config
 
     cfg = load_peer_config(Path(args.config))
+    IpseclabDriver().check_supported(cfg)  # what the endpoint cannot do (reauth, ...) is one line, not ignored
     if os.geteuid() != 0:
         raise ConfigError("the endpoint needs root (raw sockets, a TUN device, routing rules): run it with sudo")
     out = Path(args.out or f"ipseclab-endpoint-{cfg.name}").resolve()

@@ -9,6 +9,7 @@ cannot express the case (its renderer refuses the configuration) is UNSUPPORTED,
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -51,8 +52,8 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
     """The initiator's (left) and responder's (right) configuration for a test case.
 
     ``responder`` (the implementation) decides whose certificate has expired in an ``expired-cert`` refusal:
-    the responder's, unless it is ipseclab's endpoint (which refuses an expired certificate of its own before
-    anything starts), then the initiator's.
+    the responder's, unless its driver has an ``expired_cert_refusal`` (it will not present an expired
+    certificate of its own: the ipseclab endpoint, Libreswan), then the initiator's.
     """
     left, right = topo.hosts["left"], topo.hosts["right"]
     tunnel = case.mode == "tunnel"
@@ -78,7 +79,7 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
     if i_auth != "psk" or r_auth != "psk":
         from .lab.pki import make_pki
 
-        expired = ("left" if responder == "ipseclab" else "right") if case.refusal == "expired-cert" else ""
+        expired = expired_side(responder) if case.refusal == "expired-cert" else ""
         pki = make_pki("left.ipseclab.test", "right.ipseclab.test", key_type=case.key_type, chain=case.chain,
                        expired=expired)
         creds_i, creds_r = pki.left, pki.right
@@ -97,7 +98,9 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
         remote_address=None if nat else left_addr,
         local_id=Identity.fqdn("right.ipseclab.test"), remote_id=Identity.fqdn("left.ipseclab.test"),
         local_ts=(right.protected,) if tunnel else (),
-        remote_ts=(left.protected,) if tunnel else (),
+        # transport mode behind the NAT: the initiator protects its own address, which the NAT hides (Libreswan's
+        # responder must be told it: rightsubnet=, impls/libreswan.py)
+        remote_ts=(left.protected,) if tunnel else ((ipaddress.ip_network(left_addr),) if nat else ()),
         role="responder", auth=r_auth, remote_auth=i_auth, credentials=creds_r,  # type: ignore[arg-type]
         tfc_padding=case.tfc_padding,
         **{**common, "psk": "not-" + PSK if case.refusal == "wrong-psk" else PSK},  # type: ignore[arg-type]
@@ -105,6 +108,11 @@ def case_configs(case: TestCase, topo: Topology, responder: str = "") -> tuple[P
     if case.responder_ike_proposal:
         resp = dataclasses.replace(resp, ike_proposals=(case.responder_ike_proposal,))
     return _with_settings(init, case.left_settings), _with_settings(resp, case.right_settings)
+
+
+def expired_side(responder: str) -> str:
+    """Whose certificate has expired in an ``expired-cert`` refusal (see case_configs): "right" or "left"."""
+    return "left" if responder and getattr(driver(responder), "expired_cert_refusal", "") else "right"
 
 
 def _with_settings(cfg: PeerConfig, settings: tuple[tuple[str, object], ...]) -> PeerConfig:
@@ -242,6 +250,9 @@ def counters_summary(run_dir: Path) -> str:
             drops = [f"{k}={sa[k]}" for k in ("replay-window", "replay", "failed") if sa.get(k)]
             if drops:
                 words.append(f"SA {sa['spi']}: {' '.join(drops)}")
+        dataplane = c.get("dataplane") or {}  # the ipseclab endpoint's status
+        words += [f"{k}={dataplane[k]}" for k in ("replay", "integrity", "policy_mismatch", "clear_dropped",
+                                                  "unknown_spi", "malformed", "dummies_in") if dataplane.get(k)]
         esp_in = c.get("esp_in") or {}
         words += [f"{k}={v}" for k, v in sorted(esp_in.items()) if v and ("drop" in k or "fail" in k or "mis" in k)]
         if c.get("error"):
@@ -285,10 +296,10 @@ def unsupported_reason(case: TestCase, initiator: str, responder: str, *, host: 
         if ike_keys and not (driver(initiator).gives_ike_keys or driver(responder).gives_ike_keys):
             raise ConfigError(f"neither {initiator} nor {responder} gives its IKE keys, so the trace's IKE "
                               "messages cannot be checked")
-        if case.refusal and not any(getattr(driver(i), "gives_ike_keys_unauthenticated", driver(i).gives_ike_keys)
-                                    for i in (initiator, responder)):
-            raise ConfigError(f"IKE_AUTH fails in this case, and neither {initiator} nor {responder} gives the keys "
-                              "of an IKE SA that was never authenticated, so the refusal cannot be read from the trace")
+        if case.refusal == "expired-cert" and expired_side(responder) == "right":
+            why = getattr(driver(initiator), "silent_initiator_refusal", "")  # the check needs the notify
+            if why:
+                raise ConfigError(f"the responder's certificate has expired, and {why}")
     except ConfigError as exc:
         return str(exc)
     return None

@@ -40,7 +40,7 @@ class _Runner:
                       for side, h in topo.hosts.items()},
             "steps": [],
         }
-        self.pings: list[tuple[dict[str, Any], Any]] = []
+        self.pings: list[tuple[dict[str, Any], tuple[PeerRun, str]]] = []
 
     def write(self) -> None:
         self.path.write_text(json.dumps(self.record, indent=2) + "\n")
@@ -79,6 +79,9 @@ class _Runner:
         if isinstance(step, Delay):
             for side in ("left", "right"):
                 peer = self.lab.peer(side)
+                if isinstance(peer.host, EndpointHost):  # the host kernel may lack netem: the endpoint holds its sends
+                    peer.host.command({"cmd": "delay", "ms": step.ms})
+                    continue
                 peer.host.exec(f"modprobe sch_netem 2>/dev/null; tc qdisc replace dev {_transit_dev(peer)} root "
                                f"netem delay {step.ms}ms", timeout=30)
             return {}
@@ -97,28 +100,16 @@ class _Runner:
         return topo.hosts[step.side].protected_addr, topo.hosts[self.other(step.side)].protected_addr
 
     def ping(self, step: Ping, entry: dict[str, Any]) -> dict[str, Any]:
-        """Start the pings in the background (a shell job in a guest, a thread for the endpoint)."""
+        """Start the pings in the background (a shell job in a guest, or in the endpoint's namespace)."""
         count = max(1, round(step.seconds / step.interval))
         peer = self.lab.peer(step.side)
         src, dst = self._ping_addresses(step)
-        if isinstance(peer.host, EndpointHost):
-            out: dict[str, str] = {}
-
-            def endpoint_ping() -> None:
-                try:
-                    out["output"] = self.lab.ping(step.side, count=count, timeout=step.seconds + 15,
-                                                   interval=step.interval)
-                except LabError as exc:
-                    out["output"] = f"error: {exc}"
-
-            thread = threading.Thread(target=endpoint_ping, daemon=True)
-            thread.start()
-            self.pings.append((entry, (thread, out)))
-        else:
-            log = f"ping-{len(self.pings) + 1}.txt"
-            peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 5 -I {src} {dst} "
-                           f"> /ipl/{log} 2>&1 &", timeout=30)
-            self.pings.append((entry, (peer, log)))
+        log = f"ping-{len(self.pings) + 1}.txt"
+        # a guest's /ipl is its host directory; the endpoint's namespace shares the host's file system
+        where = peer.host.dir if isinstance(peer.host, EndpointHost) else Path("/ipl")
+        peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 5 -I {src} {dst} "
+                       f"> {where / log} 2>&1 &", timeout=30)
+        self.pings.append((entry, (peer, log)))
         return {"src": src, "dst": dst, "count": count}
 
     def finish_pings(self) -> None:
@@ -126,18 +117,13 @@ class _Runner:
         for entry, job in self.pings:
             deadline = entry["start"] + entry["seconds"] + 20
             text = ""
-            if isinstance(job[0], threading.Thread):
-                thread, out = job
-                thread.join(max(0.0, deadline - time.time()))
-                text = out.get("output", "")
-            else:
-                peer, log = job
-                path = peer.host.dir / log
-                while time.time() < deadline:
-                    text = path.read_text(errors="replace") if path.exists() else ""
-                    if _PING_SUMMARY.search(text):
-                        break
-                    time.sleep(0.2)
+            peer, log = job
+            path = peer.host.dir / log
+            while time.time() < deadline:
+                text = path.read_text(errors="replace") if path.exists() else ""
+                if _PING_SUMMARY.search(text):
+                    break
+                time.sleep(0.2)
             m = _PING_SUMMARY.search(text)
             entry["transmitted"], entry["received"] = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
             entry["summary"] = m.group(0) if m else text.strip().splitlines()[-1:] or "no summary"
@@ -178,8 +164,18 @@ class _Runner:
         return {"killed": daemon, "output": out}
 
     def wait_sas_gone(self, peer: PeerRun, within: float) -> dict[str, Any]:
-        """Poll the guest's kernel (inside the guest: one exec) until it holds no SA; when it went, host time."""
+        """Poll the guest's kernel (inside the guest: one exec) until it holds no SA; when it went, host time.
+        The endpoint holds no kernel SA: its data plane's pairs (``status``) are polled instead."""
         started = time.time()
+        if isinstance(peer.host, EndpointHost):
+            left: object = "?"
+            while time.time() < started + within:
+                left = len(peer.driver.counters(peer.host).get("child_sas", {}))
+                if left == 0:
+                    break
+                time.sleep(0.2)
+            return {"gone": left == 0, "sas_left": str(left), "gone_at": time.time() if left == 0 else None,
+                    "waited": round(time.time() - started, 2)}
         tries = int(within / 0.2)
         _, out = peer.host.exec(
             f"i=0; while [ $(ip xfrm state | grep -c '^src') -gt 0 ] && [ $i -lt {tries} ]; do sleep 0.2; "
@@ -194,13 +190,16 @@ class _Runner:
         topo = self.lab.topology
         dst = (topo.hosts["right"].address if right.config.mode == "transport"
                else topo.hosts["right"].protected_addr)
+        # the endpoint's namespace shares the host's file system: its files go in its own directory
+        www = f"{right.host.dir}/www" if isinstance(right.host, EndpointHost) else "/run/www"
+        blob = f"{left.host.dir}/blob" if isinstance(left.host, EndpointHost) else "/tmp/blob"
         _, served = right.host.exec(
-            f"mkdir -p /run/www && head -c {step.nbytes} /dev/urandom > /run/www/blob && "
-            "sha256sum /run/www/blob && busybox httpd -p 8080 -h /run/www", timeout=60)
+            f"mkdir -p {www} && head -c {step.nbytes} /dev/urandom > {www}/blob && "
+            f"sha256sum {www}/blob && busybox httpd -p 8080 -h {www}", timeout=60)
         _, got = left.host.exec(
             # not wget -T: bookworm's busybox 1.35 wget segfaults with it (seen); timeout(1) bounds it instead
-            f"timeout 60 busybox wget -q -O /tmp/blob http://{dst}:8080/blob; echo rc=$?; wc -c < /tmp/blob; "
-            "sha256sum /tmp/blob", timeout=90, check=False)
+            f"timeout 60 busybox wget -q -O {blob} http://{dst}:8080/blob; echo rc=$?; wc -c < {blob}; "
+            f"sha256sum {blob}", timeout=90, check=False)
         return {"server": dst, "served_sha256": served.split()[0] if served.split() else "",
                 "client_output": got, "received_sha256": _sha_line(got), "received_bytes": _wc_line(got)}
 

@@ -1,9 +1,11 @@
 """Probes: what the interop runner sends at a victim peer with the run's own keys, and what it records.
 
 A probe case (``TestCase.probe``) runs after the SA is up and the initiator has pinged: the
-victim's inbound ESP SA is read from its own kernel (``ip -s xfrm
-state`` in its guest: the run's keys); ipseclab builds packets with that SA (``EspSA.from_xfrm``)
-and puts them on the link toward the victim as if the other peer had sent them (``Lab.inject``).
+victim's inbound ESP SA is read from the victim itself: a kernel peer's from ``ip -s xfrm state``
+in its guest (``EspSA.from_xfrm``), the ipseclab endpoint's from its ``status`` answer (SPIs, mode,
+ESN, the replay window's size and top) and its own ``esp_sa`` key file; ipseclab builds packets
+with that SA and puts them on the link toward the victim as if the other peer had sent them
+(``Lab.inject``).
 The victim is the responder (``right``) unless the case says ``victim="initiator"``.
 Each step is a list of packets and what the victim must do with each (how many echo replies the
 trace must then hold for its ICMP echo), with the victim's counters (through its driver) before
@@ -27,18 +29,23 @@ The packets (RFC 4303 3.4.3, the kernel's xfrm_replay_check):
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import LabError
 from .esp.esp import EspSA
-from .lab.keys import XfrmState, parse_xfrm_state
+from .lab.keys import parse_xfrm_state
 from .lab.lab import Lab
+from .lab.runtimes.process import EndpointHost
+from .pcap.esp_keyfiles import read_esp_sa
 
 PROBE_ICMP_ID = 0x1E13  # the ICMP echo identifier of every ping a probe makes (issue 13)
 OUTSIDE_SELECTORS = "203.0.113.200"  # in neither side's protected /26 of the direct topology
 TFC_PAD_TO = 1000  # ipseclab's TFC padding of its probe ping (payload bytes)
+VICTIM_DUMMIES = 3  # dummy packets an ipseclab victim is told to send its peer (which must drop them unseen)
 FORGED_AHEAD = 1000
 
 
@@ -79,6 +86,69 @@ class ProbeRun:
                 "esn": self.esn, "top": self.top, "icmp_id": PROBE_ICMP_ID, "steps": self.steps}
 
 
+@dataclass(frozen=True, slots=True)
+class VictimSa:
+    """The victim's live inbound ESP SA as the victim itself shows it, and its outbound SA's SPI.
+
+    ``make(**kwargs)`` builds an :class:`EspSA` on it (the victim's keys; ``kwargs`` as EspSA's: seq,
+    tfc_pad_to, ...); ``top`` is the highest sequence number the victim has received on it."""
+
+    spi_in: int
+    spi_out: int
+    mode: str
+    window: int
+    esn: bool
+    top: int
+    make: Callable[..., EspSA]
+
+
+def kernel_victim_sa(lab: Lab, victim: str, victim_addr: str) -> VictimSa:
+    """A kernel peer's newest inbound/outbound ESP SAs from ``ip -s xfrm state`` in its guest."""
+    _, out = lab.exec(victim, "ip -s xfrm state", timeout=15)
+    states = [s for s in parse_xfrm_state(out) if s.proto == "esp"]
+    inbound = [s for s in states if s.dst == victim_addr]
+    outbound = [s for s in states if s.src == victim_addr]
+    if not inbound or not outbound:
+        raise LabError(f"the {victim} peer ({lab.peer(victim).driver.impl}) shows no ESP SA pair in ip xfrm state",
+                       output=out)
+    st = inbound[-1]
+
+    def make(**kwargs: Any) -> EspSA:
+        return EspSA.from_xfrm(st.spi, aead=st.aead, enc=st.enc, auth=st.auth, tunnel=(st.src, st.dst), esn=st.esn,
+                               udp=(st.encap[1], st.encap[2]) if st.encap else None, **kwargs)
+
+    return VictimSa(st.spi, outbound[-1].spi, st.mode, st.replay_window, st.esn,
+                    st.counters.get("seq", 0) | (st.counters.get("seq-hi", 0) << 32), make)
+
+
+def endpoint_victim_sa(lab: Lab, victim: str, status: dict[str, Any]) -> VictimSa:
+    """The ipseclab endpoint's ESP pair that carries its traffic, from its ``status`` answer (``child_sas``:
+    SPIs, mode, tunnel addresses, UDP encapsulation, ESN, the window's size and top) and its keys from the
+    ``esp_sa`` file it writes for Wireshark."""
+    pairs = [(int(spi, 16), sa) for spi, sa in status.get("child_sas", {}).items()
+             if sa.get("protocol") == "esp" and sa.get("carries_outbound")]
+    if not pairs:
+        raise LabError(f"the {victim} ipseclab endpoint reports no ESP Child SA carrying its traffic",
+                       output=json.dumps(status.get("child_sas")))
+    spi_in, sa = pairs[-1]
+    key_file = lab.peer(victim).host.dir / "esp_sa"
+    rows = [r for r in read_esp_sa(key_file) if r.spi == spi_in]
+    if not rows or rows[-1].encr_id is None:
+        raise LabError(f"the {victim} ipseclab endpoint's {key_file} has no usable row for SPI {spi_in:#010x}")
+    row = rows[-1]
+    tunnel = tuple(sa["tunnel"]) if sa.get("tunnel") else None
+    if sa.get("udp_encap"):
+        raise LabError("the probes inject ESP on the wire; this endpoint's SA is in UDP (the direct topology "
+                       "has no NAT: was encap forced?)")
+
+    def make(**kwargs: Any) -> EspSA:
+        return EspSA(spi_in, row.encr_id or 0, row.encr_key, integ=row.integ_id or None, integ_key=row.auth_key,
+                     mode=sa["mode"], tunnel=tunnel, esn=bool(sa["esn"]), **kwargs)
+
+    return VictimSa(spi_in, int(sa["spi_out"], 16), sa["mode"], int(sa["replay_window"]), bool(sa["esn"]),
+                    int(sa["top"]), make)
+
+
 class _Prober:
     def __init__(self, lab: Lab, kind: str, victim: str = "right") -> None:
         self.lab = lab
@@ -89,26 +159,18 @@ class _Prober:
         self.src_inner = topo.hosts[self.attacker].protected_addr
         self.dst_inner = topo.hosts[victim].protected_addr
         peer = lab.peer(victim)
-        _, out = lab.exec(victim, "ip -s xfrm state", timeout=15)
-        states = [s for s in parse_xfrm_state(out) if s.proto == "esp"]
-        inbound = [s for s in states if s.dst == self.victim_addr]
-        outbound = [s for s in states if s.src == self.victim_addr]
-        if not inbound or not outbound:
-            raise LabError(f"the {victim} peer ({peer.driver.impl}) shows no ESP SA pair in ip xfrm state",
-                           output=out)
-        self.state: XfrmState = inbound[-1]
+        status = lab.peer_counters(victim)
+        self.state = (endpoint_victim_sa(lab, victim, status) if status.get("source") == "ipseclab"
+                      else kernel_victim_sa(lab, victim, self.victim_addr))
         st = self.state
-        self.run = ProbeRun(kind, victim, peer.driver.impl, st.spi, outbound[-1].spi, st.replay_window, st.esn,
-                            st.counters.get("seq", 0) | (st.counters.get("seq-hi", 0) << 32))
+        self.run = ProbeRun(kind, victim, peer.driver.impl, st.spi_in, st.spi_out, st.window, st.esn, st.top)
         self.icmp_seq = 0
         self.captured = self._captured_requests()
 
     def sa(self, **kwargs: Any) -> EspSA:
-        st = self.state
-        if st.mode != "tunnel":
-            raise LabError(f"probes need a tunnel-mode SA, the victim's is {st.mode or 'unknown'}")
-        return EspSA.from_xfrm(st.spi, aead=st.aead, enc=st.enc, auth=st.auth, tunnel=(st.src, st.dst),
-                               esn=st.esn, udp=(st.encap[1], st.encap[2]) if st.encap else None, **kwargs)
+        if self.state.mode != "tunnel":
+            raise LabError(f"probes need a tunnel-mode SA, the victim's is {self.state.mode or 'unknown'}")
+        return self.state.make(**kwargs)
 
     def _captured_requests(self) -> dict[int, bytes]:
         """The ESP packets the initiator sent on the victim's inbound SA so far, by sequence number."""
@@ -119,7 +181,7 @@ class _Prober:
         for p in read_ip(pcap):
             if isinstance(p, IpPacket) and p.proto == 50 and p.dst == self.victim_addr and len(p.payload) >= 8:
                 spi, seq = int.from_bytes(p.payload[:4], "big"), int.from_bytes(p.payload[4:8], "big")
-                if spi == self.state.spi:
+                if spi == self.state.spi_in:
                     out.setdefault(seq, p.packet)
         return out
 
@@ -141,6 +203,17 @@ class _Prober:
         after = self.lab.peer_counters(self.victim)
         self.run.steps.append({"step": name, "sent": [s.as_dict() for _, s in packets],
                                "before": before, "after": after})
+
+    def victim_dummies(self, host: EndpointHost, count: int) -> None:
+        """Have an ipseclab victim send ``count`` dummy packets (as large as its TFC padding), with both
+        peers' counters around it: the other peer's kernel must take each and drop it without a word."""
+        before, peer_before = self.lab.peer_counters(self.victim), self.lab.peer_counters(self.attacker)
+        size = self.lab.peer(self.victim).config.tfc_padding
+        sent = int(host.command({"cmd": "dummy", "size": size, "count": count}).get("sent", 0))
+        time.sleep(0.6)
+        self.run.steps.append({"step": "dummy packets from the victim", "sent": [], "dummies": sent, "size": size,
+                               "before": before, "after": self.lab.peer_counters(self.victim),
+                               "peer_before": peer_before, "peer_after": self.lab.peer_counters(self.attacker)})
 
 
 def _replay(pr: _Prober) -> None:
@@ -201,6 +274,9 @@ def _tfc(pr: _Prober) -> None:
     inner, icmp = pr.ping()
     pr.step("ping after the dummies", [(sa.protect(inner, seq=sa.seq + 1),
                                         Sent(f"seq {sa.seq + 1}: after the dummies", sa.seq + 1, icmp, 1))], wait=1.5)
+    host = pr.lab.peer(pr.victim).host
+    if isinstance(host, EndpointHost):  # the endpoint also sends dummies (its line protocol's dummy command)
+        pr.victim_dummies(host, VICTIM_DUMMIES)
 
 
 def _access(pr: _Prober) -> None:

@@ -101,7 +101,8 @@ CERT_ECDSA = AuthCase(
 )
 CERT_RSA = AuthCase(
     name="cert-rsa",
-    description="RSA-2048 certificates both ways (RFC 7427, PKCS#1 v1.5 with SHA-256)",
+    description="RSA-2048 certificates both ways (RFC 7427: strongSwan and ipseclab sign PKCS#1 v1.5 with SHA-256, "
+                "Libreswan 4.10 RSASSA-PSS with SHA2-512)",
     auth="pubkey",
     key_type="rsa-2048",
 )

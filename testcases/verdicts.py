@@ -5,7 +5,8 @@ have the runner inject packets made with the run's keys (``ipseclab/probes.py``,
 ``probe.json``: what was sent, what must follow, the victim's counters around each step); the verdict
 here comes from two places that do not depend on ipseclab's crypto: Wireshark's decryption of the
 capture (which echo requests got replies) and the victim's own counters (kernel: ``ip -s xfrm state``
-per SA and ``/proc/net/xfrm_stat``).
+per SA and ``/proc/net/xfrm_stat``; the ipseclab endpoint: its ``status`` answer, each Child SA's
+counters and its data plane's).
 """
 
 from __future__ import annotations
@@ -50,6 +51,27 @@ def delta(before: dict[str, Any], after: dict[str, Any], spi: str | None, name: 
     if spi is None:
         return int(after.get("xfrm_stat", {}).get(name, 0)) - int(before.get("xfrm_stat", {}).get(name, 0))
     return int(_sa(after, spi).get(name, 0)) - int(_sa(before, spi).get(name, 0))
+
+
+def endpoint(counters: dict[str, Any]) -> bool:
+    """Whether counters are the ipseclab endpoint's ``status`` answer (else a kernel's)."""
+    return counters.get("source") == "ipseclab"
+
+
+def endpoint_delta(before: dict[str, Any], after: dict[str, Any], spi_in: str, name: str) -> int:
+    """How much an ipseclab endpoint's counter rose: ``in.X``/``out.X`` of the Child SA whose inbound SPI is
+    ``spi_in``, ``seq_out`` (its outbound SA's last sequence number), or ``dataplane.X``."""
+
+    def read(c: dict[str, Any]) -> int:
+        where, _, key = name.rpartition(".")
+        if where == "dataplane":
+            return int(c.get("dataplane", {})[key])
+        sas = c.get("child_sas", {})
+        if spi_in not in sas:
+            raise CheckFailed(f"the ipseclab victim's status has no Child SA {spi_in}: {sorted(sas)}")
+        return int((sas[spi_in][where] if where else sas[spi_in])[key])
+
+    return read(after) - read(before)
 
 
 def _where(p: IpsecPacket) -> str:
@@ -148,10 +170,19 @@ class ReplayCase(ProbeCase):
         before, after = whole(probe)
         spi = probe["spi_in"]
         replays = len(step(probe, "exact replays")["sent"]) + 1
+        protected = self.replay_window > 0
+        if endpoint(before):
+            # ipseclab counts a packet left of the window as a replay with ESN too: when its ICV fails under
+            # the next subspace's high bits, it tries the previous ones (esp/common.py SaBase._refuse_icv)
+            dropped = replays + 1 if protected else 0
+            expect_counters("the whole probe", {n: endpoint_delta(before, after, spi, n) for n in (
+                "in.replay_drops", "in.integrity_failures", "dataplane.replay", "dataplane.integrity")}, {
+                "in.replay_drops": dropped, "in.integrity_failures": 1,
+                "dataplane.replay": dropped, "dataplane.integrity": 1})
+            return
         names = ("replay", "replay-window", "failed")
         got = {n: delta(before, after, spi, n) for n in names}
         got |= {n: delta(before, after, None, n) for n in ("XfrmInStateSeqError", "XfrmInStateProtoError")}
-        protected = self.replay_window > 0
         # with ESN a packet left of the window is taken for the next 2^32 subspace (RFC 4303 A2.2): its ICV
         # fails with those high bits, so the kernel counts it as an integrity failure, not as too old
         past_edge_fails = protected and self.esn
@@ -192,9 +223,41 @@ class TfcCase(ProbeCase):
         if len(seen) != len(dummies) or not_dummy:
             raise CheckFailed(f"Wireshark shows {len(seen)} of the {len(dummies)} dummy packets as next header 59"
                               + (": " + "; ".join(not_dummy) if not_dummy else ""))
+        ours_out = [s for s in probe["steps"] if s["step"] == "dummy packets from the victim"]
+        if ours_out:
+            self.check_victim_dummies(trace, probe, ours_out[0])
+
+    def check_victim_dummies(self, trace: Trace, probe: dict[str, Any], s: dict[str, Any]) -> None:
+        """The ipseclab victim's own dummy packets: on the wire as next header 59 (Wireshark), counted by it,
+        and taken and dropped without a word by the other peer (a kernel counts XfrmInStateProtoError)."""
+        victim_out = int(probe["spi_out"], 16)
+        frames = [p for p in trace.ipsec() if p.spi == victim_out and p.next_header == 59]
+        if s["dummies"] < 1 or len(frames) != s["dummies"]:
+            raise CheckFailed(f"the victim said it sent {s['dummies']} dummy packets; Wireshark shows {len(frames)} "
+                              f"with next header 59 on its SA 0x{victim_out:08x}")
+        sent = endpoint_delta(s["before"], s["after"], probe["spi_in"], "dataplane.dummies_out")
+        expect_counters("the victim's own dummy packets", {"dataplane.dummies_out": sent},
+                        {"dataplane.dummies_out": s["dummies"]})
+        pb, pa = s["peer_before"], s["peer_after"]
+        if endpoint(pb):
+            got = {n: endpoint_delta(pb, pa, probe["spi_out"], n) for n in ("in.dummies_in", "in.integrity_failures")}
+            want = {"in.dummies_in": s["dummies"], "in.integrity_failures": 0}
+        else:
+            got = {"XfrmInStateProtoError": delta(pb, pa, None, "XfrmInStateProtoError"),
+                   "failed": delta(pb, pa, probe["spi_out"], "failed")}
+            want = {"XfrmInStateProtoError": s["dummies"], "failed": 0}
+        expect_counters("the victim's dummy packets at the other peer", got, want)
 
     def check_counters(self, trace: Trace, probe: dict[str, Any]) -> None:
         s = step(probe, "dummy")
+        if endpoint(s["before"]):
+            got = {n: endpoint_delta(s["before"], s["after"], probe["spi_in"], n) for n in (
+                "in.dummies_in", "in.integrity_failures", "seq_out", "dataplane.dummies_in", "dataplane.packets_in")}
+            expect_counters("the dummy packets (the victim must count each as a dummy, send nothing and hand "
+                            "nothing to its TUN device)", got, {
+                                "in.dummies_in": len(s["sent"]), "in.integrity_failures": 0, "seq_out": 0,
+                                "dataplane.dummies_in": len(s["sent"]), "dataplane.packets_in": 0})
+            return
         got = {"oseq": delta(s["before"], s["after"], probe["spi_out"], "oseq"),
                "failed": delta(s["before"], s["after"], probe["spi_in"], "failed"),
                "XfrmInStateProtoError": delta(s["before"], s["after"], None, "XfrmInStateProtoError")}
@@ -213,6 +276,16 @@ class AccessCase(ProbeCase):
         # template wants ESP is a template mismatch; a decrypted packet that matches no inbound policy is
         # XfrmInNoPols.  Each step moves exactly its counter and no other policy counter.
         policy = ("XfrmInNoPols", "XfrmInTmplMismatch", "XfrmInPolBlock", "XfrmInStateMismatch")
+        if endpoint(probe["steps"][0]["before"]):
+            # ipseclab: the kernel's strict reverse-path filter drops the clear one (clear_dropped, tun.py);
+            # the SA's selector check (RFC 4301 5.2) the other (policy_mismatch)
+            names = ("dataplane.clear_dropped", "dataplane.policy_mismatch", "in.selector_mismatches")
+            for prefix, moved in (("ping in the clear", ("dataplane.clear_dropped",)),
+                                  ("ping inside the SA from", ("dataplane.policy_mismatch", "in.selector_mismatches"))):
+                s = step(probe, prefix)
+                got = {n: endpoint_delta(s["before"], s["after"], probe["spi_in"], n) for n in names}
+                expect_counters(f"the step {s['step']!r}", got, {n: int(n in moved) for n in names})
+            return
         for prefix, counter in (("ping in the clear", "XfrmInTmplMismatch"),
                                 ("ping inside the SA from", "XfrmInNoPols")):
             s = step(probe, prefix)

@@ -12,6 +12,8 @@ codec and its SK payload) and ``esp/`` (EspSA, AhSA), and below the command line
 - ``render``: records as lines or JSON, written as they come;
 - ``fast``: what ``ipseclab decrypt`` calls: ``render``'s output straight from a classic pcap, the common
   ESP packet read, verified and written inline, every other packet through ``stream.Dispatcher``.
+- ``workers``: ``fast``'s chunks scanned by forked processes (a large regular file, more than one CPU), the
+  output still applied and written in record order by the calling process.
 """
 
 from .esp import EspDecryptor, EspRecord, decrypt_esp_capture

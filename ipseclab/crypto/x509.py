@@ -73,6 +73,30 @@ def pem(item: x509.Certificate | PrivateKey) -> bytes:
     return item.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
+def key_kind(cert: x509.Certificate) -> str:
+    """What the certificate's key signs with: ``rsa``, ``ecdsa``, ``ed25519`` or ``ed448`` (what a daemon's
+    renderer chooses its authentication keyword by)."""
+    key = public_key(cert)
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    return "ed25519" if isinstance(key, ed25519.Ed25519PublicKey) else "ed448"
+
+
+def pkcs12(name: str, certificate: bytes, private_key: bytes, chain: Sequence[bytes], password: bytes) -> bytes:
+    """A PKCS#12 file (PBES2, AES-256-CBC, HMAC-SHA-256) of a PEM certificate, its key and the ``chain`` certificates
+    above it; ``name`` becomes the friendly name (NSS's nickname after ``pk12util -i``)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import PrivateFormat
+    from cryptography.hazmat.primitives.serialization import pkcs12 as p12
+
+    cert, key = load_certificate(certificate), load_private_key(private_key)
+    enc = (PrivateFormat.PKCS12.encryption_builder().kdf_rounds(10000)
+           .key_cert_algorithm(p12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256()).build(password))
+    return p12.serialize_key_and_certificates(name.encode(), key, cert, [load_certificate(c) for c in chain], enc)
+
+
 def der(cert: x509.Certificate) -> bytes:
     """The DER a CERT payload carries (encoding 4, X.509 Certificate - Signature)."""
     return cert.public_bytes(Encoding.DER)
@@ -202,6 +226,15 @@ def check_local(cert: x509.Certificate, key: PrivateKey, at: dt.datetime) -> Non
     except CertificateError as exc:
         raise ConfigError(f"our own {exc}: renew it") from None
     public_key(cert)
+
+
+def validity_problem(certificate: bytes, at: dt.datetime | None = None) -> str:
+    """Why a PEM or DER certificate is not valid at ``at`` (default now: "certificate of ... expired on ..."), or ""."""
+    try:
+        _check_validity(load_certificate(certificate), at or utc_now())
+    except CertificateError as exc:
+        return str(exc)
+    return ""
 
 
 def _check_validity(cert: x509.Certificate, at: dt.datetime) -> None:

@@ -8,8 +8,11 @@ from ..packets.enums import ProtocolId
 
 
 def esp_sas(child: ChildSaEstablished, local: str, remote: str, *,
-            replay_window: int = 64) -> tuple[EspSA | AhSA, EspSA | AhSA]:
-    """(outbound, inbound) SAs, ESP or AH as negotiated; tunnel mode puts ``local``/``remote`` in the outer header."""
+            replay_window: int = 64, tfc_padding: int = 0) -> tuple[EspSA | AhSA, EspSA | AhSA]:
+    """(outbound, inbound) SAs, ESP or AH as negotiated; tunnel mode puts ``local``/``remote`` in the outer header.
+
+    ``tfc_padding``: the outbound ESP SA pads each inner packet to that many bytes (RFC 4303 2.7; tunnel mode
+    only, where the inner IP header says where the padding starts)."""
     tun_out = (local, remote) if child.mode == "tunnel" else None
     tun_in = (remote, local) if child.mode == "tunnel" else None
     if child.protocol == ProtocolId.AH:
@@ -23,7 +26,7 @@ def esp_sas(child: ChildSaEstablished, local: str, remote: str, *,
                                  replay_window=replay_window)
     assert child.encr_id is not None
     out = EspSA(child.spi_out, child.encr_id, child.encr_key_out, integ=child.integ_id,
-                integ_key=child.integ_key_out, tunnel=tun_out,
+                integ_key=child.integ_key_out, tunnel=tun_out, tfc_pad_to=tfc_padding if tun_out else 0,
                 **kw)  # type: ignore[arg-type]
     inn = EspSA(child.spi_in, child.encr_id, child.encr_key_in, integ=child.integ_id,
                 integ_key=child.integ_key_in, tunnel=tun_in,

@@ -36,7 +36,7 @@ from ..errors import (
     UnknownSpiError,
 )
 from ..esp import AhSA, EspSA
-from ..esp.iphdr import PROTO_ESP, OuterHeader, fix_l4_checksum, insertion_point, tunnel_inner
+from ..esp.iphdr import PROTO_ESP, PROTO_NONE, OuterHeader, fix_l4_checksum, insertion_point, tunnel_inner
 from ..esp.spd import Policy, Spd
 from ..esp.ts import Selectors, TrafficSelector
 from ..ike.events import ChildSaEstablished
@@ -60,6 +60,8 @@ class DataPlaneCounters:
     unknown_spi: int = 0  # ESP/AH for no inbound SA of ours
     malformed: int = 0  # does not parse (truncated, bad padding, not an IP packet inside)
     checksum_fixed: int = 0  # TCP/UDP checksums recomputed after transport-mode NAT-T (RFC 3948 3.1.2)
+    dummies_in: int = 0  # authentic dummy packets (next header 59, RFC 4303 2.6): dropped, never handed to the TUN
+    dummies_out: int = 0  # dummy packets we sent (the ``dummy`` command)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -126,6 +128,7 @@ class DataPlane:
 
     local: str
     replay_window: int = 64
+    tfc_padding: int = 0  # pad outbound tunnel-mode ESP inner packets to this many bytes (RFC 4303 2.7); 0: off
     spd: Spd = field(default_factory=Spd)
     pairs: dict[int, Pair] = field(default_factory=dict)  # by inbound SPI
     counters: DataPlaneCounters = field(default_factory=DataPlaneCounters)
@@ -136,7 +139,7 @@ class DataPlane:
 
     def install(self, child: ChildSaEstablished, peer: str) -> Pair:
         """Install the pair of a ``ChildSaEstablished``; its outbound SA carries traffic if the event says so."""
-        out, inn = esp_sas(child, self.local, peer, replay_window=self.replay_window)
+        out, inn = esp_sas(child, self.local, peer, replay_window=self.replay_window, tfc_padding=self.tfc_padding)
         sel = pair_selectors(child, self.local, peer)
         inn.selectors = sel  # RFC 4301 5.2: checked on every packet it decrypts
         pair = Pair(child.spi_in, child.spi_out, out, inn, sel, child.mode, child.udp_encap)
@@ -209,6 +212,23 @@ class DataPlane:
         self.counters.packets_out += 1
         return out
 
+    def dummies(self, size: int, count: int, peer: str) -> list[Outbound]:
+        """Dummy packets (next header 59, RFC 4303 2.6) of ``size`` payload bytes, ``count`` on every ESP pair
+        that carries our outbound traffic, as ``outbound`` gives packets (``peer``: the transport-mode outer
+        destination); the peer drops them unseen.  They are not TFC-padded: ``size`` is the whole payload."""
+        out = []
+        for pair in self.pairs.values():
+            sa = pair.out
+            if pair.policy is None or not isinstance(sa, EspSA):
+                continue
+            for _ in range(count):
+                if pair.udp_encap:
+                    out.append(Outbound(pair, sa.encapsulate(bytes(size), PROTO_NONE), True))
+                else:
+                    out.append(Outbound(pair, sa.dummy_packet(size, src=self.local, dst=peer), False))
+                self.counters.dummies_out += 1
+        return out
+
     def inbound(self, packet: bytes) -> tuple[Pair, bytes] | None:
         """The pair and the packet to hand to the kernel for a whole ESP/AH packet; None (counted) if dropped."""
         c = self.counters
@@ -234,7 +254,9 @@ class DataPlane:
             return None
         pair = self.pairs.get(sa.spi)
         if inner is None or pair is None:
-            return None  # a dummy packet (RFC 4303 2.6)
+            if inner is None and isinstance(sa, EspSA):  # our SAs have no UDP of their own: None is no keepalive
+                c.dummies_in += 1  # a dummy packet (RFC 4303 2.6): authentic, and dropped without a word
+            return None
         if pair.mode == "transport" and pair.udp_encap:
             inner = fix_l4_checksum(inner)
             c.checksum_fixed += 1

@@ -110,6 +110,20 @@ class ReplayWindow:
             self._bits = (((self._bits << d) | 1) & self._mask) if d < size else 1
         self.top = seq
 
+    def advance_span(self, first: int, last: int) -> None:
+        """:meth:`advance` of ``first``, ``first + 1``, ... ``last`` in turn, for ``top < first <= last``.
+
+        The bits of the old top move ``last - top`` places (a shift then a mask, as one advance after
+        another would leave them) and the ``last - first + 1`` numbers received are set below the new top.
+        """
+        size = self.size
+        if size:
+            d = last - self.top
+            bits = (self._bits << d) | ((1 << min(last - first + 1, size)) - 1) if d < size else (1 << min(
+                last - first + 1, size)) - 1
+            self._bits = bits & self._mask
+        self.top = last
+
     def resume(self, top: int) -> None:
         """Join an SA in its middle: ``top`` is taken as the highest sequence number so far, none below it seen.
 

@@ -67,6 +67,10 @@ class IkeConfig:
     protocol: str = "esp"  # the first Child SA's: "esp" (esp_proposals) or "ah" (ah_proposals)
     local_ts: tuple[str, ...] = ("0.0.0.0/0",)
     remote_ts: tuple[str, ...] = ("0.0.0.0/0",)
+    # further (local_ts, remote_ts) pairs for additional Child SAs: ours to ask for (``create_child``), and a
+    # peer's CREATE_CHILD_SA outside local_ts/remote_ts is narrowed to the first pair it fits (strongSwan's
+    # children of one connection, Libreswan's conns sharing an IKE SA); IKE_AUTH's Child SA never uses them
+    extra_ts: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     mode: str = "tunnel"
     # NAT detection (RFC 7296 2.23): our address and port as we send from them, and the peer's as we send
     # to it (a responder takes the source of the request instead).  None: no NAT_DETECTION notifies.
@@ -126,7 +130,7 @@ class IkeConfig:
             raise ConfigError(f"protocol {self.protocol!r}: use 'esp' or 'ah'")
         if self.mode not in ("tunnel", "transport"):
             raise ConfigError(f"mode {self.mode!r}: use 'tunnel' or 'transport'")
-        for ts in (*self.local_ts, *self.remote_ts):
+        for ts in (*self.local_ts, *self.remote_ts, *(t for pair in self.extra_ts for side in pair for t in side)):
             try:
                 _network(ts)
             except ValueError as exc:

@@ -253,7 +253,8 @@ class IkeConnection:
         informational.send_child_delete(self, [child], now)
 
     def child_usage(self, spi_in: int, octets: int, packets: int, now: float) -> None:
-        """What the data plane has carried on a Child SA so far (totals of both directions); past
+        """What the data plane has carried on a Child SA so far (the driver's count: the endpoint gives the busier
+        direction's, as kernels count each SA of the pair); past
         ``child_rekey_bytes``/``_packets`` it is rekeyed, past ``child_life_bytes``/``_packets`` deleted.
 
         Unknown or finished Child SAs are ignored: the data plane may report an SA the engine has just deleted.

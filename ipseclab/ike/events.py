@@ -34,6 +34,23 @@ class IkeSaEstablished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class IkeSaKeysDerived(Event):
+    """IKE_SA_INIT is done and the IKE SA has its keys; nothing is authenticated yet.
+
+    For key export only (Wireshark's ikev2_decryption_table), so that an IKE_AUTH that fails can still be read
+    from a capture; ``IkeSaEstablished`` (with the same keys) follows once both sides have authenticated.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    encr_id: int
+    encr_key_bits: int
+    integ_id: int | None
+    keys: IkeSaKeys
+
+
+@dataclass(frozen=True, slots=True)
 class ChildSaEstablished(Event):
     """A Child SA pair is agreed; ``*_in`` protect what we receive (our SPI), ``*_out`` what we send.
 

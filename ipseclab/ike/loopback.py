@@ -4,7 +4,7 @@
 >>> from ipseclab.ike.loopback import handshake
 >>> i, r = handshake(IkeConfig("moon", "sun", b"k"), IkeConfig("sun", "moon", b"k"))
 >>> [type(e).__name__ for e in i.events]
-['IkeSaEstablished', 'ChildSaEstablished']
+['IkeSaKeysDerived', 'IkeSaEstablished', 'ChildSaEstablished']
 """
 
 from __future__ import annotations

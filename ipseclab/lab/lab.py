@@ -225,10 +225,10 @@ class Lab:
 
     def _boot(self, peer: PeerRun) -> None:
         host = peer.host
-        if isinstance(host, EndpointHost):
-            host.boot()
-            return
         addressing = self.topology.hosts[peer.side]
+        if isinstance(host, EndpointHost):
+            host.boot(peer.driver.start_script(peer.config, addressing, dev=host.ifname))
+            return
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
             host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
                       + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
@@ -335,11 +335,11 @@ class Lab:
         def reset(peer: PeerRun) -> float:
             started = time.monotonic()
             new_dir = self.run_dir / peer.side
+            addressing = self.topology.hosts[peer.side]
             if isinstance(peer.host, EndpointHost):
-                peer.host.restart(new_dir)
+                peer.host.restart(new_dir, peer.driver.start_script(peer.config, addressing, dev=peer.host.ifname))
                 peer.host.wait_ready()
             else:
-                addressing = self.topology.hosts[peer.side]
                 stat = peer.host.reset(new_dir, network_script(addressing, peer.side, kernel=False) + XFRM_MONITOR
                                        + peer.driver.start_script(peer.config, addressing))
                 self._stat_base[peer.side] = parse_xfrm_stat(stat)

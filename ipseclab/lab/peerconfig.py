@@ -442,9 +442,14 @@ class PeerConfig:
         for setting, nets in (("local_ts", self.local_ts), ("remote_ts", self.remote_ts)):
             if self.mode == "transport" and nets:
                 host = self.local_address if setting == "local_ts" else self.remote_address
-                if len(nets) != 1 or host is None or nets[0] != ipaddress.ip_network(host):
+                # a responder that takes any peer (remote_address None) may name the peer's own address, which a
+                # NAT hides (Libreswan needs it as rightsubnet); it must still be one host
+                one_host = len(nets) == 1 and nets[0].prefixlen == nets[0].max_prefixlen
+                if not one_host or (host is None and setting == "local_ts") or (
+                        host is not None and nets[0] != ipaddress.ip_network(host)):
                     raise self.error(setting, f"transport mode protects only the host's own traffic; leave it "
-                                     f"empty or give {host} alone, not {', '.join(map(str, nets))}")
+                                     f"empty or give {host or 'one host address'} alone, not "
+                                     f"{', '.join(map(str, nets))}")
 
     def _validate_proposals(self) -> None:
         if not self.ike_proposals:

@@ -2,7 +2,8 @@
 
 Run: ``python -m tests.bench.bench_decrypt`` (default sizes 100,000 and 1,000,000 packets, 111 MB and 1.1 GB;
 ``--packets N ...`` to choose, ``--runs R`` for the median of R runs, ``--keep DIR`` to keep the files,
-``--before CHECKOUT`` to time another checkout's ipseclab, a worktree of main say, in the same run).
+``--before CHECKOUT`` to time another checkout's ipseclab, a worktree of main say, in the same run,
+``--one-process`` to time ipseclab without its worker processes too).
 
 For each size it writes a capture into a temporary directory: an IKE_SA_INIT/IKE_AUTH
 exchange between two ipseclab engines wired in memory (``ike.loopback``; AES-GCM-256 IKE SA),
@@ -12,57 +13,63 @@ generator, so the ESP stream is the same every run; the IKE exchange's DH keys a
 run), 1,114 bytes a frame on Ethernet: 111 MB for 100,000 packets.  Beside it the two Wireshark
 key files, made by ``analysis.keyrows`` from the engine's ``IkeSaEstablished`` and the EspSA.
 
-Then, each in its own process with its output to /dev/null, timed by wall clock and measured
-by peak resident memory (``wait4``'s ``ru_maxrss``):
+Then, each in its own process with its output to /dev/null, timed by wall clock, its CPU time
+(its worker processes' included) and its peak memory, RSS and PSS summed over its processes (sampled
+every 10 ms; RSS counts a page shared by a parent and its forked workers once per process, PSS splits it):
 
-* ``ipseclab decrypt CAPTURE --keys ... --esp-keys ... --json``;
+* ``ipseclab decrypt CAPTURE --keys ... --esp-keys ... --json`` (with two worker processes on 2 CPUs);
 * the same in text mode;
 * ``tshark -r CAPTURE`` with the same rows as ``uat:`` options, ESP decryption and its ICV check on
-  (``esp.enable_encryption_decode``, ``esp.enable_authentication_check``), its default one-line output.
+  (``esp.enable_encryption_decode``, ``esp.enable_authentication_check``), its default one-line output;
+* with ``--one-process``, ipseclab again without workers (``IPSECLAB_DECRYPT_WORKERS=0``); with
+  ``--before CHECKOUT``, another checkout's ipseclab.
 
 Before timing, both are checked to have decrypted the capture: ipseclab's exit status is 0 (every
 IKE message decrypted, every ESP packet verified) and tshark shows the inner ICMP of the first
 1,000 frames with a good ICV.  The goal (issue 10): ipseclab at least 2x faster than tshark in
-both output modes, and under 100 MB peak whatever the capture's size.  No assertion on time:
+both output modes, and under 100 MB whatever the capture's size.  No assertion on time:
 the table is the result.
 
-Measured 2026-11-30 (AMD EPYC, 2 CPUs, no AMX, a shared machine at load 2.7; median of 3 runs, taking turns;
-"before" is main at 357b056, ``--before /work/main``, in the same run; the CPU ratio added by hand):
+Measured 2026-11-30 17:20 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
+average 3.1 at the start, 6.3 at the end; median of 3 runs, taking turns; "before" is main at 4d2c993):
 
-| packets | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |
-|---:|---|---:|---:|---:|---:|---:|
-| 100,000 | ipseclab decrypt --json | 0.73 | 0.70 | 43 MB | 1.60 | 1.29 |
-| 100,000 | ipseclab decrypt (text) | 0.77 | 0.58 | 43 MB | 1.51 | 1.55 |
-| 100,000 | tshark | 1.16 | 0.90 | 192 MB | | |
-| 100,000 | before: ipseclab decrypt --json | 1.21 | 1.19 | 43 MB | 0.96 | 0.76 |
-| 100,000 | before: ipseclab decrypt (text) | 0.97 | 0.92 | 43 MB | 1.20 | 0.98 |
-| 1,000,000 | ipseclab decrypt --json | 6.60 | 5.54 | 43 MB | 1.52 | 1.30 |
-| 1,000,000 | ipseclab decrypt (text) | 4.94 | 4.18 | 43 MB | 2.03 | 1.72 |
-| 1,000,000 | tshark | 10.03 | 7.21 | 302 MB | | |
-| 1,000,000 | before: ipseclab decrypt --json | 11.17 | 10.72 | 43 MB | 0.90 | 0.67 |
-| 1,000,000 | before: ipseclab decrypt (text) | 8.74 | 7.62 | 43 MB | 1.15 | 0.95 |
+| packets | command | wall s | CPU s | peak RSS (sum) | peak PSS (sum) | tshark's wall / this | tshark's CPU / this |
+|---:|---|---:|---:|---:|---:|---:|---:|
+| 100,000 | ipseclab decrypt --json | 0.79 | 0.58 | 113 MB | 65 MB | 1.13 | 1.21 |
+| 100,000 | ipseclab decrypt (text) | 0.47 | 0.41 | 89 MB | 40 MB | 1.92 | 1.73 |
+| 100,000 | tshark | 0.90 | 0.71 | 192 MB | 190 MB | | |
+| 100,000 | one process: --json | 0.65 | 0.58 | 45 MB | 27 MB | 1.38 | 1.23 |
+| 100,000 | one process: (text) | 0.46 | 0.40 | 45 MB | 24 MB | 1.97 | 1.75 |
+| 100,000 | before: --json | 0.64 | 0.55 | 45 MB | 25 MB | 1.40 | 1.29 |
+| 100,000 | before: (text) | 0.69 | 0.43 | 45 MB | 24 MB | 1.31 | 1.64 |
+| 1,000,000 | ipseclab decrypt --json | 4.40 | 4.40 | 113 MB | 65 MB | 2.43 | 1.32 |
+| 1,000,000 | ipseclab decrypt (text) | 2.84 | 2.81 | 89 MB | 40 MB | 3.76 | 2.07 |
+| 1,000,000 | tshark | 10.69 | 5.81 | 302 MB | 299 MB | | |
+| 1,000,000 | one process: --json | 8.90 | 5.02 | 45 MB | 27 MB | 1.20 | 1.16 |
+| 1,000,000 | one process: (text) | 4.84 | 3.01 | 45 MB | 24 MB | 2.21 | 1.93 |
+| 1,000,000 | before: --json | 7.22 | 4.52 | 45 MB | 25 MB | 1.48 | 1.29 |
+| 1,000,000 | before: (text) | 4.73 | 3.24 | 45 MB | 24 MB | 2.26 | 1.79 |
 
-Wall-clock ratios move with the machine's load (tshark's 10.0 s of wall for 7.2 s of CPU above; in a
-quieter run the same code gave 1.58/1.32 at 100,000 and 1.72/1.28 at 1,000,000, text/JSON), so the CPU
-ratio is the steadier figure.
-
-Memory is met; speed is not: by CPU, 1.6-1.7x tshark in text mode and 1.3x with JSON (1.8x and 1.9x
-faster than the old code).  ``analysis.fast`` takes the ESP packets inline (one loop over the records
-of 1 MiB chunks, no per-packet objects but the output); per packet there remain, measured in that
-loop, about 1.0 us of CPython to walk a record and read its headers, 1.3-1.5 us in the AES-GCM call
-with its arguments, 1 us of checks, window and counters, 0.3-0.4 us to format the line, and with JSON
-1 us to hex the 1 KB inner packet and 0.5 us to format the object; the interpreter and imports cost
-0.2 s per run.  Twice tshark's speed needs about 3.6 us per packet: text mode is about 0.4 us short,
-and JSON's three unavoidable steps alone (walk, AES-GCM, hex) take 3.3-3.5 us of it.  The second core
-was busy (two runs side by side each took 1.9x as long as one alone), so splitting the work over two
-processes was not built.  Before issue 10's rework
-the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two reads,
-every record kept, Scapy per inner packet).
+A run four minutes earlier (load 2.7 to 3.4) gave, workers on, 0.49 s / 0.41 s at 100,000 packets
+(1.62x and 1.93x tshark's 0.79 s) and 5.16 s / 3.26 s at 1,000,000 (2.04x and 3.23x tshark's 10.54 s),
+JSON / text.  So at a million packets both modes are 2x tshark by wall clock or better, in every run so
+far; at 100,000 text mode is 1.9-2.0x and JSON 1.1-1.6x: there the fixed cost (0.11 s of CPU to start
+the interpreter and import, then a first chunk scanned before the workers are forked) is a fifth of the
+run, and on this machine the second CPU was mostly taken by other sessions' labs, so the workers had
+little to run on (alone, not in a side-by-side run, a quieter moment gave 2.3 s for a million JSON
+records, where tshark has taken 6.5-7.3 s).  By CPU
+time ipseclab is 1.2-1.3x tshark with JSON and 1.7-2.1x in text mode: per packet the scan costs about
+3.6 us with JSON (of which the AES-GCM call 1.3-1.5 us and the inner packet's hex 0.8 us) and 2.2 us in
+text mode.  Memory is flat: 65 MB PSS with workers (113 MB if RSS is summed, the parent's pages counted
+again in each forked worker), 45 MB RSS in one process, against tshark's 190-300 MB.  Before issue 10's
+rework the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two
+reads, every record kept, Scapy per inner packet).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -71,10 +78,12 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from ipseclab.analysis.keyrows import esp_sa_row, ike_sa_row
+from ipseclab.analysis.workers import ENV
 from ipseclab.crypto import EncrId
 from ipseclab.esp import EspSA
 from ipseclab.esp.iphdr import checksum
@@ -160,20 +169,67 @@ def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, P
     return pcap, ike_table, esp_table
 
 
-def measure(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MB, CPU seconds) of one command run in ``cwd``, its output to /dev/null."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/PID/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB summed over ``pid``'s process tree (a process that just ended counts 0)."""
+    rss = pss = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return rss, pss
+
+
+class _Sampler(threading.Thread):
+    """The peak of ``_memory`` of a running process tree, sampled every 10 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.rss, self.pss = pid, 0, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            rss, pss = _memory(self.pid)
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
+
+def measure(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None
+            ) -> tuple[float, float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds, peak PSS in MB) of one command run in ``cwd``, its output to
+    /dev/null.  RSS and PSS are summed over the command's processes (ipseclab's decrypt workers too), sampled
+    every 10 ms; the RSS is at least ``wait4``'s (the largest single process's peak).  CPU includes the workers'.
+    """
     with open(os.devnull, "wb") as null:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=cwd)
+        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, cwd=cwd, env=env)
+        sampler = _Sampler(proc.pid)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        sampler.done.set()
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()
     if proc.returncode != 0:
         raise SystemExit(f"bench_decrypt: {' '.join(cmd[:4])} ... exited {proc.returncode}: {err[-500:]}")
-    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    return seconds, max(usage.ru_maxrss, sampler.rss) / 1024, usage.ru_utime + usage.ru_stime, sampler.pss / 1024
 
 
 def tshark_args(ike_table: Path, esp_table: Path) -> list[str]:
@@ -207,12 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="write the captures and key files here and keep them")
     ap.add_argument("--before", type=Path, metavar="CHECKOUT",
                     help="also time the ipseclab of another checkout (e.g. a worktree of main), in the same run")
+    ap.add_argument("--one-process", action="store_true",
+                    help=f"also time ipseclab without decrypt workers ({ENV}=0), in the same run")
     args = ap.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("bench_decrypt: tshark is not installed (apt-get install tshark)")
     print(f"CPU: {_cpu()}; load average {os.getloadavg()[0]:.1f} at the start")
-    print("| packets | capture | command | wall s | CPU s | peak RSS | tshark's wall / this | tshark's CPU / this |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| packets | capture | command | wall s | CPU s | peak RSS | peak PSS | tshark's wall / this "
+          "| tshark's CPU / this |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for packets in args.packets:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
@@ -223,25 +282,31 @@ def main(argv: list[str] | None = None) -> int:
                     "--esp-keys", str(esp_table)]
             opts = tshark_args(ike_table, esp_table)
             check_tshark_decrypts(pcap, opts)
+            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV)}  # the cwd's ipseclab
+            one = {**env, ENV: "0"}
             commands = {
-                "ipseclab decrypt --json": ([*base, "--json"], ROOT),
-                "ipseclab decrypt (text)": (base, ROOT),
-                "tshark": (["tshark", "-r", str(pcap), *opts], ROOT),
+                "ipseclab decrypt --json": ([*base, "--json"], ROOT, env),
+                "ipseclab decrypt (text)": (base, ROOT, env),
+                "tshark": (["tshark", "-r", str(pcap), *opts], ROOT, env),
             }
+            if args.one_process:
+                commands["one process: ipseclab decrypt --json"] = ([*base, "--json"], ROOT, one)
+                commands["one process: ipseclab decrypt (text)"] = (base, ROOT, one)
             if args.before:  # python -m ipseclab.cli from that checkout imports that checkout's ipseclab
-                commands["before: ipseclab decrypt --json"] = ([*base, "--json"], args.before.resolve())
-                commands["before: ipseclab decrypt (text)"] = (base, args.before.resolve())
-            results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
+                commands["before: ipseclab decrypt --json"] = ([*base, "--json"], args.before.resolve(), env)
+                commands["before: ipseclab decrypt (text)"] = (base, args.before.resolve(), env)
+            results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in commands}
             for _ in range(args.runs):  # the commands take turns, so a slow spell of the machine hits all of them
-                for name, (cmd, cwd) in commands.items():
-                    results[name].append(measure(cmd, cwd))
-            med = {name: (statistics.median(w for w, _, _ in r), max(m for _, m, _ in r),
-                          statistics.median(c for _, _, c in r)) for name, r in results.items()}
+                for name, (cmd, cwd, cmd_env) in commands.items():
+                    results[name].append(measure(cmd, cwd, cmd_env))
+            med = {name: (statistics.median(w for w, _, _, _ in r), max(m for _, m, _, _ in r),
+                          statistics.median(c for _, _, c, _ in r), max(p for _, _, _, p in r))
+                   for name, r in results.items()}
             ref, ref_cpu = med["tshark"][0], med["tshark"][2]
-            for name, (seconds, rss, cpu) in med.items():
+            for name, (seconds, rss, cpu, pss) in med.items():
                 ratio = "|" if name == "tshark" else f"{ref / seconds:.2f} | {ref_cpu / cpu:.2f}"
-                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {ratio} |",
-                      flush=True)
+                print(f"| {packets:,} | {size} | {name} | {seconds:.2f} | {cpu:.2f} | {rss:.0f} MB | {pss:.0f} MB "
+                      f"| {ratio} |", flush=True)
     return 0
 
 

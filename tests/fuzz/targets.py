@@ -99,6 +99,8 @@ class Target:
     def __post_init__(self) -> None:
         self.genuine = [d for _, d in self.wire.log] + self.held
         self.genuine_set = frozenset(self.genuine)
+        for side, conn in (("i", self.wire.i), ("r", self.wire.r)):  # what the genuine exchanges so far emitted
+            self.wire.events[side] += list(iter(conn.next_event, None))  # (IkeSaKeysDerived), not the attack
 
 
 def _send(w: Wire, src: IkeConnection, direction: str) -> list[bytes]:

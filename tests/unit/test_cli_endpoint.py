@@ -68,3 +68,10 @@ def test_the_command_refuses_without_root_in_one_line(tmp_path: Path, capsys):
     (tmp_path / "home.toml").write_text(TOML)
     assert main(["endpoint", "--config", str(tmp_path / "home.toml")]) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+def test_a_setting_the_endpoint_cannot_do_is_one_line_before_anything_starts(tmp_path: Path, capsys):
+    (tmp_path / "home.toml").write_text(TOML + "reauth = true\n")
+    assert main(["endpoint", "--config", str(tmp_path / "home.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reauthentication (reauth)" in err and "\n" not in err

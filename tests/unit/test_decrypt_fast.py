@@ -22,6 +22,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.packet import Raw
 
 from ipseclab.analysis import esp_sa_row, read_key_tables, records
+from ipseclab.analysis import workers as workers_module
 from ipseclab.analysis.fast import TIME_MAX, TIME_MIN, time_fraction, write_decrypted
 from ipseclab.analysis.render import write_json, write_text
 from ipseclab.crypto import EncrId, IntegId
@@ -126,3 +127,42 @@ def test_time_fraction_is_what_repr_writes():
         sec, usec = rng.randrange(TIME_MIN, TIME_MAX), rng.choice((0, rng.randrange(10**6), rng.randrange(10) * 10**5))
         text = b"%d%b" % (sec, time_fraction(usec))
         assert text.decode() == repr(sec + usec * 1e-6), (sec, usec, text)
+
+
+@pytest.mark.parametrize("linktype", [1, 113])
+@pytest.mark.parametrize(("workers", "chunk", "slot"), [(1, 700, 0), (2, 300, 0), (2, 4096, 0), (3, 1 << 20, 0),
+                                                      (2, 2000, 3000)])
+def test_worker_processes_write_what_one_process_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        linktype: int, workers: int, chunk: int, slot: int):
+    """The varied capture three times over (so later copies are replays, reordered and stale packets for
+    the windows), then 300 pings of two new SAs in turn (one with ESN across a wrap), in small chunks spread
+    over forked workers: the same bytes and counts as one process, and the workers take packets inline.
+    With ``slot``, a worker's shared memory holds that many bytes, so some chunks' results do not fit and
+    are scanned again by the calling process."""
+    if slot:
+        monkeypatch.setattr(workers_module, "SLOT", slot)
+    packets, esp_tables, ike_table = _frames(tmp_path)
+    key = bytes(range(3, 23))
+    plain = EspSA(0x2001, EncrId.AES_GCM_16, key, tunnel=T4)
+    esn = EspSA(0x2002, EncrId.CHACHA20_POLY1305, bytes(36), tunnel=T4, esn=True, seq=(1 << 32) - 150)  # wraps
+    pings = [sa.protect(ECHO) for _ in range(150) for sa in (plain, esn)]  # two SAs in turn
+    pings[200], pings[201] = pings[201], pings[200]  # one reordered pair
+    write_esp_sa(tmp_path / "esp_sa_more", [esp_sa_row(sa, src=T4[0], dst=T4[1]) for sa in (plain, esn)])
+    esp_tables.append(str(tmp_path / "esp_sa_more"))
+    pcap = _pcap(tmp_path / "varied.pcap", linktype, packets * 3 + pings, cut=True)
+    for as_json in (False, True):
+        ike_rows, esp_rows, _ = read_key_tables([ike_table], esp_tables)
+        one_out = io.BytesIO()
+        one = write_decrypted(str(pcap), ike_rows, esp_rows, one_out, as_json=as_json, workers=0, chunk=chunk)
+        ike_rows, esp_rows, _ = read_key_tables([ike_table], esp_tables)
+        many_out = io.BytesIO()
+        many = write_decrypted(str(pcap), ike_rows, esp_rows, many_out, as_json=as_json, workers=workers, chunk=chunk)
+        got, want = many_out.getvalue().decode(), one_out.getvalue().decode()
+        if got != want:
+            diff = next((g, w) for g, w in zip(got.splitlines(), want.splitlines(), strict=False) if g != w)
+            raise AssertionError(f"json={as_json}: workers wrote {diff[0]!r}\none process {diff[1]!r}")
+        assert (many.ike, many.decrypted, many.esp, many.verified, many.errors) == (
+            one.ike, one.decrypted, one.esp, one.verified, one.errors)
+        assert many.fast >= 150, f"the workers took only {many.fast} packets inline"
+        if not as_json:
+            assert got.count("ReplayError") >= 20 and "esn hi=1" in got and "IntegrityError" in got, got

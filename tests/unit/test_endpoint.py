@@ -4,7 +4,9 @@ tests/interop/test_matrix.py; its data plane: test_endpoint_dataplane.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from scapy.layers.inet import ICMP, IP
 from ipseclab.endpoint.children import esp_sas
 from ipseclab.endpoint.runner import EndpointSpec, jsonable
 from ipseclab.endpoint.tun import parse_rp_filter_drops
+from ipseclab.errors import ConfigError
 from ipseclab.ike import ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished
 from ipseclab.ike.events import NatDetected
 from ipseclab.ike.loopback import Side, handshake
@@ -54,6 +57,7 @@ def test_spec_round_trips_through_json_and_events_leave_keys_out(tmp_path: Path)
     for secret in (ike.keys.sk_d, ike.keys.sk_ei, child.encr_key_in, child.encr_key_out):
         assert secret.hex() not in text
     assert jsonable(child)["local_ts"][0]["start_addr"] == "0.0.0.0"
+    assert "rekeyed" in jsonable(child) and not {"keys", "encr_key_in", "integ_key_out"} & set(jsonable(child))
 
 
 def test_forced_encapsulation_makes_both_engines_see_a_nat_in_front_of_the_endpoint(tmp_path: Path):
@@ -91,7 +95,12 @@ def test_the_lab_driver_writes_a_spec_the_endpoint_reads(tmp_path: Path):
     assert spec.initiator and spec.local == "198.51.100.10" and spec.remote == "198.51.100.20"
     assert spec.ike.psk == b"the psk" and spec.ike.esp_proposals == ("aes128-sha256-esn",)
     assert spec.ike.local_ts == ("203.0.113.0/26",) and spec.ike.remote_id == "right.ipseclab.test"
-    assert spec.encap and spec.replay_window == 32
+    assert spec.encap and spec.replay_window == 32 and spec.tfc_padding == 0
+    padded = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", replay_window=0, tfc_padding=1200)
+    IpseclabDriver().write_config(padded, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    assert (spec.replay_window, spec.tfc_padding) == (0, 1200)
+    assert EndpointSpec.from_json(spec.to_json()).tfc_padding == 1200
     transport = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", mode="transport")
     IpseclabDriver().write_config(transport, tmp_path)
     spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
@@ -101,6 +110,41 @@ def test_the_lab_driver_writes_a_spec_the_endpoint_reads(tmp_path: Path):
     IpseclabDriver().write_config(six, tmp_path)
     spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
     assert spec.ike.local_ts == ("2001:db8:1::10/128",) and spec.ike.remote_ts == ("::/0",)
+
+
+def test_the_lab_driver_passes_lifetimes_volume_dpd_retransmissions_and_additional_children(tmp_path: Path):
+    """PeerConfig's lifecycle settings in the engine's terms (strongSwan's shape: rekey at lifetime - margin;
+    PeerConfig's retransmissions double, its tries count after the first send) and each additional Child SA by
+    the name the lab's StartChild uses (``<conn>-2``); the IkeConfig the endpoint builds accepts all of it."""
+    cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", local_ts=("203.0.113.0/26",),
+                     remote_ts=("203.0.113.64/26",), ike_lifetime=20, ike_rekey_margin=14, child_lifetime=30,
+                     child_rekey_margin=10, rekey_jitter=2, child_rekey_bytes=30_000, child_life_bytes=60_000,
+                     dpd_delay=2, retransmit_timeout=1.0, retransmit_tries=2,
+                     extra_children=(("203.0.113.192/27", "203.0.113.224/27"),))
+    IpseclabDriver().write_config(cfg, tmp_path)
+    spec = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text())
+    ike = spec.ike
+    assert (ike.ike_rekey_time, ike.ike_life_time, ike.child_rekey_time, ike.child_life_time) == (6, 20, 20, 30)
+    assert (ike.rekey_jitter, ike.child_rekey_bytes, ike.child_life_bytes, ike.dpd_delay) == (2, 30_000, 60_000, 2)
+    # 1 + 2 + 4 s: the total PeerConfig computes for the daemons
+    assert (ike.retransmit_timeout, ike.retransmit_base, ike.retransmit_tries) == (1.0, 2.0, 3)
+    assert sum(1.0 * 2.0 ** n for n in range(ike.retransmit_tries)) == cfg.retransmit_total()
+    assert spec.children == (("lab-2", ("203.0.113.192/27",), ("203.0.113.224/27",)),)
+    assert IpseclabDriver().start_script(cfg, None) == "ip addr add 203.0.113.193/32 dev lo\n"  # type: ignore[arg-type]
+    passive = dataclasses.replace(cfg, rekey=False)
+    IpseclabDriver().write_config(passive, tmp_path)
+    ike = EndpointSpec.from_json((tmp_path / "endpoint.json").read_text()).ike
+    assert ike.ike_rekey_time is ike.child_rekey_time is None and ike.child_life_time == 30
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    (dict(reauth=True), "reauthentication (reauth)"),
+    (dict(dpd_delay=5, dpd_action="restart"), "dpd_action='restart'"),
+])
+def test_the_lab_driver_names_the_lifecycle_settings_the_endpoint_cannot_do(kw, why):
+    cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", **kw)
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        IpseclabDriver().check_supported(cfg)
 
 
 @pytest.mark.parametrize("kw", [
@@ -137,3 +181,17 @@ def test_an_event_with_a_kind_field_is_reported_not_fatal():
     Endpoint.say(fake, "event", **record)  # type: ignore[arg-type]
     line = json.loads(fake.out.getvalue())
     assert line["kind"] == "event" and line["event_kind"] == "unexpected" and line["type"] == "DatagramDropped"
+
+
+def test_a_status_answer_says_what_a_probe_needs_of_each_child_sa():
+    """What ``ip -s xfrm state`` shows of a kernel SA, the endpoint's status shows of its pairs (probes.py)."""
+    from ipseclab.endpoint.dataplane import DataPlane
+    from ipseclab.endpoint.runner import _sa_facts
+
+    child_i, _, _ = _established_pair(esp_proposals=("aes256gcm16-esn",))
+    dp = DataPlane("198.51.100.10", replay_window=128)
+    pair = dp.install(child_i, "198.51.100.20")
+    pair.inn.window.update(7)
+    pair.out.protect(bytes(IP(src="203.0.113.1", dst="203.0.113.65") / ICMP()))
+    assert _sa_facts(pair) == {"protocol": "esp", "mode": "tunnel", "tunnel": ["198.51.100.20", "198.51.100.10"],
+                               "udp_encap": False, "esn": True, "replay_window": 128, "top": 7, "seq_out": 1}

@@ -195,3 +195,91 @@ def test_ah_over_ipv6_checks_the_header_rebuilt_from_a_raw_sockets_payload():
     packet = right.ipv6_packet(bytes(wire[40:]), 51, "2001:db8:1::10", "2001:db8:1::20")
     got = right.inbound(packet)
     assert got is not None and IPv6(got[1])[Raw].load == b"h"
+
+
+# --- TFC padding and dummy packets (RFC 4303 2.6, 2.7), Scapy's ESP as the oracle ---------------------------
+
+scapy_ipsec = pytest.importorskip("scapy.layers.ipsec")
+
+
+def _scapy_sa(child: ChildSaEstablished, *, outbound: bool, tunnel: tuple[str, str] | None) -> object:
+    """Scapy's SecurityAssociation for one direction of a negotiated AES-GCM pair (key with its salt)."""
+    assert child.encr_id == 20  # the engine's default proposal, aes256gcm16
+    return scapy_ipsec.SecurityAssociation(
+        scapy_ipsec.ESP, spi=child.spi_out if outbound else child.spi_in, crypt_algo="AES-GCM",
+        crypt_key=child.encr_key_out if outbound else child.encr_key_in,
+        tunnel_header=IP(src=tunnel[0], dst=tunnel[1]) if tunnel else None)
+
+
+def test_tfc_padding_pads_the_inner_packet_with_zeros_as_scapy_decrypts_it():
+    ci, cr = _children()
+    left, right = DataPlane(LEFT, tfc_padding=1200), DataPlane(RIGHT)
+    left.install(ci, RIGHT)
+    right.install(cr, LEFT)
+    out = left.outbound(_ping())
+    assert out is not None
+    theirs = _scapy_sa(ci, outbound=True, tunnel=(LEFT, RIGHT))
+    inner = bytes(theirs.decrypt(IP(out.data)))  # type: ignore[attr-defined]
+    assert len(inner) == 1200 and inner == _ping() + bytes(1200 - len(_ping()))
+    got = right.inbound(out.data)  # and the padding is cut off by the inner header's length
+    assert got is not None and got[1] == _ping()
+
+
+def test_a_tfc_padded_packet_from_scapy_is_delivered_without_its_padding():
+    ci, cr = _children()
+    right = DataPlane(RIGHT)
+    right.install(cr, LEFT)
+    theirs = _scapy_sa(ci, outbound=True, tunnel=(LEFT, RIGHT))
+    padded = IP(_ping() + bytes(900))  # the IP header's length still says 60: Scapy keeps the rest as Padding
+    got = right.inbound(bytes(theirs.encrypt(padded)))  # type: ignore[attr-defined]
+    assert got is not None and got[1] == _ping()
+    assert right.counters.packets_in == 1 and right.counters.dummies_in == 0
+
+
+def test_a_dummy_packet_from_scapy_is_counted_and_never_delivered_and_moves_the_window():
+    ci, cr = _children()
+    right = DataPlane(RIGHT)
+    right.install(cr, LEFT)
+    # a tunnel-mode dummy on the wire is the outer header, ESP, and next header 59 inside (RFC 4303 2.6):
+    # Scapy makes it with a transport-mode SA over an outer header whose protocol is 59
+    theirs = scapy_ipsec.SecurityAssociation(scapy_ipsec.ESP, spi=ci.spi_out, crypt_algo="AES-GCM",
+                                             crypt_key=ci.encr_key_out)
+    dummy = bytes(theirs.encrypt(IP(src=LEFT, dst=RIGHT, proto=59) / Raw(bytes(100))))
+    assert right.inbound(dummy) is None
+    sa = right.pairs[cr.spi_in].inn
+    c = right.counters
+    assert (c.dummies_in, c.packets_in, c.integrity, c.malformed) == (1, 0, 0, 0)
+    assert sa.counters.dummies_in == 1 and sa.window.top == 1
+    assert right.inbound(dummy) is None and c.replay == 1 and c.dummies_in == 1  # its sequence number was taken
+
+
+def test_the_endpoints_dummies_decrypt_in_scapy_as_next_header_59_and_are_not_padded():
+    ci, cr = _children()
+    left = DataPlane(LEFT, tfc_padding=1200)
+    left.install(ci, RIGHT)
+    outs = left.dummies(300, 2, RIGHT)
+    assert len(outs) == 2 and left.counters.dummies_out == 2
+    theirs = scapy_ipsec.SecurityAssociation(scapy_ipsec.ESP, spi=ci.spi_out, crypt_algo="AES-GCM",
+                                             crypt_key=ci.encr_key_out)
+    for out in outs:
+        plain = theirs.decrypt(IP(out.data))  # type: ignore[attr-defined]
+        assert (plain.src, plain.dst, plain.proto) == (LEFT, RIGHT, 59) and bytes(plain.payload) == bytes(300)
+    right = DataPlane(RIGHT)
+    right.install(cr, LEFT)
+    assert [right.inbound(o.data) for o in outs] == [None, None] and right.counters.dummies_in == 2
+    assert left.pairs[ci.spi_in].out.counters.dummies_out == 2 and left.pairs[ci.spi_in].out.counters.packets_out == 0
+
+
+def test_replay_window_0_checks_no_replay_and_window_and_esn_reach_the_sas():
+    """PeerConfig.replay_window goes to the data plane, ESN comes from the negotiation; 0: no replay check
+    (RFC 4303 3.4.3 lets the receiver turn it off), as the kernel's xfrm does with replay-window 0."""
+    ci, cr = _children(esp_proposals=("aes256gcm16-esn",))
+    right = DataPlane(RIGHT, replay_window=0)
+    right.install(cr, LEFT)
+    left = DataPlane(LEFT)
+    left.install(ci, RIGHT)
+    inn = right.pairs[cr.spi_in].inn
+    assert inn.esn and inn.window.size == 0
+    out = left.outbound(_ping())
+    assert out is not None and right.inbound(out.data) is not None and right.inbound(out.data) is not None
+    assert right.counters.replay == 0 and right.counters.packets_in == 2

@@ -145,6 +145,25 @@ def test_a_child_sa_outside_the_responders_selectors_is_refused_and_the_ike_sa_s
     assert w.i.state == w.r.state == IkeState.ESTABLISHED
 
 
+def test_a_child_sa_for_a_configured_extra_pair_is_narrowed_to_it_and_a_crossed_pair_is_refused():
+    """``extra_ts``: a peer's CREATE_CHILD_SA may ask for another configured (local, remote) pair, as strongSwan's
+    further children of one connection; selectors from two different pairs fit none and are refused."""
+    w = setup(local_ts=("10.1.0.0/16",), remote_ts=("10.2.0.0/16",), r_local_ts=("10.2.0.0/16",),
+              r_remote_ts=("10.1.0.0/16",), r_extra_ts=((("10.20.0.0/24",), ("10.10.0.0/24",)),))
+    assert w.r.config.local_ts == ("10.2.0.0/16",)  # IKE_AUTH's Child SA used the main pair only
+    spi = w.i.create_child(w.now, local_ts=("10.10.0.0/25",), remote_ts=("10.20.0.0/16",))
+    pump(w)
+    mine, theirs = w.of("i", ChildSaEstablished)[-1], w.of("r", ChildSaEstablished)[-1]
+    assert mine.spi_in == spi
+    assert mine.local_ts == tuple(from_cidrs(("10.10.0.0/25",)))
+    assert mine.remote_ts == tuple(from_cidrs(("10.20.0.0/24",)))
+    works(mine, theirs)
+    w.i.create_child(w.now, local_ts=("10.10.0.0/24",), remote_ts=("10.2.0.0/16",))  # one from each pair
+    pump(w)
+    (failed,) = w.of("i", ChildSaFailed)
+    assert failed.notify == NotifyType.TS_UNACCEPTABLE and len(w.r.child_sas()) == 2
+
+
 # -- Child SA rekey --------------------------------------------------------------------------------------------
 
 

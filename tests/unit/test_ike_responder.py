@@ -95,7 +95,7 @@ def test_below_the_threshold_an_initiator_gets_through_without_a_cookie():
     (conn,) = r.ike_connections()
     assert conn.state == IkeState.ESTABLISHED and r.half_open == 0
     assert [type(e).__name__ for c, e in iter(r.next_event, None) if c is conn] == [
-        "IkeSaEstablished", "ChildSaEstablished"]
+        "IkeSaKeysDerived", "IkeSaEstablished", "ChildSaEstablished"]
 
 
 def test_many_initiators_are_demultiplexed_by_spi_and_keep_working_after_ike_rekeys():

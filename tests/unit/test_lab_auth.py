@@ -19,7 +19,12 @@ from ipseclab.errors import ConfigError
 from ipseclab.ike.auth import EapClient, PubkeyAuth, TrustedCas
 from ipseclab.interop import case_configs, unsupported_reason
 from ipseclab.lab.impls.ipseclab import IpseclabDriver
-from ipseclab.lab.impls.libreswan import LibreswanDriver
+from ipseclab.lab.impls.libreswan import (
+    LibreswanDriver,
+    render_ipsec_conf,
+    render_ipsec_secrets,
+    write_libreswan_config,
+)
 from ipseclab.lab.impls.strongswan import render_strongswan_conf, render_swanctl_conf, write_strongswan_config
 from ipseclab.lab.peerconfig import PeerConfig, PeerCredentials
 from ipseclab.lab.pki import make_pki
@@ -68,15 +73,42 @@ def test_strongswan_renders_eap_md5_client_and_server():
 
 def test_what_a_renderer_cannot_do_is_unsupported_with_the_reason():
     case = by_name("eap-mschapv2")
-    assert "no eap-mschapv2 plugin" in (unsupported_reason(case, "strongswan", "ipseclab") or "")
-    assert "NSS database" in (unsupported_reason(by_name("cert-rsa"), "libreswan", "ipseclab") or "")
+    assert unsupported_reason(case, "strongswan", "ipseclab") is None  # libcharon-extauth-plugins is in the image
     assert unsupported_reason(case, "ipseclab", "ipseclab") is None
-    # a refusal needs a side that logs the keys of an IKE SA that never got authenticated (strongSwan does)
-    assert "never authenticated" in (unsupported_reason(by_name("refuse-wrong-psk"), "ipseclab", "libreswan") or "")
+    assert "only as EAP-TLS" in (unsupported_reason(case, "libreswan", "ipseclab") or "")
+    assert "no EdDSA" in (unsupported_reason(by_name("cert-ed25519"), "strongswan", "libreswan") or "")
+    assert unsupported_reason(by_name("cert-rsa"), "libreswan", "ipseclab") is None
+    # the endpoint writes an IKE SA's keys after IKE_SA_INIT, so a refusal reads with Libreswan on the other side
+    assert unsupported_reason(by_name("refuse-wrong-psk"), "ipseclab", "libreswan") is None
     assert unsupported_reason(by_name("refuse-wrong-psk"), "ipseclab", "strongswan") is None
-    left, _ = configs("cert-rsa")
-    with pytest.raises(ConfigError, match="not rendered for Libreswan"):
+    # neither the endpoint nor Libreswan presents an expired certificate of its own; Libreswan refuses one silently
+    assert "will not load" in (unsupported_reason(by_name("refuse-expired-cert"), "libreswan", "ipseclab") or "")
+    assert "without a notify" in (unsupported_reason(by_name("refuse-expired-cert"), "libreswan", "strongswan") or "")
+    assert unsupported_reason(by_name("refuse-expired-cert"), "strongswan", "libreswan") is None
+    left, _ = configs("cert-ed25519")
+    with pytest.raises(ConfigError, match="no EdDSA"):
         LibreswanDriver().check_supported(left)
+
+
+def test_libreswan_renders_certificates_into_an_nss_database(tmp_path: Path):
+    left, _ = configs("cert-chain", "libreswan")
+    conf = render_ipsec_conf(left, log_path="/ipl/pluto.log")
+    assert "\tauthby=ecdsa\n" in conf and "\tleftcert=ipseclab-local\n" in conf and "\tsendca=all\n" in conf
+    assert "PSK" not in render_ipsec_secrets(left)
+    write_libreswan_config(left, tmp_path, log_path="/ipl/pluto.log")
+    assert (tmp_path / "nss" / "ca-0.pem").read_bytes() == left.credentials.cas[0]
+    assert (tmp_path / "nss" / "local.p12").stat().st_mode & 0o077 == 0
+    # the PKCS#12 holds the certificate, its key and the intermediate, under the nickname leftcert= names
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    p12 = pkcs12.load_pkcs12((tmp_path / "nss" / "local.p12").read_bytes(), b"ipseclab-lab")
+    assert p12.cert is not None and p12.cert.friendly_name == b"ipseclab-local"
+    inter = x509.load_pem_x509_certificate(left.credentials.intermediates[0])
+    assert [c.certificate for c in p12.additional_certs] == [inter]
+    lines = LibreswanDriver().start_script(left, make_topology("direct", "unit").hosts["left"])
+    assert "certutil -A -d sql:/run/nss -n ipseclab-ca-0 -t CT,," in lines and "pk12util -i /ipl/nss/local.p12" in lines
+    assert lines.index("initnss") < lines.index("certutil") < lines.index("pluto --config")
+    _, rsa_right = configs("cert-rsa", "libreswan")
+    assert "\tauthby=rsasig\n" in render_ipsec_conf(rsa_right, log_path="/ipl/pluto.log")
 
 
 def test_the_endpoint_spec_gets_each_authenticator(tmp_path: Path):
@@ -97,7 +129,7 @@ def test_refusal_cases_configure_the_failure():
     left, right = configs("refuse-wrong-eap-password")
     assert left.credentials and right.credentials
     assert left.credentials.eap_password != right.credentials.eap_password
-    for responder, expired in (("strongswan", "right"), ("ipseclab", "left")):
+    for responder, expired in (("strongswan", "right"), ("ipseclab", "left"), ("libreswan", "left")):
         lc, rc = configs("refuse-expired-cert", responder)
         cert = x509.load_pem_x509_certificate((lc if expired == "left" else rc).credentials.certificate)
         other = x509.load_pem_x509_certificate((rc if expired == "left" else lc).credentials.certificate)

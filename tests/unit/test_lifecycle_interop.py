@@ -142,12 +142,18 @@ def test_every_lifecycle_case_is_registered_and_renders_for_the_daemons():
     assert (left.child_lifetime, right.child_lifetime) == (20, 3600)
 
 
-def test_unsupported_names_the_missing_action_or_setting():
+def test_unsupported_names_the_missing_action_or_setting(monkeypatch):
     assert unsupported_reason(CHILD_REKEY_INITIATOR, "strongswan", "libreswan", host=False) is None
+    monkeypatch.setattr(type(driver("ipseclab")), "actions", frozenset({"kill", "shell"}))
     why = unsupported_reason(by_name("ike-rekey-responder"), "ipseclab", "strongswan", host=False)
     assert why == "ipseclab cannot be driven through Rekey (it needs the 'rekey' action; ipseclab offers kill, shell)"
-    why = unsupported_reason(CHILD_REKEY_INITIATOR, "ipseclab", "strongswan", host=False)
-    assert why is not None and "child_lifetime" in why and "does not pass to the engine" in why
+    monkeypatch.undo()
+    # the endpoint takes every lifecycle case's settings now; reauthentication it names
+    for case in CASES:
+        assert unsupported_reason(case, "ipseclab", "strongswan", host=False) is None, case.name
+    reauth = dataclasses.replace(CHILD_REKEY_INITIATOR, left_settings=(("reauth", True),))
+    why = unsupported_reason(reauth, "ipseclab", "strongswan", host=False)
+    assert why is not None and "reauthentication (reauth)" in why and "ike/reauth.py" in why
     why = unsupported_reason(by_name("lifetime-bytes"), "libreswan", "strongswan", host=False)
     assert why is not None and "child_rekey_bytes" in why
     # the endpoint as the peer that only answers a rekey is supported: nothing of its own to configure

@@ -98,13 +98,20 @@ def test_a_cell_where_neither_peer_gives_ike_keys_is_unsupported_not_failed(tmp_
     assert res.status == UNSUPPORTED and "neither openiked nor libreswan gives its IKE keys" in res.reason
 
 
-def test_libreswan_as_responder_names_transport_mode_behind_a_nat_unsupported():
-    """Seen in runs of tcp-transport-nat: pluto 4.10 answers TS_UNACCEPTABLE; the cell says so before booting."""
+def test_libreswan_in_transport_mode_behind_a_nat_is_told_the_initiators_address_or_refused():
+    """Seen in runs of tcp-transport-nat: pluto 4.10 as the responder answers TS_UNACCEPTABLE unless rightsubnet=
+    names the initiator's own address (the lab's remote_ts: then strongSwan and ipseclab initiators pass); as the
+    initiator it rejects strongSwan's NAT-narrowed TSi, which the cell says before booting."""
     from ipseclab.interop import unsupported_reason
-    from ipseclab.testcases import by_name
+    from ipseclab.lab.impls.libreswan import LibreswanDriver, render_ipsec_conf
 
     case = by_name("tcp-transport-nat")
-    assert "TS_UNACCEPTABLE" in (unsupported_reason(case, "strongswan", "libreswan", host=False) or "")
-    assert "TS_UNACCEPTABLE" in (unsupported_reason(case, "ipseclab", "libreswan", host=False) or "")
-    assert unsupported_reason(case, "libreswan", "ipseclab", host=False) is None
+    _, resp = case_configs(case, make_topology("nat", "probe"))
+    assert "\trightsubnet=198.51.100.10/32\n" in render_ipsec_conf(resp, log_path="/x")
+    for pair in (("strongswan", "libreswan"), ("ipseclab", "libreswan"), ("libreswan", "ipseclab")):
+        assert unsupported_reason(case, *pair, host=False) is None, pair
+    why = unsupported_reason(case, "libreswan", "strongswan", host=False) or ""
+    assert "TS_UNACCEPTABLE" in why and "initiator rejected Child SA response" in why
+    with pytest.raises(ConfigError, match="unless rightsubnet names the initiator's own address"):
+        LibreswanDriver().check_supported(replace(resp, remote_ts=()), "nat")
     assert unsupported_reason(by_name("esp-tunnel-nat"), "strongswan", "libreswan", host=False) is None

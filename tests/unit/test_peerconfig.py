@@ -448,6 +448,9 @@ def test_write_helpers_write_nothing_when_refused(tmp_path):
      r"^peer 'lab': encap: AH cannot be UDP-encapsulated"),
     ({"encap": True, "nat_t": False}, r"peer 'lab': encap: .*nat_t=False"),
     ({"mode": "transport"}, r"peer 'lab': local_ts: transport mode protects only the host"),
+    ({"mode": "transport", "local_ts": (), "remote_ts": ("198.51.100.0/24",), "remote_address": None,
+      "role": "responder"}, r"remote_ts: transport mode protects only the host's own traffic; leave it empty or "
+                            r"give one host address alone"),
     ({"ike_proposals": ["null-sha256-ecp256"]}, r"ike_proposals\[0\]: .*NULL is for ESP only"),
     ({"ike_proposals": ["aes256-sha256-ecp256", "aes256-sha999-ecp256"]},
      r"peer 'lab': ike_proposals\[1\]: unknown ike proposal keyword 'sha999'"),

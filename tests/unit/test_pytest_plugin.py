@@ -150,14 +150,14 @@ def test_the_markers_are_registered_for_strict_markers(pytester, host):
 def test_ike_pair_is_two_engines_wired_in_memory(pytester):
     pytester.makepyfile("""
         import pytest
-        from ipseclab.ike import ChildSaEstablished, IkeSaEstablished
+        from ipseclab.ike import ChildSaEstablished, IkeSaEstablished, IkeSaKeysDerived
 
         def test_handshake(ike_pair):
             assert ike_pair.initiator.events == [] and ike_pair.responder.events == []  # not started
             ike_pair.handshake()
             for side in (ike_pair.initiator, ike_pair.responder):
                 assert side.conn.state == "established"
-                assert [type(e) for e in side.events] == [IkeSaEstablished, ChildSaEstablished]
+                assert [type(e) for e in side.events] == [IkeSaKeysDerived, IkeSaEstablished, ChildSaEstablished]
 
         @pytest.mark.parametrize("ike_pair", [{"ike_proposals": ("aes128-sha256-modp2048",)}], indirect=True)
         def test_configured(ike_pair):

@@ -195,10 +195,13 @@ def test_which_cells_run() -> None:
 
     assert unsupported_reason(REPLAY, "strongswan", "libreswan") is None
     assert unsupported_reason(REPLAY, "ipseclab", "strongswan") is None  # ipseclab injects, strongSwan is the victim
-    why = unsupported_reason(REPLAY, "strongswan", "ipseclab")
-    assert why is not None and why.startswith("ipseclab as the victim of the replay probe: ")
-    assert unsupported_reason(REPLAY_INITIATOR, "strongswan", "ipseclab") is None
-    assert "ipseclab as the victim" in (unsupported_reason(REPLAY_INITIATOR, "ipseclab", "strongswan") or "")
+    # the endpoint as the victim: its status answer and esp_sa file, its own counters
+    assert unsupported_reason(REPLAY, "strongswan", "ipseclab") is None
+    assert unsupported_reason(REPLAY_INITIATOR, "ipseclab", "strongswan") is None
+    assert unsupported_reason(TFC, "libreswan", "ipseclab") is None
+    from ipseclab.lab.impls import driver
+
+    assert driver("ipseclab").probe_refusal == "" and driver("openiked").probe_refusal
     init, resp = case_configs(TFC, make_topology("direct", "t"))
     assert (init.tfc_padding, resp.tfc_padding) == (0, 1200)
     init, resp = case_configs(KE_RETRY, make_topology("direct", "t"))
@@ -219,7 +222,59 @@ def test_tfc_padding_in_each_renderer() -> None:
     assert "\ttfc=1200\n" in render_ipsec_conf(cfg, log_path="/ipl/pluto.log")
     plain = dataclasses.replace(cfg, tfc_padding=0)
     assert "tfc" not in render_swanctl_conf(plain) and "tfc" not in render_ipsec_conf(plain, log_path="/x")
-    with pytest.raises(ConfigError, match="TFC padding"):
-        driver("ipseclab").check_supported(cfg)
+    driver("ipseclab").check_supported(cfg)  # the endpoint pads too (tests/unit/test_endpoint_dataplane.py)
     with pytest.raises(ConfigError, match="tfc_padding: TFC padding needs ESP in tunnel mode"):
         PeerConfig("lab", "198.51.100.10", "198.51.100.20", "psk", mode="transport", tfc_padding=1200)
+
+
+# --- the ipseclab endpoint as the victim: its own status counters around each step --------------------------
+
+
+def _doctor(tmp_path: Path, run: str, change) -> Trace:
+    path = _copy(run, tmp_path)
+    probe = json.loads((path / "probe.json").read_text())
+    change(probe)
+    (path / "probe.json").write_text(json.dumps(probe))
+    return Trace.load(path)
+
+
+@pytest.mark.tshark
+def test_an_ipseclab_victim_fails_replay_esn_if_it_took_the_edge_for_a_forgery(tmp_path: Path) -> None:
+    """With ESN, H-W fails its ICV in the next subspace; ipseclab must recognise it as a replay (not as Linux)."""
+    def change(probe: dict) -> None:
+        sa = probe["steps"][-1]["after"]["child_sas"][probe["spi_in"]]["in"]
+        sa["replay_drops"] -= 1
+        sa["integrity_failures"] += 1
+
+    trace = _doctor(tmp_path, "replay-esn--strongswan-to-ipseclab", change)
+    with pytest.raises(CheckFailed, match=r"in\.replay_drops rose by 5, expected 6; in\.integrity_failures rose by 2"):
+        by_name("replay-esn").check(trace)
+
+
+@pytest.mark.tshark
+def test_an_ipseclab_victim_fails_tfc_if_a_dummy_reached_its_tun_device(tmp_path: Path) -> None:
+    def change(probe: dict) -> None:
+        next(s for s in probe["steps"] if s["step"] == "dummy packets")["after"]["dataplane"]["packets_in"] += 1
+
+    with pytest.raises(CheckFailed, match=r"dataplane\.packets_in rose by 1, expected 0"):
+        TFC.check(_doctor(tmp_path, "tfc--libreswan-to-ipseclab", change))
+
+
+@pytest.mark.tshark
+def test_tfc_fails_if_the_other_kernel_did_not_drop_the_ipseclab_victims_dummies(tmp_path: Path) -> None:
+    def change(probe: dict) -> None:
+        s = next(s for s in probe["steps"] if s["step"] == "dummy packets from the victim")
+        s["peer_after"]["xfrm_stat"]["XfrmInStateProtoError"] = s["peer_before"]["xfrm_stat"]["XfrmInStateProtoError"]
+
+    with pytest.raises(CheckFailed, match="XfrmInStateProtoError rose by 0, expected 3"):
+        TFC.check(_doctor(tmp_path, "tfc--libreswan-to-ipseclab", change))
+
+
+@pytest.mark.tshark
+def test_access_control_fails_if_the_ipseclab_victim_did_not_drop_the_clear_ping(tmp_path: Path) -> None:
+    def change(probe: dict) -> None:
+        s = next(s for s in probe["steps"] if s["step"].startswith("ping in the clear"))
+        s["after"]["dataplane"]["clear_dropped"] = s["before"]["dataplane"]["clear_dropped"]
+
+    with pytest.raises(CheckFailed, match=r"dataplane\.clear_dropped rose by 0, expected 1"):
+        by_name("access-control").check(_doctor(tmp_path, "access-control--strongswan-to-ipseclab", change))

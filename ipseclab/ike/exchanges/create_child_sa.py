@@ -291,8 +291,14 @@ def _check_request(conn: IkeConnection, inner: list[Payload], spi: bytes) -> _Ta
     if transport != (mode == "transport"):
         raise Refused(f"the initiator asks for {'transport' if transport else 'tunnel'} mode, configured is "
                       f"{mode}", NotifyType.NO_PROPOSAL_CHOSEN)
-    n_tsi = narrow(tsi.selectors, from_cidrs(cfg.remote_ts))
-    n_tsr = narrow(tsr.selectors, from_cidrs(cfg.local_ts))
+    allowed = [(cfg.local_ts, cfg.remote_ts), *cfg.extra_ts]
+    n_tsi: list[TrafficSelector] = []
+    n_tsr: list[TrafficSelector] = []
+    for local_ts, remote_ts in allowed:  # the first configured pair both selectors fit (RFC 7296 2.9)
+        n_tsi = narrow(tsi.selectors, from_cidrs(remote_ts))
+        n_tsr = narrow(tsr.selectors, from_cidrs(local_ts))
+        if n_tsi and n_tsr:
+            break
     if not n_tsi or not n_tsr:
         raise Refused("traffic selectors outside the configured ones", NotifyType.TS_UNACCEPTABLE)
     return _Taken(chosen, peer_spi, nonce.data, our_ke, g_ir, old, mode, n_tsi, n_tsr)

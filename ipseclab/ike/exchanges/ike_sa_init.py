@@ -27,7 +27,7 @@ from ...packets.enums import ExchangeType, NotifyType, enum_name
 from ...packets.message import IkeSaCrypto, Message
 from ...packets.payloads import KePayload, NoncePayload, NotifyPayload, Payload, Proposal, SaPayload
 from ..auth import proof
-from ..events import NatDetected
+from ..events import IkeSaKeysDerived, NatDetected
 from ..negotiate import check_choice, choose, ike_suite, offer
 from ..state import Trigger
 
@@ -124,6 +124,11 @@ def _keys(suite: IkeSuite, ke: KeyExchange, peer_ke: KePayload, nonce_i: bytes, 
     return keys, IkeSaCrypto.from_keys(suite, keys)
 
 
+def _keys_derived(conn: IkeConnection, suite: IkeSuite, keys: IkeSaKeys) -> IkeSaKeysDerived:
+    return IkeSaKeysDerived(conn.spi_i, conn.spi_r, conn.ike.initiator, int(suite.encr.id), suite.encr.key_bits,
+                            int(suite.integ.id) if suite.integ else None, keys)
+
+
 def _one(msg: Message, cls: type) -> Payload | None:
     return next((p for p in msg.payloads if isinstance(p, cls)), None)
 
@@ -193,6 +198,7 @@ def on_response(conn: IkeConnection, msg: Message, data: bytes, now: float) -> N
     _detect_nat(conn, msg)
     proof.take_init(conn, msg)
     conn.step(Trigger.RECV_INIT_RESPONSE)
+    conn.emit(_keys_derived(conn, suite, keys))
     from . import ike_auth
 
     ike_auth.start(conn, now)
@@ -256,3 +262,4 @@ def on_request(conn: IkeConnection, msg: Message, data: bytes, now: float) -> No
     if conn.config.half_open_timeout:
         conn.half_open_until = now + conn.config.half_open_timeout
     neg.init_response = conn.send_response(ExchangeType.IKE_SA_INIT, payloads, msg.message_id, encrypted=False)
+    conn.emit(_keys_derived(conn, suite, keys))

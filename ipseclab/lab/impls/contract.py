@@ -54,12 +54,15 @@ def kernel_counters(host: Any) -> dict[str, Any]:
     }
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str | bytes) -> None:
     """Write a file that holds secrets (a PSK, a private key) readable by its owner only, from the first byte:
     created 0600 before anything is written, and made 0600 if it existed (iked refuses a readable config)."""
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
 
 
 class PeerDriver(Protocol):

@@ -7,11 +7,11 @@ the engine: the spec is plain JSON.
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
+from ...crypto.x509 import validity_problem
 from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig
@@ -42,12 +42,38 @@ def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
         "local_endpoint": [local, 500],
         "remote_endpoint": [remote, 500] if remote else None,
         "fragmentation": cfg.fragmentation != "no",
-        "dpd_delay": cfg.dpd_delay or None,
         "local_auth": _auth_json(cfg, local=True),
         "remote_auth": _auth_json(cfg, local=False),
+        **lifecycle_json(cfg),
     }
+    children = [{"name": f"{cfg.name}-{i + 2}", "local_ts": [str(local)], "remote_ts": [str(remote)]}
+                for i, (local, remote) in enumerate(cfg.extra_children)]
     return {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
-            "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window}
+            "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window,
+            "tfc_padding": cfg.tfc_padding, "children": children}
+
+
+def lifecycle_json(cfg: PeerConfig) -> dict[str, Any]:
+    """The engine's lifetimes, volume limits, DPD and retransmission settings (``ike.config.IkeConfig``) for a
+    PeerConfig's: a rekey at lifetime - margin (none with ``rekey=False``: the SA is only answered, and expires
+    at its lifetime), strongSwan's shape; PeerConfig's retransmissions double, ``retransmit_tries`` after the
+    first send."""
+    out: dict[str, Any] = {
+        "ike_rekey_time": cfg.ike_lifetime - cfg.ike_rekey_margin if cfg.rekey else None,
+        "ike_life_time": cfg.ike_lifetime,
+        "child_rekey_time": cfg.child_lifetime - cfg.child_rekey_margin if cfg.rekey else None,
+        "child_life_time": cfg.child_lifetime,
+        "rekey_jitter": cfg.rekey_jitter,
+        "child_rekey_bytes": cfg.child_rekey_bytes or None,
+        "child_life_bytes": cfg.child_life_bytes or None,
+        "dpd_delay": cfg.dpd_delay or None,
+    }
+    if cfg.retransmit_timeout is not None:
+        out["retransmit_timeout"] = cfg.retransmit_timeout
+        out["retransmit_base"] = 2.0
+    if cfg.retransmit_tries is not None:
+        out["retransmit_tries"] = cfg.retransmit_tries + 1
+    return out
 
 
 class IpseclabDriver:
@@ -57,14 +83,14 @@ class IpseclabDriver:
     image: str | None = None
     placement = "process"
     gives_ike_keys = True  # the endpoint writes its own ikev2_decryption_table
-    probe_refusal = ("the probes read a victim's SAs and counters in the kernel's form (ip -s xfrm state, "
-                     "/proc/net/xfrm_stat); reading the endpoint's own esp_sa and its status counters (replay_drops, "
-                     "integrity_failures, policy_mismatch, clear_dropped) is not written yet")
+    probe_refusal = ""  # its status answer (each Child SA's facts and counters) and its esp_sa key file
     daemon: str | None = None  # "kill" ends the endpoint process itself
-    # no rekey or additional-Child-SA command in its line protocol yet; shell commands run in its namespace,
-    # whose traffic its TUN device carries (EndpointHost.exec)
-    actions = frozenset({"kill", "shell"})
-    gives_ike_keys_unauthenticated = False  # ... once the IKE SA is established, not for one refused in IKE_AUTH
+    # rekey, child: its line protocol's commands; shell commands run in its namespace, whose traffic its TUN
+    # device carries (EndpointHost.exec)
+    actions = frozenset({"rekey", "child", "kill", "shell"})
+    # its table gets each IKE SA's row once IKE_SA_INIT gave the keys (IkeSaKeysDerived), so also a refused one's
+    # IkeConfig checks its own certificate when the connection is made (crypto.x509.check_local)
+    expired_cert_refusal = "the ipseclab endpoint refuses an expired certificate of its own before anything starts"
 
     def check_topology(self, kind: str) -> None:
         return None  # direct, and NAT (RFC 7296 2.23 detection, IKE and ESP on UDP 4500)
@@ -74,16 +100,17 @@ class IpseclabDriver:
 
     def check_supported(self, cfg: PeerConfig, topology: str = "direct") -> None:
         why = []
-        if cfg.tfc_padding:
-            why.append("TFC padding from the lab's configuration")
-        lifecycle = cfg.lifecycle_settings()
-        defaults = inspect.signature(PeerConfig.__init__).parameters
-        lifecycle += [name for name in ("ike_lifetime", "ike_rekey_margin", "child_lifetime", "child_rekey_margin")
-                      if getattr(cfg, name) != defaults[name].default]
-        if lifecycle:
-            why.append(f"lifecycle settings ({', '.join(lifecycle)}), which the driver does not pass to the engine")
+        if cfg.reauth:
+            why.append("reauthentication (reauth): the engine has it (ike/reauth.py, make-before-break) but the "
+                       "endpoint's loop drives one IkeConnection as the initiator, not a Reauthentication")
+        if cfg.dpd_action != "clear":
+            why.append(f"dpd_action={cfg.dpd_action!r}: a dead peer's SAs are cleared (the engine's IkeSaFailed), "
+                       "never held or restarted")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
+        expired = validity_problem(cfg.credentials.certificate) if cfg.auth == "pubkey" and cfg.credentials else ""
+        if expired:
+            raise ConfigError(f"{expired}: {self.expired_cert_refusal}")
 
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         self.check_supported(cfg)
@@ -91,7 +118,8 @@ class IpseclabDriver:
         write_private(directory / SPEC, json.dumps(endpoint_spec(cfg, directory), indent=2) + "\n")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
-        return ""
+        # each additional Child SA's own address on lo (the endpoint routes the remote subnet into its TUN device)
+        return "".join(f"ip addr add {next(local.hosts())}/32 dev lo\n" for local, _ in cfg.extra_children)
 
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str:
         if not isinstance(host, EndpointHost):
@@ -114,10 +142,34 @@ class IpseclabDriver:
         return None  # the engine's Child SA is in the data plane before the IKE_AUTH response goes out
 
     def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:
-        raise LabError("the ipseclab endpoint's line protocol has no rekey command yet (actions: kill)")
+        """Rekey the first Child SA or the IKE SA now; returns once the engine says it is done (or refused)."""
+        if not isinstance(host, EndpointHost):
+            raise LabError("the ipseclab driver drives an EndpointHost")
+        since = len(host.events)
+        answer = host.command({"cmd": "rekey", "what": what})
+        if what == "ike":
+            event = host.wait_event(("IkeSaRekeyed", "IkeSaRekeyFailed", "IkeSaFailed"), timeout, since=since)
+            if event["type"] != "IkeSaRekeyed":
+                raise LabError(f"the ipseclab endpoint's IKE rekey failed: {event.get('reason')}")
+            return f"ipseclab: IKE SA rekeyed, now {event.get('spi_i')}/{event.get('spi_r')}"
+        old, new = answer.get("old_spi_in"), answer.get("spi_in")
+        event = host.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed"), timeout, since=since,
+                                where=lambda e: e["type"] != "ChildSaEstablished" or e.get("spi_in") == new)
+        if event["type"] != "ChildSaEstablished":
+            raise LabError(f"the ipseclab endpoint's Child SA rekey failed: {event.get('reason')}")
+        return f"ipseclab: CHILD_SA {old:#010x} rekeyed, new spi in {event.get('spi_in', 0):#010x}"
 
     def initiate_child(self, host: Any, cfg: PeerConfig, name: str, timeout: float) -> str:
-        raise LabError("the ipseclab endpoint's line protocol has no command for an additional Child SA yet")
+        """Create the additional Child SA ``name`` (``<conn>-2``, ...: the spec's ``children``)."""
+        if not isinstance(host, EndpointHost):
+            raise LabError("the ipseclab driver drives an EndpointHost")
+        since = len(host.events)
+        spi = host.command({"cmd": "child", "name": name}).get("spi_in")
+        event = host.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed"), timeout, since=since,
+                                where=lambda e: e["type"] != "ChildSaEstablished" or e.get("spi_in") == spi)
+        if event["type"] != "ChildSaEstablished":
+            raise LabError(f"the ipseclab endpoint could not create the Child SA {name}: {event.get('reason')}")
+        return f"ipseclab: CHILD_SA {name} spi in {spi:#010x} out {event.get('spi_out', 0):#010x} established"
 
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # the endpoint writes its own ikev2_decryption_table (see Lab._collect_keys)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,17 +69,22 @@ class EndpointHost:
         if self.addressing.gateway4:
             with NetNS(self.ns) as nsr:
                 nsr.route("add", dst="0.0.0.0/0", gateway=self.addressing.gateway4)
-        self._start()
+        self._start(init_script)
 
-    def restart(self, new_dir: Path) -> None:
+    def restart(self, new_dir: Path, init_script: str = "") -> None:
         """For the next cell, after ``halt()`` (which ends whatever runs in the namespace, a capture there too):
-        a new endpoint with ``new_dir``'s spec and logs; the namespace keeps its addresses (see wait_ready)."""
+        a new endpoint with ``new_dir``'s spec and logs, after the new cell's ``init_script``; the namespace keeps
+        its transit and protected addresses, and loses what the cell before added on lo (see wait_ready)."""
         self.dir = new_dir
         self.lines = queue.Queue()
         self.events = []
-        self._start()
+        self.exec(f"ip addr flush dev lo scope global && ip addr add {self.addressing.protected_addr}/32 dev lo",
+                  timeout=30)
+        self._start(init_script)
 
-    def _start(self) -> None:
+    def _start(self, init_script: str) -> None:
+        if init_script:  # the driver's start_script: shell lines in the namespace before the endpoint starts
+            self.exec(init_script, timeout=30)
         self.booted_at = time.monotonic()
         cmd = in_netns(self.ns, [sys.executable, "-m", "ipseclab.endpoint", str(self.dir / SPEC)])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -140,12 +146,14 @@ class EndpointHost:
         raise LabError(f"no answer from the ipseclab endpoint to {cmd['cmd']} within {timeout:.0f} s",
                        hint=f"see {self.dir}/endpoint.stdout")
 
-    def wait_event(self, types: tuple[str, ...], timeout: float) -> dict[str, Any]:
-        """The first event (seen already or arriving) whose type is one of ``types``."""
+    def wait_event(self, types: tuple[str, ...], timeout: float, since: int = 0,
+                   where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """The first event (seen already, from the ``since``-th on, or arriving) whose type is one of ``types``
+        and that ``where`` takes."""
         deadline = time.monotonic() + timeout
         while True:
-            for e in self.events:
-                if e.get("type") in types:
+            for e in self.events[since:]:
+                if e.get("type") in types and (where is None or where(e)):
                     return e
             if time.monotonic() >= deadline:
                 raise LabError(f"the ipseclab endpoint reported none of {', '.join(types)} within {timeout:.0f} s",
