@@ -21,6 +21,7 @@ from .interop_steps import run_steps
 from .lab.impls import driver, implementations
 from .lab.lab import Lab, LabSpec
 from .lab.peerconfig import Identity, PeerConfig
+from .lab.pool import LabPool
 from .lab.runtimes import docker_images
 from .lab.topology import Topology, make_topology
 from .matrix import (
@@ -31,6 +32,7 @@ from .matrix import (
     CaseResult,
     Selection,
     Shard,
+    order,
     write_results,
 )
 from .pcap.trace import Trace
@@ -153,12 +155,25 @@ def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = 
             raise CheckFailed(f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3]))
 
 
-def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "") -> CaseResult:
-    """One cell of the matrix on ``runtime`` (see LabSpec); never raises for a peer or lab failure."""
+def reusable(case: TestCase) -> bool:
+    """Whether ``case`` may run on peers booted for an earlier cell (lab.pool): no lifecycle steps (they kill
+    daemons, delay links, leave listeners), no probe (its verdict reads counters and injects), direct topology
+    (the NAT router's connection tracking would carry one cell's mappings into the next)."""
+    return not case.steps and not case.probe and case.topology == "direct"
+
+
+def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "",
+             pool: LabPool | None = None) -> CaseResult:
+    """One cell of the matrix on ``runtime`` (see LabSpec); never raises for a peer or lab failure.
+
+    With a ``pool`` a :func:`reusable` cell runs on the pair's peers as the pool keeps them booted from the
+    cell before, and leaves them there (a cell that does not pass makes the next one boot afresh)."""
     run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
     started = time.monotonic()
 
     def result(status: str, reason: str = "") -> CaseResult:
+        if pool is not None and status in (FAILED, ERROR):
+            pool.discard()
         return CaseResult(case.name, initiator, responder, status, reason, str(run_dir),
                           round(time.monotonic() - started, 1))
 
@@ -171,7 +186,8 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     if why:
         return result(UNSUPPORTED, why)
     try:
-        with Lab(LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime), run_dir=run_dir) as lab:
+        spec = LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime)
+        with pool.lab(spec, run_dir, reusable(case)) if pool is not None else Lab(spec, run_dir=run_dir) as lab:
             if case.refusal or not case.establishes:
                 _initiate_refused(lab, run_dir)
             else:
@@ -189,6 +205,8 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     except AssertionError as exc:  # CheckFailed, the suite's failure type, is one
         return result(FAILED, f"{exc or 'assertion failed'}{counters_summary(run_dir)}")
     except KeyboardInterrupt:
+        if pool is not None:
+            pool.discard()
         raise  # LabInterrupted too: an interrupt stops the matrix, it is not this cell's result
     except IpsecLabError as exc:
         return result(ERROR, str(exc))
@@ -330,19 +348,25 @@ def progress_line(k: int, n: int, res: CaseResult) -> str:
 def run_matrix(cases: list[TestCase], pairs: list[tuple[str, str]], out_dir: Path, progress: bool = True,
                runtime: str = "", shard: Shard | None = None,
                report: Callable[[str], None] | None = None) -> list[CaseResult]:
-    """Run every cell of cases x pairs (or only ``shard``'s) in matrix order; results.json, results.md and
-    results.xml (JUnit) are rewritten after each cell, so an interrupted run still leaves its matrix."""
+    """Run every cell of cases x pairs (or only ``shard``'s); results.json, results.md and results.xml (JUnit),
+    in matrix order, are rewritten after each cell, so an interrupted run still leaves its matrix.
+
+    The cells run pair by pair, each pair's :func:`reusable` cells first, on peers a LabPool keeps booted
+    between them (the other cells boot their own)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     by_name = {c.name: c for c in cases}
     selection = Selection(tuple(by_name), tuple(pairs))
-    cells = selection.cells(shard)
+    rank = {pair: n for n, pair in enumerate(selection.pairs)}
+    cells = sorted(selection.cells(shard),
+                   key=lambda c: (rank[(c.initiator, c.responder)], not reusable(by_name[c.case])))
     results: list[CaseResult] = []
-    for k, cell in enumerate(cells, 1):
-        res = run_case(by_name[cell.case], cell.initiator, cell.responder, out_dir, runtime)
-        results.append(res)
-        if progress:
-            (report or _print)(progress_line(k, len(cells), res))
-        write_results(results, out_dir, selection, shard)
+    with LabPool() as pool:
+        for k, cell in enumerate(cells, 1):
+            res = run_case(by_name[cell.case], cell.initiator, cell.responder, out_dir, runtime, pool)
+            results.append(res)
+            if progress:
+                (report or _print)(progress_line(k, len(cells), res))
+            write_results(order(results, selection), out_dir, selection, shard)
     if not cells:
         write_results(results, out_dir, selection, shard)
     return results

@@ -12,7 +12,8 @@ if [ $# -gt 0 ] || [ "$(id -u)" != 0 ]; then
     $PY -m pytest "$@"
 else
     # as root with no arguments: everything but the matrix, then the matrix two cells at a time (one per
-    # core: each cell is its own lab, and the tests that look for leftovers of any lab have run by then)
+    # core; the tests that look for leftovers of any lab have run by then). Each worker takes whole pairs
+    # (tests/interop/conftest.py: xdist loadgroup) and keeps a pair's peers booted between its plain cells
     $PY -m pytest --ignore=tests/interop/test_matrix.py
     echo "== the interop matrix (tests/interop/test_matrix.py, 2 workers)"
     $PY -m pytest tests/interop/test_matrix.py -n 2 -q -rs

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import LabError
 from ..pcap.esp_keyfiles import read_esp_sa
@@ -37,7 +38,7 @@ from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
 from .inject import Injector, macs_from_capture
-from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_state
+from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_stat, parse_xfrm_state
 from .peerconfig import PeerConfig
 from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
@@ -48,6 +49,7 @@ from .runtimes.uml_kernel import UmlKernel, select_kernel
 from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
 
+T = TypeVar("T")
 LabHost = UmlHost | EndpointHost  # a UML guest with a kernel IPsec peer, or the ipseclab endpoint process
 
 
@@ -93,6 +95,7 @@ class Timings:
     topology: float = 0.0
     boot: dict[str, float] = field(default_factory=dict)
     teardown: float = 0.0
+    cell: int = 1  # the how-manieth cell on these booted hosts (boot: the seconds its reset took, see next_cell)
 
 
 def new_run_id() -> str:
@@ -118,11 +121,14 @@ class Lab:
         self.xfrm: dict[str, list[XfrmState]] = {}
         self._old_handlers: dict[int, Any] = {}
         self._up = False
+        self._cell_open = False  # a cell runs whose keys and counters are not collected yet (_finish_cell)
         self._pid = os.getpid()
         self.runtime: RuntimeChoice | None = None
         self.kernel: UmlKernel | None = None
         self.probe: Verdict | None = None
         self._injectors: dict[str, Injector] = {}
+        self._stat_base: dict[str, dict[str, int]] = {}  # each guest's xfrm_stat when this cell began on it
+        self.booted_in = self.run_dir  # the run directory of the cell that booted the hosts
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -197,6 +203,7 @@ class Lab:
                 self._boot(peer)
         for side, peer in self.peers.items():
             self.timings.boot[side] = peer.host.wait_ready()
+        self._cell_open = True
 
     def _images(self, drivers: dict[str, PeerDriver]) -> dict[str, Image]:
         """The image of each implementation that needs one, for the runtime, built in parallel where missing."""
@@ -234,14 +241,9 @@ class Lab:
         if not self._up:
             return
         started = time.monotonic()
-        try:
-            self._collect_keys()
-        except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
-            (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
-        self._save_counters()
-        for inj in self._injectors.values():
-            inj.close()
-        self._injectors.clear()
+        cell_open = self._cell_open  # False: end_cell finished the last cell, its run directory is complete
+        if cell_open:
+            self._finish_cell()
         # every step runs whatever the one before it raised (an engine that went away, a dead guest);
         # the failures are kept in teardown.warning and the final sweep catches what they left
         problems: list[str] = []
@@ -265,8 +267,86 @@ class Lab:
             signal.signal(sig, handler)
         self._old_handlers.clear()
         self._up = False
+        if cell_open:
+            self.timings.teardown = time.monotonic() - started
+            self._write_state(final=True)
+
+    def _finish_cell(self) -> None:
+        """What every cell ends with while its peers still run: keys, counters, injectors closed."""
+        self._cell_open = False
+        try:
+            self._collect_keys()
+        except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
+            (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
+        self._save_counters()
+        for inj in self._injectors.values():
+            inj.close()
+        self._injectors.clear()
+
+    # --- several cells on the same booted hosts (interop.LabPool) --------------------------------
+
+    def reusable(self) -> bool:
+        """Whether the next cell of the same pair and topology can run on these hosts (next_cell): every host
+        is a UML guest (not a container) or the ipseclab endpoint process, and each is still running."""
+        return (self._up and self.topology.kind == "direct" and bool(self.peers)
+                and all((type(p.host) is UmlHost or isinstance(p.host, EndpointHost)) and p.host.alive
+                        for p in self.peers.values()))
+
+    def end_cell(self) -> None:
+        """End this cell as down() would (keys, counters, captures stopped, lab.json final) but keep the hosts
+        running for next_cell; a guest's console (kept where it booted) is copied into the run directory."""
+        started = time.monotonic()
+        self._finish_cell()
+        for cap in self.captures:
+            stop_capture(cap)
+        for peer in self.peers.values():
+            console = getattr(peer.host, "console", None)
+            if console is not None and console.exists() and console.parent != peer.host.dir:
+                shutil.copyfile(console, peer.host.dir / "console.log")
         self.timings.teardown = time.monotonic() - started
         self._write_state(final=True)
+
+    def next_cell(self, spec: LabSpec, run_dir: Path) -> None:
+        """Run the next cell, ``spec`` (same implementations, topology and runtime), on the booted hosts: each
+        guest is reset as a fresh boot would leave it (no process, SA, policy, route or address of the cell
+        before; uml.RESET), its ``/ipl`` moved to ``run_dir/<side>`` and its daemon started with the new
+        configuration; the ipseclab endpoint is a new process.  The captures start again in ``run_dir``, so
+        the cell keeps its own pcaps, key files, logs, counters and lab.json as after a boot."""
+        if (spec.left, spec.right, spec.topology, spec.runtime) != (self.spec.left, self.spec.right,
+                                                                     self.spec.topology, self.spec.runtime):
+            raise LabError("next_cell needs the same implementations, topology and runtime as the booted lab")
+        self.spec = spec
+        self.run_dir = run_dir.resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.captures, self.ike_rows, self.xfrm = [], [], {}
+        self.timings = Timings(cell=self.timings.cell + 1)
+        self._write_state()
+        configs = {"left": spec.left_config, "right": spec.right_config}
+        for side, peer in self.peers.items():
+            peer.config = configs[side]
+            (self.run_dir / side).mkdir(parents=True, exist_ok=True)
+            peer.driver.write_config(peer.config, self.run_dir / side)
+        for peer in self.peers.values():
+            if isinstance(peer.host, EndpointHost):
+                peer.host.halt()  # before the captures start: it ends every process in its namespace
+        for link in self.topology.links:
+            self.captures.append(start_capture(link, self.run_dir))
+
+        def reset(peer: PeerRun) -> float:
+            started = time.monotonic()
+            new_dir = self.run_dir / peer.side
+            addressing = self.topology.hosts[peer.side]
+            if isinstance(peer.host, EndpointHost):
+                peer.host.restart(new_dir, peer.driver.start_script(peer.config, addressing, dev=peer.host.ifname))
+                peer.host.wait_ready()
+            else:
+                stat = peer.host.reset(new_dir, network_script(addressing, peer.side, kernel=False) + XFRM_MONITOR
+                                       + peer.driver.start_script(peer.config, addressing))
+                self._stat_base[peer.side] = parse_xfrm_stat(stat)
+            return time.monotonic() - started
+
+        self.timings.boot = self._each_peer(reset)
+        self._cell_open = True
 
     def _write_state(self, final: bool = False) -> None:
         state = {
@@ -279,6 +359,7 @@ class Lab:
             "namespaces": self.topology.namespaces,
             "pcaps": [str(c.pcap) for c in self.captures],
             "timings": asdict(self.timings),
+            "booted_in": str(self.booted_in),  # another cell's run directory when this cell reused its hosts
             "finished": final,
         }
         (self.run_dir / "lab.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -313,10 +394,11 @@ class Lab:
             return str(peer.config.local_address), dst
         return self.topology.hosts[side].protected_addr, self.topology.hosts[other].protected_addr
 
-    def ping(self, side: str = "left", count: int = 4, timeout: float = 30) -> str:
-        """Ping the other side's protected address from this side's (tunnel) or host to host (transport)."""
+    def ping(self, side: str = "left", count: int = 4, timeout: float = 30, interval: float = 0.02) -> str:
+        """Ping the other side's protected address from this side's (tunnel) or host to host (transport),
+        ``interval`` seconds apart (the default, 20 ms, is below ping's 200 ms floor for users: root may)."""
         src, dst = self._flow(side)
-        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i 0.2 -W 2 -I {src} {dst}", timeout=timeout)
+        _, out = self.peer(side).host.exec(f"ping -n -c {count} -i {interval:g} -W 2 -I {src} {dst}", timeout=timeout)
         return out
 
     def inject(self, toward: str, ip_packets: list[bytes], wait: float = 0.3) -> None:
@@ -347,18 +429,28 @@ class Lab:
         """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
         as the driver gives them (JSON-ready: what ``counters.json`` and ``probe.json`` hold)."""
         peer = self.peer(side)
-        return peer.driver.counters(peer.host)
+        counters = peer.driver.counters(peer.host)
+        base = self._stat_base.get(side)
+        if base and isinstance(counters.get("xfrm_stat"), dict):  # a reused guest: this cell's part only
+            counters["xfrm_stat"] = {k: v - base.get(k, 0) for k, v in counters["xfrm_stat"].items()}
+        return counters
 
     def _save_counters(self) -> None:
         """Each running peer's counters into ``counters.json``, before the peers halt (best effort: a peer
         that cannot answer gets its error instead)."""
-        out: dict[str, Any] = {}
-        for side, peer in self.peers.items():
+        def one(peer: PeerRun) -> dict[str, Any]:
             try:
-                out[side] = {"impl": peer.driver.impl, **self.peer_counters(side)}
+                return {"impl": peer.driver.impl, **self.peer_counters(peer.side)}
             except Exception as exc:
-                out[side] = {"impl": peer.driver.impl, "error": f"{type(exc).__name__}: {exc}"}
+                return {"impl": peer.driver.impl, "error": f"{type(exc).__name__}: {exc}"}
+
+        out = self._each_peer(one)
         (self.run_dir / "counters.json").write_text(json.dumps(out, indent=2) + "\n")
+
+    def _each_peer(self, fn: Callable[[PeerRun], T]) -> dict[str, T]:
+        """``fn`` on each peer, the sides at once (each host's commands still one at a time)."""
+        with ThreadPoolExecutor(max(1, len(self.peers))) as ex:
+            return dict(zip(self.peers, ex.map(fn, self.peers.values()), strict=True))
 
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
@@ -366,13 +458,20 @@ class Lab:
     def _collect_keys(self) -> None:
         messages = captured_ike_messages(self.captures)
         keysets = []
+
+        def xfrm_state(peer: PeerRun) -> str | None:
+            if isinstance(peer.host, EndpointHost) or not peer.host.alive:
+                return None
+            return peer.host.exec("ip -s xfrm state", check=False, timeout=15)[1]
+
+        states = self._each_peer(xfrm_state)
         for peer in self.peers.values():
             keysets += peer.driver.ike_keys(peer.host.dir)
             if isinstance(peer.host, EndpointHost):
                 continue  # no kernel SAs: the endpoint wrote its own key files into its directory
             self.xfrm[peer.side] = []
-            if peer.host.alive:
-                _, out = peer.host.exec("ip -s xfrm state", check=False, timeout=15)
+            out = states[peer.side]
+            if out is not None:
                 (peer.host.dir / "xfrm-state.txt").write_text(out)
                 self.xfrm[peer.side] = parse_xfrm_state(out)
             monitor = peer.host.dir / "xfrm-monitor.txt"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .esp_keyfiles import EspSaRow, read_esp_sa, tshark_esp_options
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
 from .negotiation import IkeNegotiation, ike_negotiations
-from .wireshark import WiresharkIkeRecord, ike_records, tshark_path
+from .wireshark import WiresharkIkeRecord, ike_record, tshark_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,67 +106,83 @@ def _icmp(pkt: object, names: list[str], start: int) -> tuple[int, int, int] | N
 
 def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket], list[ClearIcmp]]:
     """One pass of Wireshark over a capture: its ESP/AH packets (as ipsec_packets) and its ICMP in the clear."""
+    _, out, clear = _one_pass(pcap, tshark_esp_options(esp_rows), ike=False)
+    return out, clear
+
+
+def _one_pass(pcap: str | Path, options: list[str], ike: bool
+              ) -> tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp]]:
+    """One tshark over a capture with ``options`` (the ESP SAs, and the IKE SAs' keys): its IKE records (with
+    ``ike``), its ESP/AH packets and its ICMP in the clear."""
     import pyshark
 
     tshark_path()
-    cap = pyshark.FileCapture(str(pcap), custom_parameters=tshark_esp_options(esp_rows), keep_packets=False)
-    out = []
-    clear = []
+    cap = pyshark.FileCapture(str(pcap), custom_parameters=options, keep_packets=False)
+    records: list[WiresharkIkeRecord] = []
+    out: list[IpsecPacket] = []
+    clear: list[ClearIcmp] = []
     try:
         for pkt in cap:
-            names = [layer.layer_name for layer in pkt.layers]
-            proto = "esp" if "esp" in names else "ah" if "ah" in names else ""
-            prefix = ""
-            if not proto and "ipv6" in names and pkt.ipv6.get_field_value("ah_spi") is not None:
-                # AH in IPv6 is an extension header to Wireshark: its fields (ah_spi, ...) sit in the ipv6 layer
-                proto, prefix = "ah", "ah_"
-            if not proto:
-                icmp = _icmp(pkt, names, 0)
-                if icmp is not None and "ip" in names:
-                    ip = pkt.layers[names.index("ip")]
-                    clear.append(ClearIcmp(int(pkt.number), str(ip.get_field_value("src") or ""),
-                                           str(ip.get_field_value("dst") or ""), *icmp))
-                continue
-            pos = names.index("ipv6" if prefix else proto)
-            layer = pkt.layers[pos]
-            inner = tuple(n for n in names[pos + 1 :] if n not in ("data", "_ws.malformed"))
-            # the outer header is the last IP layer before ESP/AH (a wrong key can make garbage look like an
-            # inner "ip" layer after it, which must not be taken for the outer one)
-            outer = [layer for layer in pkt.layers[: pos + 1 if prefix else pos] if layer.layer_name in ("ip", "ipv6")]
-            ip = outer[-1] if outer else None
-            icv: bool | None = None
-            if proto == "esp":
-                good = layer.get_field_value("icv_good")
-                bad = layer.get_field_value("icv_bad")
-                if good is not None or bad is not None:
-                    icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
-            udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
-            inner_ip = next((pkt.layers[i] for i in range(pos + 1, len(names)) if names[i] in ("ip", "ipv6")), None)
-            nh = _next_header(layer) if proto == "esp" else None
-            out.append(IpsecPacket(
-                frame=int(pkt.number),
-                src=str(ip.get_field_value("src") or "") if ip is not None else "",
-                dst=str(ip.get_field_value("dst") or "") if ip is not None else "",
-                proto=proto,
-                spi=_int(layer.get_field_value(prefix + "spi")),
-                seq=_int(layer.get_field_value(prefix + "sequence")),
-                udp_encap=udp is not None,
-                udp_port=_int(udp.dstport) if udp is not None else None,
-                icv_good=icv,
-                decrypted=bool(inner) or nh is not None,
-                inner=inner,
-                time=float(pkt.sniff_timestamp),
-                length=int(pkt.length),
-                next_header=nh,
-                inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
-                inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
-                inner_dst=str(inner_ip.get_field_value("dst") or "") if inner_ip is not None else "",
-                icmp=_icmp(pkt, names, pos + 1),
-            ))
+            rec = ike_record(pkt) if ike else None
+            if rec is not None:
+                records.append(rec)
+            _ipsec_packet(pkt, out, clear)
     finally:
         cap.close()
-    return out, clear
+    return records, out, clear
 
+
+def _ipsec_packet(pkt: Any, out: list[IpsecPacket], clear: list[ClearIcmp]) -> None:
+    """``pkt`` into ``out`` when it is ESP or AH, into ``clear`` when it is ICMP in the clear."""
+    names = [layer.layer_name for layer in pkt.layers]
+    proto = "esp" if "esp" in names else "ah" if "ah" in names else ""
+    prefix = ""
+    if not proto and "ipv6" in names and pkt.ipv6.get_field_value("ah_spi") is not None:
+        # AH in IPv6 is an extension header to Wireshark: its fields (ah_spi, ...) sit in the ipv6 layer
+        proto, prefix = "ah", "ah_"
+    if not proto:
+        icmp = _icmp(pkt, names, 0)
+        if icmp is not None and "ip" in names:
+            ip = pkt.layers[names.index("ip")]
+            clear.append(ClearIcmp(int(pkt.number), str(ip.get_field_value("src") or ""),
+                                   str(ip.get_field_value("dst") or ""), *icmp))
+        return
+    pos = names.index("ipv6" if prefix else proto)
+    layer = pkt.layers[pos]
+    inner = tuple(n for n in names[pos + 1 :] if n not in ("data", "_ws.malformed"))
+    # the outer header is the last IP layer before ESP/AH (a wrong key can make garbage look like an
+    # inner "ip" layer after it, which must not be taken for the outer one)
+    outer = [layer for layer in pkt.layers[: pos + 1 if prefix else pos] if layer.layer_name in ("ip", "ipv6")]
+    ip = outer[-1] if outer else None
+    icv: bool | None = None
+    if proto == "esp":
+        good = layer.get_field_value("icv_good")
+        bad = layer.get_field_value("icv_bad")
+        if good is not None or bad is not None:
+            icv = str(good) in ("1", "True", "true") and str(bad) not in ("1", "True", "true")
+    udp = pkt.udp if "udp" in names and names.index("udp") < pos else None
+    inner_ip = next((pkt.layers[i] for i in range(pos + 1, len(names)) if names[i] in ("ip", "ipv6")), None)
+    nh = _next_header(layer) if proto == "esp" else None
+    out.append(IpsecPacket(
+        frame=int(pkt.number),
+        src=str(ip.get_field_value("src") or "") if ip is not None else "",
+        dst=str(ip.get_field_value("dst") or "") if ip is not None else "",
+        proto=proto,
+        spi=_int(layer.get_field_value(prefix + "spi")),
+        seq=_int(layer.get_field_value(prefix + "sequence")),
+        udp_encap=udp is not None,
+        udp_port=_int(udp.dstport) if udp is not None else None,
+        icv_good=icv,
+        decrypted=bool(inner) or nh is not None,
+        inner=inner,
+        time=float(pkt.sniff_timestamp),
+        length=int(pkt.length),
+        next_header=nh,
+        inner_len=_int(inner_ip.get_field_value("len")) if inner_ip is not None else 0,
+        inner_src=str(inner_ip.get_field_value("src") or "") if inner_ip is not None else "",
+        inner_dst=str(inner_ip.get_field_value("dst") or "") if inner_ip is not None else "",
+        icmp=_icmp(pkt, names, pos + 1),
+    ))
 
 @dataclass(slots=True)
 class Trace:
@@ -184,8 +201,10 @@ class Trace:
         esp_rows = read_esp_sa(esp_file) if esp_file.exists() else []
         links = {}
         for pcap in sorted(run_dir.glob("*.pcap")):
-            ipsec, clear = scan(pcap, esp_rows)
-            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike_records(pcap, ike_rows), ipsec, clear)
+            # one tshark per capture for both views: the ESP SAs' and the IKE SAs' keys do not touch each other's
+            # dissection
+            ike, ipsec, clear = _one_pass(pcap, tshark_esp_options(esp_rows) + tshark_ikev2_options(ike_rows), ike=True)
+            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike, ipsec, clear)
         return cls(run_dir, ike_rows, esp_rows, links)
 
     def ike(self) -> list[WiresharkIkeRecord]:

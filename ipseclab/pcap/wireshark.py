@@ -64,40 +64,47 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
     out = []
     try:
         for pkt in cap:
-            if "ISAKMP" not in pkt or "ICMP" in pkt or "ICMPV6" in pkt:
-                continue  # an ICMP error quoting an IKE datagram is not a message of its own
-            layer = pkt.isakmp
-            names = set(layer.field_names)
-            icv = layer.get_field("enc_icd")
-            icv_text = " ".join(f.showname for f in icv.all_fields) if icv is not None else ""
-            icv_ok = None
-            if icv is not None:
-                icv_ok = "[correct]" in icv_text and "[incorrect]" not in icv_text
-            ip = pkt.ip if "IP" in pkt else pkt.ipv6 if "IPV6" in pkt else None
-            out.append(WiresharkIkeRecord(
-                frame=int(pkt.number),
-                exchange=int(layer.get_field("exchangetype") or 0),
-                message_id=int(str(layer.get_field("messageid") or "0"), 0),
-                encrypted="enc_data" in names,
-                decrypted="enc_decrypted" in names,
-                icv_ok=icv_ok,
-                icv_text=icv_text,
-                time=float(pkt.sniff_timestamp),
-                src=str(ip.src) if ip is not None else "",
-                dst=str(ip.dst) if ip is not None else "",
-                spi_i=_hex(layer.get_field("ispi")),
-                spi_r=_hex(layer.get_field("rspi")),
-                response=_flag(layer.get_field("flag_r")),
-                initiator=_flag(layer.get_field("flag_i")),
-                payloads=tuple(int(v) for v in _all(layer, "typepayload")),
-                notifies=tuple(int(v) for v in _all(layer, "notify_msgtype")),
-                deletes=_deletes(layer),
-                proposals=tuple(int(v) for v in _all(layer, "prop_protoid")),
-                spis=tuple(_hex(v) for v in _all(layer, "spi")),
-            ))
+            rec = ike_record(pkt)
+            if rec is not None:
+                out.append(rec)
     finally:
         cap.close()
     return out
+
+
+def ike_record(pkt: Any) -> WiresharkIkeRecord | None:
+    """One packet of a pyshark capture as an IKE record, or None when it is not an IKE message."""
+    if "ISAKMP" not in pkt or "ICMP" in pkt or "ICMPV6" in pkt:
+        return None  # an ICMP error quoting an IKE datagram is not a message of its own
+    layer = pkt.isakmp
+    names = set(layer.field_names)
+    icv = layer.get_field("enc_icd")
+    icv_text = " ".join(f.showname for f in icv.all_fields) if icv is not None else ""
+    icv_ok = None
+    if icv is not None:
+        icv_ok = "[correct]" in icv_text and "[incorrect]" not in icv_text
+    ip = pkt.ip if "IP" in pkt else pkt.ipv6 if "IPV6" in pkt else None
+    return WiresharkIkeRecord(
+        frame=int(pkt.number),
+        exchange=int(layer.get_field("exchangetype") or 0),
+        message_id=int(str(layer.get_field("messageid") or "0"), 0),
+        encrypted="enc_data" in names,
+        decrypted="enc_decrypted" in names,
+        icv_ok=icv_ok,
+        icv_text=icv_text,
+        time=float(pkt.sniff_timestamp),
+        src=str(ip.src) if ip is not None else "",
+        dst=str(ip.dst) if ip is not None else "",
+        spi_i=_hex(layer.get_field("ispi")),
+        spi_r=_hex(layer.get_field("rspi")),
+        response=_flag(layer.get_field("flag_r")),
+        initiator=_flag(layer.get_field("flag_i")),
+        payloads=tuple(int(v) for v in _all(layer, "typepayload")),
+        notifies=tuple(int(v) for v in _all(layer, "notify_msgtype")),
+        deletes=_deletes(layer),
+        proposals=tuple(int(v) for v in _all(layer, "prop_protoid")),
+        spis=tuple(_hex(v) for v in _all(layer, "spi")),
+    )
 
 
 def _all(layer: Any, name: str) -> list[str]:

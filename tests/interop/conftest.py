@@ -1,4 +1,11 @@
-"""Interop fixtures: one output directory per pytest session, with the results files written at the end."""
+"""Interop fixtures: one output directory per pytest session, with the results files written at the end, and the
+booted labs the matrix's cells share (``lab_pool``).
+
+The matrix's cells (tests/interop/test_matrix.py) run pair by pair, each pair's cells that may share booted peers
+(``interop.reusable``) one after another, so that a worker boots each pair once; under pytest-xdist's default
+``load`` distribution (``-n 2``) the session distributes by ``loadgroup`` with those cells grouped by pair, so
+one worker keeps a pair's cells (other tests are distributed one by one, as under ``load``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from ipseclab.interop import reusable
+from ipseclab.lab.pool import LabPool
 from ipseclab.matrix import CaseResult, write_results
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,3 +35,43 @@ def interop_out() -> Iterator[tuple[Path, list[CaseResult]]]:
         write_results(results, out)
         # the plugin prints the matrix at the end of the session; the files keep each cell's reason and run directory
         print(f"\ninterop results (JSON, Markdown, JUnit XML): {out}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "dist", "no") == "load":  # -n N without --dist: keep each pair's cells on one worker
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker reads the groups off the items
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The matrix's cells pair by pair, each pair's reusable cells first and in one xdist group."""
+    slots = [n for n, item in enumerate(items) if _cell(item) is not None]
+    if not slots:
+        return
+    cells = [items[n] for n in slots]
+    pairs = list(dict.fromkeys(_cell(item)[1] for item in cells))  # type: ignore[index]
+
+    def key(item: pytest.Item) -> tuple[int, bool]:
+        case, pair = _cell(item)  # type: ignore[misc]
+        return pairs.index(pair), not reusable(case)
+
+    cells.sort(key=key)
+    for n, item in zip(slots, cells, strict=True):
+        items[n] = item
+        case, pair = _cell(item)  # type: ignore[misc]
+        if reusable(case):
+            item.add_marker(pytest.mark.xdist_group(f"{pair[0]}-to-{pair[1]}"))
+
+
+def _cell(item: pytest.Item) -> tuple[object, tuple[str, str]] | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "ipseclab_case" in params and "ipseclab_pair" in params and "lab_pool" in getattr(item, "fixturenames", ()):
+        return params["ipseclab_case"], params["ipseclab_pair"]
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_pool() -> Iterator[LabPool]:
+    """The booted lab the matrix's cells hand on to the next cell of their pair; torn down at the end."""
+    with LabPool() as pool:
+        yield pool

@@ -256,7 +256,7 @@ def fake_cells(monkeypatch):
 
     asked: list[str] = []
 
-    def fake(case, initiator, responder, out_dir, runtime_name=""):
+    def fake(case, initiator, responder, out_dir, runtime_name="", pool=None):
         asked.append(f"{case.name} {initiator}->{responder}")
         return CaseResult(case.name, initiator, responder, PASSED, "", str(out_dir / "x"), 1.25)
 
@@ -277,14 +277,19 @@ def test_interop_runs_only_its_shard_with_progress_and_junit(tmp_path, capsys, f
             "--junit", str(junit)]
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    sel = Selection(("esp-tunnel", "esp-transport"), (("ipseclab", "ipseclab"), ("ipseclab", "strongswan-libipsec")))
-    want = [str(c) for c in sel.cells(Shard(2, 3))]
+    pairs = (("ipseclab", "ipseclab"), ("ipseclab", "strongswan-libipsec"))
+    sel = Selection(("esp-tunnel", "esp-transport"), pairs)
+    cells = sel.cells(Shard(2, 3))
+    # run pair by pair (each pair's cells one after another, on the peers a LabPool keeps booted)
+    want = [str(c) for c in sorted(cells, key=lambda c: pairs.index((c.initiator, c.responder)))]
     assert fake_cells == want
     n = len(want)
     assert [ln for ln in out.splitlines() if ln.startswith("[")] == [
         f"[{k}/{n}] {cell} PASSED 1.2s" for k, cell in enumerate(want, 1)]
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
     assert doc["shard"] == "2/3" and len(doc["results"]) == n
+    # the results in matrix order, whatever order they ran in
+    assert [f"{r['case']} {r['initiator']}->{r['responder']}" for r in doc["results"]] == [str(c) for c in cells]
     assert len(list(ET.parse(junit).getroot().iter("testcase"))) == n
     assert (tmp_path / "run" / "results.xml").read_text() == junit.read_text()
 

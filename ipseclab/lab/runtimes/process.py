@@ -69,6 +69,20 @@ class EndpointHost:
         if self.addressing.gateway4:
             with NetNS(self.ns) as nsr:
                 nsr.route("add", dst="0.0.0.0/0", gateway=self.addressing.gateway4)
+        self._start(init_script)
+
+    def restart(self, new_dir: Path, init_script: str = "") -> None:
+        """For the next cell, after ``halt()`` (which ends whatever runs in the namespace, a capture there too):
+        a new endpoint with ``new_dir``'s spec and logs, after the new cell's ``init_script``; the namespace keeps
+        its transit and protected addresses, and loses what the cell before added on lo (see wait_ready)."""
+        self.dir = new_dir
+        self.lines = queue.Queue()
+        self.events = []
+        self.exec(f"ip addr flush dev lo scope global && ip addr add {self.addressing.protected_addr}/32 dev lo",
+                  timeout=30)
+        self._start(init_script)
+
+    def _start(self, init_script: str) -> None:
         if init_script:  # the driver's start_script: shell lines in the namespace before the endpoint starts
             self.exec(init_script, timeout=30)
         self.booted_at = time.monotonic()

@@ -9,6 +9,7 @@ runs commands in the guest without a console or a management network.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
@@ -19,6 +20,24 @@ from ...errors import LabError
 from ..images import Image
 from ..proc import in_netns, spawn, stop, tail
 from ..topology import HostAddressing
+
+# Between two cells on a booted guest (``UmlHost.reset``): every process but the agent ends (the daemon,
+# ``ip xfrm monitor``, a listener), the kernel forgets the cell's SAs, policies, routes, rules, addresses,
+# neighbours and qdisc, and /run and /tmp are emptied; network_script then sets the addresses up again
+# (shell builtins only in the loops: a fork costs milliseconds under UML; a kernel thread or a zombie has no exe)
+RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] || kill -9 "$p" 2>/dev/null; done
+i=0; while [ $i -lt 100 ]; do n=0; for p in /proc/[0-9]*; do p=${p#/proc/}
+  [ "$p" = 1 ] || [ "$p" = $$ ] || { [ -e /proc/$p/exe ] && n=1 && kill -9 "$p" 2>/dev/null; }; done
+  [ $n = 0 ] && break; sleep 0.02; i=$((i+1)); done
+ip xfrm state flush; ip xfrm policy flush
+tc qdisc del dev {dev} root 2>/dev/null
+ip rule show | while read p rest; do p=${p%:}; case $p in 0|32766|32767) ;; *) ip rule del pref "$p";; esac; done
+ip route flush table 220 2>/dev/null; ip -6 route flush table 220 2>/dev/null
+ip addr flush dev {dev} scope global; ip addr flush dev lo scope global; ip -4 route flush table main
+ip neigh flush all
+rm -rf /run/* /tmp/* /var/tmp/*
+echo '=== xfrm_stat'; cat /proc/net/xfrm_stat
+"""
 
 AGENT = """
 touch /ipl/ready
@@ -75,10 +94,11 @@ class UmlHost:
     proc: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
     _seq: int = field(default=0)
+    console: Path | None = None  # where the kernel's console goes (the directory of the cell that booted it)
 
     @property
     def console_log(self) -> Path:
-        return self.dir / "console.log"
+        return self.console or self.dir / "console.log"
 
     def kernel_command(self, root: Path, ipl_dir: Path) -> list[str]:
         """The UML command line: the guest's root and the peer directory as the kernel sees them."""
@@ -103,7 +123,41 @@ class UmlHost:
         """Write the guest's init script and start the kernel in the side's namespace (see wait_ready)."""
         self.prepare(init_script)
         self.booted_at = time.monotonic()
-        self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console_log)
+        self.console = self.dir / "console.log"
+        self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console)
+
+    def reset(self, new_dir: Path, script: str, dev: str = "vec0", timeout: float = 60) -> str:
+        """Make the running guest as a fresh boot would leave it, for the next cell (see RESET), with
+        ``new_dir`` as its ``/ipl``; then run ``script`` (network and daemon start) there, its output in
+        ``init.log`` as at boot.  Returns ``/proc/net/xfrm_stat`` as the reset left it (the kernel's counters
+        run from boot: the cell's are what it adds); LabError if the script failed.
+
+        The spool moves with ``/ipl``: the command is read from the old directory and its status is
+        written into the new one (its output stays in the old directory).
+        """
+        old = self.dir
+        self.dir = new_dir
+        self.prepare(script)
+        (new_dir / "init.sh").write_text((new_dir / "init.sh").read_text().removesuffix(AGENT))
+        self._seq += 1
+        base = old / "cmd" / f"{self._seq:05d}"
+        tmp = base.with_suffix(".tmp")
+        tmp.write_text(RESET.replace("{dev}", dev)
+                       + f"umount -l /ipl; mount -t hostfs none /ipl -o {shlex.quote(str(new_dir))}\n"
+                       + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\ntouch /ipl/ready\n")
+        tmp.rename(base.with_suffix(".sh"))
+        rc_file = new_dir / "cmd" / f"{self._seq:05d}.rc"
+        deadline = time.monotonic() + timeout
+        while not rc_file.exists():
+            if time.monotonic() > deadline or not self.alive:
+                what = "died" if not self.alive else f"was not reset within {timeout:.0f} s"
+                raise LabError(f"UML guest {self.name} {what}", output=tail(new_dir / "init.log"),
+                               hint=f"see {new_dir}/init.log")
+            time.sleep(0.02)
+        if rc_file.read_text().strip() != "0" or not (new_dir / "ready").exists():
+            raise LabError(f"UML guest {self.name}: starting the next cell failed", output=tail(new_dir / "init.log"),
+                           hint=f"see {new_dir}/init.log")
+        return base.with_suffix(".out").read_text(errors="replace").partition("=== xfrm_stat\n")[2]
 
     def exit_status(self) -> int | None:
         """None while the guest runs (or before boot), else how its kernel process ended."""

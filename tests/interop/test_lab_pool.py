@@ -1,0 +1,53 @@
+"""Cells that share booted peers (lab.pool.LabPool, Lab.next_cell) keep what a fresh lab gives each cell: their own
+daemons, captures, key files, counters and lab.json, nothing of the cell before them, and nothing left at the end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ipseclab.interop import run_case
+from ipseclab.lab import cleanup
+from ipseclab.lab.pool import LabPool
+from ipseclab.matrix import PASSED
+from ipseclab.pcap.esp_keyfiles import read_esp_sa
+from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
+from ipseclab.pcap.trace import Trace
+from ipseclab.testcases import by_name
+
+pytestmark = [pytest.mark.interop, pytest.mark.tshark]
+
+
+@pytest.mark.parametrize("pair", [("strongswan", "libreswan"), ("ipseclab", "libreswan")],
+                         ids=lambda p: "-to-".join(p))
+def test_the_second_cell_of_a_pair_runs_on_the_booted_peers_with_its_own_artifacts(tmp_path, pair):
+    with LabPool() as pool:
+        first = run_case(by_name("esp-tunnel"), *pair, tmp_path, pool=pool)
+        second = run_case(by_name("esp-transport"), *pair, tmp_path, pool=pool)
+        assert (first.status, second.status) == (PASSED, PASSED), (first.reason, second.reason)
+        assert (pool.booted, pool.reused) == (1, 1)
+    runs = [tmp_path / "esp-tunnel--{}-to-{}".format(*pair), tmp_path / "esp-transport--{}-to-{}".format(*pair)]
+    states = [json.loads((run / "lab.json").read_text()) for run in runs]
+    assert states[0]["run_id"] == states[1]["run_id"]
+    assert states[1]["timings"]["cell"] == 2 and states[1]["booted_in"] == str(runs[0])
+    assert states[0]["finished"] and states[1]["finished"]
+
+    tables = [{(int.from_bytes(r.spi_i, "big"), int.from_bytes(r.spi_r, "big"))
+               for r in read_ikev2_decryption_table(run / "ikev2_decryption_table")} for run in runs]
+    assert tables[0] and tables[1] and not tables[0] & tables[1]
+    for run, table in zip(runs, tables, strict=True):
+        # the capture restarted with the cell: every IKE message on the wire belongs to this cell's IKE SAs
+        seen = {(r.spi_i, r.spi_r) for r in Trace.load(run).ike() if r.spi_r}
+        assert seen and seen <= table, f"{run.name}: IKE SAs on the wire {seen}, in the key table {table}"
+    spis = [{row.spi for row in read_esp_sa(run / "esp_sa")} for run in runs]
+    assert spis[0] and spis[1] and not spis[0] & spis[1]
+
+    # the responder's guest: a daemon started for this cell, its log and counters in this cell's directory
+    assert (runs[1] / "right" / "pluto.log").stat().st_size > 0
+    counters = json.loads((runs[1] / "counters.json").read_text())["right"]
+    assert {int(sa["spi"], 16) for sa in counters["sas"]} <= spis[1]
+    assert all(v >= 0 for v in counters["xfrm_stat"].values())
+
+    left = cleanup.sweep(states[0]["run_id"], dry_run=True)
+    assert not left, f"left behind after the pool closed: {left.describe()}"
