@@ -14,7 +14,7 @@ from typing import Any
 from .esp_keyfiles import EspSaRow, read_esp_sa, tshark_esp_options
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
 from .negotiation import IkeNegotiation, ike_negotiations
-from .wireshark import WiresharkIkeRecord, ike_record, tshark_path
+from .wireshark import WiresharkIkeRecord, ike_record, tshark_pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,22 +114,13 @@ def _one_pass(pcap: str | Path, options: list[str], ike: bool
               ) -> tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp]]:
     """One tshark over a capture with ``options`` (the ESP SAs, and the IKE SAs' keys): its IKE records (with
     ``ike``), its ESP/AH packets and its ICMP in the clear."""
-    import pyshark
+    def visit(pkt: Any, acc: tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp]]) -> None:
+        rec = ike_record(pkt) if ike else None
+        if rec is not None:
+            acc[0].append(rec)
+        _ipsec_packet(pkt, acc[1], acc[2])
 
-    tshark_path()
-    cap = pyshark.FileCapture(str(pcap), custom_parameters=options, keep_packets=False)
-    records: list[WiresharkIkeRecord] = []
-    out: list[IpsecPacket] = []
-    clear: list[ClearIcmp] = []
-    try:
-        for pkt in cap:
-            rec = ike_record(pkt) if ike else None
-            if rec is not None:
-                records.append(rec)
-            _ipsec_packet(pkt, out, clear)
-    finally:
-        cap.close()
-    return records, out, clear
+    return tshark_pass(pcap, options, visit, lambda: ([], [], []))
 
 
 def _ipsec_packet(pkt: Any, out: list[IpsecPacket], clear: list[ClearIcmp]) -> None:

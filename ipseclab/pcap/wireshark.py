@@ -8,12 +8,15 @@ on the wire and of the keys we exported.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import IpsecLabError
 from .keyfiles import IkeSaKeyRow, tshark_ikev2_options
+
+T = TypeVar("T")
 
 
 class TsharkMissingError(IpsecLabError):
@@ -57,19 +60,40 @@ class WiresharkIkeRecord:
 
 def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeRecord]:
     """Every IKE packet of ``pcap`` as Wireshark sees it with these ikev2_decryption_table rows."""
+    def visit(pkt: Any, out: list[WiresharkIkeRecord]) -> None:
+        rec = ike_record(pkt)
+        if rec is not None:
+            out.append(rec)
+
+    return tshark_pass(pcap, tshark_ikev2_options(rows), visit, list)
+
+
+def tshark_pass(pcap: str | Path, options: list[str], visit: Callable[[Any, T], None], fresh: Callable[[], T]) -> T:
+    """One tshark (through pyshark) over ``pcap``: ``visit(packet, acc)`` for every packet into ``fresh()``.
+
+    tshark 4.0 under load has been seen to end a complete pass with exit status 255 and nothing on stderr
+    but its "Running as user root" line (pyshark's TSharkCrashException at close, about once in a few hundred
+    passes with four at once, never alone); the pass is then made once more from scratch.  A tshark that
+    fails twice is reported as the failure it is."""
     import pyshark
+    from pyshark.capture.capture import TSharkCrashException
 
     tshark_path()
-    cap = pyshark.FileCapture(str(pcap), custom_parameters=tshark_ikev2_options(rows), keep_packets=False)
-    out = []
-    try:
-        for pkt in cap:
-            rec = ike_record(pkt)
-            if rec is not None:
-                out.append(rec)
-    finally:
-        cap.close()
-    return out
+    for attempt in (1, 2):
+        acc = fresh()
+        cap = pyshark.FileCapture(str(pcap), custom_parameters=options, keep_packets=False)
+        try:
+            try:
+                for pkt in cap:
+                    visit(pkt, acc)
+            finally:
+                cap.close()
+        except TSharkCrashException as exc:
+            if attempt == 2:
+                raise IpsecLabError(f"tshark failed twice on {pcap}: {str(exc).splitlines()[0]}") from None
+            continue
+        return acc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def ike_record(pkt: Any) -> WiresharkIkeRecord | None:

@@ -33,3 +33,30 @@ def test_tshark_reports_a_wrong_key_so_the_check_can_fail(tmp_path: Path):
     records = ike_records(ROOT / v["capture"], [wrong])
     encrypted = [r for r in records if r.encrypted]
     assert encrypted and all(r.icv_ok is False for r in encrypted)
+
+
+def test_a_tshark_that_ends_a_pass_with_status_255_is_run_once_more_then_reported(monkeypatch, tmp_path: Path):
+    """The pass is repeated from scratch (no record twice) after one crash at close; two crashes are an error."""
+    import pyshark
+    from pyshark.capture.capture import TSharkCrashException
+
+    from ipseclab.errors import IpsecLabError
+
+    v = cases("strongswan_kdf")[1].values[0]
+    rows = [_row(v)]
+    expected = ike_records(ROOT / v["capture"], rows)
+    real = pyshark.FileCapture
+    crashes = {"left": 1}
+
+    class CrashingOnce(real):  # type: ignore[misc, valid-type]
+        def close(self) -> None:
+            super().close()
+            if crashes["left"] > 0:
+                crashes["left"] -= 1
+                raise TSharkCrashException("TShark (pid 1) seems to have crashed (retcode: 255).")
+
+    monkeypatch.setattr(pyshark, "FileCapture", CrashingOnce)
+    assert ike_records(ROOT / v["capture"], rows) == expected and crashes["left"] == 0
+    crashes["left"] = 2
+    with pytest.raises(IpsecLabError, match="tshark failed twice"):
+        ike_records(ROOT / v["capture"], rows)
