@@ -210,7 +210,9 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
         rec.apply(r[0], 0, view[items_size:], pickle.loads(view[:items_size]))
         del view
         if DONTNEED is not None:  # the slot is written: this process's mapping of its pages goes (the worker's stays)
-            w.shm.madvise(DONTNEED, slot * SLOT, items_size + size)
+            start = -(-slot * SLOT // mmap.PAGESIZE) * mmap.PAGESIZE  # madvise wants a page boundary
+            if slot * SLOT + items_size + size > start:  # shared memory: a page dropped here is read again on use
+                w.shm.madvise(DONTNEED, start, slot * SLOT + items_size + size - start)
 
     try:
         stop: BadFrame | None = None
