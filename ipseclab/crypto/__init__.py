@@ -4,8 +4,8 @@ Transforms are looked up by their IANA id (``get_encr``, ``get_prf``,
 ``get_integ``, ``get_ke_group``); key derivation and AUTH computation are plain
 functions over bytes.
 
-The names below are imported on first use (PEP 562), so ``ipseclab decrypt``, which needs only
-ciphers and integrity, never loads the signature, DH and key-derivation modules at start-up.
+The names below are imported on first use (PEP 562): importing one submodule (``crypto.cipher``
+for ``ipseclab decrypt``, say) no longer loads all the others (key derivation, signatures, DH).
 """
 
 from __future__ import annotations
