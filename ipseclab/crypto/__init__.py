@@ -10,8 +10,9 @@ for ``ipseclab decrypt``, say) no longer loads all the others (key derivation, s
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .auth import AuthMethod, psk_auth, sign_auth, signed_octets, verify_auth
@@ -72,14 +73,7 @@ _SUBMODULE = {  # each public name -> the submodule that defines it, imported on
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        sub = _SUBMODULE[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"{__name__}.{sub}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _SUBMODULE)
 
 
 __all__ = [

@@ -9,8 +9,9 @@ The names are imported on first use (PEP 562): ``ipseclab decrypt`` loads only w
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .ah import AhSA, zero_mutable
@@ -43,14 +44,7 @@ _SUBMODULE = {  # each public name -> the submodule that defines it
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        sub = _SUBMODULE[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"{__name__}.{sub}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _SUBMODULE)
 
 
 __all__ = [
