@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ..crypto import TransformType, get_encr, get_integ
 from ..crypto.algorithms import algorithm
-from ..crypto.keys import IkeSaKeys
 from ..errors import IpsecLabError, KeyFileError, UnsupportedTransformError
 from ..esp import AhSA, EspSA
 from ..packets.message import IkeSaCrypto, SkCrypto
 from ..pcap.esp_keyfiles import ESP_ENCR_REFUSALS, EspSaRow, read_esp_sa
 from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table
+
+if TYPE_CHECKING:  # a run of decrypt never derives keys: crypto.keys (and DH) stay unloaded
+    from ..crypto.keys import IkeSaKeys
 
 R = TypeVar("R")
 REPLAY_WINDOW = 4096  # per SA when reading a capture: a packet seen twice within it is a replay

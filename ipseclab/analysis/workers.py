@@ -34,6 +34,7 @@ from .fast import Keys, Link, Range, Reconciler, SlotSpec, scan, scan_here
 MIN_SIZE = 16 << 20  # bytes: below this a capture is scanned in one process (a fork costs a few ms)
 IN_FLIGHT = 3  # chunks sent to each worker and not yet applied
 SLOT = 8 << 20  # bytes of shared memory per chunk in flight for its items and output; larger: the parent rescans
+DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # Linux: a shared page unmapped here is not counted in RSS twice
 ENV = "IPSECLAB_DECRYPT_WORKERS"  # a number of workers, overriding the choice (0: one process)
 
 
@@ -207,6 +208,11 @@ def scan_in_workers(f: BinaryIO, chunks: Iterator[Range | BadFrame], link: Link,
         _, slot, items_size, size = msg
         view = memoryview(w.shm)[slot * SLOT : slot * SLOT + items_size + size]
         rec.apply(r[0], 0, view[items_size:], pickle.loads(view[:items_size]))
+        del view
+        if DONTNEED is not None:  # the slot is written: this process's mapping of its pages goes (the worker's stays)
+            start = -(-slot * SLOT // mmap.PAGESIZE) * mmap.PAGESIZE  # madvise wants a page boundary
+            if slot * SLOT + items_size + size > start:  # shared memory: a page dropped here is read again on use
+                w.shm.madvise(DONTNEED, start, slot * SLOT + items_size + size - start)
 
     try:
         stop: BadFrame | None = None

@@ -30,38 +30,35 @@ IKE message decrypted, every ESP packet verified) and tshark shows the inner ICM
 both output modes, and under 100 MB whatever the capture's size.  No assertion on time:
 the table is the result.
 
-Measured 2026-11-30 17:20 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
-average 3.1 at the start, 6.3 at the end; median of 3 runs, taking turns; "before" is main at 4d2c993):
+Measured 2026-11-30 18:18 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
+average 4.3 at the start, 6.7 at the end; median of 3 runs, taking turns; "before" is main at ea8ca71):
 
 | packets | command | wall s | CPU s | peak RSS (sum) | peak PSS (sum) | tshark's wall / this | tshark's CPU / this |
 |---:|---|---:|---:|---:|---:|---:|---:|
-| 100,000 | ipseclab decrypt --json | 0.79 | 0.58 | 113 MB | 65 MB | 1.13 | 1.21 |
-| 100,000 | ipseclab decrypt (text) | 0.47 | 0.41 | 89 MB | 40 MB | 1.92 | 1.73 |
-| 100,000 | tshark | 0.90 | 0.71 | 192 MB | 190 MB | | |
-| 100,000 | one process: --json | 0.65 | 0.58 | 45 MB | 27 MB | 1.38 | 1.23 |
-| 100,000 | one process: (text) | 0.46 | 0.40 | 45 MB | 24 MB | 1.97 | 1.75 |
-| 100,000 | before: --json | 0.64 | 0.55 | 45 MB | 25 MB | 1.40 | 1.29 |
-| 100,000 | before: (text) | 0.69 | 0.43 | 45 MB | 24 MB | 1.31 | 1.64 |
-| 1,000,000 | ipseclab decrypt --json | 4.40 | 4.40 | 113 MB | 65 MB | 2.43 | 1.32 |
-| 1,000,000 | ipseclab decrypt (text) | 2.84 | 2.81 | 89 MB | 40 MB | 3.76 | 2.07 |
-| 1,000,000 | tshark | 10.69 | 5.81 | 302 MB | 299 MB | | |
-| 1,000,000 | one process: --json | 8.90 | 5.02 | 45 MB | 27 MB | 1.20 | 1.16 |
-| 1,000,000 | one process: (text) | 4.84 | 3.01 | 45 MB | 24 MB | 2.21 | 1.93 |
-| 1,000,000 | before: --json | 7.22 | 4.52 | 45 MB | 25 MB | 1.48 | 1.29 |
-| 1,000,000 | before: (text) | 4.73 | 3.24 | 45 MB | 24 MB | 2.26 | 1.79 |
+| 100,000 | ipseclab decrypt --json | 0.63 | 0.54 | 91 MB | 41 MB | 1.48 | 1.30 |
+| 100,000 | ipseclab decrypt (text) | 0.41 | 0.40 | 80 MB | 29 MB | 2.28 | 1.74 |
+| 100,000 | tshark | 0.93 | 0.70 | 192 MB | 189 MB | | |
+| 100,000 | before: --json | 0.61 | 0.56 | 113 MB | 62 MB | 1.53 | 1.26 |
+| 100,000 | before: (text) | 0.46 | 0.40 | 89 MB | 37 MB | 2.03 | 1.73 |
+| 1,000,000 | ipseclab decrypt --json | 5.76 | 4.06 | 91 MB | 41 MB | 2.73 | 1.38 |
+| 1,000,000 | ipseclab decrypt (text) | 7.48 | 2.86 | 80 MB | 30 MB | 2.10 | 1.97 |
+| 1,000,000 | tshark | 15.71 | 5.61 | 302 MB | 299 MB | | |
+| 1,000,000 | before: --json | 6.29 | 4.11 | 113 MB | 62 MB | 2.50 | 1.37 |
+| 1,000,000 | before: (text) | 4.79 | 2.71 | 89 MB | 37 MB | 3.28 | 2.07 |
 
-A run four minutes earlier (load 2.7 to 3.4) gave, workers on, 0.49 s / 0.41 s at 100,000 packets
-(1.62x and 1.93x tshark's 0.79 s) and 5.16 s / 3.26 s at 1,000,000 (2.04x and 3.23x tshark's 10.54 s),
-JSON / text.  So at a million packets both modes are 2x tshark by wall clock or better, in every run so
-far; at 100,000 text mode is 1.9-2.0x and JSON 1.1-1.6x: there the fixed cost (0.11 s of CPU to start
-the interpreter and import, then a first chunk scanned before the workers are forked) is a fifth of the
-run, and on this machine the second CPU was mostly taken by other sessions' labs, so the workers had
-little to run on (alone, not in a side-by-side run, a quieter moment gave 2.3 s for a million JSON
-records, where tshark has taken 6.5-7.3 s).  By CPU
-time ipseclab is 1.2-1.3x tshark with JSON and 1.7-2.1x in text mode: per packet the scan costs about
-3.6 us with JSON (of which the AES-GCM call 1.3-1.5 us and the inner packet's hex 0.8 us) and 2.2 us in
-text mode.  Memory is flat: 65 MB PSS with workers (113 MB if RSS is summed, the parent's pages counted
-again in each forked worker), 45 MB RSS in one process, against tshark's 190-300 MB.  Before issue 10's
+Three minutes earlier (load 2.7 to 4.2, no "before"): 0.58 s / 0.37 s at 100,000 packets (1.36x and 2.14x
+tshark's 0.79 s) and 5.52 s / 3.53 s at 1,000,000 (1.72x and 2.69x tshark's 9.49 s), JSON / text; at a quiet
+moment (load 1.5) 0.43 s / 0.39 s at 100,000 (2.21x and 2.42x tshark's 0.94 s).  The wall figures swing with
+the other sessions' load (text at 1,000,000: 3.5 s, then 7.5 s); CPU time is steady.
+
+Earlier (17:20 UTC, load 3.1-6.3, before 512 KiB chunks and lazy package imports): 0.79 s / 0.47 s at 100,000
+and 4.40 s / 2.84 s at 1,000,000, 113 MB RSS sum, 65 MB PSS.
+So text mode is 2x tshark or better in every side-by-side run at both sizes; JSON is at 1,000,000 in
+the runs above but not at 100,000 under load (1.4-1.9x; 2.2x quiet): its CPU time is only 1.3x tshark's,
+per packet about 3.6 us (the AES-GCM call 1.0 us, the inner packet's hex 0.9 us, formatting 0.3 us), and
+start-up is about 0.1 s, so when other sessions hold the second CPU the workers have little to run on.
+Memory is flat: 41 MB PSS with workers (91 MB if RSS is summed: the parent's pages counted again in each
+forked worker), 45 MB RSS in one process, against tshark's 190-300 MB.  Before issue 10's
 rework the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two
 reads, every record kept, Scapy per inner packet).
 """
