@@ -3,8 +3,8 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
-steps' record (``lifecycle_checks``).  Timings: a rekey at lifetime - margin = 6 s after the SA came
-up, pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
+steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
+came up (an IKE SA rekey at 6 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
 rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn down before its
 successor carries traffic fails the case.
 """
@@ -42,14 +42,16 @@ def _esp_where(p: IpsecPacket) -> str:
 
 
 GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
-REKEY_AT = 6  # seconds after establishment: lifetime 20 - margin 14
-CHILD_SHORT = (("child_lifetime", 20), ("child_rekey_margin", 14), ("ike_rekey_margin", 14))
+REKEY_AT = 3  # seconds after establishment: lifetime 14 - margin 11 (each new Child SA again 3 s later)
+CHILD_SHORT = (("child_lifetime", 14), ("child_rekey_margin", 11), ("ike_rekey_margin", 11))
+IKE_REKEY_AT = 6  # lifetime 20 - margin 14: the Child SA rekey the IKE cases run next fits before the next one
 IKE_SHORT = (("ike_lifetime", 20), ("ike_rekey_margin", 14), ("child_rekey_margin", 14))
-TRAFFIC = (Ping(11), Wait(11.5))
+# pings from the SA's start to 4 s after the rekey: 15 on the old Child SA, 20 on the new one
+TRAFFIC = (Ping(7), Wait(7.5))
 # Libreswan 4.10 as the responder rekeys at lifetime - margin/2 (seen: 12.7 s after the SA came up with
 # lifetime 20, margin 14), strongSwan at lifetime - margin: the responder cases run long enough for both
-RESPONDER_REKEY_AT = 13
-RESPONDER_TRAFFIC = (Ping(18), Wait(18.5))
+RESPONDER_REKEY_AT = 8.5
+RESPONDER_TRAFFIC = (Ping(12.5), Wait(13))
 
 
 @dataclass(frozen=True)
@@ -282,14 +284,14 @@ CHILD_REKEY_RESPONDER = ChildRekeyCase(
 )
 IKE_REKEY_INITIATOR = IkeRekeyCase(
     name="ike-rekey-initiator",
-    description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {REKEY_AT} s after it came up; a "
+    description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {IKE_REKEY_AT} s after it came up; a "
                 "Child SA rekey then runs on the new IKE SA",
     left_settings=IKE_SHORT, steps=(Ping(12), Wait(8.5), Rekey("left", "child"), Wait(3)), rekeyer="left",
 )
 IKE_REKEY_RESPONDER = IkeRekeyCase(
     name="ike-rekey-responder",
-    description=f"the responder rekeys the IKE SA {REKEY_AT} s after it came up (Libreswan: {RESPONDER_REKEY_AT} "
-                "s); a Child SA rekey then runs on the new IKE SA",
+    description=f"the responder rekeys the IKE SA {IKE_REKEY_AT} s after it came up (Libreswan: 13 s); a Child SA "
+                "rekey then runs on the new IKE SA",
     right_settings=IKE_SHORT, steps=(Ping(19), Wait(15.5), Rekey("left", "child"), Wait(4)), rekeyer="right",
 )
 REKEY_COLLISION = ChildRekeyCase(
