@@ -42,16 +42,16 @@ def _esp_where(p: IpsecPacket) -> str:
 
 
 GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
-REKEY_AT = 3  # seconds after establishment: lifetime 14 - margin 11 (each new Child SA again 3 s later)
-CHILD_SHORT = (("child_lifetime", 14), ("child_rekey_margin", 11), ("ike_rekey_margin", 11))
+REKEY_AT = 3  # seconds after establishment: lifetime 10 - margin 7 (each new Child SA again 3 s later)
+CHILD_SHORT = (("child_lifetime", 10), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
 IKE_REKEY_AT = 6  # lifetime 20 - margin 14: the Child SA rekey the IKE cases run next fits before the next one
 IKE_SHORT = (("ike_lifetime", 20), ("ike_rekey_margin", 14), ("child_rekey_margin", 14))
 # pings from the SA's start to 4 s after the rekey: 15 on the old Child SA, 20 on the new one
 TRAFFIC = (Ping(7), Wait(7.5))
 # Libreswan 4.10 as the responder rekeys at lifetime - margin/2 (seen: 12.7 s after the SA came up with
 # lifetime 20, margin 14), strongSwan at lifetime - margin: the responder cases run long enough for both
-RESPONDER_REKEY_AT = 8.5
-RESPONDER_TRAFFIC = (Ping(12.5), Wait(13))
+RESPONDER_REKEY_AT = 6.5
+RESPONDER_TRAFFIC = (Ping(10.5), Wait(11))
 
 
 @dataclass(frozen=True)
