@@ -4,7 +4,7 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
 steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
-came up (an IKE SA rekey at 6 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
+came up (an IKE SA rekey at 4 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
 rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn down before its
 successor carries traffic fails the case.
 """
@@ -44,8 +44,14 @@ def _esp_where(p: IpsecPacket) -> str:
 GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
 REKEY_AT = 3  # seconds after establishment: lifetime 10 - margin 7 (each new Child SA again 3 s later)
 CHILD_SHORT = (("child_lifetime", 10), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
-IKE_REKEY_AT = 6  # lifetime 20 - margin 14: the Child SA rekey the IKE cases run next fits before the next one
-IKE_SHORT = (("ike_lifetime", 20), ("ike_rekey_margin", 14), ("child_rekey_margin", 14))
+# the IKE SA rekeys at lifetime 12 - margin 8 = 4 s, each new one again 4 s later: the initiator's Child SA
+# rekey goes out midway between two of its own (it queues its exchanges, so they cannot cross)
+IKE_REKEY_AT = 4
+IKE_SHORT = (("ike_lifetime", 12), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
+# the responder's IKE rekeys (lifetime 14 - margin 8 = 6 s, 12 s, ...; Libreswan: 10 s, then 16 s, each Delete
+# of the old SA 1 s later) could cross the initiator's Child SA rekey: it goes out at 13 s, a second or more
+# from any of them
+IKE_SHORT_RESPONDER = (("ike_lifetime", 14), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
 # pings from the SA's start to 4 s after the rekey: 15 on the old Child SA, 20 on the new one
 TRAFFIC = (Ping(7), Wait(7.5))
 # Libreswan 4.10 as the responder rekeys at lifetime - margin/2 (seen: 12.7 s after the SA came up with
@@ -286,13 +292,14 @@ IKE_REKEY_INITIATOR = IkeRekeyCase(
     name="ike-rekey-initiator",
     description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {IKE_REKEY_AT} s after it came up; a "
                 "Child SA rekey then runs on the new IKE SA",
-    left_settings=IKE_SHORT, steps=(Ping(12), Wait(8.5), Rekey("left", "child"), Wait(3)), rekeyer="left",
+    left_settings=IKE_SHORT, steps=(Ping(10), Wait(6), Rekey("left", "child"), Wait(3)), rekeyer="left",
 )
 IKE_REKEY_RESPONDER = IkeRekeyCase(
     name="ike-rekey-responder",
-    description=f"the responder rekeys the IKE SA {IKE_REKEY_AT} s after it came up (Libreswan: 13 s); a Child SA "
+    description="the responder rekeys the IKE SA 6 s after it came up (Libreswan: 10 s); the initiator's Child SA "
                 "rekey then runs on the new IKE SA",
-    right_settings=IKE_SHORT, steps=(Ping(19), Wait(15.5), Rekey("left", "child"), Wait(4)), rekeyer="right",
+    right_settings=IKE_SHORT_RESPONDER, steps=(Ping(16.5), Wait(13), Rekey("left", "child"), Wait(3)),
+    rekeyer="right",
 )
 REKEY_COLLISION = ChildRekeyCase(
     name="rekey-collision",
