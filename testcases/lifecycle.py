@@ -315,8 +315,8 @@ REKEY_COLLISION = ChildRekeyCase(
 DPD_DEAD_PEER = DeadPeerCase(
     name="dpd-dead-peer",
     description="the responder's daemon is killed and its kernel SAs flushed; the initiator's liveness checks "
-                "(DPD every 2 s, retransmitted after 1, 2, 4 s) go unanswered and it clears the SAs",
-    left_settings=(("dpd_delay", 2), ("dpd_action", "clear"), ("retransmit_timeout", 1.0),
+                "(DPD every 1 s, retransmitted after 0.5, 1, 2 s) go unanswered and it clears the SAs",
+    left_settings=(("dpd_delay", 1), ("dpd_action", "clear"), ("retransmit_timeout", 0.5),
                    ("retransmit_tries", 2)),
     steps=(Ping(2), Wait(2.5), Kill("right"), WaitSasGone("left", within=40)),
     dead_within=20.0,
