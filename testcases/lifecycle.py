@@ -5,8 +5,8 @@ Each case declares per-side settings (short lifetimes so a cell takes seconds, n
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
 steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
 came up (an IKE SA rekey at 4 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the
-daemons' make-before-break rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn down before its
-successor carries traffic fails the case.
+daemons' make-before-break rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn
+down before its successor carries traffic fails the case.
 """
 
 from __future__ import annotations
