@@ -3,10 +3,10 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
-steps' record (``lifecycle_checks``).  Timings: a rekey at lifetime - margin = 6 s after the SA came
-up, pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the daemons' make-before-break
-rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn down before its
-successor carries traffic fails the case.
+steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
+came up (an IKE SA rekey at 4 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the
+daemons' make-before-break rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn
+down before its successor carries traffic fails the case.
 """
 
 from __future__ import annotations
@@ -42,14 +42,22 @@ def _esp_where(p: IpsecPacket) -> str:
 
 
 GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
-REKEY_AT = 6  # seconds after establishment: lifetime 20 - margin 14
-CHILD_SHORT = (("child_lifetime", 20), ("child_rekey_margin", 14), ("ike_rekey_margin", 14))
-IKE_SHORT = (("ike_lifetime", 20), ("ike_rekey_margin", 14), ("child_rekey_margin", 14))
-TRAFFIC = (Ping(11), Wait(11.5))
+REKEY_AT = 3  # seconds after establishment: lifetime 10 - margin 7 (each new Child SA again 3 s later)
+CHILD_SHORT = (("child_lifetime", 10), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
+# the IKE SA rekeys at lifetime 12 - margin 8 = 4 s, each new one again 4 s later: the initiator's Child SA
+# rekey goes out midway between two of its own (it queues its exchanges, so they cannot cross)
+IKE_REKEY_AT = 4
+IKE_SHORT = (("ike_lifetime", 12), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
+# the responder's IKE rekeys (lifetime 14 - margin 8 = 6 s, 12 s, ...; Libreswan: 10 s, then 16 s, each Delete
+# of the old SA 1 s later) could cross the initiator's Child SA rekey: it goes out at 13 s, a second or more
+# from any of them
+IKE_SHORT_RESPONDER = (("ike_lifetime", 14), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
+# pings from the SA's start to 4 s after the rekey: 15 on the old Child SA, 20 on the new one
+TRAFFIC = (Ping(7), Wait(7.5))
 # Libreswan 4.10 as the responder rekeys at lifetime - margin/2 (seen: 12.7 s after the SA came up with
 # lifetime 20, margin 14), strongSwan at lifetime - margin: the responder cases run long enough for both
-RESPONDER_REKEY_AT = 13
-RESPONDER_TRAFFIC = (Ping(18), Wait(18.5))
+RESPONDER_REKEY_AT = 6.5
+RESPONDER_TRAFFIC = (Ping(10.5), Wait(11))
 
 
 @dataclass(frozen=True)
@@ -282,15 +290,16 @@ CHILD_REKEY_RESPONDER = ChildRekeyCase(
 )
 IKE_REKEY_INITIATOR = IkeRekeyCase(
     name="ike-rekey-initiator",
-    description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {REKEY_AT} s after it came up; a "
+    description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {IKE_REKEY_AT} s after it came up; a "
                 "Child SA rekey then runs on the new IKE SA",
-    left_settings=IKE_SHORT, steps=(Ping(12), Wait(8.5), Rekey("left", "child"), Wait(3)), rekeyer="left",
+    left_settings=IKE_SHORT, steps=(Ping(10), Wait(6), Rekey("left", "child"), Wait(3)), rekeyer="left",
 )
 IKE_REKEY_RESPONDER = IkeRekeyCase(
     name="ike-rekey-responder",
-    description=f"the responder rekeys the IKE SA {REKEY_AT} s after it came up (Libreswan: {RESPONDER_REKEY_AT} "
-                "s); a Child SA rekey then runs on the new IKE SA",
-    right_settings=IKE_SHORT, steps=(Ping(19), Wait(15.5), Rekey("left", "child"), Wait(4)), rekeyer="right",
+    description="the responder rekeys the IKE SA 6 s after it came up (Libreswan: 10 s); the initiator's Child SA "
+                "rekey then runs on the new IKE SA",
+    right_settings=IKE_SHORT_RESPONDER, steps=(Ping(16.5), Wait(13), Rekey("left", "child"), Wait(3)),
+    rekeyer="right",
 )
 REKEY_COLLISION = ChildRekeyCase(
     name="rekey-collision",
@@ -298,7 +307,9 @@ REKEY_COLLISION = ChildRekeyCase(
                 "cannot be set to fire together, Libreswan's responder rekeys at lifetime - margin/2); 2 s of delay "
                 "each way (netem in both guests; whack takes about 1 s under UML) makes the requests cross "
                 "(RFC 7296 2.8.1); traffic settles on one new Child SA",
-    steps=(Delay(2000), Ping(14), Wait(3), Rekey("both", "child"), Wait(12)), collision=True,
+    # the pings' own end (the last of 14 s of pings plus its 4 s round trip) bounds the cell: the Deletes of the
+    # old and the redundant SA are through 2-4 s before it (measured); the last Wait only covers a quick rekey
+    steps=(Delay(2000), Ping(14), Wait(3), Rekey("both", "child"), Wait(5)), collision=True,
     # one path delay: the replies on the surviving SA start when its inbound half is in at the far end
     # (measured 0.89 s and 0.93 s, strongSwan and Libreswan each way)
     gap_bound=2.0,
@@ -306,19 +317,19 @@ REKEY_COLLISION = ChildRekeyCase(
 DPD_DEAD_PEER = DeadPeerCase(
     name="dpd-dead-peer",
     description="the responder's daemon is killed and its kernel SAs flushed; the initiator's liveness checks "
-                "(DPD every 2 s, retransmitted after 1, 2, 4 s) go unanswered and it clears the SAs",
-    left_settings=(("dpd_delay", 2), ("dpd_action", "clear"), ("retransmit_timeout", 1.0),
+                "(DPD every 1 s, retransmitted after 0.5, 1, 2 s) go unanswered and it clears the SAs",
+    left_settings=(("dpd_delay", 1), ("dpd_action", "clear"), ("retransmit_timeout", 0.5),
                    ("retransmit_tries", 2)),
     steps=(Ping(2), Wait(2.5), Kill("right"), WaitSasGone("left", within=40)),
     dead_within=20.0,
 )
 LIFETIME_BYTES = VolumeRekeyCase(
     name="lifetime-bytes",
-    description="the initiator's Child SA rekeys after 30,000 bytes (hard limit 60,000); 1,000-byte pings "
-                "every 0.2 s reach it in about 6 s, long before its time lifetime",
-    left_settings=(("child_rekey_bytes", 30_000), ("child_life_bytes", 60_000)),
-    steps=(Ping(11, size=1000), Wait(11.5)),
-    min_bytes=30_000,
+    description="the initiator's Child SA rekeys after 15,000 bytes (hard limit 30,000); 1,000-byte pings "
+                "every 0.2 s reach it in about 3 s, long before its time lifetime",
+    left_settings=(("child_rekey_bytes", 15_000), ("child_life_bytes", 30_000)),
+    steps=(Ping(7, size=1000), Wait(7.5)),
+    min_bytes=15_000,
 )
 CHILD_ADDITIONAL = AdditionalChildCase(
     name="child-sa-additional",

@@ -371,10 +371,10 @@ class IkeConnection:
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
-    def drop(self, reason: str, kind: str) -> None:
+    def drop(self, reason: str, kind: str, notify: int = 0) -> None:
         name = f"dropped_{kind}"
         setattr(self.counters, name, getattr(self.counters, name) + 1)
-        self.emit(DatagramDropped(reason, kind))
+        self.emit(DatagramDropped(reason, kind, notify))
 
     def fail(self, reason: str, notify: int, remote: bool = False) -> None:
         """The connection is over: its IKE SA fails, old ones are forgotten, nothing is retransmitted."""

@@ -151,11 +151,14 @@ class DatagramDropped(Event):
     """A datagram the engine could not use; counted and dropped (never an exception out of receive).
 
     ``kind`` names the ``EngineCounters.dropped_*`` counter it went to (``malformed``, ``integrity``,
-    ``unprotected``, ``unexpected``, ``unacceptable``, ``over_limit``).
+    ``unprotected``, ``unexpected``, ``unacceptable``, ``over_limit``).  ``notify`` is the error notify
+    type of an IKE_SA_INIT response the engine does not act on (unauthenticated, RFC 7296 2.21.1: only
+    if no valid answer comes); it lets an observer see the refusal arrive, 0 for any other drop.
     """
 
     reason: str
     kind: str = ""
+    notify: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,9 +72,10 @@ HANDLERS: dict[tuple[int, bool], Handler] = {
 class Drop(Exception):
     """A datagram to drop (and count): control flow inside receive, never raised out of it."""
 
-    def __init__(self, kind: DropKind, reason: str) -> None:
+    def __init__(self, kind: DropKind, reason: str, notify: int = 0) -> None:
         super().__init__(reason)
         self.kind: DropKind = kind
+        self.notify = notify  # an unauthenticated error notify the dropped message carried (DatagramDropped)
 
 
 def receive(conn: IkeConnection, data: bytes, now: float) -> None:
@@ -82,7 +83,7 @@ def receive(conn: IkeConnection, data: bytes, now: float) -> None:
     try:
         _receive(conn, data, now)
     except Drop as exc:
-        conn.drop(str(exc), exc.kind)
+        conn.drop(str(exc), exc.kind, exc.notify)
     except IntegrityError as exc:
         conn.drop(f"ICV check failed: {exc}", "integrity")
     except DecodeError as exc:
@@ -208,9 +209,11 @@ def _receive_init(conn: IkeConnection, data: bytes, spi_i: bytes, spi_r: bytes, 
         try:
             ike_sa_init.on_response(conn, msg, data, now)
         except IpsecLabError as exc:  # nothing was changed: the exchange module checks before it commits
+            refused = 0
             if isinstance(exc, ProtocolError) and exc.from_peer:
                 sa.neg.init_refusal = (str(exc), exc.notify)
-            raise Drop("unacceptable", f"IKE_SA_INIT response not taken, still waiting: {exc}") from None
+                refused = exc.notify
+            raise Drop("unacceptable", f"IKE_SA_INIT response not taken, still waiting: {exc}", refused) from None
         return
     if response:
         raise Drop("unexpected", "an IKE_SA_INIT response sent to the responder")

@@ -375,10 +375,13 @@ class Lab:
             raise LabError(f"the {side} peer ({peer.driver.impl}) is not running", hint=f"see {peer.host.dir}")
         return peer
 
-    def initiate(self, side: str = "left", timeout: float = 60) -> str:
-        """Start the IKE SA and Child SA from ``side``; returns the daemon's output; LabError if it failed."""
+    def initiate(self, side: str = "left", timeout: float = 60, refused: bool = False) -> str:
+        """Start the IKE SA and Child SA from ``side``; returns the daemon's output; LabError if it failed.
+        ``refused``: the other side is to refuse it, so the initiator's record of the refusal notify ends the
+        wait (LabError) even where the initiator rightly does not act on it (the driver's ``initiate_refused``)."""
         peer = self.peer(side)
-        out = peer.driver.initiate(peer.host, peer.config, timeout)
+        start = peer.driver.initiate_refused if refused else peer.driver.initiate
+        out = start(peer.host, peer.config, timeout)
         other = self.peer("right" if side == "left" else "left")
         other.driver.wait_installed(other.host, other.config, timeout)
         return out

@@ -3,7 +3,7 @@ booted labs the matrix's cells share (``lab_pool``).
 
 The matrix's cells (tests/interop/test_matrix.py) run pair by pair, each pair's cells that may share booted peers
 (``interop.reusable``) one after another, so that a worker boots each pair once; under pytest-xdist's default
-``load`` distribution (``-n 2``) the session distributes by ``loadgroup`` with those cells grouped by pair, so
+``load`` distribution (``-n 3``) the session distributes by ``loadgroup`` with those cells grouped by pair, so
 one worker keeps a pair's cells (other tests are distributed one by one, as under ``load``).
 """
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def interop_out() -> Iterator[tuple[Path, list[CaseResult]]]:
-    # one directory per xdist worker too (scripts/test.sh runs the matrix two cells at a time)
+    # one directory per xdist worker too (scripts/test.sh runs the matrix three cells at a time)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     out = REPO / "runs" / (time.strftime("pytest-%Y%m%d-%H%M%S") + (f"-{worker}" if worker else ""))
     out.mkdir(parents=True, exist_ok=True)

@@ -198,6 +198,9 @@ def test_a_forged_ike_sa_init_response_does_not_fail_the_initiator(kind):
     w.collect()
     assert not w.of("i", IkeSaFailed)
     assert w.i.counters.total_dropped() == 1 and len(w.of("i", DatagramDropped)) == 1
+    # the drop names the refusal notify it carried (what the lab watches for), acted on or not
+    (dropped,) = w.of("i", DatagramDropped)
+    assert dropped.notify == (NotifyType.NO_PROPOSAL_CHOSEN if kind == "NO_PROPOSAL_CHOSEN" else 0)
     w.i.receive_datagram(genuine, w.now)  # RFC 7296 2.21.1: keep waiting for a valid response
     w.pump()
     assert w.i.state == w.r.state == IkeState.ESTABLISHED

@@ -99,6 +99,12 @@ class PeerDriver(Protocol):
 
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 
+    def initiate_refused(self, host: Any, cfg: PeerConfig, timeout: float) -> str:
+        """``initiate`` for an SA the other side is to refuse: LabError as soon as the daemon's own record
+        (log, event) shows the refusal notify arrived, even one it rightly does not act on (unauthenticated,
+        in IKE_SA_INIT: RFC 7296 2.21.1); the lab never makes the daemon act on it.  Returns as ``initiate``
+        if the SA came up."""
+
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]: ...
 
     def rekey(self, host: Any, cfg: PeerConfig, what: str, timeout: float) -> str:

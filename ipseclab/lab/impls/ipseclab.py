@@ -132,6 +132,21 @@ class IpseclabDriver:
         return (f"ipseclab: CHILD_SA {event.get('mode')} spi in {event.get('spi_in', 0):#010x} "
                 f"out {event.get('spi_out', 0):#010x} established (events in {host.dir}/events.jsonl)")
 
+    def initiate_refused(self, host: Any, cfg: PeerConfig, timeout: float) -> str:
+        """As ``initiate``, but the endpoint's report of an error notify in the IKE_SA_INIT response also ends
+        the wait: the engine drops it, unauthenticated, and keeps waiting (RFC 7296 2.21.1); the lab only
+        observes that it came (LabError quoting it)."""
+        if not isinstance(host, EndpointHost):
+            raise LabError("the ipseclab driver drives an EndpointHost")
+        since = len(host.events)
+        host.command({"cmd": "initiate"})
+        event = host.wait_event(("ChildSaEstablished", "ChildSaFailed", "IkeSaFailed", "DatagramDropped"), timeout,
+                                since=since, where=lambda e: e["type"] != "DatagramDropped" or bool(e.get("notify")))
+        if event["type"] != "ChildSaEstablished":
+            raise LabError(f"the ipseclab endpoint could not establish the SA: {event.get('reason')}",
+                           output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
+        return f"ipseclab: CHILD_SA spi in {event.get('spi_in', 0):#010x} established although it was to be refused"
+
     def counters(self, host: Any) -> dict[str, Any]:
         if not isinstance(host, EndpointHost):
             raise LabError("the ipseclab driver drives an EndpointHost")

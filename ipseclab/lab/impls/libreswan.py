@@ -421,6 +421,8 @@ def write_libreswan_config(peer: PeerConfig, directory: str | Path, *, log_path:
 # --- the driver -----------------------------------------------------------------------------
 
 PLUTO_CTL = "/run/pluto/pluto.ctl"
+# what pluto 4.10 logs for an error notify in the IKE_SA_INIT response, which it drops (unauthenticated)
+PLUTO_INIT_REFUSAL = "dropping unexpected IKE_SA_INIT message containing [A-Z_]* notification"
 
 
 class LibreswanDriver:
@@ -482,6 +484,32 @@ class LibreswanDriver:
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name}",
                             timeout=timeout + 10, check=False)
+        if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
+            raise LabError("Libreswan could not establish the SA", command=["ipsec", "whack", "--initiate"],
+                           output=out, hint=f"see {host.dir}/pluto.log")
+        return out
+
+    def initiate_refused(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
+        """``initiate``, ended (whack killed) once pluto logs the refusal in the IKE_SA_INIT response that it drops
+        (unauthenticated; it keeps retransmitting until its own timeout): LabError quoting pluto's line."""
+        script = (f"n=$(cat /ipl/pluto.log 2>/dev/null | wc -l)\n"
+                  f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name} "
+                  "> /run/initiate.out 2>&1 & w=$!\n"
+                  "seen=''\n"
+                  "while kill -0 $w 2>/dev/null; do\n"
+                  f"  seen=$(tail -n +$((n + 1)) /ipl/pluto.log | grep -m1 '{PLUTO_INIT_REFUSAL}')\n"
+                  "  [ -n \"$seen\" ] && { kill $w; break; }\n"
+                  "  sleep 0.1\n"
+                  "done\n"
+                  "wait $w; rc=$?\n"
+                  "cat /run/initiate.out\n"
+                  "[ -n \"$seen\" ] && echo \"refusal seen: $seen\"\n"
+                  "exit $rc\n")
+        rc, out = host.exec(script, timeout=timeout + 10, check=False)
+        seen = next((line for line in out.splitlines() if line.startswith("refusal seen: ")), "")
+        if seen:
+            raise LabError(f"Libreswan received the refusal (and keeps waiting, as RFC 7296 2.21.1 lets it): "
+                           f"{seen.removeprefix('refusal seen: ')}", hint=f"see {host.dir}/pluto.log")
         if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
             raise LabError("Libreswan could not establish the SA", command=["ipsec", "whack", "--initiate"],
                            output=out, hint=f"see {host.dir}/pluto.log")

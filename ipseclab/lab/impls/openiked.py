@@ -204,6 +204,9 @@ class OpenikedDriver:
         # the active policy initiates by itself: wait for both SAs of the Child SA in the kernel
         return self._child_sas(host, timeout)
 
+    def initiate_refused(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
+        return self.initiate(host, cfg, timeout)  # the wait for the Child SA's SAs runs its course
+
     def counters(self, host: Any) -> dict[str, Any]:
         return kernel_counters(host)
 
