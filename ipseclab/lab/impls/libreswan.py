@@ -418,9 +418,18 @@ def write_libreswan_config(peer: PeerConfig, directory: str | Path, *, log_path:
     return files
 
 
+def add_conns(cfg: PeerConfig) -> str:
+    """The shell line that loads the peer's conns into pluto: what ``ipsec auto --add NAME`` ends in (addconn), for
+    every conn at once."""
+    return f"{LIBEXEC}/addconn --ctlsocket {PLUTO_CTL} --config /ipl/ipsec.conf {' '.join(conn_names(cfg))} || exit 1\n"
+
+
 # --- the driver -----------------------------------------------------------------------------
 
 PLUTO_CTL = "/run/pluto/pluto.ctl"
+LIBEXEC = "/usr/libexec/ipsec"  # where the ``ipsec`` wrapper finds the programs it execs
+PLUTO = f"{LIBEXEC}/pluto"
+WHACK = f"{LIBEXEC}/whack --ctlsocket {PLUTO_CTL}"
 # what pluto 4.10 logs for an error notify in the IKE_SA_INIT response, which it drops (unauthenticated)
 PLUTO_INIT_REFUSAL = "dropping unexpected IKE_SA_INIT message containing [A-Z_]* notification"
 
@@ -468,21 +477,23 @@ class LibreswanDriver:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        """Routes, the NSS database, pluto, its listening sockets and the conns: the programs themselves, not the
+        ``ipsec`` wrapper scripts (under UML every fork and exec costs tens of milliseconds, and ``ipsec auto --add``
+        is three shell scripts before it execs addconn; ``ipsec initnss`` is ``certutil -N --empty-password``)."""
         return (
             route_lines(cfg, host, dev)
             + f"mkdir -p /run/pluto {NSS_DIR}\n"
-            + f"ipsec initnss --nssdir {NSS_DIR} > /ipl/initnss.log 2>&1 || exit 1\n"
+            + f"certutil -N -d sql:{NSS_DIR} --empty-password > /ipl/initnss.log 2>&1 || exit 1\n"
             + nss_lines(cfg)
-            + f"/usr/libexec/ipsec/pluto --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
+            + f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
               "--secretsfile /ipl/ipsec.secrets --logfile /ipl/pluto.log || exit 1\n"
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
-            + f"ipsec whack --ctlsocket {PLUTO_CTL} --listen\n"
-            + "".join(f"ipsec auto --config /ipl/ipsec.conf --ctlsocket {PLUTO_CTL} --add {name} || exit 1\n"
-                      for name in conn_names(cfg))
+            + f"{WHACK} --listen\n"
+            + add_conns(cfg)
         )
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} --initiate --name {cfg.name}",
                             timeout=timeout + 10, check=False)
         if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
             raise LabError("Libreswan could not establish the SA", command=["ipsec", "whack", "--initiate"],
@@ -493,7 +504,7 @@ class LibreswanDriver:
         """``initiate``, ended (whack killed) once pluto logs the refusal in the IKE_SA_INIT response that it drops
         (unauthenticated; it keeps retransmitting until its own timeout): LabError quoting pluto's line."""
         script = (f"n=$(cat /ipl/pluto.log 2>/dev/null | wc -l)\n"
-                  f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name} "
+                  f"timeout {int(timeout)} {WHACK} --initiate --name {cfg.name} "
                   "> /run/initiate.out 2>&1 & w=$!\n"
                   "seen=''\n"
                   "while kill -0 $w 2>/dev/null; do\n"
@@ -517,7 +528,7 @@ class LibreswanDriver:
 
     def initiate_child(self, host: UmlHost, cfg: PeerConfig, name: str, timeout: float) -> str:
         """Start the conn ``name`` (``<cfg.name>-2``, ...): pluto puts it under the IKE SA already up."""
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} --initiate --name {name}",
                             timeout=timeout + 10, check=False)
         if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
             raise LabError(f"Libreswan could not establish the Child SA {name}", command=["ipsec", "whack"],
@@ -527,7 +538,7 @@ class LibreswanDriver:
     def rekey(self, host: UmlHost, cfg: PeerConfig, what: str, timeout: float) -> str:
         """Rekey the conn's Child SA (``what="child"``) or its IKE SA (``"ike"``) now."""
         flag = "--rekey-ipsec" if what == "child" else "--rekey-ike"
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} {flag} --name {cfg.name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} {flag} --name {cfg.name}",
                             timeout=timeout + 10, check=False)
         if rc != 0:
             raise LabError(f"Libreswan refused to rekey the {what} SA", command=["ipsec", "whack", flag],
