@@ -62,7 +62,9 @@ def test_strongswan_reloads_only_into_the_same_strongswan_conf(tmp_path: Path):
 def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
     left, _ = _configs("esp-tunnel", "strongswan")
     script = StrongswanDriver().drop_script(left)
-    assert script.index(f"swanctl --terminate --ike {left.name} --force --timeout 3") < script.index("--list-sas --raw")
+    # the addresses go first: the Delete must not reach the other peer (it could act on it)
+    assert script.index("ip addr flush dev vec0 scope global") < script.index(
+        f"swanctl --terminate --ike {left.name} --force --uri") < script.index("--list-sas --raw")
     assert "*'list-sa event'*) ;; *) break;;" in script and "exit 1" in script
 
 

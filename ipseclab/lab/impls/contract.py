@@ -44,8 +44,9 @@ class Reload(NamedTuple):
     """How a driver moves its running daemon from one cell to the next instead of restarting it: the optional
     ``reload(old, new, old_dir, new_dir, host)`` of a driver returns one, or None where only a restart is right.
 
-    It goes with the driver's ``drop_script(cfg)``, shell lines that end every SA of a cell (with its Delete
-    exchange) and fail unless the daemon then holds none: the lab runs them once the cell's captures have stopped
+    It goes with the driver's ``drop_script(cfg)``, shell lines that end every SA of a cell without a word to the
+    other peer (which is dropped or restarted itself) and fail unless the daemon then holds none: the lab runs
+    them once the cell's captures have stopped
     (``Lab.end_cell``) and reloads only a daemon whose drop succeeded.  The guest is then reset around the daemon
     (``uml.keep_daemon_reset``: the process in ``pidfile`` and the ``/run`` files matching ``keep`` stay), and
     ``load`` runs where ``start_script`` would: it adds the new cell's routes and gives the daemon its log file and

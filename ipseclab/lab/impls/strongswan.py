@@ -401,11 +401,14 @@ class StrongswanDriver:
             + f"swanctl --load-all --file /ipl/swanctl.conf --uri unix://{VICI} || exit 1\n"
         )
 
-    def drop_script(self, cfg: PeerConfig) -> str:
-        """End the cell's IKE SA (and its Child SAs) with a Delete, waiting up to 3 s for the answer before
-        forcing it, then wait until charon holds no SA (the other side's own Delete may be on its way)."""
+    def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
+        """End the cell's IKE SA (and its Child SAs) at once, without telling the other peer, then wait until charon
+        holds no SA.  The guest's global addresses go first, so the Delete charon sends cannot leave: a peer told
+        of it may act on it (Libreswan 4.10 as the initiator revives a connection whose IKE SA the responder
+        deleted, seen 2026-11-30), and the other peer is itself dropped or restarted before the next cell."""
         uri = f"--uri unix://{VICI}"
-        return (f"swanctl --terminate --ike {cfg.name} --force --timeout 3 {uri} >/dev/null 2>&1\n"
+        return (f"ip addr flush dev {dev} scope global\n"
+                f"swanctl --terminate --ike {cfg.name} --force {uri} >/dev/null 2>&1\n"
                 # an SA is a "list-sa event" of --raw; with none it prints only "list-sas reply {}"
                 "i=0; while :; do\n"
                 f"  case \"$(swanctl --list-sas --raw {uri})\" in *'list-sa event'*) ;; *) break;; esac\n"
