@@ -297,7 +297,8 @@ class Lab:
 
     def end_cell(self) -> None:
         """End this cell as down() would (keys, counters, captures stopped, lab.json final) but keep the hosts
-        running for next_cell; a guest's console (kept where it booted) is copied into the run directory."""
+        running for next_cell; a guest's console (kept where it booted) is copied into the run directory.  A daemon
+        next_cell may reload gets its drop now (``Reload``), run in its guest while the host checks the cell."""
         started = time.monotonic()
         self._finish_cell()
         for cap in self.captures:
@@ -318,7 +319,8 @@ class Lab:
         """Run the next cell, ``spec`` (same implementations, topology and runtime), on the booted hosts: each
         guest is reset as a fresh boot would leave it (no process, SA, policy, route or address of the cell
         before; uml.RESET), its ``/ipl`` moved to ``run_dir/<side>`` and its daemon started with the new
-        configuration; the ipseclab endpoint is a new process.  The captures start again in ``run_dir``, so
+        configuration, or kept and reloaded where its driver allows it (``Reload``: the drop end_cell started has
+        left it without SAs before the captures start); the ipseclab endpoint is a new process.  The captures start again in ``run_dir``, so
         the cell keeps its own pcaps, key files, logs, counters and lab.json as after a boot."""
         if (spec.left, spec.right, spec.topology, spec.runtime) != (self.spec.left, self.spec.right,
                                                                      self.spec.topology, self.spec.runtime):
