@@ -321,7 +321,8 @@ class Lab:
         before; uml.RESET), its ``/ipl`` moved to ``run_dir/<side>`` and its daemon started with the new
         configuration, or kept and reloaded where its driver allows it (``Reload``: the drop end_cell started has
         left it without SAs before the captures start); the ipseclab endpoint is a new process.  The captures start
-        again in ``run_dir``, so the cell keeps its own pcaps, key files, logs, counters and lab.json as after a boot."""
+        again in ``run_dir``, so the cell keeps its own pcaps, key files, logs, counters and lab.json as after a
+        boot."""
         if (spec.left, spec.right, spec.topology, spec.runtime) != (self.spec.left, self.spec.right,
                                                                      self.spec.topology, self.spec.runtime):
             raise LabError("next_cell needs the same implementations, topology and runtime as the booted lab")
