@@ -104,6 +104,9 @@ rm -rf /run/* /tmp/* /var/tmp/*
 echo '=== xfrm_stat'; while IFS= read -r line; do printf '%s\n' "$line"; done < /proc/net/xfrm_stat
 """.replace("{fifo}", IDLE_FIFO)
 
+# How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted)
+REMOUNT = "umount -l /ipl; mount -t hostfs none /ipl -o {dir}\n"
+
 # The host's half: the first look at a result file after a short sleep, the sleeps doubling up to POLL_MAX
 # (a look is a stat); whether the guest still runs every ALIVE_EVERY seconds (a container's is an API call)
 POLL_FIRST, POLL_MAX, ALIVE_EVERY = 0.001, 0.005, 0.25
@@ -195,7 +198,7 @@ class UmlHost:
         self.prepare(script)
         (new_dir / "init.sh").write_text((new_dir / "init.sh").read_text().removesuffix(AGENT))
         base = self._submit(old, RESET.replace("{dev}", dev)
-                            + f"umount -l /ipl; mount -t hostfs none /ipl -o {shlex.quote(str(new_dir))}\n"
+                            + REMOUNT.format(dir=shlex.quote(str(new_dir)))
                             + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\n: > /ipl/ready\n")
         status = self._poll(lambda: _status(new_dir / "cmd" / f"{base.name}.rc"), timeout)
         if status is None:
