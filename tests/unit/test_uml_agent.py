@@ -150,7 +150,8 @@ def test_reset_clears_the_cell_and_moves_the_spool(guest, tmp_path, monkeypatch)
     net = ("ip link set vec0 up; ip link set lo up\n"
            "ip -batch - <<'EOF'\naddr add 198.51.100.10/24 dev vec0\naddr add 203.0.113.1/32 dev lo\n"
            "addr add 2001:db8:1::10/64 dev vec0 nodad\nEOF\n")
-    guest.start("ip link add vec0 type veth peer name vec1; ip link set vec1 up\n" + net)  # a guest's vec0 is there from boot
+    # a guest's vec0 is there from boot, its other end outside
+    guest.start("ip link add vec0 type veth peer name vec1; ip link set vec1 up\n" + net)
     boot = _state(guest)
     # what a cell leaves: rules and routes in table 220 (both families), neighbours, a qdisc, processes
     guest.exec("ip rule add pref 220 table 220; ip -6 rule add pref 220 table 220; ip rule add pref 100 from 192.0.2.1 "
