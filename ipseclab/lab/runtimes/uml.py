@@ -73,7 +73,7 @@ done
 # family matters (an unqualified `rule` or `route ... table` is IPv4): every rule but `local` goes, and the
 # boot's `main` and `default` rules come back (IPv6 has no `default` rule).  A batch goes on past a
 # failing line (-force).  `tc` runs only when the transit interface's root qdisc is not of the kernel's
-# default kind (a cell's netem).
+# default kind (a cell's netem).  The start script runs after it in the same shell: its variables go.
 RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}
   [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] || kill -9 "$p" 2>/dev/null; done
 i=0; while [ $i -lt 100 ]; do n=0; for p in /proc/[0-9]*; do p=${p#/proc/}
@@ -101,7 +101,8 @@ EOF
 read -r qdisc < /proc/sys/net/core/default_qdisc
 case $link in *" qdisc $qdisc "*) ;; *) tc qdisc del dev {dev} root 2>/dev/null;; esac
 rm -rf /run/* /tmp/* /var/tmp/*
-echo '=== xfrm_stat'; while IFS= read -r line; do printf '%s\n' "$line"; done < /proc/net/xfrm_stat
+echo '=== xfrm_stat'; IFS= read -r -d '' stat < /proc/net/xfrm_stat; printf '%s' "$stat"
+unset p i n link qdisc stat
 """.replace("{fifo}", IDLE_FIFO)
 
 # How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted)
