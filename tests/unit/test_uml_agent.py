@@ -102,6 +102,17 @@ def test_the_idle_agent_runs_no_process(guest):
     assert Path(f"/proc/{guest.agent_pid()}/exe").resolve().name == "bash"
 
 
+def test_ipl_sleep_waits_without_a_process_at_boot_and_in_commands(guest):
+    guest.start("t=$EPOCHREALTIME; ipl_sleep 0.2; echo boot waited $(( ${EPOCHREALTIME/./} - ${t/./} ))\n")
+    waited = int((guest.dir / "init.log").read_text().split("boot waited ")[1].split()[0])
+    assert 190_000 <= waited < 2_000_000, waited  # microseconds
+    _, out = guest.exec("t=$EPOCHREALTIME; ipl_sleep 0.2 & pid=$!; sleep 0.05; ls /proc/$pid/task/$pid/children; "
+                        "cat /proc/$pid/task/$pid/children; wait $pid; echo rc=$? $(( ${EPOCHREALTIME/./} - ${t/./} ))")
+    lines = out.split()
+    assert lines[-2] == "rc=0" and 190_000 <= int(lines[-1]) < 2_000_000, out
+    assert out.split("\n")[1].startswith("rc=0"), f"ipl_sleep started a process: {out!r}"
+
+
 def test_a_command_past_its_timeout_keeps_the_spool_in_step(guest):
     guest.start("")
     with pytest.raises(LabError, match="did not finish within"):
@@ -138,7 +149,8 @@ def _state(guest: LocalGuest) -> dict[str, str]:
     cmds = {"rules": "ip rule; ip -6 rule", "routes": "ip route show table all type unicast; "
             "ip -6 route show table all type unicast | grep -v fe80", "addrs": "ip -o addr show scope global",
             "neigh": "ip neigh show nud all | grep -v NOARP", "qdisc": "tc qdisc show dev vec0 root",
-            "procs": "ls -d /proc/[0-9]* | wc -l"}
+            "procs": "for p in /proc/[0-9]*; do p=${p#/proc/}; "  # builtins: no process of its own but this command's
+            "[ $p = 1 ] || [ $p = $BASHPID ] || [ ! -e /proc/$p/exe ] || echo $p; done"}
     return {k: guest.exec(v, check=False)[1] for k, v in cmds.items()}
 
 

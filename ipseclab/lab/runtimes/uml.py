@@ -30,16 +30,21 @@ T = TypeVar("T")
 
 # Fork and exec cost milliseconds under UML (measured on an idle AMD EPYC: a fork ~10 ms, fork+exec of
 # /bin/true ~20 ms, an `ip` command ~45 ms), so the guest's side of the spool runs on shell builtins.
-# The first lines of every init.sh: a PATH (the kernel starts init with none), bash in place of the
-# image's /bin/sh (dash), and echo as dash's (backslash escapes), so a script runs the same at boot and
-# through the spool.
-INIT_HEAD = ("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-             '[ -n "$BASH_VERSION" ] || exec bash /ipl/init.sh\n'
-             "shopt -s xpg_echo\n")
 
-# Where the agent idles: a FIFO it holds open read-write, so `read -t` on it waits without a process and
-# never sees end of file (nobody writes to it).  A dot name: RESET's `rm -rf /run/*` leaves it.
+# Where the guest waits: a FIFO held open read-write, so `read -t` on it waits without a process and never
+# sees end of file (nobody writes to it).  A dot name: RESET's `rm -rf /run/*` leaves it.
 IDLE_FIFO = "/run/.ipl-agent"
+
+# The first lines of every init.sh: a PATH (the kernel starts init with none), bash in place of the
+# image's /bin/sh (dash), echo as dash's (backslash escapes), so a script runs the same at boot and
+# through the spool; the FIFO, and `ipl_sleep SECONDS` for start scripts and commands: a wait on it, no
+# process (sleep(1) where no FIFO could be made).
+INIT_HEAD = f"""export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+[ -n "$BASH_VERSION" ] || exec bash /ipl/init.sh
+shopt -s xpg_echo
+[ -p {IDLE_FIFO} ] || mkfifo -m 600 {IDLE_FIFO} 2>/dev/null
+ipl_sleep() {{ {{ read -t "$1" _ <> {IDLE_FIFO} || [ -p {IDLE_FIFO} ] || sleep "$1"; }} 2>/dev/null; }}
+"""
 
 # The guest's half of the spool, the last lines of init.sh.  Command N is /ipl/cmd/N.sh (five digits),
 # which the host renames into place whole; the agent sources it in a subshell (a fork, no exec: `exit`
@@ -50,9 +55,7 @@ IDLE_FIFO = "/run/.ipl-agent"
 # no FIFO could be made, sleep(1) every 50 ms).  A name is resolved anew at each use, so a command that
 # remounts /ipl (UmlHost.reset) has its status written into the new spool, where the next command is.
 AGENT = f"""ipl_idle() {{ sleep 0.05; }}
-if {{ [ -p {IDLE_FIFO} ] || mkfifo -m 600 {IDLE_FIFO}; }} && exec 9<>{IDLE_FIFO}; then
-  ipl_idle() {{ read -t "$1" -u 9 _; }}
-fi
+if [ -p {IDLE_FIFO} ] && exec 9<>{IDLE_FIFO}; then ipl_idle() {{ read -t "$1" -u 9 _; }}; fi
 : > /ipl/ready
 ipl_n=1
 while :; do
@@ -78,7 +81,7 @@ RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}
   [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] || kill -9 "$p" 2>/dev/null; done
 i=0; while [ $i -lt 100 ]; do n=0; for p in /proc/[0-9]*; do p=${p#/proc/}
   [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] || { [ -e /proc/$p/exe ] && n=1 && kill -9 "$p" 2>/dev/null; }
-  done; [ $n = 0 ] && break; read -t 0.02 _ <> {fifo} 2>/dev/null || [ -p {fifo} ] || sleep 0.02; i=$((i+1)); done
+  done; [ $n = 0 ] && break; ipl_sleep 0.02; i=$((i+1)); done
 link=$(ip -force -batch - <<'EOF'
 xfrm state flush
 xfrm policy flush
@@ -103,7 +106,7 @@ case $link in *" qdisc $qdisc "*) ;; *) tc qdisc del dev {dev} root 2>/dev/null;
 rm -rf /run/* /tmp/* /var/tmp/*
 echo '=== xfrm_stat'; IFS= read -r -d '' stat < /proc/net/xfrm_stat; printf '%s' "$stat"
 unset p i n link qdisc stat
-""".replace("{fifo}", IDLE_FIFO)
+"""
 
 # How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted)
 REMOUNT = "umount -l /ipl; mount -t hostfs none /ipl -o {dir}\n"
