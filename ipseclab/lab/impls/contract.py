@@ -23,7 +23,7 @@ PLACEMENTS = ("kernel", "container", "process")
 LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "shell")
 
 # shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
-WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done
+WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 1000 ]; do ipl_sleep 0.02; i=$((i+1)); done
 [ -S {path} ] || {{ echo "{what} did not create {path}"; exit 1; }}
 """
 

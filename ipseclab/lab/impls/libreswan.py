@@ -517,7 +517,7 @@ class LibreswanDriver:
                   "while kill -0 $w 2>/dev/null; do\n"
                   f"  seen=$(tail -n +$((n + 1)) /ipl/pluto.log | grep -m1 '{PLUTO_INIT_REFUSAL}')\n"
                   "  [ -n \"$seen\" ] && { kill $w; break; }\n"
-                  "  sleep 0.1\n"
+                  "  ipl_sleep 0.1\n"
                   "done\n"
                   "wait $w; rc=$?\n"
                   "cat /run/initiate.out\n"

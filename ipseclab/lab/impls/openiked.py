@@ -197,7 +197,7 @@ class OpenikedDriver:
             # the control socket comes before the configuration is loaded; an exchange that starts
             # earlier is freed by the load ("sa_free: reload"): wait for its last line
             + "i=0; while ! grep -q 'config_getstatic: .*stickyaddress' /ipl/iked.log && [ $i -lt 200 ]; "
-              "do sleep 0.05; i=$((i+1)); done\n"
+              "do ipl_sleep 0.05; i=$((i+1)); done\n"
         )
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
@@ -216,7 +216,7 @@ class OpenikedDriver:
     def _child_sas(self, host: UmlHost, timeout: float) -> str:
         """Wait for both SAs of the Child SA in the guest's kernel; LabError if they do not come."""
         script = (f"i=0; while [ $(ip xfrm state | grep -c '^src') -lt 2 ] && [ $i -lt {int(timeout * 10)} ]; "
-                  "do sleep 0.1; i=$((i+1)); done; ip xfrm state | grep -c '^src'; "
+                  "do ipl_sleep 0.1; i=$((i+1)); done; ip xfrm state | grep -c '^src'; "
                   f"ikectl -s {IKED_SOCK} show sa 2>&1 | head -20")
         rc, out = host.exec(script, timeout=timeout + 10, check=False)
         count = out.strip().splitlines()[0] if out.strip() else "0"

@@ -412,7 +412,7 @@ class StrongswanDriver:
                 # an SA is a "list-sa event" of --raw; with none it prints only "list-sas reply {}"
                 "i=0; while :; do\n"
                 f"  case \"$(swanctl --list-sas --raw {uri})\" in *'list-sa event'*) ;; *) break;; esac\n"
-                "  [ $i -lt 40 ] || { echo 'charon still holds SAs'; exit 1; }; sleep 0.05; i=$((i+1)); done\n")
+                "  [ $i -lt 40 ] || { echo 'charon still holds SAs'; exit 1; }; ipl_sleep 0.05; i=$((i+1)); done\n")
 
     def reload(self, old: PeerConfig, new: PeerConfig, old_dir: Path, new_dir: Path, host: HostAddressing,
                dev: str = "vec0") -> Reload | None:

@@ -2,74 +2,133 @@
 
 The guest's root is the image directory (hostfs, shared read-write, so nothing per-peer is
 written there); its per-peer state lives in a host directory of the run, mounted on ``/ipl``:
-``init.sh`` (written by the host), logs, and a command spool.  The guest runs a tiny agent
-loop that executes ``/ipl/cmd/N.sh`` and leaves ``N.out`` and ``N.rc`` beside it: the host
-runs commands in the guest without a console or a management network.
+``init.sh`` (written by the host), logs, and a command spool.  ``init.sh`` runs under bash (the
+image's init starts it with ``/bin/sh``; its first lines exec bash), sets the peer up and ends in
+the agent (``AGENT``): a loop that runs ``/ipl/cmd/N.sh`` (N counted by the agent and the host
+alike: 1, 2, ...) and leaves ``N.out`` and ``N.rc`` beside it, so the host runs commands in the
+guest without a console or a management network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ...errors import LabError
 from ..images import Image
 from ..proc import in_netns, spawn, stop, tail
 from ..topology import HostAddressing
 
-# Between two cells on a booted guest (``UmlHost.reset``): every process but the agent ends (the daemon,
-# ``ip xfrm monitor``, a listener), the kernel forgets the cell's SAs, policies, routes, rules, addresses,
-# neighbours and qdisc, and /run and /tmp are emptied; network_script then sets the addresses up again
-# (shell builtins only in the loops: a fork costs milliseconds under UML; a kernel thread or a zombie has no exe)
-RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] || kill -9 "$p" 2>/dev/null; done
-i=0; while [ $i -lt 100 ]; do n=0; for p in /proc/[0-9]*; do p=${p#/proc/}
-  [ "$p" = 1 ] || [ "$p" = $$ ] || { [ -e /proc/$p/exe ] && n=1 && kill -9 "$p" 2>/dev/null; }; done
-  [ $n = 0 ] && break; sleep 0.02; i=$((i+1)); done
-ip xfrm state flush; ip xfrm policy flush
-tc qdisc del dev {dev} root 2>/dev/null
-ip rule show | while read p rest; do p=${p%:}; case $p in 0|32766|32767) ;; *) ip rule del pref "$p";; esac; done
-ip route flush table 220 2>/dev/null; ip -6 route flush table 220 2>/dev/null
-ip addr flush dev {dev} scope global; ip addr flush dev lo scope global; ip -4 route flush table main
-ip neigh flush all
-rm -rf /run/* /tmp/* /var/tmp/*
-echo '=== xfrm_stat'; cat /proc/net/xfrm_stat
+T = TypeVar("T")
+
+# Fork and exec cost milliseconds under UML (measured on an idle AMD EPYC: a fork ~10 ms, fork+exec of
+# /bin/true ~20 ms, an `ip` command ~45 ms), so the guest's side of the spool runs on shell builtins.
+
+# Where the guest waits: a FIFO held open read-write, so `read -t` on it waits without a process and never
+# sees end of file (nobody writes to it).  A dot name: RESET's `rm -rf /run/*` leaves it.
+IDLE_FIFO = "/run/.ipl-agent"
+
+# The first lines of every init.sh: a PATH (the kernel starts init with none), bash in place of the
+# image's /bin/sh (dash), echo as dash's (backslash escapes), so a script runs the same at boot and
+# through the spool; the FIFO, and `ipl_sleep SECONDS` for start scripts and commands: a wait on it, no
+# process (sleep(1) where no FIFO could be made).
+INIT_HEAD = f"""export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+[ -n "$BASH_VERSION" ] || exec bash /ipl/init.sh
+shopt -s xpg_echo
+[ -p {IDLE_FIFO} ] || mkfifo -m 600 {IDLE_FIFO} 2>/dev/null
+ipl_sleep() {{ {{ read -t "$1" _ <> {IDLE_FIFO} || [ -p {IDLE_FIFO} ] || sleep "$1"; }} 2>/dev/null; }}
 """
 
+# The guest's half of the spool, the last lines of init.sh.  Command N is /ipl/cmd/N.sh (five digits),
+# which the host renames into place whole; the agent sources it in a subshell (a fork, no exec: `exit`
+# in a command ends that subshell only, and the idle FIFO's descriptor is closed there), its output
+# in N.out, then writes its status into N.rc with a builtin, in one write ending in a newline (the host
+# reads the status once that newline is there).  Between commands it waits on the FIFO, 10 ms at a time for
+# 2 s after a command, then 50 ms (each look costs a guest about half a millisecond of CPU under UML; where
+# no FIFO could be made, sleep(1) every 50 ms).  A name is resolved anew at each use, so a command that
+# remounts /ipl (UmlHost.reset) has its status written into the new spool, where the next command is.
+AGENT = f"""ipl_idle() {{ sleep 0.05; }}
+if [ -p {IDLE_FIFO} ] && exec 9<>{IDLE_FIFO}; then ipl_idle() {{ read -t "$1" -u 9 _; }}; fi
+: > /ipl/ready
+ipl_n=1
+while :; do
+  printf -v ipl_f /ipl/cmd/%05d "$ipl_n"
+  ipl_i=0; ipl_t=0.01
+  until [ -e "$ipl_f.sh" ]; do ipl_idle $ipl_t; [ $((ipl_i+=1)) = 200 ] && ipl_t=0.05; done
+  ( . "$ipl_f.sh" ) 9>&- > "$ipl_f.out" 2>&1
+  echo $? > "$ipl_f.rc"
+  ipl_n=$((ipl_n+1))
+done
+"""
+
+# Between two cells on a booted guest (``UmlHost.reset``, run by the agent): every process but the agent
+# ends (the daemon, ``ip xfrm monitor``, a listener), the kernel forgets the cell's SAs, policies, routes,
+# rules, addresses, neighbours and qdisc, and /run and /tmp are emptied; network_script then sets the
+# addresses up again.  Builtins in the loops (a kernel thread or a zombie has no exe; the command's own
+# process is $BASHPID, the agent $$ or 1); the `ip` commands in two batches, one per family where the
+# family matters (an unqualified `rule` or `route ... table` is IPv4): every rule but `local` goes, and the
+# boot's `main` and `default` rules come back (IPv6 has no `default` rule).  A batch goes on past a
+# failing line (-force).  `tc` runs only when the transit interface's root qdisc is not of the kernel's
+# default kind (a cell's netem).  The start script runs after it in the same shell: its variables go.
+RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}
+  [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] || kill -9 "$p" 2>/dev/null; done
+i=0; while [ $i -lt 100 ]; do n=0; for p in /proc/[0-9]*; do p=${p#/proc/}
+  [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = "$BASHPID" ] || { [ -e /proc/$p/exe ] && n=1 && kill -9 "$p" 2>/dev/null; }
+  done; [ $n = 0 ] && break; ipl_sleep 0.02; i=$((i+1)); done
+link=$(ip -force -batch - <<'EOF'
+xfrm state flush
+xfrm policy flush
+rule flush
+rule add pref 32766 table main
+rule add pref 32767 table default
+route flush table 220
+addr flush dev {dev} scope global
+addr flush dev lo scope global
+route flush table main
+neigh flush all
+link show dev {dev}
+EOF
+)
+ip -6 -force -batch - <<'EOF'
+rule flush
+rule add pref 32766 table main
+route flush table 220
+EOF
+read -r qdisc < /proc/sys/net/core/default_qdisc
+case $link in *" qdisc $qdisc "*) ;; *) tc qdisc del dev {dev} root 2>/dev/null;; esac
+rm -rf /run/* /tmp/* /var/tmp/*
+echo '=== xfrm_stat'; IFS= read -r -d '' stat < /proc/net/xfrm_stat; printf '%s' "$stat"
+unset p i n link qdisc stat
+"""
 
 
 def keep_daemon_reset(pidfile: str, keep: str, dev: str = "vec0") -> str:
     """RESET for a guest whose daemon stays up to be reloaded (``UmlHost.reset`` with ``clean``): the process whose
-    pid ``pidfile`` holds is spared by the kill loop and the files matching the shell pattern ``keep`` (its pid file,
+    pid ``pidfile`` holds is spared by the kill loops and the files matching the shell pattern ``keep`` (its pid file,
     its control socket) by the cleaning of /run; everything else is as RESET does it.  The daemon must hold no SA by
     then (the driver's ``Reload.drop``), so flushing the kernel's SAs and policies takes nothing from it."""
-    kill, rest = RESET.split("ip xfrm state flush", 1)
+    kill, rest = RESET.split("link=$(ip -force -batch", 1)
     keep_pid = (f'd=$(cat {pidfile} 2>/dev/null); [ -n "$d" ] && [ -e /proc/$d/exe ] '
                 '|| { echo "no daemon"; exit 1; }\n')
-    kill = kill.replace('[ "$p" = $$ ] ||', '[ "$p" = $$ ] || [ "$p" = "$d" ] ||')
+    kill = kill.replace('[ "$p" = "$BASHPID" ] ||', '[ "$p" = "$BASHPID" ] || [ "$p" = "$d" ] ||')
     rest = rest.replace("rm -rf /run/* /tmp/* /var/tmp/*",
                         f'set --; for f in /run/* /tmp/* /var/tmp/*; do case $f in {keep}) ;; *) [ -e "$f" ] && '
                         'set -- "$@" "$f";; esac; done; [ $# = 0 ] || rm -rf "$@"')
-    return (keep_pid + kill + "ip xfrm state flush" + rest).replace("{dev}", dev)
+    return (keep_pid + kill + "link=$(ip -force -batch" + rest + "unset d\n").replace("{dev}", dev)
 
+# How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted)
+REMOUNT = "umount -l /ipl; mount -t hostfs none /ipl -o {dir}\n"
 
-AGENT = """
-touch /ipl/ready
-while :; do
-  for f in /ipl/cmd/*.sh; do
-    [ -e "$f" ] || continue
-    n=${f%.sh}
-    mv "$f" "$n.run"
-    sh "$n.run" > "$n.out" 2>&1
-    echo $? > "$n.rc.tmp"
-    mv "$n.rc.tmp" "$n.rc"
-  done
-  sleep 0.05
-done
-"""
+# The host's half: the first look at a result file after a short sleep, the sleeps doubling up to POLL_MAX
+# (a look is a stat); whether the guest still runs every ALIVE_EVERY seconds (a container's is an API call)
+POLL_FIRST, POLL_MAX, ALIVE_EVERY = 0.001, 0.005, 0.25
 
 
 def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kernel: bool = True) -> str:
@@ -77,23 +136,25 @@ def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kerne
 
     ``dev`` is the transit interface: a UML guest's ``vec0``, or the veth end itself for a
     daemon in a container on the host kernel (``kernel=False``: no modules to load, the
-    container's hostname set by its engine).
+    container's hostname set by its engine).  The ``ip`` lines are one batch (a fork and exec
+    cost milliseconds under UML) that goes on past a failing line, as separate commands would.
     """
     lines = [
-        f"hostname {hostname}",
+        f"echo {hostname} > /proc/sys/kernel/hostname",
         "modprobe -a xfrm_user xfrm_algo esp4 ah4 esp6 ah6 xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 2>/dev/null || "
         "modprobe -a xfrm_user esp4 ah4",
     ] if kernel else []
-    lines += [
-        "ip link set lo up",
-        f"ip link set {dev} up",
-        f"ip addr add {host.transit4} dev {dev}",
-        f"ip addr add {host.protected_addr}/32 dev lo",
+    batch = [
+        "link set lo up",
+        f"link set {dev} up",
+        f"addr add {host.transit4} dev {dev}",
+        f"addr add {host.protected_addr}/32 dev lo",
     ]
     if host.transit6:
-        lines.append(f"ip -6 addr add {host.transit6} dev {dev} nodad")
+        batch.append(f"addr add {host.transit6} dev {dev} nodad")
     if host.gateway4:
-        lines.append(f"ip route add default via {host.gateway4}")
+        batch.append(f"route add default via {host.gateway4}")
+    lines += ["ip -force -batch - <<'EOF'", *batch, "EOF"]
     return "\n".join(lines) + "\n"
 
 
@@ -132,13 +193,12 @@ class UmlHost:
         (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
         for stale in ("ready", "init.log"):
             (self.dir / stale).unlink(missing_ok=True)
-        # the kernel starts init with no PATH; programs that exec others (timeout, ipsec) need one
-        path = "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-        (self.dir / "init.sh").write_text(path + init_script + AGENT)
+        (self.dir / "init.sh").write_text(INIT_HEAD + init_script + AGENT)
 
     def boot(self, init_script: str) -> None:
         """Write the guest's init script and start the kernel in the side's namespace (see wait_ready)."""
         self.prepare(init_script)
+        self._seq = 0  # a new agent counts its commands from 1
         self.booted_at = time.monotonic()
         self.console = self.dir / "console.log"
         self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console)
@@ -150,30 +210,23 @@ class UmlHost:
         ``init.log`` as at boot.  Returns ``/proc/net/xfrm_stat`` as the reset left it (the kernel's counters
         run from boot: the cell's are what it adds); LabError if the script failed.
 
-        ``clean`` replaces RESET (keep_daemon_reset: a daemon that is reloaded, not restarted).
         The spool moves with ``/ipl``: the command is read from the old directory and its status is
-        written into the new one (its output stays in the old directory).
+        written into the new one (its output stays in the old directory).  ``clean`` replaces RESET (a
+        daemon kept for a reload: ``keep_daemon_reset``).
         """
         old = self.dir
         self.dir = new_dir
         self.prepare(script)
         (new_dir / "init.sh").write_text((new_dir / "init.sh").read_text().removesuffix(AGENT))
-        self._seq += 1
-        base = old / "cmd" / f"{self._seq:05d}"
-        tmp = base.with_suffix(".tmp")
-        tmp.write_text((RESET.replace("{dev}", dev) if clean is None else clean)
-                       + f"umount -l /ipl; mount -t hostfs none /ipl -o {shlex.quote(str(new_dir))}\n"
-                       + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\ntouch /ipl/ready\n")
-        tmp.rename(base.with_suffix(".sh"))
-        rc_file = new_dir / "cmd" / f"{self._seq:05d}.rc"
-        deadline = time.monotonic() + timeout
-        while not rc_file.exists():
-            if time.monotonic() > deadline or not self.alive:
-                what = "died" if not self.alive else f"was not reset within {timeout:.0f} s"
-                raise LabError(f"UML guest {self.name} {what}", output=tail(new_dir / "init.log"),
-                               hint=f"see {new_dir}/init.log")
-            time.sleep(0.02)
-        if rc_file.read_text().strip() != "0" or not (new_dir / "ready").exists():
+        base = self._submit(old, (RESET.replace("{dev}", dev) if clean is None else clean)
+                            + REMOUNT.format(dir=shlex.quote(str(new_dir)))
+                            + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\n: > /ipl/ready\n")
+        status = self._poll(lambda: _status(new_dir / "cmd" / f"{base.name}.rc"), timeout)
+        if status is None:
+            what = "died" if not self.alive else f"was not reset within {timeout:.0f} s"
+            raise LabError(f"UML guest {self.name} {what}", output=tail(new_dir / "init.log"),
+                           hint=f"see {new_dir}/init.log")
+        if status != "0" or not (new_dir / "ready").exists():
             raise LabError(f"UML guest {self.name}: starting the next cell failed", output=tail(new_dir / "init.log"),
                            hint=f"see {new_dir}/init.log")
         return base.with_suffix(".out").read_text(errors="replace").partition("=== xfrm_stat\n")[2]
@@ -184,15 +237,12 @@ class UmlHost:
 
     def wait_ready(self, timeout: float = 60) -> float:
         """Block until the guest's init signalled ready; returns the seconds since boot() started it."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if (self.dir / "ready").exists():
-                return time.monotonic() - self.booted_at
-            if (status := self.exit_status()) is not None:
-                raise LabError(f"UML guest {self.name} exited during boot (status {status})",
-                               output=tail(self.dir / "init.log") or tail(self.console_log),
-                               hint=f"see {self.dir}/init.log and console.log")
-            time.sleep(0.05)
+        if self._poll(lambda: (self.dir / "ready").exists() or None, timeout):
+            return time.monotonic() - self.booted_at
+        if (status := self.exit_status()) is not None:
+            raise LabError(f"UML guest {self.name} exited during boot (status {status})",
+                           output=tail(self.dir / "init.log") or tail(self.console_log),
+                           hint=f"see {self.dir}/init.log and console.log")
         raise LabError(f"UML guest {self.name} not ready after {timeout:.0f} s",
                        output=tail(self.dir / "init.log") or tail(self.console_log),
                        hint=f"see {self.dir}/init.log")
@@ -201,12 +251,38 @@ class UmlHost:
     def alive(self) -> bool:
         return self.booted_at > 0 and self.exit_status() is None
 
+    def _submit(self, spool: Path, script: str) -> Path:
+        """Hand the agent its next command (whole, by a rename) in ``spool``; the path of its results but
+        the suffix.  The count moves on only once the file is there: the agent waits for that number."""
+        base = spool / "cmd" / f"{self._seq + 1:05d}"
+        tmp = base.with_suffix(".tmp")
+        tmp.write_text(script + "\n")
+        tmp.rename(base.with_suffix(".sh"))
+        self._seq += 1
+        return base
+
+    def _poll(self, probe: Callable[[], T | None], timeout: float) -> T | None:
+        """What ``probe`` returns once it is not None, looked at after sleeps from POLL_FIRST doubling up to
+        POLL_MAX; None once ``timeout`` passed or the guest is found dead (looked at every ALIVE_EVERY s)."""
+        started = time.monotonic()
+        pause, alive_at = POLL_FIRST, started + ALIVE_EVERY
+        while (found := probe()) is None:
+            now = time.monotonic()
+            if now - started > timeout:
+                return None
+            if now >= alive_at:
+                if not self.alive:
+                    return probe()  # a result written just before the end still counts
+                alive_at = now + ALIVE_EVERY
+            time.sleep(pause)
+            pause = min(pause * 2, POLL_MAX)
+        return found
+
     def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         """Run shell lines in the guest; returns (exit status, output).  LabError on timeout or failure."""
         if not self.alive:
             raise LabError(f"UML guest {self.name} is not running", output=tail(self.dir / "init.log"))
-        base = self.submit(script)
-        rc, out = self.outcome(base, timeout, script)
+        rc, out = self.outcome(self.submit(script), timeout, script)
         if check and rc != 0:
             raise LabError(f"command in UML guest {self.name} failed with status {rc}", command=[script], output=out)
         return rc, out
@@ -214,25 +290,17 @@ class UmlHost:
     def submit(self, script: str) -> Path:
         """Hand shell lines to the agent and return at once: the command's spool path, for ``outcome``.  The agent
         runs commands one after another, so whatever is submitted later starts when this one has ended."""
-        self._seq += 1
-        base = self.dir / "cmd" / f"{self._seq:05d}"
-        tmp = base.with_suffix(".tmp")
-        tmp.write_text(script + "\n")
-        tmp.rename(base.with_suffix(".sh"))
-        return base
+        return self._submit(self.dir, script)
 
     def outcome(self, base: Path, timeout: float = 30, script: str = "") -> tuple[int, str]:
         """(exit status, output) of the command ``submit`` gave ``base``, once it ended; LabError if it did not
         within ``timeout`` or the guest died."""
-        rc_file = base.with_suffix(".rc")
-        deadline = time.monotonic() + timeout
-        while not rc_file.exists():
-            if time.monotonic() > deadline or not self.alive:
-                what = "died" if not self.alive else f"did not finish within {timeout:.0f} s"
-                raise LabError(f"command in UML guest {self.name} {what}", command=[script or base.name],
-                               output=tail(base.with_suffix(".out")), hint=f"see {self.dir}/init.log")
-            time.sleep(0.02)
-        return int(rc_file.read_text().strip() or "1"), base.with_suffix(".out").read_text(errors="replace")
+        status = self._poll(lambda: _status(base.with_suffix(".rc")), timeout)
+        if status is None:
+            what = "died" if not self.alive else f"did not finish within {timeout:.0f} s"
+            raise LabError(f"command in UML guest {self.name} {what}", command=[script or base.name],
+                           output=tail(base.with_suffix(".out")), hint=f"see {self.dir}/init.log")
+        return int(status or "1"), base.with_suffix(".out").read_text(errors="replace")
 
     def halt(self, timeout: float = 10) -> None:
         """Halt the guest cleanly if it answers, else stop its process group; never raises for a dead guest."""
@@ -245,12 +313,17 @@ class UmlHost:
     def ask_to_halt(self, timeout: float) -> None:
         """Have the guest halt itself through the spool, and wait up to ``timeout`` for its kernel to end."""
         if self.alive:
-            self._seq += 1
-            try:
-                path = self.dir / "cmd" / f"{self._seq:05d}.sh"
-                path.write_text("busybox halt -f\n")
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                self._submit(self.dir, "busybox halt -f")
             deadline = time.monotonic() + timeout
             while self.alive and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.02)
+
+
+def _status(rc_file: Path) -> str | None:
+    """A command's status once the agent wrote it whole (it ends in a newline), else None."""
+    try:
+        text = rc_file.read_text()
+    except FileNotFoundError:
+        return None
+    return text.strip() if text.endswith("\n") else None
