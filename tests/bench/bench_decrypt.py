@@ -118,8 +118,9 @@ def _ping(seq: int, data: bytes) -> bytes:
     return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + icmp
 
 
-def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, Path, Path]:
-    """(capture, ikev2_decryption_table, esp_sa) of an IKE exchange and ``packets`` pings in one ESP SA."""
+def make_capture(directory: Path, packets: int, seed: int = 10, varied: bool = False) -> tuple[Path, Path, Path]:
+    """(capture, ikev2_decryption_table, esp_sa) of an IKE exchange and ``packets`` pings in one ESP SA; their
+    data is the same in every ping, as ping sends it, or with ``varied`` random in each."""
     rng = random.Random(seed)
 
     def rand(n: int) -> bytes:
@@ -154,7 +155,7 @@ def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, P
         data = rand(DATA)
         batch: list[bytes] = []
         for seq in range(1, packets + 1):
-            _frame(batch, n, sa.protect(_ping(seq, data)))
+            _frame(batch, n, sa.protect(_ping(seq, rand(DATA) if varied else data)))
             n += 1
             if len(batch) == 4096:
                 f.write(b"".join(batch))
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="write the captures and key files here and keep them")
     ap.add_argument("--before", type=Path, metavar="CHECKOUT",
                     help="also time the ipseclab of another checkout (e.g. a worktree of main), in the same run")
+    ap.add_argument("--varied", action="store_true",
+                    help="random data in every ping (JSON's memo of a repeated payload's hex never hits)")
     ap.add_argument("--one-process", action="store_true",
                     help=f"also time ipseclab without decrypt workers ({ENV}=0), in the same run")
     args = ap.parse_args(argv)
@@ -273,12 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
             where.mkdir(parents=True, exist_ok=True)
-            pcap, ike_table, esp_table = make_capture(where, packets)
+            pcap, ike_table, esp_table = make_capture(where, packets, varied=args.varied)
             size = f"{pcap.stat().st_size / 1e6:.0f} MB"
             base = [sys.executable, "-m", "ipseclab.cli", "decrypt", str(pcap), "--keys", str(ike_table),
                     "--esp-keys", str(esp_table)]
             opts = tshark_args(ike_table, esp_table)
             check_tshark_decrypts(pcap, opts)
+            for checkout in {ROOT, *([args.before.resolve()] if args.before else [])}:  # as an installed package is
+                subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "ipseclab")], check=True)
             env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV)}  # the cwd's ipseclab
             one = {**env, ENV: "0"}
             commands = {
