@@ -76,6 +76,9 @@ from .render import (
 )
 from .stream import Dispatcher
 
+# the inner packet's bytes after this many are hexed through a one-entry memo: a ping's or a bulk transfer's
+# payload repeats from packet to packet, its headers do not (IPv6 + ICMPv6 + a ping's timestamp: 64 bytes)
+HEX_SPLIT = 64
 CHUNK = 1 << 19  # bytes read at a time; records are sliced out of the chunk (1 MiB: a JSON worker held ~10 MB more)
 _AAD_ESN = struct.Struct("!III")  # SPI, sequence number high, low (RFC 4106 5)
 _UDP = struct.Struct("!HHH2x4s")  # source and destination port, length, the first 4 bytes of the payload
@@ -88,7 +91,8 @@ _M32 = 0xFFFFFFFF
 # What a scan needs to know of one learned SA (a "slot"), sent to worker processes as it is:
 # (cipher, its key and salt, source, destination, SPI, ESN, window size)
 SlotSpec = tuple[Encr, bytes, str, str, int, bool, int]
-# per slot in a scan: (open, salt, smallest ESP packet, esn, SPI, text head + JSON format as one piece each)
+# per slot in a scan: (open, salt, smallest ESP packet, esn, SPI, the text head or the JSON format of an inner
+# IPv4 packet, the same of an IPv6 one)
 Slot = tuple[AeadFunc, bytes, int, bool, int, bytes, bytes]
 # A scan's items in record order.  A run: fast packets of consecutive records, one slot, consecutive sequence
 # numbers (slot, first seq, count, inner bytes, first frame number, its record offset, output start, output
@@ -156,11 +160,12 @@ _NO_SLOT: Slot = (_no_slot, b"", 0, False, 0, b"", b"")
 class Link:
     """The per-capture facts a scan uses: record header order, link layer, whether JSON takes the inline time."""
 
-    __slots__ = ("as_json", "frac_max", "ip_head", "linktype", "nano", "off", "record", "scale", "shortest",
-                 "time_max", "time_min")
+    __slots__ = ("as_json", "caplen", "frac_max", "ip_head", "linktype", "nano", "off", "record", "scale",
+                 "shortest", "time_max", "time_min")
 
     def __init__(self, order: str, nano: bool, linktype: int, as_json: bool, esp: bool) -> None:
         self.record = struct.Struct(order + "IIII").unpack_from
+        self.caplen = struct.Struct(order + "8xI").unpack_from  # a record header's captured length, alone
         self.nano, self.linktype, self.as_json = nano, linktype, as_json
         self.scale = 1e-9 if nano else 1e-6
         self.off = off = _LINK_OFFSET.get(linktype, 0)
@@ -194,9 +199,12 @@ class Keys:
             raise ValueError(f"{encr.name} is not a raw AEAD cipher")
         slot = len(self.slots)
         smallest = 8 + encr.iv_size + encr.icv_size + 2
-        head = (b",\n" + verified_esp_json_format(src, dst, spi, udp, esn) if as_json
-                else esp_line_head(src, dst, spi, udp).encode())
-        self.slots.append((raw[1], raw[2], smallest, esn, spi, head, b""))
+        if as_json:
+            head4 = b",\n" + verified_esp_json_format(src, dst, spi, udp, esn, 4)
+            head6 = b",\n" + verified_esp_json_format(src, dst, spi, udp, esn, 41)
+        else:
+            head4 = head6 = esp_line_head(src, dst, spi, udp).encode()
+        self.slots.append((raw[1], raw[2], smallest, esn, spi, head4, head6))
         (self.by_udp if udp else self.by_esp)[key] = slot
         if esn:
             self.esn[slot] = ReplayWindow(size, esn=True)
@@ -229,28 +237,30 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
     pieces: list[bytes] = []
     append = pieces.append
     items: list[Item] = []
-    r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = -1, 0, 0, 0, 0, 0, 0  # the run being extended
+    # the run being extended: its slot, first sequence number, the next one, inner bytes, first frame, its
+    # record's offset, its first piece
+    r_slot, r_first, r_next, r_bytes, r_n, r_off, r_start = -1, 0, 0, 0, 0, 0, 0
     cur = -1  # the slot whose fields are in the locals below
-    aead_open, salt, smallest, esn, spi, head, _ = _NO_SLOT
+    aead_open, salt, smallest, esn, spi, head4, head6 = _NO_SLOT
+    memo, memo_len, memo_hex = b"", -1, b""  # the last inner packet's bytes after HEX_SPLIT, their length and hex
+    sec_now, sec_text = -1, b""
+    off20 = off + 20
     n = n0
     while pos < end:
         sec, frac, caplen, _ = record(buf, pos)
         s = pos + 16
-        rec_off = pos
         pos = s + caplen
         n += 1
-        key = b""
-        proto = 0
         if ip_head is not None and caplen >= shortest:
             etype, vihl, total, frag, proto, key, seq_lo = ip_head(buf, s)
             slot = -1  # -1: not known to this scan; -2: known, not for the inline path
             if etype != 0x0800 or vihl != 0x45 or frag & 0x3FFF or total > caplen - off:
                 key = b""
             elif proto == 50:
-                e = s + off + 20
+                e = s + off20
                 slot = by_esp.get(key, -1)
             elif proto == 17 and total >= 36:
-                e = s + off + 20
+                e = s + off20
                 sport, dport, ulen, spi_bytes = udp_of(buf, e)
                 if (sport == _NATT or dport == _NATT) and ulen == total - 20 and spi_bytes != b"\0\0\0\0":
                     e += 8
@@ -263,7 +273,7 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                 key = b""
             if slot >= 0 and time_min <= sec < time_max and frac < frac_max:
                 if slot != cur:
-                    aead_open, salt, smallest, esn, spi, head, _ = slots[slot]
+                    aead_open, salt, smallest, esn, spi, head4, head6 = slots[slot]
                     cur = slot
                 if esn:
                     window = esn_windows[slot]
@@ -289,8 +299,23 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                             if esn and seq > window.top:
                                 window.top = seq
                             if as_json:
-                                piece = head % (n, sec, fractions(frac) or time_fraction(frac), seq_lo, plain[-1],
-                                                hexlify(plain[:pe]), seq >> 32)
+                                if sec != sec_now:
+                                    sec_now, sec_text = sec, b"%d" % sec
+                                if pe > HEX_SPLIT:  # hexlify is most of a packet's cost: a repeated payload once
+                                    if pe - HEX_SPLIT != memo_len or not plain.endswith(memo, HEX_SPLIT, pe):
+                                        memo = plain[HEX_SPLIT:pe]
+                                        memo_len, memo_hex = pe - HEX_SPLIT, hexlify(memo)
+                                    hex_head, hex_tail = hexlify(plain[:HEX_SPLIT]), memo_hex
+                                else:
+                                    hex_head, hex_tail = hexlify(plain[:pe]), b""
+                                if esn:
+                                    piece = (head4 if version == 4 else head6) % (
+                                        n, sec_text, fractions(frac) or time_fraction(frac), seq_lo, hex_head,
+                                        hex_tail, seq >> 32)
+                                else:
+                                    piece = (head4 if version == 4 else head6) % (
+                                        n, sec_text, fractions(frac) or time_fraction(frac), seq_lo, hex_head,
+                                        hex_tail)
                             else:
                                 esn_text = (b" esn hi=%d" % (seq >> 32) if seq >> 32 else b" esn") if esn else b""
                                 echo: bytes | None = None
@@ -306,30 +331,32 @@ def scan(buf: bytes, pos: int, end: int, n0: int, keys: Keys, link: Link, learn:
                                                     echoes[echo_key] = echo
                                 if echo is not None:
                                     piece = b"#%d%b%d%b: IPv4: %b%d seq=%d, %d bytes\n" % (
-                                        n, head, seq_lo, esn_text, echo, ident, iseq, pe)
+                                        n, head4, seq_lo, esn_text, echo, ident, iseq, pe)
                                 else:
                                     piece = b"#%d%b%d%b: %b: %b\n" % (
-                                        n, head, seq_lo, esn_text, b"IPv4" if version == 4 else b"IPv6",
+                                        n, head4, seq_lo, esn_text, b"IPv4" if version == 4 else b"IPv6",
                                         inner_summary(plain[:pe]).encode())
-                            if slot == r_slot and seq == r_first + r_count:
-                                r_count += 1
+                            if seq == r_next and slot == r_slot:
+                                r_next += 1
                                 r_bytes += pe
                             else:
-                                if r_count:
-                                    items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start,
+                                if r_slot != -1:
+                                    items.append((r_slot, r_first, r_next - r_first, r_bytes, r_n, r_off, r_start,
                                                   len(pieces)))
-                                r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start = (
-                                    slot, seq, 1, pe, n, rec_off, len(pieces))
+                                r_slot, r_first, r_next, r_bytes, r_n, r_off, r_start = (
+                                    slot, seq, seq + 1, pe, n, s - 16, len(pieces))
                             append(piece)
                             continue
-        if r_count:
-            items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start, len(pieces)))
-            r_count, r_slot = 0, -1
-        items.append((n, rec_off, key, proto == 17))
+        else:
+            key, proto = b"", 0
+        if r_slot != -1:
+            items.append((r_slot, r_first, r_next - r_first, r_bytes, r_n, r_off, r_start, len(pieces)))
+            r_slot = -1
+        items.append((n, s - 16, key, proto == 17))
         if learn and key and slot == -1:
             break
-    if r_count:
-        items.append((r_slot, r_first, r_count, r_bytes, r_n, r_off, r_start, len(pieces)))
+    if r_slot != -1:
+        items.append((r_slot, r_first, r_next - r_first, r_bytes, r_n, r_off, r_start, len(pieces)))
     ends = [0, *accumulate(map(len, pieces))]  # a run's pieces -> its bytes in the output
     items = [(*it[:6], ends[it[6]], ends[it[7]]) if len(it) == 8 else it for it in items]
     return b"".join(pieces), items, pos, n - n0
@@ -450,9 +477,17 @@ Range = tuple[bytes, int, int, int]  # a chunk, its offset in the file, the end 
 
 
 def ranges(f: BinaryIO, link: Link, chunk: int = CHUNK) -> Iterator[Range | BadFrame]:
-    """The file after its header as chunks of whole records, read once; a BadFrame last if it stops early."""
-    record = link.record
-    buf, pos, base, n = b"", 0, 24, 0
+    """The file after its header as chunks of whole records, read once; a BadFrame last if it stops early.
+
+    The incomplete record at a chunk's end is read again with the next chunk (a seek back) rather than
+    the chunk copied after it; a stream that cannot seek, or a record longer than a chunk, is carried over.
+    """
+    caplen_of = link.caplen
+    try:
+        seek = f.seekable()
+    except (OSError, ValueError):
+        seek = False
+    carry, base, n = b"", 24, 0  # the incomplete record carried over, where it starts in the file
     while True:
         try:
             data = f.read(chunk)
@@ -461,11 +496,10 @@ def ranges(f: BinaryIO, link: Link, chunk: int = CHUNK) -> Iterator[Range | BadF
             return
         if not data:
             break
-        base += pos
-        buf = buf[pos:] + data if pos < len(buf) else data
+        buf = carry + data if carry else data
         pos, end, n0 = 0, len(buf), n
         while pos + 16 <= end:
-            caplen = record(buf, pos)[2]
+            (caplen,) = caplen_of(buf, pos)
             nxt = pos + 16 + caplen
             if nxt > end or caplen > MAX_RECORD:
                 break
@@ -473,16 +507,24 @@ def ranges(f: BinaryIO, link: Link, chunk: int = CHUNK) -> Iterator[Range | BadF
             n += 1
         if pos:
             yield buf, base, pos, n0
-        if pos + 16 <= end and record(buf, pos)[2] > MAX_RECORD:
-            why = f"a captured length of {record(buf, pos)[2]} bytes (at most {MAX_RECORD})"
+        if pos + 16 <= end and caplen_of(buf, pos)[0] > MAX_RECORD:
+            why = f"a captured length of {caplen_of(buf, pos)[0]} bytes (at most {MAX_RECORD})"
             yield BadFrame(n + 1, undecodable_reason(f"record {n + 1}", base + pos, why))
             return
-    if pos < len(buf):  # the file ends inside a record
-        left = len(buf) - pos
-        if left < 16:
-            yield BadFrame(n + 1, truncated_reason(f"record {n + 1}'s header", base + pos, 16, left))
+        base += pos
+        if pos == end:
+            carry = b""
+        elif pos and seek:
+            f.seek(pos - end, 1)
+            carry = b""
         else:
-            yield BadFrame(n + 1, truncated_reason(f"record {n + 1}", base + pos, 16 + record(buf, pos)[2], left))
+            carry = buf[pos:]
+    if carry:  # the file ends inside a record
+        left = len(carry)
+        if left < 16:
+            yield BadFrame(n + 1, truncated_reason(f"record {n + 1}'s header", base, 16, left))
+        else:
+            yield BadFrame(n + 1, truncated_reason(f"record {n + 1}", base, 16 + caplen_of(carry, 0)[0], left))
 
 
 def _classic(f: BinaryIO, link: Link, dispatch: Dispatcher, out: BinaryIO, workers: int, chunk: int) -> Tally:

@@ -144,21 +144,23 @@ def esp_json(e: EspRecord) -> bytes:
     return b"".join((head, hexlify(e.inner), tail))
 
 
-def verified_esp_json_format(src: str, dst: str, spi: int, udp_encap: bool, esn: bool) -> bytes:
-    """``esp_json`` of a verified ESP record of one SA as a bytes %-format of (frame, seconds, the time's
-    fraction as repr writes it, seq, next header, inner hex, esn_hi): what is the same for every packet
-    of the SA is written once (``analysis.fast``).
+def verified_esp_json_format(src: str, dst: str, spi: int, udp_encap: bool, esn: bool, next_header: int) -> bytes:
+    """``esp_json`` of a verified ESP record of one SA and next header as a bytes %-format of (frame, the
+    time's seconds and its fraction as repr writes them (both text), seq, the inner packet's hex in two
+    pieces, and with ``esn`` esn_hi): what is the same for every such packet of the SA is written once
+    (``analysis.fast``); without ESN esn_hi is 0.
 
     Made from esp_json itself, with marker values in the per-packet fields, so the two cannot drift.
     """
     from .esp import EspRecord
 
-    marked = EspRecord(-1, -1.5, src, dst, "esp", spi, -2, udp_encap, -3, b"", esn, -4, True)
+    marked = EspRecord(-1, -1.5, src, dst, "esp", spi, -2, udp_encap, next_header, b"", esn, -4 if esn else 0, True)
     fmt = esp_json(marked).replace(b"%", b"%%")
-    for marker, field in ((b'"frame": -1, "time": -1.5,', b'"frame": %d, "time": %d%b,'),
+    inner = b'"next_header": %d, "inner": ""' % next_header
+    for marker, field in ((b'"frame": -1, "time": -1.5,', b'"frame": %d, "time": %b%b,'),
                           (b'"seq": -2,', b'"seq": %d,'),
-                          (b'"next_header": -3, "inner": ""', b'"next_header": %d, "inner": "%b"'),
-                          (b'"esn_hi": -4,', b'"esn_hi": %d,')):
+                          (inner, inner[:-1] + b'%b%b"'),
+                          *(((b'"esn_hi": -4,', b'"esn_hi": %d,'),) if esn else ())):
         if fmt.count(marker) != 1:
             raise RuntimeError(f"esp_json changed: {marker!r} not found once in {fmt!r}")
         fmt = fmt.replace(marker, field)

@@ -39,7 +39,9 @@ ENV = "IPSECLAB_DECRYPT_WORKERS"  # a number of workers, overriding the choice (
 
 
 def auto_workers(f: BinaryIO) -> int:
-    """How many worker processes scan this capture: one per CPU beyond this process's, for a large regular file."""
+    """How many worker processes scan this capture: one per CPU (at most 4) for a large regular file, none on
+    one CPU.  This process runs beside them: it only walks record headers, applies and writes, a quarter of the
+    work, so a worker on every CPU keeps them busy while it waits."""
     env = os.environ.get(ENV, "")
     if env.isdigit():
         return int(env)

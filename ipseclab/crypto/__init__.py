@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .auth import AuthMethod, psk_auth, sign_auth, signed_octets, verify_auth
+    from .auth import psk_auth, sign_auth, signed_octets, verify_auth
     from .cipher import Encr, KeyedCipher, get_encr, supported_encrs
     from .dh import KeGroup, KeyExchange, get_ke_group, modp_prime, supported_ke_groups
     from .integ import Integ, get_integ, supported_integs
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     )
     from .prf import Prf, get_prf, supported_prfs
     from .random import random_bytes
-    from .registry import EncrId, EsnId, IntegId, KeId, PrfId, TransformType, transform_name
+    from .registry import AuthMethod, EncrId, EsnId, IntegId, KeId, PrfId, TransformType, transform_name
 
 _SUBMODULE = {  # each public name -> the submodule that defines it, imported on first use
-    "AuthMethod": "auth",
+    "AuthMethod": "registry",
     "ChildSaKeys": "keys",
     "Encr": "cipher",
     "EncrId": "registry",

@@ -19,23 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ..errors import CryptoError, IntegrityError, RemoteProtocolError, UnsupportedTransformError
 from .prf import Prf
+from .registry import AuthMethod  # with the other IANA tables: naming a method loads no signature code
 
 KEY_PAD = b"Key Pad for IKEv2"
 _AUTHENTICATION_FAILED = 24
-
-
-class AuthMethod(IntEnum):
-    """IKEv2 Authentication Method (IANA)."""
-
-    RSA_SIG = 1
-    SHARED_KEY_MIC = 2
-    DSS_SIG = 3
-    ECDSA_SHA256_P256 = 9
-    ECDSA_SHA384_P384 = 10
-    ECDSA_SHA512_P521 = 11
-    GENERIC_SECURE_PASSWORD = 12
-    NULL = 13
-    DIGITAL_SIGNATURE = 14
 
 
 class HashAlgorithm(IntEnum):

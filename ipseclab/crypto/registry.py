@@ -124,6 +124,20 @@ class KeId(IntEnum):
     CURVE448 = 32
 
 
+class AuthMethod(IntEnum):
+    """IKEv2 Authentication Method (IANA)."""
+
+    RSA_SIG = 1
+    SHARED_KEY_MIC = 2
+    DSS_SIG = 3
+    ECDSA_SHA256_P256 = 9
+    ECDSA_SHA384_P384 = 10
+    ECDSA_SHA512_P521 = 11
+    GENERIC_SECURE_PASSWORD = 12
+    NULL = 13
+    DIGITAL_SIGNATURE = 14
+
+
 class EsnId(IntEnum):
     """Transform Type 5 - Extended Sequence Numbers Transform IDs."""
 

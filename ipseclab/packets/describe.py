@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..crypto.registry import TransformType, transform_name
+from ..crypto.registry import AuthMethod, TransformType, transform_name
 from .enums import CertEncoding, CfgType, IdType, NotifyType, PayloadType, ProtocolId, enum_name
 from .message import EncryptedFragment, EncryptedPayload, Message
 from .payloads import (
@@ -48,8 +48,6 @@ def payload_dict(p: Payload) -> dict[str, Any]:
     elif isinstance(p, IdPayload):
         out.update(id_type=enum_name(IdType, p.id_type), id=p.text())
     elif isinstance(p, AuthPayload):
-        from ..crypto.auth import AuthMethod
-
         out.update(method=enum_name(AuthMethod, p.method), data=p.data.hex())
     elif isinstance(p, NoncePayload):
         out["data"] = p.data.hex()

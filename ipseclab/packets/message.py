@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from ..crypto import Encr, IkeSaKeys, IkeSuite, Integ, KeyedCipher, random_bytes
+from ..crypto import Encr, Integ, KeyedCipher, random_bytes
 from ..crypto.random import RandomSource
 from ..errors import DecodeError, IntegrityError, LocalProtocolError
 from .enums import ExchangeType, PayloadType, enum_name
 from .payloads import Payload, decode_body, payload_type_of
+
+if TYPE_CHECKING:  # key derivation (and DH with it) only for annotations: decoding a capture needs neither
+    from ..crypto import IkeSaKeys, IkeSuite
 
 HEADER = struct.Struct("!8s8sBBBBII")
 HEADER_LEN = 28

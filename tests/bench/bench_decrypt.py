@@ -30,37 +30,51 @@ IKE message decrypted, every ESP packet verified) and tshark shows the inner ICM
 both output modes, and under 100 MB whatever the capture's size.  No assertion on time:
 the table is the result.
 
-Measured 2026-11-30 18:18 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
-average 4.3 at the start, 6.7 at the end; median of 3 runs, taking turns; "before" is main at ea8ca71):
+The timed checkouts are byte-compiled first (``compileall``), as an installed package is: this
+environment sets PYTHONDONTWRITEBYTECODE, under which every module was compiled again on every run
+(about 0.4 G instructions, as much as 10,000 packets, before this was done).  ``--varied`` gives every
+ping random data, so JSON's memo of a repeated payload's hex (``analysis.fast.HEX_SPLIT``) never hits.
+
+Measured 2026-11-30 21:07 UTC (AMD EPYC, 2 CPUs, no AMX, shared with other sessions' interop labs: load
+average 5.0 at the start, 7.0 at the end; median of 3 runs, taking turns; "before" is main at 9ae100a,
+byte-compiled too):
 
 | packets | command | wall s | CPU s | peak RSS (sum) | peak PSS (sum) | tshark's wall / this | tshark's CPU / this |
 |---:|---|---:|---:|---:|---:|---:|---:|
-| 100,000 | ipseclab decrypt --json | 0.63 | 0.54 | 91 MB | 41 MB | 1.48 | 1.30 |
-| 100,000 | ipseclab decrypt (text) | 0.41 | 0.40 | 80 MB | 29 MB | 2.28 | 1.74 |
-| 100,000 | tshark | 0.93 | 0.70 | 192 MB | 189 MB | | |
-| 100,000 | before: --json | 0.61 | 0.56 | 113 MB | 62 MB | 1.53 | 1.26 |
-| 100,000 | before: (text) | 0.46 | 0.40 | 89 MB | 37 MB | 2.03 | 1.73 |
-| 1,000,000 | ipseclab decrypt --json | 5.76 | 4.06 | 91 MB | 41 MB | 2.73 | 1.38 |
-| 1,000,000 | ipseclab decrypt (text) | 7.48 | 2.86 | 80 MB | 30 MB | 2.10 | 1.97 |
-| 1,000,000 | tshark | 15.71 | 5.61 | 302 MB | 299 MB | | |
-| 1,000,000 | before: --json | 6.29 | 4.11 | 113 MB | 62 MB | 2.50 | 1.37 |
-| 1,000,000 | before: (text) | 4.79 | 2.71 | 89 MB | 37 MB | 3.28 | 2.07 |
+| 100,000 | ipseclab decrypt --json | 2.40 | 0.95 | 84 MB | 37 MB | 2.89 | 1.77 |
+| 100,000 | ipseclab decrypt (text) | 2.39 | 0.82 | 71 MB | 24 MB | 2.90 | 2.06 |
+| 100,000 | tshark | 6.92 | 1.68 | 193 MB | 186 MB | | |
+| 100,000 | before: --json | 3.96 | 1.21 | 89 MB | 41 MB | 1.75 | 1.39 |
+| 100,000 | before: (text) | 1.75 | 0.82 | 76 MB | 27 MB | 3.95 | 2.05 |
 
-Three minutes earlier (load 2.7 to 4.2, no "before"): 0.58 s / 0.37 s at 100,000 packets (1.36x and 2.14x
-tshark's 0.79 s) and 5.52 s / 3.53 s at 1,000,000 (1.72x and 2.69x tshark's 9.49 s), JSON / text; at a quiet
-moment (load 1.5) 0.43 s / 0.39 s at 100,000 (2.21x and 2.42x tshark's 0.94 s).  The wall figures swing with
-the other sessions' load (text at 1,000,000: 3.5 s, then 7.5 s); CPU time is steady.
+Right after, with ``--varied`` (load 7.0 to 8.4): JSON 4.81 s / 1.49 s CPU (1.59x / 1.55x tshark's 7.64 s /
+2.30 s), text 2.87 s / 0.91 s (2.66x / 2.52x).  Twenty minutes earlier (load 9.9 to 11): JSON 5.12 s / 1.04 s
+(2.40x / 2.14x tshark's 12.30 s / 2.24 s), text 3.20 s / 0.91 s (3.84x / 2.46x), before's JSON 1.72x by CPU.
+The machine ran two to three times slower than at the 18:18 measurement below (tshark 1.7-2.3 s of CPU
+against 0.70 s), and the wall figures swing with the other sessions' load; CPU time is steadier, and
+instruction counts (callgrind, one process, byte-compiled; start-up from a capture of one ping, per packet
+from 10,000) do not move at all:
 
-Earlier (17:20 UTC, load 3.1-6.3, before 512 KiB chunks and lazy package imports): 0.79 s / 0.47 s at 100,000
-and 4.40 s / 2.84 s at 1,000,000, 113 MB RSS sum, 65 MB PSS.
-So text mode is 2x tshark or better in every side-by-side run at both sizes; JSON is at 1,000,000 in
-the runs above but not at 100,000 under load (1.4-1.9x; 2.2x quiet): its CPU time is only 1.3x tshark's,
-per packet about 3.6 us (the AES-GCM call 1.0 us, the inner packet's hex 0.9 us, formatting 0.3 us), and
-start-up is about 0.1 s, so when other sessions hold the second CPU the workers have little to run on.
-Memory is flat: 41 MB PSS with workers (91 MB if RSS is summed: the parent's pages counted again in each
-forked worker), 45 MB RSS in one process, against tshark's 190-300 MB.  Before issue 10's
-rework the same 100,000 packets took 8.5 s and 441 MB with ``--json`` and 28.5 s in text mode (two
-reads, every record kept, Scapy per inner packet).
+| command | start-up | per packet | 100,000 packets | tshark / this |
+|---|---:|---:|---:|---:|
+| tshark | 870 M | 74.3 k | 8.30 G | |
+| ipseclab decrypt --json | 419 M | 37.4 k | 4.16 G | 2.00 |
+| ipseclab decrypt (text) | 417 M | 34.1 k | 3.83 G | 2.17 |
+| before: --json | 478 M | 52.7 k | 5.75 G | 1.44 |
+| before: (text) | 468 M | 36.0 k | 4.07 G | 2.04 |
+
+JSON's per-packet count fell by 15 k: the inner packet's hex was 14.4 k of it (``_Py_strhex_impl``; no
+standard-library call hexes faster), now only its first 64 bytes unless the payload changes; the rest is
+the AES-GCM call (about 9.4 k with ``cryptography``'s wrapper, 2.5 k of it the cipher) and the interpreter.
+With workers, CPU time adds the kernel's copies and the pipes: this process is about a quarter of it.
+
+Earlier (18:18 UTC, load 4.3-6.7, median of 3, modules compiled on every run; "before" main at ea8ca71):
+100,000 packets 0.63 s / 0.54 s CPU with JSON (1.48x / 1.30x tshark's 0.93 s / 0.70 s), 0.41 s / 0.40 s in
+text mode (2.28x / 1.74x); 1,000,000 packets 5.76 s / 4.06 s with JSON (2.73x / 1.38x tshark's 15.71 s /
+5.61 s) and 7.48 s / 2.86 s in text mode (2.10x / 1.97x), 91 MB RSS summed, 41 MB PSS, against tshark's
+192-302 MB.  Memory is flat: the parent's pages are counted again in each forked worker's RSS, PSS
+splits them; 45 MB RSS in one process.  Before issue 10's rework the same 100,000 packets took 8.5 s and
+441 MB with ``--json`` and 28.5 s in text mode (two reads, every record kept, Scapy per inner packet).
 """
 
 from __future__ import annotations
@@ -118,8 +132,9 @@ def _ping(seq: int, data: bytes) -> bytes:
     return head[:10] + struct.pack("!H", checksum(head)) + head[12:] + icmp
 
 
-def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, Path, Path]:
-    """(capture, ikev2_decryption_table, esp_sa) of an IKE exchange and ``packets`` pings in one ESP SA."""
+def make_capture(directory: Path, packets: int, seed: int = 10, varied: bool = False) -> tuple[Path, Path, Path]:
+    """(capture, ikev2_decryption_table, esp_sa) of an IKE exchange and ``packets`` pings in one ESP SA; their
+    data is the same in every ping, as ping sends it, or with ``varied`` random in each."""
     rng = random.Random(seed)
 
     def rand(n: int) -> bytes:
@@ -154,7 +169,7 @@ def make_capture(directory: Path, packets: int, seed: int = 10) -> tuple[Path, P
         data = rand(DATA)
         batch: list[bytes] = []
         for seq in range(1, packets + 1):
-            _frame(batch, n, sa.protect(_ping(seq, data)))
+            _frame(batch, n, sa.protect(_ping(seq, rand(DATA) if varied else data)))
             n += 1
             if len(batch) == 4096:
                 f.write(b"".join(batch))
@@ -260,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="write the captures and key files here and keep them")
     ap.add_argument("--before", type=Path, metavar="CHECKOUT",
                     help="also time the ipseclab of another checkout (e.g. a worktree of main), in the same run")
+    ap.add_argument("--varied", action="store_true",
+                    help="random data in every ping (JSON's memo of a repeated payload's hex never hits)")
     ap.add_argument("--one-process", action="store_true",
                     help=f"also time ipseclab without decrypt workers ({ENV}=0), in the same run")
     args = ap.parse_args(argv)
@@ -273,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-decrypt-") as tmp:
             where = args.keep / str(packets) if args.keep else Path(tmp)
             where.mkdir(parents=True, exist_ok=True)
-            pcap, ike_table, esp_table = make_capture(where, packets)
+            pcap, ike_table, esp_table = make_capture(where, packets, varied=args.varied)
             size = f"{pcap.stat().st_size / 1e6:.0f} MB"
             base = [sys.executable, "-m", "ipseclab.cli", "decrypt", str(pcap), "--keys", str(ike_table),
                     "--esp-keys", str(esp_table)]
             opts = tshark_args(ike_table, esp_table)
             check_tshark_decrypts(pcap, opts)
+            for checkout in {ROOT, *([args.before.resolve()] if args.before else [])}:  # as an installed package is
+                subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "ipseclab")], check=True)
             env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", ENV)}  # the cwd's ipseclab
             one = {**env, ENV: "0"}
             commands = {

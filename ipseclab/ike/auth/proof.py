@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from ...crypto import psk_auth, signed_octets
 from ...crypto.auth import (
     SIGNATURE_SCHEMES,
-    AuthMethod,
     HashAlgorithm,
     PrivateKey,
     hash_algorithm_of,
@@ -28,6 +27,7 @@ from ...crypto.auth import (
     sign_auth,
     verify_auth,
 )
+from ...crypto.registry import AuthMethod
 from ...crypto.x509 import (
     Certificate,
     der,
