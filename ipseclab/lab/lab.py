@@ -410,6 +410,11 @@ class Lab:
 
         The link's capture sees them, so they are in the run's pcap with everything the peers sent.
         """
+        self.injector(toward).send(ip_packets, wait)
+
+    def injector(self, toward: str) -> Injector:
+        """The cell's injector toward ``toward`` (see inject), its process started on the first call: a caller
+        that knows it will inject may start it early, so that its start-up overlaps other work."""
         inj = self._injectors.get(toward)
         if inj is None:
             if self.topology.kind != "direct":
@@ -426,7 +431,7 @@ class Lab:
             victim_mac, other_mac = found
             inj = self._injectors[toward] = Injector(ns, iface, other_mac, victim_mac,
                                                      self.run_dir / f"inject-{other}-to-{toward}.log")
-        inj.send(ip_packets, wait)
+        return inj
 
     def peer_counters(self, side: str) -> dict[str, Any]:
         """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
