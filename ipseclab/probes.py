@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -238,10 +239,7 @@ class _Prober:
         self.lab = lab
         self.victim = victim
         self.attacker = "left" if victim == "right" else "right"
-        lab.injector(victim)  # its process starts (Scapy's import) while the victim's SA is read
-        # ping() builds with Scapy, whose import (~0.5 s) runs meanwhile too
-        self._scapy = threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",), daemon=True)
-        self._scapy.start()
+        prepare_probe(lab, victim)  # if run_case has not already
         topo = lab.topology
         self.victim_addr = topo.hosts[victim].address
         self.src_inner = topo.hosts[self.attacker].protected_addr
@@ -294,8 +292,7 @@ class _Prober:
 
     def ping(self, src: str | None = None) -> tuple[bytes, int]:
         """A new ICMP echo request (inner packet) from the attacker's protected address; its ICMP seq."""
-        self._scapy.join()
-        from scapy.layers.inet import ICMP, IP
+        from scapy.layers.inet import ICMP, IP  # waits for prepare_probe's import if it still runs
         from scapy.packet import Raw
 
         self.icmp_seq += 1
@@ -414,6 +411,15 @@ def _access(pr: _Prober) -> None:
 
 
 PROBES = {"replay": _replay, "tfc": _tfc, "access": _access}
+
+
+def prepare_probe(lab: Lab, victim: str = "right") -> None:
+    """Start what a probe at ``victim`` needs before it runs, so that it overlaps other work (run_case calls it
+    before the SA is negotiated): the injector's process and, in a thread, this process's import of Scapy (which
+    ``ping`` builds with), each ~0.5 s."""
+    lab.injector(victim)
+    if "scapy.layers.inet" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",), daemon=True).start()
 
 
 def run_probe(lab: Lab, kind: str, run_dir: Path, victim: str = "right") -> None:
