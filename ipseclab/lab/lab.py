@@ -37,6 +37,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
+from .impls.contract import Reload
 from .inject import Injector, macs_from_capture
 from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_stat, parse_xfrm_state
 from .peerconfig import PeerConfig
@@ -44,7 +45,7 @@ from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
 from .runtimes.docker import ContainerHost
 from .runtimes.process import EndpointHost
-from .runtimes.uml import UmlHost, network_script
+from .runtimes.uml import UmlHost, keep_daemon_reset, network_script
 from .runtimes.uml_kernel import UmlKernel, select_kernel
 from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
@@ -96,6 +97,7 @@ class Timings:
     boot: dict[str, float] = field(default_factory=dict)
     teardown: float = 0.0
     cell: int = 1  # the how-manieth cell on these booted hosts (boot: the seconds its reset took, see next_cell)
+    reloaded: list[str] = field(default_factory=list)  # the sides whose daemon next_cell reloaded, not restarted
 
 
 def new_run_id() -> str:
@@ -129,6 +131,7 @@ class Lab:
         self._injectors: dict[str, Injector] = {}
         self._stat_base: dict[str, dict[str, int]] = {}  # each guest's xfrm_stat when this cell began on it
         self.booted_in = self.run_dir  # the run directory of the cell that booted the hosts
+        self._drops: dict[str, Path] = {}  # the drop (Reload) end_cell submitted on a side: its spool path
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -297,11 +300,17 @@ class Lab:
 
     def end_cell(self) -> None:
         """End this cell as down() would (keys, counters, captures stopped, lab.json final) but keep the hosts
-        running for next_cell; a guest's console (kept where it booted) is copied into the run directory."""
+        running for next_cell; a guest's console (kept where it booted) is copied into the run directory.  A daemon
+        next_cell may reload gets its drop now (``Reload``), run in its guest while the host checks the cell."""
         started = time.monotonic()
         self._finish_cell()
         for cap in self.captures:
             stop_capture(cap)
+        for peer in self.peers.values():  # the SAs of a daemon next_cell may reload end now, unseen (see Reload)
+            drop = getattr(peer.driver, "drop_script", None)
+            if type(peer.host) is UmlHost and drop is not None and getattr(peer.driver, "reload", None) is not None \
+                    and peer.host.alive:
+                self._drops[peer.side] = peer.host.submit(drop(peer.config))
         for peer in self.peers.values():
             console = getattr(peer.host, "console", None)
             if console is not None and console.exists() and console.parent != peer.host.dir:
@@ -313,9 +322,10 @@ class Lab:
         """Run the next cell, ``spec`` (same implementations, topology and runtime), on the booted hosts: each
         guest is reset as a fresh boot would leave it (no process, SA, policy, route or address of the cell
         before; uml.RESET), its ``/ipl`` moved to ``run_dir/<side>`` and its daemon started with the new
-        configuration; the ipseclab endpoint is a new process; a NAT router forgets its connections.  The
-        captures start again in ``run_dir``, so the cell keeps its own pcaps, key files, logs, counters and
-        lab.json as after a boot."""
+        configuration, or kept and reloaded where its driver allows it (``Reload``: the drop end_cell started has
+        left it without SAs before the captures start); the ipseclab endpoint is a new process; a NAT router
+        forgets its connections.  The captures start again in ``run_dir``, so the cell keeps its own pcaps, key
+        files, logs, counters and lab.json as after a boot."""
         if (spec.left, spec.right, spec.topology, spec.runtime) != (self.spec.left, self.spec.right,
                                                                      self.spec.topology, self.spec.runtime):
             raise LabError("next_cell needs the same implementations, topology and runtime as the booted lab")
@@ -326,11 +336,20 @@ class Lab:
         self.timings = Timings(cell=self.timings.cell + 1)
         self._write_state()
         configs = {"left": spec.left_config, "right": spec.right_config}
+        reloads: dict[str, Reload] = {}
         for side, peer in self.peers.items():
+            old_cfg, old_dir, new_dir = peer.config, peer.host.dir, self.run_dir / side
             peer.config = configs[side]
-            (self.run_dir / side).mkdir(parents=True, exist_ok=True)
-            peer.driver.write_config(peer.config, self.run_dir / side)
-        self._each_peer(_quiet)  # before the captures start
+            new_dir.mkdir(parents=True, exist_ok=True)
+            peer.driver.write_config(peer.config, new_dir)
+            plan = self._reload_plan(peer, old_cfg, old_dir, new_dir)
+            if plan is not None:
+                reloads[side] = plan
+        # every drop end_cell started ends before the captures start (its Delete exchange is no cell's traffic); a
+        # daemon is reloaded only if its drop left it without SAs, else restarted
+        dropped = {side: self._dropped(side) for side in list(self._drops)}
+        reloads = {side: plan for side, plan in reloads.items() if dropped.get(side)}
+        self._each_peer(lambda peer: None if peer.side in reloads else _quiet(peer))  # before the captures start
         for link in self.topology.links:
             self.captures.append(start_capture(link, self.run_dir))
 
@@ -341,17 +360,40 @@ class Lab:
             if isinstance(peer.host, EndpointHost):
                 peer.host.restart(new_dir, peer.driver.start_script(peer.config, addressing, dev=peer.host.ifname))
                 peer.host.wait_ready()
+                return time.monotonic() - started
+            network = network_script(addressing, peer.side, kernel=False) + XFRM_MONITOR
+            plan = reloads.get(peer.side)
+            if plan is not None:
+                stat = peer.host.reset(new_dir, network + plan.load, clean=keep_daemon_reset(plan.pidfile, plan.keep))
             else:
-                stat = peer.host.reset(new_dir, network_script(addressing, peer.side, kernel=False) + XFRM_MONITOR
-                                       + peer.driver.start_script(peer.config, addressing))
-                self._stat_base[peer.side] = parse_xfrm_stat(stat)
+                stat = peer.host.reset(new_dir, network + peer.driver.start_script(peer.config, addressing))
+            self._stat_base[peer.side] = parse_xfrm_stat(stat)
             return time.monotonic() - started
 
         self.timings.boot = self._each_peer(reset)
-        # after the resets, which ended the cell before's daemons (nothing of theirs can pass the router any more)
-        # and before this cell's initiate: its NAT mappings start from none, as after a boot
+        self.timings.reloaded = sorted(reloads)
+        # after the resets, which ended the cell before's daemons (a reloaded one was dropped: it holds no SA and
+        # told its peer nothing) and before this cell's initiate: its NAT mappings start from none, as after a boot
         netns.flush_conntrack(self.topology)
         self._cell_open = True
+
+    def _dropped(self, side: str) -> bool:
+        """Whether the drop end_cell started on ``side`` ended well (waiting for it)."""
+        base = self._drops.pop(side)
+        host = self.peers[side].host
+        try:
+            return isinstance(host, UmlHost) and host.outcome(base, timeout=20)[0] == 0
+        except LabError:
+            return False
+
+    def _reload_plan(self, peer: PeerRun, old_cfg: PeerConfig, old_dir: Path, new_dir: Path) -> Reload | None:
+        """The driver's Reload of ``peer``'s running daemon into the configuration ``new_dir`` holds, or None
+        (restart it): only a UML guest that runs, with a driver that has ``reload`` and finds it equivalent."""
+        reload = getattr(peer.driver, "reload", None)
+        if type(peer.host) is not UmlHost or reload is None or not peer.host.alive:
+            return None
+        plan: Reload | None = reload(old_cfg, peer.config, old_dir, new_dir, self.topology.hosts[peer.side])
+        return plan
 
     def _write_state(self, final: bool = False) -> None:
         state = {
@@ -510,7 +552,8 @@ def _quiet(peer: PeerRun) -> None:
     lifetimes or DPD (a lifecycle case) goes on rekeying and probing while its lab is parked, and its messages,
     whose keys are the cell before's, must not land in the next cell's pcaps (seen: a Libreswan INFORMATIONAL
     as frame 1 of the next cell, "no keys for IKE SA").  The reset ends everything else in the guest after; the
-    endpoint's halt ends every process in its namespace, a capture there too, so it too goes first."""
+    endpoint's halt ends every process in its namespace, a capture there too, so it too goes first.  Not for a
+    daemon next_cell reloads: its drop (end_cell) has ended all its SAs, so it has nothing left to send."""
     if isinstance(peer.host, EndpointHost):
         peer.host.halt()
     elif peer.driver.daemon:

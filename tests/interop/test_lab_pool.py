@@ -58,6 +58,16 @@ def test_the_second_cell_of_a_pair_runs_on_the_booted_peers_with_its_own_artifac
     assert {int(sa["spi"], 16) for sa in counters["sas"]} <= spis[1]
     assert all(v >= 0 for v in counters["xfrm_stat"].values())
 
+    if pair[0] == "strongswan":
+        # the initiator's charon kept and reloaded (same strongswan.conf), pluto restarted: the second cell's
+        # charon.log holds its own IKE SA only, and its counters are this cell's
+        assert states[1]["timings"]["reloaded"] == ["left"]
+        log = (runs[1] / "left" / "charon.log").read_text()
+        assert "<lab|1>" not in log and "<lab|2>" in log
+        left_counters = json.loads((runs[1] / "counters.json").read_text())["left"]
+        assert {int(sa["spi"], 16) for sa in left_counters["sas"]} <= spis[1]
+        assert all(v >= 0 for v in left_counters["xfrm_stat"].values())
+
     left = cleanup.sweep(states[0]["run_id"], dry_run=True)
     assert not left, f"left behind after the pool closed: {left.describe()}"
 

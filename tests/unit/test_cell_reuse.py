@@ -59,8 +59,8 @@ def test_a_pair_s_cells_of_one_topology_run_one_after_another() -> None:
 class FakeGuest:
     """A booted guest as next_cell drives it: what it is asked to run, in order, into ``events``."""
 
-    def __init__(self, side: str, events: list[str]) -> None:
-        self.side, self.events = side, events
+    def __init__(self, side: str, events: list[str], directory: Path) -> None:
+        self.side, self.events, self.dir = side, events, directory
 
     def exec(self, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         self.events.append(f"{self.side}: {'end the daemon' if 'kill -9' in script else script}")
@@ -88,7 +88,7 @@ def test_next_cell_ends_the_daemons_then_captures_then_resets_then_empties_the_r
     case = by_name("tcp-transport-nat")
     spec = LabSpec(*case_configs(case, make_topology("nat", "t"), "libreswan"), "nat", "strongswan", "libreswan")
     lab = Lab(spec, run_dir=tmp_path / "one")
-    lab.peers = {side: PeerRun(side, driver(impl), cfg, FakeGuest(side, events))  # type: ignore[arg-type]
+    lab.peers = {side: PeerRun(side, driver(impl), cfg, FakeGuest(side, events, tmp_path / "one" / side))  # type: ignore[arg-type]
                  for side, impl, cfg in (("left", "strongswan", spec.left_config),
                                          ("right", "libreswan", spec.right_config))}
     lab.next_cell(spec, tmp_path / "two")

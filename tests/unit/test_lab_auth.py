@@ -106,7 +106,9 @@ def test_libreswan_renders_certificates_into_an_nss_database(tmp_path: Path):
     assert [c.certificate for c in p12.additional_certs] == [inter]
     lines = LibreswanDriver().start_script(left, make_topology("direct", "unit").hosts["left"])
     assert "certutil -A -d sql:/run/nss -n ipseclab-ca-0 -t CT,," in lines and "pk12util -i /ipl/nss/local.p12" in lines
-    assert lines.index("initnss") < lines.index("certutil") < lines.index("pluto --config")
+    # the empty database first (what ipsec initnss runs), then the imports, then pluto
+    assert lines.index("certutil -N -d sql:/run/nss --empty-password") < lines.index("certutil -A") < lines.index(
+        "pluto --config")
     _, rsa_right = configs("cert-rsa", "libreswan")
     assert "\tauthby=rsasig\n" in render_ipsec_conf(rsa_right, log_path="/ipl/pluto.log")
 

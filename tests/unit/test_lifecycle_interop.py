@@ -102,7 +102,7 @@ def test_additional_children_in_both_daemons_and_their_routes():
     lines = route_lines(cfg, host)
     assert "ip addr add 203.0.113.193/32 dev lo\n" in lines
     assert "ip route add 203.0.113.224/27 dev vec0 src 203.0.113.193\n" in lines
-    assert "--add lab-2" in driver("libreswan").start_script(cfg, host)
+    assert "--config /ipl/ipsec.conf lab lab-2 || exit 1\n" in driver("libreswan").start_script(cfg, host)
 
 
 @pytest.mark.parametrize(("kw", "pattern"), [

@@ -11,7 +11,7 @@ keys the daemon logged.  Sockets and runtime state live on the guest's tmpfs ``/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..keys import StrongswanIkeKeys, parse_xfrm_stat, parse_xfrm_state
 from ..peerconfig import PeerConfig
@@ -23,7 +23,7 @@ PLACEMENTS = ("kernel", "container", "process")
 LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "shell")
 
 # shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
-WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done
 [ -S {path} ] || {{ echo "{what} did not create {path}"; exit 1; }}
 """
 
@@ -38,6 +38,23 @@ def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str
         addr = next(local.hosts())
         lines += [f"ip addr add {addr}/32 dev lo\n", f"ip route add {remote}{via} src {addr}\n"]
     return "".join(lines)
+
+
+class Reload(NamedTuple):
+    """How a driver moves its running daemon from one cell to the next instead of restarting it: the optional
+    ``reload(old, new, old_dir, new_dir, host)`` of a driver returns one, or None where only a restart is right.
+
+    It goes with the driver's ``drop_script(cfg)``, shell lines that end every SA of a cell without a word to the
+    other peer (which is dropped or restarted itself) and fail unless the daemon then holds none: the lab runs
+    them once the cell's captures have stopped
+    (``Lab.end_cell``) and reloads only a daemon whose drop succeeded.  The guest is then reset around the daemon
+    (``uml.keep_daemon_reset``: the process in ``pidfile`` and the ``/run`` files matching ``keep`` stay), and
+    ``load`` runs where ``start_script`` would: it adds the new cell's routes and gives the daemon its log file and
+    configuration."""
+
+    pidfile: str
+    keep: str
+    load: str
 
 
 def kernel_counters(host: Any) -> dict[str, Any]:
@@ -74,7 +91,10 @@ class PeerDriver(Protocol):
     ``process`` (a process in the side's namespace).  ``check_supported`` raises ConfigError naming
     what it cannot do (the cell is then UNSUPPORTED); an optional ``check_pair(cfg, topology, peer)``
     does the same for what it cannot do with one particular peer implementation; ``start_script``
-    gives the shell lines that start the daemon (``dev`` is its transit interface) and load the connection; ``initiate``
+    gives the shell lines that start the daemon (``dev`` is its transit interface) and load the connection;
+    optional ``drop_script(cfg)`` and ``reload(old, new, old_dir, new_dir, host)`` (a :class:`Reload`) let the
+    running daemon take the next cell's configuration where it leaves the cell as a fresh start would (None:
+    the guest is reset and the daemon restarted); ``initiate``
     raises LabError when the SA does not come up; ``ike_keys`` returns the IKE keys it logged
     (or [] when it cannot: say so in its docstring).
     """

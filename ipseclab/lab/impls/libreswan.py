@@ -25,6 +25,8 @@ What the translation relies on (Libreswan's own sources and ipsec.conf(5) of the
 Key logging: ``plutodebug`` with ``crypt`` dumps the ESP keys pluto hands to the kernel and
 ``private`` the bytes of its NSS symmetric keys (SKEYSEED, SK_*); the child SA keys are more
 simply read from ``ip xfrm state`` in the guest (the only source here for AH keys).
+The driver starts pluto with ``--debug none`` and turns this debug on with whack once pluto listens (its
+start-up self-tests would otherwise be dumped too).
 """
 
 from __future__ import annotations
@@ -418,9 +420,18 @@ def write_libreswan_config(peer: PeerConfig, directory: str | Path, *, log_path:
     return files
 
 
+def add_conns(cfg: PeerConfig) -> str:
+    """The shell line that loads the peer's conns into pluto: what ``ipsec auto --add NAME`` ends in (addconn), for
+    every conn at once."""
+    return f"{LIBEXEC}/addconn --ctlsocket {PLUTO_CTL} --config /ipl/ipsec.conf {' '.join(conn_names(cfg))} || exit 1\n"
+
+
 # --- the driver -----------------------------------------------------------------------------
 
 PLUTO_CTL = "/run/pluto/pluto.ctl"
+LIBEXEC = "/usr/libexec/ipsec"  # where the ``ipsec`` wrapper finds the programs it execs
+PLUTO = f"{LIBEXEC}/pluto"
+WHACK = f"{LIBEXEC}/whack --ctlsocket {PLUTO_CTL}"
 # what pluto 4.10 logs for an error notify in the IKE_SA_INIT response, which it drops (unauthenticated)
 PLUTO_INIT_REFUSAL = "dropping unexpected IKE_SA_INIT message containing [A-Z_]* notification"
 
@@ -468,21 +479,28 @@ class LibreswanDriver:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        """Routes, the NSS database, pluto, its listening sockets and the conns: the programs themselves, not the
+        ``ipsec`` wrapper scripts (under UML every fork and exec costs tens of milliseconds, and ``ipsec auto --add``
+        is three shell scripts before it execs addconn; ``ipsec initnss`` is ``certutil -N --empty-password``).
+        With ``log_keys`` pluto starts with ``--debug none`` (after ``--config``, so it overrides ``plutodebug``) and
+        whack turns the key-logging debug on once it listens: at start-up pluto runs its algorithms' self-tests, whose
+        crypt/private dump is some 4,700 log lines on hostfs (0.6 s of a 1 s start, seen 2026-11-30)."""
         return (
             route_lines(cfg, host, dev)
             + f"mkdir -p /run/pluto {NSS_DIR}\n"
-            + f"ipsec initnss --nssdir {NSS_DIR} > /ipl/initnss.log 2>&1 || exit 1\n"
+            + f"certutil -N -d sql:{NSS_DIR} --empty-password > /ipl/initnss.log 2>&1 || exit 1\n"
             + nss_lines(cfg)
-            + f"/usr/libexec/ipsec/pluto --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
-              "--secretsfile /ipl/ipsec.secrets --logfile /ipl/pluto.log || exit 1\n"
+            + f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
+              "--secretsfile /ipl/ipsec.secrets --logfile /ipl/pluto.log"
+            + (" --debug none" if cfg.log_keys else "") + " || exit 1\n"
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
-            + f"ipsec whack --ctlsocket {PLUTO_CTL} --listen\n"
-            + "".join(f"ipsec auto --config /ipl/ipsec.conf --ctlsocket {PLUTO_CTL} --add {name} || exit 1\n"
-                      for name in conn_names(cfg))
+            + f"{WHACK} --listen\n"
+            + (f"{WHACK} {' '.join(f'--debug {c}' for c in KEY_DEBUG.split())} || exit 1\n" if cfg.log_keys else "")
+            + add_conns(cfg)
         )
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} --initiate --name {cfg.name}",
                             timeout=timeout + 10, check=False)
         if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
             raise LabError("Libreswan could not establish the SA", command=["ipsec", "whack", "--initiate"],
@@ -493,7 +511,7 @@ class LibreswanDriver:
         """``initiate``, ended (whack killed) once pluto logs the refusal in the IKE_SA_INIT response that it drops
         (unauthenticated; it keeps retransmitting until its own timeout): LabError quoting pluto's line."""
         script = (f"n=$(cat /ipl/pluto.log 2>/dev/null | wc -l)\n"
-                  f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {cfg.name} "
+                  f"timeout {int(timeout)} {WHACK} --initiate --name {cfg.name} "
                   "> /run/initiate.out 2>&1 & w=$!\n"
                   "seen=''\n"
                   "while kill -0 $w 2>/dev/null; do\n"
@@ -517,7 +535,7 @@ class LibreswanDriver:
 
     def initiate_child(self, host: UmlHost, cfg: PeerConfig, name: str, timeout: float) -> str:
         """Start the conn ``name`` (``<cfg.name>-2``, ...): pluto puts it under the IKE SA already up."""
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} --initiate --name {name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} --initiate --name {name}",
                             timeout=timeout + 10, check=False)
         if rc != 0 or ("established Child SA" not in out and "IPsec SA established" not in out):
             raise LabError(f"Libreswan could not establish the Child SA {name}", command=["ipsec", "whack"],
@@ -527,7 +545,7 @@ class LibreswanDriver:
     def rekey(self, host: UmlHost, cfg: PeerConfig, what: str, timeout: float) -> str:
         """Rekey the conn's Child SA (``what="child"``) or its IKE SA (``"ike"``) now."""
         flag = "--rekey-ipsec" if what == "child" else "--rekey-ike"
-        rc, out = host.exec(f"timeout {int(timeout)} ipsec whack --ctlsocket {PLUTO_CTL} {flag} --name {cfg.name}",
+        rc, out = host.exec(f"timeout {int(timeout)} {WHACK} {flag} --name {cfg.name}",
                             timeout=timeout + 10, check=False)
         if rc != 0:
             raise LabError(f"Libreswan refused to rekey the {what} SA", command=["ipsec", "whack", flag],

@@ -30,7 +30,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -400,6 +400,40 @@ class StrongswanDriver:
             + WAIT_FOR.format(path=VICI, what="charon")
             + f"swanctl --load-all --file /ipl/swanctl.conf --uri unix://{VICI} || exit 1\n"
         )
+
+    def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
+        """End the cell's IKE SA (and its Child SAs) at once, without telling the other peer, then wait until charon
+        holds no SA.  The guest's global addresses go first, so the Delete charon sends cannot leave: a peer told
+        of it may act on it (Libreswan 4.10 as the initiator revives a connection whose IKE SA the responder
+        deleted, seen 2026-11-30), and the other peer is itself dropped or restarted before the next cell."""
+        uri = f"--uri unix://{VICI}"
+        return (f"ip addr flush dev {dev} scope global\n"
+                f"swanctl --terminate --ike {cfg.name} --force {uri} >/dev/null 2>&1\n"
+                # an SA is a "list-sa event" of --raw; with none it prints only "list-sas reply {}"
+                "i=0; while :; do\n"
+                f"  case \"$(swanctl --list-sas --raw {uri})\" in *'list-sa event'*) ;; *) break;; esac\n"
+                "  [ $i -lt 40 ] || { echo 'charon still holds SAs'; exit 1; }; sleep 0.05; i=$((i+1)); done\n")
+
+    def reload(self, old: PeerConfig, new: PeerConfig, old_dir: Path, new_dir: Path, host: HostAddressing,
+               dev: str = "vec0") -> Reload | None:
+        """charon keeps running from one cell to the next when the new ``strongswan.conf`` is the old one byte for
+        byte (plugins, threads, retransmission and log settings are read at start; the file names the log, and
+        ``--reload-settings`` reopens it in the new ``/ipl``).  After the routes ``start_script`` adds, ``load``
+        is ``--load-all --clear``: the new cell's connections, secrets and credentials only (a connection the
+        file does not hold is unloaded, one of the same name replaced, the credentials cleared first)."""
+        if self.libipsec:
+            return None
+        try:
+            if (old_dir / "strongswan.conf").read_bytes() != (new_dir / "strongswan.conf").read_bytes():
+                return None
+        except OSError:
+            return None
+        uri = f"--uri unix://{VICI}"
+        load = (route_lines(new, host, dev)
+                + "export STRONGSWAN_CONF=/ipl/strongswan.conf\n"
+                f"swanctl --reload-settings {uri} || exit 1\n"
+                f"swanctl --load-all --clear --file /ipl/swanctl.conf {uri} || exit 1\n")
+        return Reload("/run/charon.pid", "/run/charon.*", load)
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         rc, out = host.exec(f"swanctl --initiate --child {cfg.name} --uri unix://{VICI} --timeout {int(timeout)}",

@@ -39,6 +39,23 @@ rm -rf /run/* /tmp/* /var/tmp/*
 echo '=== xfrm_stat'; cat /proc/net/xfrm_stat
 """
 
+
+
+def keep_daemon_reset(pidfile: str, keep: str, dev: str = "vec0") -> str:
+    """RESET for a guest whose daemon stays up to be reloaded (``UmlHost.reset`` with ``clean``): the process whose
+    pid ``pidfile`` holds is spared by the kill loop and the files matching the shell pattern ``keep`` (its pid file,
+    its control socket) by the cleaning of /run; everything else is as RESET does it.  The daemon must hold no SA by
+    then (the driver's ``Reload.drop``), so flushing the kernel's SAs and policies takes nothing from it."""
+    kill, rest = RESET.split("ip xfrm state flush", 1)
+    keep_pid = (f'd=$(cat {pidfile} 2>/dev/null); [ -n "$d" ] && [ -e /proc/$d/exe ] '
+                '|| { echo "no daemon"; exit 1; }\n')
+    kill = kill.replace('[ "$p" = $$ ] ||', '[ "$p" = $$ ] || [ "$p" = "$d" ] ||')
+    rest = rest.replace("rm -rf /run/* /tmp/* /var/tmp/*",
+                        f'set --; for f in /run/* /tmp/* /var/tmp/*; do case $f in {keep}) ;; *) [ -e "$f" ] && '
+                        'set -- "$@" "$f";; esac; done; [ $# = 0 ] || rm -rf "$@"')
+    return (keep_pid + kill + "ip xfrm state flush" + rest).replace("{dev}", dev)
+
+
 AGENT = """
 touch /ipl/ready
 while :; do
@@ -126,12 +143,14 @@ class UmlHost:
         self.console = self.dir / "console.log"
         self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console)
 
-    def reset(self, new_dir: Path, script: str, dev: str = "vec0", timeout: float = 60) -> str:
+    def reset(self, new_dir: Path, script: str, dev: str = "vec0", timeout: float = 60,
+              clean: str | None = None) -> str:
         """Make the running guest as a fresh boot would leave it, for the next cell (see RESET), with
         ``new_dir`` as its ``/ipl``; then run ``script`` (network and daemon start) there, its output in
         ``init.log`` as at boot.  Returns ``/proc/net/xfrm_stat`` as the reset left it (the kernel's counters
         run from boot: the cell's are what it adds); LabError if the script failed.
 
+        ``clean`` replaces RESET (keep_daemon_reset: a daemon that is reloaded, not restarted).
         The spool moves with ``/ipl``: the command is read from the old directory and its status is
         written into the new one (its output stays in the old directory).
         """
@@ -142,7 +161,7 @@ class UmlHost:
         self._seq += 1
         base = old / "cmd" / f"{self._seq:05d}"
         tmp = base.with_suffix(".tmp")
-        tmp.write_text(RESET.replace("{dev}", dev)
+        tmp.write_text((RESET.replace("{dev}", dev) if clean is None else clean)
                        + f"umount -l /ipl; mount -t hostfs none /ipl -o {shlex.quote(str(new_dir))}\n"
                        + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\ntouch /ipl/ready\n")
         tmp.rename(base.with_suffix(".sh"))
@@ -186,24 +205,34 @@ class UmlHost:
         """Run shell lines in the guest; returns (exit status, output).  LabError on timeout or failure."""
         if not self.alive:
             raise LabError(f"UML guest {self.name} is not running", output=tail(self.dir / "init.log"))
+        base = self.submit(script)
+        rc, out = self.outcome(base, timeout, script)
+        if check and rc != 0:
+            raise LabError(f"command in UML guest {self.name} failed with status {rc}", command=[script], output=out)
+        return rc, out
+
+    def submit(self, script: str) -> Path:
+        """Hand shell lines to the agent and return at once: the command's spool path, for ``outcome``.  The agent
+        runs commands one after another, so whatever is submitted later starts when this one has ended."""
         self._seq += 1
         base = self.dir / "cmd" / f"{self._seq:05d}"
         tmp = base.with_suffix(".tmp")
         tmp.write_text(script + "\n")
         tmp.rename(base.with_suffix(".sh"))
+        return base
+
+    def outcome(self, base: Path, timeout: float = 30, script: str = "") -> tuple[int, str]:
+        """(exit status, output) of the command ``submit`` gave ``base``, once it ended; LabError if it did not
+        within ``timeout`` or the guest died."""
         rc_file = base.with_suffix(".rc")
         deadline = time.monotonic() + timeout
         while not rc_file.exists():
             if time.monotonic() > deadline or not self.alive:
                 what = "died" if not self.alive else f"did not finish within {timeout:.0f} s"
-                raise LabError(f"command in UML guest {self.name} {what}", command=[script],
+                raise LabError(f"command in UML guest {self.name} {what}", command=[script or base.name],
                                output=tail(base.with_suffix(".out")), hint=f"see {self.dir}/init.log")
             time.sleep(0.02)
-        rc = int(rc_file.read_text().strip() or "1")
-        out = base.with_suffix(".out").read_text(errors="replace")
-        if check and rc != 0:
-            raise LabError(f"command in UML guest {self.name} failed with status {rc}", command=[script], output=out)
-        return rc, out
+        return int(rc_file.read_text().strip() or "1"), base.with_suffix(".out").read_text(errors="replace")
 
     def halt(self, timeout: float = 10) -> None:
         """Halt the guest cleanly if it answers, else stop its process group; never raises for a dead guest."""

@@ -1,0 +1,177 @@
+"""Reloading a daemon between two cells on a booted pair (Lab.end_cell/next_cell, Reload, keep_daemon_reset),
+with a fake guest: a thread that answers the spool as the UML agent would, so the order of what the lab does
+(the drop, the captures, the reset) and what it decides (reload or restart) are seen without a kernel."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from ipseclab.interop import case_configs
+from ipseclab.lab import lab as lab_module
+from ipseclab.lab.images import Image
+from ipseclab.lab.impls.libreswan import LibreswanDriver
+from ipseclab.lab.impls.strongswan import StrongswanDriver, StrongswanLibipsecDriver
+from ipseclab.lab.lab import Lab, LabSpec, PeerRun
+from ipseclab.lab.runtimes.uml import RESET, UmlHost, keep_daemon_reset
+from ipseclab.lab.topology import make_topology
+from ipseclab.testcases import by_name
+
+TOPO = make_topology("direct", "unit")
+
+
+def _configs(case: str, responder: str):
+    c = by_name(case)
+    return case_configs(c, make_topology(c.topology, "unit"), responder)
+
+
+# --- the drivers' decisions and scripts -------------------------------------------------------
+
+
+def _written(tmp_path: Path, name: str, cfg) -> Path:
+    d = tmp_path / name
+    StrongswanDriver().write_config(cfg, d)
+    return d
+
+
+def test_strongswan_reloads_only_into_the_same_strongswan_conf(tmp_path: Path):
+    left, _ = _configs("esp-tunnel", "strongswan")
+    transport, _ = _configs("esp-transport", "strongswan")
+    cert, _ = _configs("cert-rsa", "strongswan")
+    old, same, other = _written(tmp_path, "a", left), _written(tmp_path, "b", transport), _written(tmp_path, "c", cert)
+    drv = StrongswanDriver()
+    plan = drv.reload(left, transport, old, same, TOPO.hosts["left"])
+    assert plan is not None and plan.pidfile == "/run/charon.pid" and plan.keep == "/run/charon.*"
+    lines = plan.load.splitlines()
+    # no routes in transport mode; the settings (and so the log in the new /ipl) before the new configuration
+    assert lines == ["export STRONGSWAN_CONF=/ipl/strongswan.conf",
+                     "swanctl --reload-settings --uri unix:///run/charon.vici || exit 1",
+                     "swanctl --load-all --clear --file /ipl/swanctl.conf --uri unix:///run/charon.vici || exit 1"]
+    tunnel = drv.reload(transport, left, same, old, TOPO.hosts["left"])
+    assert tunnel is not None and tunnel.load.startswith("ip route add 203.0.113.64/26 dev vec0 src 203.0.113.1\n")
+    # a certificate cell loads pkcs8 into charon: another strongswan.conf, so a restart
+    assert drv.reload(left, cert, old, other, TOPO.hosts["left"]) is None
+    assert drv.reload(left, left, old, tmp_path / "missing", TOPO.hosts["left"]) is None
+    assert StrongswanLibipsecDriver().reload(left, left, old, old, TOPO.hosts["left"]) is None
+    assert not hasattr(LibreswanDriver(), "reload")  # pluto cannot reopen its log in the new /ipl: restarted
+
+
+def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
+    left, _ = _configs("esp-tunnel", "strongswan")
+    script = StrongswanDriver().drop_script(left)
+    # the addresses go first: the Delete must not reach the other peer (it could act on it)
+    assert script.index("ip addr flush dev vec0 scope global") < script.index(
+        f"swanctl --terminate --ike {left.name} --force --uri") < script.index("--list-sas --raw")
+    assert "*'list-sa event'*) ;; *) break;;" in script and "exit 1" in script
+
+
+def test_keep_daemon_reset_is_reset_but_for_the_daemon_and_its_run_files():
+    script = keep_daemon_reset("/run/charon.pid", "/run/charon.*", dev="vec0")
+    first, rest = script.split("\n", 1)
+    assert first.startswith("d=$(cat /run/charon.pid 2>/dev/null)") and 'echo "no daemon"; exit 1' in first
+    # both kill loops spare the daemon; every flush of RESET is still there
+    assert rest.count('[ "$p" = "$d" ] ||') == 2
+    for line in RESET.replace("{dev}", "vec0").splitlines():
+        if not line.startswith(("for p", "  [", "rm -rf")):
+            assert line in rest.splitlines()
+    assert "rm -rf /run/*" not in script and 'case $f in /run/charon.*) ;;' in script
+
+
+# --- the lab's order and fallbacks, on fake guests ---------------------------------------------
+
+
+class FakeGuest(threading.Thread):
+    """Answers a UmlHost's spool as the agent would: a reset's status in the new /ipl (which becomes ready),
+    everything else beside it; ``fail`` makes the drop fail.  ``log`` is what ran, in order."""
+
+    def __init__(self, host: UmlHost, log: list[str], fail_drop: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.host, self.log, self.fail_drop, self.done = host, log, fail_drop, threading.Event()
+        self.spool = host.dir / "cmd"
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for sh in sorted(self.spool.glob("*.sh")):
+                text = sh.read_text()
+                run = sh.with_suffix(".run")
+                sh.rename(run)
+                rc, out, rc_dir = 0, "", self.spool
+                if "mount -t hostfs" in text:
+                    new = Path(re.search(r"-o (\S+)\n", text).group(1))  # type: ignore[union-attr]
+                    kind = "reload" if "d=$(cat /run/charon.pid" in text else "reset"
+                    self.log.append(f"{kind} {self.host.name}")
+                    out, rc_dir = "=== xfrm_stat\nXfrmInError 0\n", new / "cmd"
+                    (new / "ready").touch()
+                    self.spool = new / "cmd"
+                elif "swanctl --terminate" in text:
+                    self.log.append(f"drop {self.host.name}")
+                    rc = 1 if self.fail_drop else 0
+                run.with_suffix(".out").write_text(out)
+                rc_dir.mkdir(parents=True, exist_ok=True)
+                (rc_dir / (sh.stem + ".rc")).write_text(f"{rc}\n")
+            self.done.wait(0.005)
+
+
+@pytest.fixture
+def fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    log: list[str] = []
+    monkeypatch.setattr(lab_module, "start_capture", lambda link, run_dir: log.append("captures") or _Cap(run_dir))
+    monkeypatch.setattr(lab_module, "stop_capture", lambda cap: None)
+    monkeypatch.setattr(lab_module, "captured_ike_messages", lambda captures: [])
+    guests: list[FakeGuest] = []
+
+    def make(right: str, case: str = "esp-tunnel", fail_drop: bool = False) -> Lab:
+        left_cfg, right_cfg = _configs(case, right)
+        lab = Lab(LabSpec(left_cfg, right_cfg, "direct", "strongswan", right), run_dir=tmp_path / "cell1")
+        lab._up = True
+        for side, drv, cfg in (("left", StrongswanDriver(), left_cfg), ("right", lab_module.driver(right), right_cfg)):
+            host = UmlHost(side, f"u-{side}", Image(drv.impl, "k", tmp_path, None), "ns", "if", lab.run_dir / side,
+                           booted_at=1.0)
+            host.prepare("")
+            drv.write_config(cfg, host.dir)
+            lab.peers[side] = PeerRun(side, drv, cfg, host)
+            guest = FakeGuest(host, log, fail_drop=fail_drop and side == "left")
+            guest.start()
+            guests.append(guest)
+        return lab
+
+    yield make, log
+    for g in guests:
+        g.done.set()
+
+
+class _Cap:
+    def __init__(self, run_dir: Path) -> None:
+        self.pcap = run_dir / "none.pcap"
+
+
+def _next(lab: Lab, tmp_path: Path, case: str) -> None:
+    lab.end_cell()
+    left, right = _configs(case, lab.spec.right)
+    lab.next_cell(LabSpec(left, right, "direct", "strongswan", lab.spec.right), tmp_path / case)
+
+
+def test_next_cell_drops_before_its_captures_and_reloads_strongswan(fake_lab, tmp_path: Path):
+    make, log = fake_lab
+    lab = make("strongswan")
+    _next(lab, tmp_path, "esp-transport")
+    assert lab.timings.reloaded == ["left", "right"]
+    assert sorted(log[:2]) == ["drop left", "drop right"] and log[2] == "captures"
+    assert sorted(log[3:]) == ["reload left", "reload right"]
+    assert lab.peers["left"].host.dir == tmp_path / "esp-transport" / "left"
+    assert lab._stat_base["left"] == {"XfrmInError": 0}
+    # a certificate cell: another strongswan.conf, both daemons restarted (after their drops, before the captures)
+    log.clear()
+    _next(lab, tmp_path, "cert-rsa")
+    assert lab.timings.reloaded == [] and log[2] == "captures" and sorted(log[3:]) == ["reset left", "reset right"]
+
+
+def test_a_failed_drop_restarts_that_daemon_and_libreswan_always_restarts(fake_lab, tmp_path: Path):
+    make, log = fake_lab
+    lab = make("libreswan", fail_drop=True)
+    _next(lab, tmp_path, "esp-transport")
+    assert log[0] == "drop left" and log[1] == "captures"  # pluto has no drop
+    assert lab.timings.reloaded == [] and sorted(log[2:]) == ["reset left", "reset right"]

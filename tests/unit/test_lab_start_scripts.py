@@ -1,0 +1,39 @@
+"""The shell lines the kernel-IPsec drivers start their daemons with (lab/impls): what runs, in which order."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ipseclab.interop import case_configs
+from ipseclab.lab.impls.libreswan import LIBEXEC, PLUTO_CTL, LibreswanDriver
+from ipseclab.lab.topology import make_topology
+from ipseclab.testcases import by_name
+
+HOST = make_topology("direct", "unit").hosts["right"]
+
+
+def _right(case: str):
+    c = by_name(case)
+    return case_configs(c, make_topology(c.topology, "unit"), "libreswan")[1]
+
+
+def test_libreswan_starts_its_programs_without_the_ipsec_wrapper():
+    cfg = _right("esp-tunnel")
+    lines = LibreswanDriver().start_script(cfg, HOST).splitlines()
+    programs = [line.split()[0] for line in lines if not line.startswith(("i=0", "[ -S", "ip ", "mkdir"))]
+    assert programs == ["certutil", f"{LIBEXEC}/pluto", f"{LIBEXEC}/whack", f"{LIBEXEC}/whack", f"{LIBEXEC}/addconn"]
+    assert not any(line.startswith("ipsec ") for line in lines)
+    # pluto starts without its debug (its self-tests would be dumped), whack turns the key logging on before the conns
+    pluto = next(line for line in lines if line.startswith(f"{LIBEXEC}/pluto"))
+    assert pluto.index("--config /ipl/ipsec.conf") < pluto.index("--debug none")
+    debug = lines.index(f"{LIBEXEC}/whack --ctlsocket {PLUTO_CTL} --debug crypt --debug private || exit 1")
+    assert lines.index(f"{LIBEXEC}/whack --ctlsocket {PLUTO_CTL} --listen") < debug
+    add = f"{LIBEXEC}/addconn --ctlsocket {PLUTO_CTL} --config /ipl/ipsec.conf {cfg.name} || exit 1"
+    assert debug < lines.index(add)
+
+
+def test_libreswan_without_key_logging_leaves_pluto_s_debug_alone():
+    cfg = dataclasses.replace(_right("esp-tunnel"), log_keys=False)
+    script = LibreswanDriver().start_script(cfg, HOST)
+    assert "--debug" not in script
+    assert "--logfile /ipl/pluto.log || exit 1\n" in script
