@@ -37,6 +37,7 @@ from .matrix import (
 )
 from .pcap.trace import Trace
 from .testcases.base import TestCase
+from .testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
 
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
 DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
@@ -155,11 +156,49 @@ def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = 
             raise CheckFailed(f"ipseclab could not decrypt ESP in {pcap.name}: " + "; ".join(bad_esp[:3]))
 
 
+# The lifecycle steps (testcases/steps.py) whose traces the reset between two cells clears (Lab.next_cell:
+# uml.RESET in a guest, a new endpoint process after EndpointHost.halt, which ends every process in its namespace):
+#   Ping          background pings: killed
+#   Wait, WaitSasGone   nothing
+#   Rekey, StartChild   SAs and policies (flushed), the extra Child SAs' addresses on lo (flushed), daemon state
+#                       (a new daemon); the endpoint's: a new process
+#   Kill          the daemon is gone and the SAs flushed already; a killed endpoint is not running, so Lab.reusable()
+#                 tears that lab down (its namespace keeps what the kill left: rp_filter, no TUN device)
+#   Delay         netem on vec0 (its root qdisc deleted); the endpoint's own delay (a new process)
+#   TcpTransfer   busybox httpd (killed), its files in /run and /tmp (emptied) or the cell's own directory
+RESET_CLEARS = (Ping, Wait, Rekey, StartChild, Kill, WaitSasGone, Delay, TcpTransfer)
+
+
 def reusable(case: TestCase) -> bool:
-    """Whether ``case`` may run on peers booted for an earlier cell (lab.pool): no lifecycle steps (they kill
-    daemons, delay links, leave listeners), no probe (its verdict reads counters and injects), direct topology
-    (the NAT router's connection tracking would carry one cell's mappings into the next)."""
-    return not case.steps and not case.probe and case.topology == "direct"
+    """Whether ``case`` may run on peers booted for an earlier cell of its pair and topology (lab.pool): when every
+    lifecycle step it has is one whose traces the reset clears (``RESET_CLEARS``; a new kind of step is not,
+    until it is listed there with what clears it).  Probe cells are: the injector is the cell's (closed when it
+    ends), the victim's SAs are the cell's own and its counters are read relative to the reset
+    (``Lab.peer_counters``).  NAT cells are: next_cell empties the router's connection tracking.
+
+    What cannot be reused is decided when the lab is up (``Lab.reusable``): a container peer (no reset for it:
+    the container's own layer keeps what the cell wrote, and its namespace is the container's), an endpoint
+    that is not running (killed by a lifecycle step)."""
+    return all(isinstance(step, RESET_CLEARS) for step in case.steps)
+
+
+def reuse_group(case: TestCase) -> str:
+    """The part of a pair's cells ``case`` shares booted peers with when the matrix spreads cells over workers
+    (tests/interop/conftest.py, run_matrix's order), "" when it boots its own: the NAT cells, and the direct
+    cells apart by kind (plain, probe, lifecycle), so that the long lifecycle cells of a pair are not one
+    worker's queue with everything else of it (a group boots once: a few seconds, against 10-15 s a
+    lifecycle cell)."""
+    if not reusable(case):
+        return ""
+    if case.topology != "direct":
+        return case.topology
+    return "probe" if case.probe else "lifecycle" if case.steps else "direct"
+
+
+def cell_order(case: TestCase) -> tuple[bool, str, str]:
+    """Where ``case`` goes among its pair's cells: the reusable ones first, those of one topology together (the
+    pool keeps one lab, of one topology), by group (reuse_group)."""
+    return not reusable(case), case.topology, reuse_group(case)
 
 
 def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runtime: str = "",
@@ -188,6 +227,11 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
     try:
         spec = LabSpec(left_cfg, right_cfg, case.topology, initiator, responder, runtime)
         with pool.lab(spec, run_dir, reusable(case)) if pool is not None else Lab(spec, run_dir=run_dir) as lab:
+            victim = "left" if case.victim == "initiator" else "right"
+            if case.probe:
+                from .probes import prepare_probe
+
+                prepare_probe(lab, victim)
             if case.refusal or not case.establishes:
                 _initiate_refused(lab, run_dir)
             else:
@@ -199,7 +243,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
                 if case.probe:
                     from .probes import run_probe
 
-                    run_probe(lab, case.probe, run_dir, victim="left" if case.victim == "initiator" else "right")
+                    run_probe(lab, case.probe, run_dir, victim=victim)
         case.check(Trace.load(run_dir))
         check_ipseclab_decrypts(run_dir, _probed(run_dir), retries_without_keys=bool(case.refusal))
     except AssertionError as exc:  # CheckFailed, the suite's failure type, is one
@@ -352,14 +396,14 @@ def run_matrix(cases: list[TestCase], pairs: list[tuple[str, str]], out_dir: Pat
     """Run every cell of cases x pairs (or only ``shard``'s); results.json, results.md and results.xml (JUnit),
     in matrix order, are rewritten after each cell, so an interrupted run still leaves its matrix.
 
-    The cells run pair by pair, each pair's :func:`reusable` cells first, on peers a LabPool keeps booted
-    between them (the other cells boot their own)."""
+    The cells run pair by pair, each pair's :func:`reusable` cells first and by topology, on peers a LabPool keeps
+    booted between them (the other cells boot their own)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     by_name = {c.name: c for c in cases}
     selection = Selection(tuple(by_name), tuple(pairs))
     rank = {pair: n for n, pair in enumerate(selection.pairs)}
     cells = sorted(selection.cells(shard),
-                   key=lambda c: (rank[(c.initiator, c.responder)], not reusable(by_name[c.case])))
+                   key=lambda c: (rank[(c.initiator, c.responder)], cell_order(by_name[c.case])))
     results: list[CaseResult] = []
     with LabPool() as pool:
         for k, cell in enumerate(cells, 1):

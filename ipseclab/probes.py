@@ -12,6 +12,14 @@ trace must then hold for its ICMP echo), with the victim's counters (through its
 and after the step.  Everything goes to ``probe.json`` in the run directory, where the case's
 ``check`` (testcases/verdicts.py) reads it beside Wireshark's view of the pcap.
 
+A step lasts as long as its evidence takes to appear, not a fixed time (``await_evidence``): each packet
+says what a correct victim leaves behind (``Sent.evidence``): a reply, seen as one more ESP packet from
+the victim on its outbound SA in the link's capture as tcpdump writes it (``PcapFollower``), or a drop,
+seen as one more in the victim's drop counters (``drop_count``: the kernel's XfrmIn* statistics, the
+endpoint's data plane drops); then ``SETTLE`` seconds more, so that a wrong extra reply is still in the
+step.  A victim that does not do what the step expects makes it wait ``EVIDENCE_TIMEOUT`` at most, and the
+verdict, which reads the whole capture and the counters, judges it as before.
+
 The packets (RFC 4303 3.4.3, the kernel's xfrm_replay_check):
 
 * ``replay``: the initiator's captured ESP packets sent again byte for byte; pings in a new
@@ -28,12 +36,15 @@ The packets (RFC 4303 3.4.3, the kernel's xfrm_replay_check):
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import LabError
 from .esp.esp import EspSA
@@ -41,6 +52,7 @@ from .lab.keys import parse_xfrm_state
 from .lab.lab import Lab
 from .lab.runtimes.process import EndpointHost
 from .pcap.esp_keyfiles import read_esp_sa
+from .pcap.reader import IpPacket, PcapFollower
 
 PROBE_ICMP_ID = 0x1E13  # the ICMP echo identifier of every ping a probe makes (issue 13)
 OUTSIDE_SELECTORS = "203.0.113.200"  # in neither side's protected /26 of the direct topology
@@ -48,18 +60,43 @@ TFC_PAD_TO = 1000  # ipseclab's TFC padding of its probe ping (payload bytes)
 VICTIM_DUMMIES = 3  # dummy packets an ipseclab victim is told to send its peer (which must drop them unseen)
 FORGED_AHEAD = 1000
 
+# How long a step may wait for its evidence.  A correct victim answers or counts within milliseconds (in the
+# captures of 10 probe cells, 2026-11-30, load 2-4: 54 replies 0.5 ms after the request at the median, 10 ms at
+# most, kernels and the endpoint alike; a counter read is one command in the guest, 0.1-0.3 s): the bound is only
+# reached by a victim that does not do what the step expects, whose verdict the capture and counters then give.
+EVIDENCE_TIMEOUT = 5.0
+# What a step waits after its evidence is complete, for a wrong extra reply to reach the capture.  The victim
+# handles the step's packets in order and tcpdump writes frames in the order it captures them, so once the last
+# packet's reply is in the file, a reply to any packet before it is there too; once a drop is counted, the
+# packet was handled in the same receive path that would have answered it, a counter read (a command through
+# the guest's spool, >= 50 ms) earlier.  What is left is a frame between the victim and tcpdump's file while
+# tcpdump (-U, --immediate-mode) waits for a core: 0.2 s is 20 times the slowest turnaround seen on the wire
+# (above) and covers a descheduled tcpdump on 2 shared cores.  The capture also runs on after the last step while
+# the lab collects keys and counters (>= 0.3 s), and the verdict counts replies over the whole capture, not per step.
+SETTLE = 0.2
+POLL = 0.01  # between two reads of the capture (a read of what is new costs microseconds)
+# the endpoint's data plane counters that each count one dropped packet (endpoint/dataplane.py, tun.py)
+ENDPOINT_DROPS = ("replay", "integrity", "policy_mismatch", "clear_dropped", "unknown_spi", "malformed",
+                  "dummies_in")
+Evidence = Literal["reply", "drop", ""]
+
 
 @dataclass(slots=True)
 class Sent:
     """One packet a probe sent and what must follow: ``replies`` echo replies in the whole trace for
     its ICMP echo (``icmp_seq`` of PROBE_ICMP_ID; for a replayed capture, the original's, found by ESP seq);
-    -1: not an echo request (a replayed echo reply), judged by the victim's counters alone."""
+    -1: not an echo request (a replayed echo reply), judged by the victim's counters alone.
+
+    ``evidence`` (not in probe.json: how long the step waits) is what a correct victim leaves when it handles this
+    packet: ``"reply"`` one more ESP packet of its own on the wire, ``"drop"`` one more in its drop counters,
+    ``""`` nothing (a replayed echo reply accepted with replay protection off)."""
 
     label: str
     esp_seq: int | None = None
     icmp_seq: int | None = None
     replies: int = 0
     clear: bool = False
+    evidence: Evidence = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "esp_seq": self.esp_seq, "icmp_seq": self.icmp_seq, "replies": self.replies,
@@ -149,11 +186,60 @@ def endpoint_victim_sa(lab: Lab, victim: str, status: dict[str, Any]) -> VictimS
                     int(sa["top"]), make)
 
 
+def drop_count(counters: dict[str, Any]) -> int:
+    """How many packets a victim has dropped so far, by its own counters (``Lab.peer_counters``): the sum of a
+    kernel's ``XfrmIn*`` statistics (each inbound drop counts in exactly one: XfrmInStateSeqError for a replay,
+    XfrmInStateProtoError for a bad ICV or a dummy, XfrmInTmplMismatch, XfrmInNoPols, ...), or of the ipseclab
+    endpoint's data plane drops (``ENDPOINT_DROPS``, again one per packet)."""
+    if counters.get("source") == "ipseclab":
+        dataplane = counters.get("dataplane") or {}
+        return sum(int(dataplane.get(name, 0)) for name in ENDPOINT_DROPS)
+    return sum(int(v) for k, v in (counters.get("xfrm_stat") or {}).items() if k.startswith("XfrmIn"))
+
+
+def esp_spi(p: IpPacket) -> int | None:
+    """The SPI of an ESP packet, plain or in UDP 4500 (RFC 3948: not the non-ESP marker), else None."""
+    if p.proto == 50 and len(p.payload) >= 8:
+        return int.from_bytes(p.payload[:4], "big")
+    if (p.proto == 17 and len(p.payload) >= 16 and 4500 in (int.from_bytes(p.payload[:2], "big"),
+                                                          int.from_bytes(p.payload[2:4], "big"))):
+        spi = int.from_bytes(p.payload[8:12], "big")
+        return spi or None  # 0: the non-ESP marker of IKE
+    return None
+
+
+def await_evidence(replies: int, drops: int, seen_replies: Callable[[], int], seen_drops: Callable[[], int],
+                   timeout: float = EVIDENCE_TIMEOUT, settle: float = SETTLE,
+                   clock: Callable[[], float] = time.monotonic,
+                   sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Wait until ``seen_replies()`` (new replies on the wire, cheap to ask) reaches ``replies`` and ``seen_drops()``
+    (new drops by the victim's counters, a command in its guest) reaches ``drops``, or ``timeout`` has passed; then
+    ``settle`` seconds (see SETTLE).  Counters are asked only once the replies are in, at most once a poll.
+    Returns what was seen and how long it took, for probe.json (``complete``: every piece of evidence came)."""
+    started = clock()
+    got_replies = got_drops = 0
+    while True:
+        if got_replies < replies:
+            got_replies = seen_replies()
+        if got_replies >= replies and got_drops < drops:
+            got_drops = seen_drops()
+        complete = got_replies >= replies and got_drops >= drops
+        if complete or clock() - started >= timeout:
+            break
+        sleep(POLL)
+    waited = clock() - started
+    if settle > 0:
+        sleep(settle)
+    return {"replies": [got_replies, replies], "drops": [got_drops, drops], "complete": complete,
+            "seconds": round(waited, 3)}
+
+
 class _Prober:
     def __init__(self, lab: Lab, kind: str, victim: str = "right") -> None:
         self.lab = lab
         self.victim = victim
         self.attacker = "left" if victim == "right" else "right"
+        prepare_probe(lab, victim)  # if run_case has not already
         topo = lab.topology
         self.victim_addr = topo.hosts[victim].address
         self.src_inner = topo.hosts[self.attacker].protected_addr
@@ -165,6 +251,9 @@ class _Prober:
         st = self.state
         self.run = ProbeRun(kind, victim, peer.driver.impl, st.spi_in, st.spi_out, st.window, st.esn, st.top)
         self.icmp_seq = 0
+        self.counters = status  # the victim's counters as the last step left them (the next step's "before")
+        pcap = next(c.pcap for c in lab.captures if c.link is topo.links[0])
+        self.capture = PcapFollower(pcap)
         self.captured = self._captured_requests()
 
     def sa(self, **kwargs: Any) -> EspSA:
@@ -173,21 +262,37 @@ class _Prober:
         return self.state.make(**kwargs)
 
     def _captured_requests(self) -> dict[int, bytes]:
-        """The ESP packets the initiator sent on the victim's inbound SA so far, by sequence number."""
-        from .pcap.reader import IpPacket, read_ip
-
-        pcap = next(c.pcap for c in self.lab.captures if c.link is self.lab.topology.links[0])
+        """The ESP packets the initiator sent on the victim's inbound SA so far, by sequence number (the capture
+        read to its end: what the victim sends from now on is what the steps wait for)."""
         out: dict[int, bytes] = {}
-        for p in read_ip(pcap):
+        for p in self.capture.read():
             if isinstance(p, IpPacket) and p.proto == 50 and p.dst == self.victim_addr and len(p.payload) >= 8:
                 spi, seq = int.from_bytes(p.payload[:4], "big"), int.from_bytes(p.payload[4:8], "big")
                 if spi == self.state.spi_in:
                     out.setdefault(seq, p.packet)
         return out
 
+    def victim_esp(self) -> Callable[[], int]:
+        """A counter of the ESP packets the victim sends on its outbound SA from now on, in the capture."""
+        seen = 0
+
+        def count() -> int:
+            nonlocal seen
+            seen += sum(1 for p in self.capture.read() if isinstance(p, IpPacket) and p.src == self.victim_addr
+                        and esp_spi(p) == self.state.spi_out)
+            return seen
+
+        count()  # what the capture holds already is not this step's
+        seen = 0
+        return count
+
+    def drops_since(self, side: str, before: dict[str, Any]) -> Callable[[], int]:
+        base = drop_count(before)
+        return lambda: drop_count(self.lab.peer_counters(side)) - base
+
     def ping(self, src: str | None = None) -> tuple[bytes, int]:
         """A new ICMP echo request (inner packet) from the attacker's protected address; its ICMP seq."""
-        from scapy.layers.inet import ICMP, IP
+        from scapy.layers.inet import ICMP, IP  # waits for prepare_probe's import if it still runs
         from scapy.packet import Raw
 
         self.icmp_seq += 1
@@ -195,25 +300,33 @@ class _Prober:
                / ICMP(type=8, id=PROBE_ICMP_ID, seq=self.icmp_seq) / Raw(b"ipseclab issue 13 probe".ljust(56, b".")))
         return bytes(pkt), self.icmp_seq
 
-    def step(self, name: str, packets: list[tuple[bytes, Sent]], wait: float = 0.6) -> None:
-        """Send one step's packets in order, with the victim's counters around it."""
-        before = self.lab.peer_counters(self.victim)
+    def step(self, name: str, packets: list[tuple[bytes, Sent]]) -> None:
+        """Send one step's packets in order and wait for the evidence they must leave (``await_evidence``), with
+        the victim's counters around it (before: as the step before left them, read after its settle time)."""
+        before = self.counters
+        replies = self.victim_esp()
         if packets:
-            self.lab.inject(self.victim, [p for p, _ in packets], wait=wait)
-        after = self.lab.peer_counters(self.victim)
+            self.lab.inject(self.victim, [p for p, _ in packets], wait=0)
+        waited = await_evidence(sum(s.evidence == "reply" for _, s in packets),
+                                sum(s.evidence == "drop" for _, s in packets), replies,
+                                self.drops_since(self.victim, before))
+        self.counters = after = self.lab.peer_counters(self.victim)
         self.run.steps.append({"step": name, "sent": [s.as_dict() for _, s in packets],
-                               "before": before, "after": after})
+                               "before": before, "after": after, "waited": waited})
 
     def victim_dummies(self, host: EndpointHost, count: int) -> None:
         """Have an ipseclab victim send ``count`` dummy packets (as large as its TFC padding), with both
         peers' counters around it: the other peer's kernel must take each and drop it without a word."""
-        before, peer_before = self.lab.peer_counters(self.victim), self.lab.peer_counters(self.attacker)
+        before, peer_before = self.counters, self.lab.peer_counters(self.attacker)
         size = self.lab.peer(self.victim).config.tfc_padding
+        on_wire = self.victim_esp()
         sent = int(host.command({"cmd": "dummy", "size": size, "count": count}).get("sent", 0))
-        time.sleep(0.6)
+        # evidence: the dummies on the wire (the victim's outbound SA), and each dropped by the other peer
+        waited = await_evidence(sent, sent, on_wire, self.drops_since(self.attacker, peer_before))
+        self.counters = self.lab.peer_counters(self.victim)
         self.run.steps.append({"step": "dummy packets from the victim", "sent": [], "dummies": sent, "size": size,
-                               "before": before, "after": self.lab.peer_counters(self.victim),
-                               "peer_before": peer_before, "peer_after": self.lab.peer_counters(self.attacker)})
+                               "before": before, "after": self.counters, "peer_before": peer_before,
+                               "peer_after": self.lab.peer_counters(self.attacker), "waited": waited})
 
 
 def _replay(pr: _Prober) -> None:
@@ -226,20 +339,22 @@ def _replay(pr: _Prober) -> None:
     # the initiator's captured packets are its echo requests; toward an initiator victim they are the
     # responder's echo replies, which nobody answers: those are judged by the victim's counters alone (-1)
     answerable = pr.victim == "right"
+    again: Evidence = "drop" if protected else "reply"  # a packet the victim has taken before
     pr.step("exact replays of captured packets",
             [(pr.captured[s], Sent(f"replay of captured seq {s}", esp_seq=s,
-                                   replies=(1 if protected else 2) if answerable else -1)) for s in old])
+                                   replies=(1 if protected else 2) if answerable else -1,
+                                   evidence=again if answerable or protected else "")) for s in old])
     base = top + 8
     order = [base + 3, base + 1, base + 2, base]
     made: dict[int, tuple[bytes, int]] = {}
     for seq in order:
         inner, icmp = pr.ping()
         made[seq] = (sa.protect(inner, seq=seq), icmp)
-    pr.step("reordered inside the window", [(made[s][0], Sent(f"seq {s} (out of order)", s, made[s][1], 1))
-                                            for s in order])
+    pr.step("reordered inside the window", [(made[s][0], Sent(f"seq {s} (out of order)", s, made[s][1], 1,
+                                                              evidence="reply")) for s in order])
     pr.step("exact replay of a reordered ping",
             [(made[base + 1][0], Sent(f"replay of seq {base + 1}", base + 1, made[base + 1][1],
-                                      1 if protected else 2))])
+                                      1 if protected else 2, evidence=again))])
     high = base + 3
     if protected:
         high = base + 3 + window + 8
@@ -247,17 +362,18 @@ def _replay(pr: _Prober) -> None:
         for seq, label, replies in ((high, "new top H", 1), (high - window + 1, "left edge H-W+1", 1),
                                     (high - window, "just past the left edge H-W", 0)):
             inner, icmp = pr.ping()
-            edge.append((sa.protect(inner, seq=seq), Sent(f"seq {seq}: {label}", seq, icmp, replies)))
+            edge.append((sa.protect(inner, seq=seq), Sent(f"seq {seq}: {label}", seq, icmp, replies,
+                                                          evidence="reply" if replies else "drop")))
         pr.step("window edges", edge)
     inner, icmp = pr.ping()
     forged = bytearray(sa.protect(inner, seq=high + FORGED_AHEAD))
     forged[-1] ^= 0x01  # the ICV's last byte
     pr.step("forged ICV far ahead", [(bytes(forged), Sent(f"seq {high + FORGED_AHEAD} with a bad ICV",
-                                                          high + FORGED_AHEAD, icmp, 0))])
+                                                          high + FORGED_AHEAD, icmp, 0, evidence="drop"))])
     inner, icmp = pr.ping()
     pr.step("after the forgery", [(sa.protect(inner, seq=high + 1),
-                                   Sent(f"seq {high + 1}: the forgery did not move the window", high + 1, icmp, 1))],
-            wait=1.5)
+                                   Sent(f"seq {high + 1}: the forgery did not move the window", high + 1, icmp, 1,
+                                        evidence="reply"))])
 
 
 def _tfc(pr: _Prober) -> None:
@@ -265,15 +381,17 @@ def _tfc(pr: _Prober) -> None:
     padded = pr.sa(tfc_pad_to=TFC_PAD_TO)
     inner, icmp = pr.ping()
     pr.step("TFC-padded ping", [(padded.protect(inner, seq=seq), Sent(f"seq {seq}: padded to {TFC_PAD_TO}",
-                                                                      seq, icmp, 1))])
+                                                                      seq, icmp, 1, evidence="reply"))])
     sa = pr.sa(seq=seq)
     dummies = []
     for size in (0, 100, 1000):
-        dummies.append((sa.dummy_packet(size), Sent(f"seq {sa.seq}: dummy of {size} bytes", sa.seq)))
-    pr.step("dummy packets", dummies, wait=1.0)
+        dummies.append((sa.dummy_packet(size), Sent(f"seq {sa.seq}: dummy of {size} bytes", sa.seq,
+                                                    evidence="drop")))
+    pr.step("dummy packets", dummies)
     inner, icmp = pr.ping()
     pr.step("ping after the dummies", [(sa.protect(inner, seq=sa.seq + 1),
-                                        Sent(f"seq {sa.seq + 1}: after the dummies", sa.seq + 1, icmp, 1))], wait=1.5)
+                                        Sent(f"seq {sa.seq + 1}: after the dummies", sa.seq + 1, icmp, 1,
+                                             evidence="reply"))])
     host = pr.lab.peer(pr.victim).host
     if isinstance(host, EndpointHost):  # the endpoint also sends dummies (its line protocol's dummy command)
         pr.victim_dummies(host, VICTIM_DUMMIES)
@@ -282,15 +400,26 @@ def _tfc(pr: _Prober) -> None:
 def _access(pr: _Prober) -> None:
     sa = pr.sa(seq=pr.run.top)
     inner, icmp = pr.ping()
-    pr.step("ping inside the SA (control)", [(sa.protect(inner), Sent(f"seq {sa.seq}: control", sa.seq, icmp, 1))])
+    pr.step("ping inside the SA (control)", [(sa.protect(inner), Sent(f"seq {sa.seq}: control", sa.seq, icmp, 1,
+                                                                      evidence="reply"))])
     inner, icmp = pr.ping()
-    pr.step("ping in the clear from inside the selectors", [(inner, Sent("clear", icmp_seq=icmp, clear=True))])
+    pr.step("ping in the clear from inside the selectors", [(inner, Sent("clear", icmp_seq=icmp, clear=True,
+                                                                         evidence="drop"))])
     inner, icmp = pr.ping(src=OUTSIDE_SELECTORS)
     pr.step(f"ping inside the SA from {OUTSIDE_SELECTORS}, outside the selectors",
-            [(sa.protect(inner), Sent(f"seq {sa.seq}: from {OUTSIDE_SELECTORS}", sa.seq, icmp, 0))], wait=1.5)
+            [(sa.protect(inner), Sent(f"seq {sa.seq}: from {OUTSIDE_SELECTORS}", sa.seq, icmp, 0, evidence="drop"))])
 
 
 PROBES = {"replay": _replay, "tfc": _tfc, "access": _access}
+
+
+def prepare_probe(lab: Lab, victim: str = "right") -> None:
+    """Start what a probe at ``victim`` needs before it runs, so that it overlaps other work (run_case calls it
+    before the SA is negotiated): the injector's process and, in a thread, this process's import of Scapy (which
+    ``ping`` builds with), each ~0.5 s."""
+    lab.injector(victim)
+    if "scapy.layers.inet" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",), daemon=True).start()
 
 
 def run_probe(lab: Lab, kind: str, run_dir: Path, victim: str = "right") -> None:

@@ -1,9 +1,10 @@
 """Send IP packets as Ethernet frames on an interface, from inside a lab namespace (KernelPeer.inject).
 
-Run as ``ip netns exec NS python -m ipseclab.lab.inject IFACE SRC_MAC DST_MAC``: it reads one JSON
-list of hex packets per line on stdin, sends them, and answers ``ok N`` on stdout.  A separate,
-long-lived process because entering a network namespace is per process, and Scapy's import
-(~0.7 s) is paid once per lab instead of once per batch.
+Run as ``ip netns exec NS python -m ipseclab.lab.inject IFACE [SRC_MAC DST_MAC]``: it reads one batch per line
+on stdin, sends it, and answers ``ok N`` on stdout.  A batch is a JSON list of hex packets, sent from SRC_MAC to
+DST_MAC, or ``{"src": MAC, "dst": MAC, "packets": [...]}`` with its own addresses (``Injector``: the process
+can start before the lab knows them).  A separate, long-lived process because entering a network namespace is
+per process, and Scapy's import (~0.5 s) is paid once per lab instead of once per batch.
 """
 
 from __future__ import annotations
@@ -21,19 +22,24 @@ from .proc import in_netns
 
 
 class Injector:
-    """This module run as a process in namespace ``ns``, sending on ``iface`` from ``src_mac`` to ``dst_mac``."""
+    """This module run as a process in namespace ``ns``, sending on ``iface``: started at once (Scapy's import
+    runs while the caller goes on), told the frames' addresses with each batch (``send``)."""
 
-    def __init__(self, ns: str, iface: str, src_mac: str, dst_mac: str, log: Path) -> None:
+    def __init__(self, ns: str, iface: str, log: Path) -> None:
         self.log = log
-        cmd = in_netns(ns, [sys.executable, "-m", "ipseclab.lab.inject", iface, src_mac, dst_mac])
+        cmd = in_netns(ns, [sys.executable, "-m", "ipseclab.lab.inject", iface])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      stderr=open(log, "w"))  # noqa: SIM115
+        self.macs: tuple[str, str] | None = None  # (source, destination) of the frames; send needs them
 
     def send(self, ip_packets: list[bytes], wait: float = 0.0) -> None:
         """Send IP packets in order as Ethernet frames; returns once sent (then waits ``wait`` seconds)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        if self.macs is None:
+            raise LabError("the packet injector has no MAC addresses to send from and to")
+        batch = {"src": self.macs[0], "dst": self.macs[1], "packets": [p.hex() for p in ip_packets]}
         try:
-            self.proc.stdin.write(json.dumps([p.hex() for p in ip_packets]) + "\n")
+            self.proc.stdin.write(json.dumps(batch) + "\n")
             self.proc.stdin.flush()
             answer = self.proc.stdout.readline()
         except (OSError, ValueError):
@@ -75,13 +81,18 @@ def main(argv: list[str]) -> int:
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
 
-    iface, src, dst = argv
+    iface, *macs = argv
     sock = conf.L2socket(iface=iface)
     try:
         for line in sys.stdin:
             if not line.strip():
                 continue
-            packets = [bytes.fromhex(h) for h in json.loads(line)]
+            batch = json.loads(line)
+            if isinstance(batch, dict):
+                src, dst, hexes = batch["src"], batch["dst"], batch["packets"]
+            else:
+                (src, dst), hexes = macs, batch
+            packets = [bytes.fromhex(h) for h in hexes]
             for data in packets:
                 etype = 0x86DD if data[0] >> 4 == 6 else 0x0800
                 sock.send(Ether(src=src, dst=dst, type=etype) / Raw(data))

@@ -290,8 +290,11 @@ class Lab:
 
     def reusable(self) -> bool:
         """Whether the next cell of the same pair and topology can run on these hosts (next_cell): every host
-        is a UML guest (not a container) or the ipseclab endpoint process, and each is still running."""
-        return (self._up and self.topology.kind == "direct" and bool(self.peers)
+        is a UML guest or the ipseclab endpoint process, and each is still running.  Not a container: it has no
+        reset (its own layer keeps what the cell wrote, its namespace is the container's); not an endpoint that
+        was killed (a lifecycle Kill): its namespace keeps what the kill left (rp_filter, no TUN device).  Either
+        topology: next_cell empties the NAT router's connection tracking."""
+        return (self._up and bool(self.peers)
                 and all((type(p.host) is UmlHost or isinstance(p.host, EndpointHost)) and p.host.alive
                         for p in self.peers.values()))
 
@@ -320,9 +323,9 @@ class Lab:
         guest is reset as a fresh boot would leave it (no process, SA, policy, route or address of the cell
         before; uml.RESET), its ``/ipl`` moved to ``run_dir/<side>`` and its daemon started with the new
         configuration, or kept and reloaded where its driver allows it (``Reload``: the drop end_cell started has
-        left it without SAs before the captures start); the ipseclab endpoint is a new process.  The captures start
-        again in ``run_dir``, so the cell keeps its own pcaps, key files, logs, counters and lab.json as after a
-        boot."""
+        left it without SAs before the captures start); the ipseclab endpoint is a new process; a NAT router
+        forgets its connections.  The captures start again in ``run_dir``, so the cell keeps its own pcaps, key
+        files, logs, counters and lab.json as after a boot."""
         if (spec.left, spec.right, spec.topology, spec.runtime) != (self.spec.left, self.spec.right,
                                                                      self.spec.topology, self.spec.runtime):
             raise LabError("next_cell needs the same implementations, topology and runtime as the booted lab")
@@ -346,9 +349,7 @@ class Lab:
         # daemon is reloaded only if its drop left it without SAs, else restarted
         dropped = {side: self._dropped(side) for side in list(self._drops)}
         reloads = {side: plan for side, plan in reloads.items() if dropped.get(side)}
-        for peer in self.peers.values():
-            if isinstance(peer.host, EndpointHost):
-                peer.host.halt()  # before the captures start: it ends every process in its namespace
+        self._each_peer(lambda peer: None if peer.side in reloads else _quiet(peer))  # before the captures start
         for link in self.topology.links:
             self.captures.append(start_capture(link, self.run_dir))
 
@@ -371,6 +372,9 @@ class Lab:
 
         self.timings.boot = self._each_peer(reset)
         self.timings.reloaded = sorted(reloads)
+        # after the resets, which ended the cell before's daemons (a reloaded one was dropped: it holds no SA and
+        # told its peer nothing) and before this cell's initiate: its NAT mappings start from none, as after a boot
+        netns.flush_conntrack(self.topology)
         self._cell_open = True
 
     def _dropped(self, side: str) -> bool:
@@ -453,23 +457,31 @@ class Lab:
 
         The link's capture sees them, so they are in the run's pcap with everything the peers sent.
         """
-        inj = self._injectors.get(toward)
-        if inj is None:
-            if self.topology.kind != "direct":
-                raise LabError(f"injection works on the direct topology, not {self.topology.kind!r}")
+        inj = self.injector(toward)
+        if inj.macs is None:
             peer = self.peer(toward)
-            other = "right" if toward == "left" else "left"
-            link = self.topology.links[0]
-            ns, iface = (link.a_ns, link.a_if) if toward == "right" else (link.b_ns, link.b_if)
-            pcap = next(c.pcap for c in self.captures if c.link is link)
+            pcap = next(c.pcap for c in self.captures if c.link is self.topology.links[0])
             found = macs_from_capture(pcap, self.topology.hosts[toward].address)
             if found is None:
                 raise LabError(f"no frame from the {toward} peer ({peer.driver.impl}) in {pcap.name} to learn "
                                "its MAC address from", hint="inject after the peers have talked")
             victim_mac, other_mac = found
-            inj = self._injectors[toward] = Injector(ns, iface, other_mac, victim_mac,
-                                                     self.run_dir / f"inject-{other}-to-{toward}.log")
+            inj.macs = (other_mac, victim_mac)
         inj.send(ip_packets, wait)
+
+    def injector(self, toward: str) -> Injector:
+        """The cell's injector toward ``toward`` (see inject), its process started on the first call: a caller
+        that will inject may start it early (before the peers talk), so that its start-up overlaps other work."""
+        inj = self._injectors.get(toward)
+        if inj is None:
+            if self.topology.kind != "direct":
+                raise LabError(f"injection works on the direct topology, not {self.topology.kind!r}")
+            self.peer(toward)
+            other = "right" if toward == "left" else "left"
+            link = self.topology.links[0]
+            ns, iface = (link.a_ns, link.a_if) if toward == "right" else (link.b_ns, link.b_if)
+            inj = self._injectors[toward] = Injector(ns, iface, self.run_dir / f"inject-{other}-to-{toward}.log")
+        return inj
 
     def peer_counters(self, side: str) -> dict[str, Any]:
         """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
@@ -533,6 +545,19 @@ class Lab:
         own_esp = [row for peer in self.peers.values() if isinstance(peer.host, EndpointHost)
                    and (peer.host.dir / "esp_sa").exists() for row in read_esp_sa(peer.host.dir / "esp_sa")]
         write_run_esp_sa(self.run_dir / "esp_sa", [s for states in self.xfrm.values() for s in states], own_esp)
+
+
+def _quiet(peer: PeerRun) -> None:
+    """End the daemon of the cell before (next_cell), before the next cell's captures start: one with short
+    lifetimes or DPD (a lifecycle case) goes on rekeying and probing while its lab is parked, and its messages,
+    whose keys are the cell before's, must not land in the next cell's pcaps (seen: a Libreswan INFORMATIONAL
+    as frame 1 of the next cell, "no keys for IKE SA").  The reset ends everything else in the guest after; the
+    endpoint's halt ends every process in its namespace, a capture there too, so it too goes first.  Not for a
+    daemon next_cell reloads: its drop (end_cell) has ended all its SAs, so it has nothing left to send."""
+    if isinstance(peer.host, EndpointHost):
+        peer.host.halt()
+    elif peer.driver.daemon:
+        peer.host.exec(f"kill -9 $(busybox pidof {peer.driver.daemon}) 2>/dev/null; true", timeout=30, check=False)
 
 
 def captured_ike_messages(captures: list[Capture]) -> list[bytes]:

@@ -1,4 +1,5 @@
-"""Build and remove a topology's namespaces, veth pairs and NAT router (pyroute2; nft and sysctl via ip netns exec).
+"""Build and remove a topology's namespaces, veth pairs and NAT router (pyroute2; nft and sysctl via ip netns exec);
+empty the router's connection tracking between two cells.
 
 Everything created is named with the lab prefix and the run id, so that teardown (and
 ``ipseclab lab cleanup`` after a crash) finds exactly what this lab made and nothing else.
@@ -85,6 +86,24 @@ def create(topo: Topology, attached: dict[str, int] | None = None) -> None:
     except BaseException:
         destroy(topo)
         raise
+
+
+def flush_conntrack(topo: Topology) -> None:
+    """Empty the connection tracking of the topology's NAT router (none in the direct topology), through
+    ctnetlink in its namespace (pyroute2): the masquerade's mappings of one cell must not carry into the next
+    (Lab.next_cell); LabError if the kernel refuses."""
+    if not topo.router:
+        return
+    from pyroute2 import NFCTSocket
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    for ns in topo.router:
+        try:
+            with NFCTSocket(netns=ns) as ct:
+                ct.flush()
+        except (NetlinkError, OSError) as exc:
+            raise LabError(f"emptying the connection tracking of the NAT router {ns} failed: "
+                           f"{type(exc).__name__}: {exc}") from None
 
 
 def destroy(topo: Topology) -> list[str]:

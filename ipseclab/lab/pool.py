@@ -9,7 +9,7 @@
             ...check the run directory...                       # pool.discard() when the cell did not pass
 
 A lab is kept (parked) after a cell that asked for reuse and ended without an exception, when
-``Lab.reusable()`` allows (UML guests and endpoint processes, direct topology).  The next cell with
+``Lab.reusable()`` allows (UML guests and running endpoint processes, either topology).  The next cell with
 the same implementations, topology and runtime runs on it through ``Lab.next_cell``; anything else
 (another pair, a cell that does not ask for reuse, a reset that fails, ``discard``) tears the parked lab
 down first and boots a fresh one, exactly as a lone ``with Lab(...)`` does.  Every cell keeps its own

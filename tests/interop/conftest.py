@@ -2,9 +2,11 @@
 booted labs the matrix's cells share (``lab_pool``).
 
 The matrix's cells (tests/interop/test_matrix.py) run pair by pair, each pair's cells that may share booted peers
-(``interop.reusable``) one after another, so that a worker boots each pair once; under pytest-xdist's default
-``load`` distribution (``-n 3``) the session distributes by ``loadgroup`` with those cells grouped by pair, so
-one worker keeps a pair's cells (other tests are distributed one by one, as under ``load``).
+(``interop.reusable``) one after another and by topology (``interop.cell_order``), so that a worker boots each
+pair once per topology; under pytest-xdist's default ``load`` distribution (``-n 3``) the session distributes by
+``loadgroup`` with those cells grouped by pair and ``interop.reuse_group`` (plain, probe and lifecycle cells of
+the direct topology, the NAT cells), so one worker keeps a group's cells on one boot (other tests are distributed
+one by one, as under ``load``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ipseclab.interop import reusable
+from ipseclab.interop import cell_order, reuse_group
 from ipseclab.lab.pool import LabPool
 from ipseclab.matrix import CaseResult, write_results
 
@@ -44,23 +46,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before an xdist worker reads the groups off the items
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The matrix's cells pair by pair, each pair's reusable cells first and in one xdist group."""
+    """The matrix's cells pair by pair, each pair's reusable cells first, by topology, in one xdist group per
+    reuse group."""
     slots = [n for n, item in enumerate(items) if _cell(item) is not None]
     if not slots:
         return
     cells = [items[n] for n in slots]
     pairs = list(dict.fromkeys(_cell(item)[1] for item in cells))  # type: ignore[index]
 
-    def key(item: pytest.Item) -> tuple[int, bool]:
+    def key(item: pytest.Item) -> tuple[int, tuple[bool, str, str]]:
         case, pair = _cell(item)  # type: ignore[misc]
-        return pairs.index(pair), not reusable(case)
+        return pairs.index(pair), cell_order(case)
 
     cells.sort(key=key)
     for n, item in zip(slots, cells, strict=True):
         items[n] = item
         case, pair = _cell(item)  # type: ignore[misc]
-        if reusable(case):
-            item.add_marker(pytest.mark.xdist_group(f"{pair[0]}-to-{pair[1]}"))
+        group = reuse_group(case)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(f"{pair[0]}-to-{pair[1]}-{group}"))
 
 
 def _cell(item: pytest.Item) -> tuple[object, tuple[str, str]] | None:

@@ -1,5 +1,6 @@
 """Cells that share booted peers (lab.pool.LabPool, Lab.next_cell) keep what a fresh lab gives each cell: their own
-daemons, captures, key files, counters and lab.json, nothing of the cell before them, and nothing left at the end."""
+daemons, captures, key files, counters and lab.json, nothing of the cell before them (its daemons' late messages,
+a NAT router's mappings), and nothing left at the end."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 
 import pytest
 
-from ipseclab.interop import run_case
+from ipseclab.interop import case_configs, run_case
 from ipseclab.lab import cleanup
+from ipseclab.lab.lab import Lab, LabSpec
 from ipseclab.lab.pool import LabPool
+from ipseclab.lab.topology import make_topology
 from ipseclab.matrix import PASSED
 from ipseclab.pcap.esp_keyfiles import read_esp_sa
 from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
@@ -19,15 +22,21 @@ from ipseclab.testcases import by_name
 pytestmark = [pytest.mark.interop, pytest.mark.tshark]
 
 
-@pytest.mark.parametrize("pair", [("strongswan", "libreswan"), ("ipseclab", "libreswan")],
-                         ids=lambda p: "-to-".join(p))
-def test_the_second_cell_of_a_pair_runs_on_the_booted_peers_with_its_own_artifacts(tmp_path, pair):
+@pytest.mark.parametrize(("pair", "cases"), [
+    (("strongswan", "libreswan"), ("esp-tunnel", "esp-transport")),
+    (("ipseclab", "libreswan"), ("esp-tunnel", "esp-transport")),
+    # a probe after a lifecycle cell whose daemons rekey every 3 s: parked, they go on, and none of it may reach
+    # the probe's capture (next_cell ends them before the captures start; whether a rekey falls in that moment is
+    # a race, seen once in a matrix run: tests/unit/test_cell_reuse.py checks the order itself)
+    (("strongswan", "libreswan"), ("child-rekey-initiator", "replay")),
+], ids=lambda p: "-to-".join(p) if p[0] in ("strongswan", "ipseclab") else "-then-".join(p))
+def test_the_second_cell_of_a_pair_runs_on_the_booted_peers_with_its_own_artifacts(tmp_path, pair, cases):
     with LabPool() as pool:
-        first = run_case(by_name("esp-tunnel"), *pair, tmp_path, pool=pool)
-        second = run_case(by_name("esp-transport"), *pair, tmp_path, pool=pool)
+        first = run_case(by_name(cases[0]), *pair, tmp_path, pool=pool)
+        second = run_case(by_name(cases[1]), *pair, tmp_path, pool=pool)
         assert (first.status, second.status) == (PASSED, PASSED), (first.reason, second.reason)
         assert (pool.booted, pool.reused) == (1, 1)
-    runs = [tmp_path / "esp-tunnel--{}-to-{}".format(*pair), tmp_path / "esp-transport--{}-to-{}".format(*pair)]
+    runs = [tmp_path / "{}--{}-to-{}".format(case, *pair) for case in cases]
     states = [json.loads((run / "lab.json").read_text()) for run in runs]
     assert states[0]["run_id"] == states[1]["run_id"]
     assert states[1]["timings"]["cell"] == 2 and states[1]["booted_in"] == str(runs[0])
@@ -61,3 +70,26 @@ def test_the_second_cell_of_a_pair_runs_on_the_booted_peers_with_its_own_artifac
 
     left = cleanup.sweep(states[0]["run_id"], dry_run=True)
     assert not left, f"left behind after the pool closed: {left.describe()}"
+
+
+def test_a_nat_cell_on_the_booted_peers_starts_with_an_empty_router(tmp_path):
+    """next_cell empties the NAT router's connection tracking: the mappings of the cell before do not carry over,
+    and the next cell negotiates through the masquerade as after a boot."""
+    from pyroute2 import Conntrack
+
+    case = by_name("esp-tunnel-nat")
+    spec = LabSpec(*case_configs(case, make_topology("nat", "probe"), "libreswan"), "nat", "strongswan", "libreswan")
+    with Lab(spec, run_dir=tmp_path / "one") as lab:
+        router = next(iter(lab.topology.router))
+        lab.initiate()
+        lab.ping()
+        with Conntrack(netns=router) as ct:
+            assert ct.count() > 0  # IKE on 500 and 4500, the ESP-in-UDP of the pings
+        lab.end_cell()
+        lab.next_cell(spec, tmp_path / "two")
+        with Conntrack(netns=router) as ct:
+            assert ct.count() == 0
+        lab.initiate()
+        lab.ping()
+    for run in ("one", "two"):
+        case.check(Trace.load(tmp_path / run))

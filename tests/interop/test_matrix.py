@@ -5,9 +5,9 @@ kernel-libipsec (a container) and ipseclab's own endpoint, each pair both ways; 
 A cell a peer cannot do is UNSUPPORTED with the driver's reason, reported as a skip with that reason;
 every other cell must pass.
 
-Every cell negotiates on a lab of its own: freshly booted, or (a cell of the direct topology without lifecycle
-steps or probe, after a cell of the same pair that passed) the pair's booted peers reset as a boot leaves them
-(``lab_pool``, ``Lab.next_cell``); it pings (a lifecycle case performs its steps instead: rekeys,
+Every cell negotiates on a lab of its own: freshly booted, or (after a cell of the same pair and topology that
+passed, ``interop.reusable``) the pair's booted peers reset as a boot leaves them (``lab_pool``,
+``Lab.next_cell``); it pings (a lifecycle case performs its steps instead: rekeys,
 a killed peer, a TCP download), tears down, then checks Wireshark's view of the run's pcaps with only
 the run's key files: every IKE message after IKE_SA_INIT decrypts with a good ICV, every ESP packet
 decrypts with a good ICV, the mode and the encapsulation are the declared ones, and what the case promises.
