@@ -143,6 +143,15 @@ def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kerne
         f"echo {hostname} > /proc/sys/kernel/hostname",
         "modprobe -a xfrm_user xfrm_algo esp4 ah4 esp6 ah6 xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 2>/dev/null || "
         "modprobe -a xfrm_user esp4 ah4",
+        # every crypto module, in the background: the first SA with an algorithm otherwise has the kernel run
+        # modprobe for each name it looks up (measured: an SA with rfc3686(ctr(aes)) or cbc(des3_ede) took
+        # 0.5-0.9 s to add the first time on a guest, 0.16-0.39 s with the modules loaded, 0.06 s the second
+        # time); loading all 98 in one modprobe takes 0.35 s.  Builtins only to list them (no fork)
+        "read -r ipl_rel < /proc/sys/kernel/osrelease",
+        'ipl_mods=(/lib/modules/"$ipl_rel"/kernel/crypto/*.ko* /lib/modules/"$ipl_rel"/kernel/lib/crypto/*.ko*)',
+        'ipl_mods=("${ipl_mods[@]##*/}"); ipl_mods=("${ipl_mods[@]%%.ko*}")',
+        '[ -e /lib/modules/"$ipl_rel"/kernel/crypto ] && modprobe -a "${ipl_mods[@]}" > /dev/null 2>&1 &',
+        "unset ipl_rel ipl_mods",
     ] if kernel else []
     batch = [
         "link set lo up",
