@@ -4,13 +4,13 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
 steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
-came up (Libreswan as the responder: 6.5 s), an IKE SA rekey at 3 s (the responder's at 4 s, Libreswan's
-7 s); pings every 0.2 s.  A case does not wait a fixed time for its rekey: ``Until`` reads the capture's clear
-headers until the rekey is answered, the old SA's Delete answered and ESP on new SPIs both ways, then lets
-the pings run 2 s more (``SETTLE``) and stops them; a rekey that never comes times out there and the
-check fails.  A gap bound of 1 s is four missed pings in a row (the daemons' make-before-break rekeys
-lost none here: the longest silence measured was 0.22 s), so an SA torn down before its successor carries
-traffic fails the case.
+came up (the responder's at 4 s, Libreswan's 7.5 s), an IKE SA rekey at 3 s (the responder's at 4 s,
+Libreswan's 7 s); pings every 0.2 s.  A case does not wait a fixed time for its rekey: ``Until`` reads
+the clear headers of the capture as it grows until the rekey is answered, the old SA's Delete answered
+and ESP on new SPIs both ways, then lets the pings run 2 s more (``SETTLE``) and stops them; a rekey that
+never comes times out there and the check fails.  A gap bound of 1 s is four missed pings in a row (the
+daemons' make-before-break rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn
+down before its successor carries traffic fails the case.
 """
 
 from __future__ import annotations
@@ -57,13 +57,16 @@ PINGS = 30  # seconds at most: the pings stop once the steps are done
 # 6 s, 3 s after a rekey that a loaded host may slow down
 REKEY_AT = 3
 CHILD_SHORT = (("child_lifetime", 6), ("child_rekey_margin", 3), ("ike_rekey_margin", 3))
+# The responder's Child SA rekey, at lifetime 11 - margin 7 = 4 s: the initiator's pings start when its initiate
+# returns, up to 2.7 s after the responder installed the SA (seen: a Libreswan initiator on a loaded host).
 # Libreswan 4.10 as the responder of the Child SA rekeys it at lifetime - margin/2 (seen: 12.7 s after the SA came
-# up with lifetime 20, margin 14), and counts from when it logs the SA up, about 1 s (under UML) after its kernel
-# SA's lifetime started: with lifetime 5, margin 2 the kernel expired the SA as pluto began the rekey (seen).
-# Lifetime 10, margin 7: strongSwan and the endpoint rekey at 3 s, Libreswan at 6.5 s (then every 3 s as the
-# initiator of the new ones).  (Libreswan takes one margin for both SAs, hence the IKE margin.)
-RESPONDER_REKEY_AT = 6.5
-CHILD_SHORT_RESPONDER = (("child_lifetime", 10), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
+# up with lifetime 20, margin 14): 7.5 s, then every 4 s as the initiator of the new ones; it counts from when it
+# logs the SA up, about 1 s (under UML) after its kernel SA's lifetime started, so margin/2 must leave room: with
+# lifetime 5, margin 2 the kernel expired the SA as pluto began the rekey (seen).  (Libreswan takes one margin for
+# both SAs, hence the IKE margin.)
+RESPONDER_REKEY_AT = 4
+LIBRESWAN_RESPONDER_REKEY_AT = 7.5
+CHILD_SHORT_RESPONDER = (("child_lifetime", 11), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
 # the IKE SA rekeys at lifetime 6 - margin 3 = 3 s, each new one again 3 s later: the initiator's Child SA rekey
 # command follows the first once its Delete is answered (the initiator queues its own exchanges: they cannot cross)
 IKE_REKEY_AT = 3
@@ -302,8 +305,8 @@ CHILD_REKEY_INITIATOR = ChildRekeyCase(
 )
 CHILD_REKEY_RESPONDER = ChildRekeyCase(
     name="child-rekey-responder",
-    description=f"the responder rekeys the Child SA {REKEY_AT} s after it came up (Libreswan as responder: "
-                f"{RESPONDER_REKEY_AT} s), pings across it",
+    description=f"the responder rekeys the Child SA {RESPONDER_REKEY_AT} s after it came up (Libreswan as "
+                f"responder: {LIBRESWAN_RESPONDER_REKEY_AT} s), pings across it",
     right_settings=CHILD_SHORT_RESPONDER, steps=RESPONDER_TRAFFIC, rekeyer="right",
 )
 IKE_REKEY_INITIATOR = IkeRekeyCase(
