@@ -171,3 +171,30 @@ def test_the_child_rekey_check_fails_on_a_run_cut_before_the_rekey_or_its_delete
         (tmp_path / "steps.json").write_text(json.dumps(record))
         with pytest.raises(CheckFailed, match=pattern):
             CHILD_REKEY_INITIATOR.check(Trace.load(tmp_path))
+
+
+def test_keys_collected_again_after_the_cell_cover_an_ike_sa_that_came_up_as_it_ended(tmp_path: Path):
+    """The live collection read the capture before the Child SA rekey on the rekeyed IKE SA (frame 113, the first
+    message on its SPIs) was in; the collection after the halt reads the whole capture and adds its row."""
+    from types import SimpleNamespace
+
+    from ipseclab.lab.impls.strongswan import parse_charon_log
+    from ipseclab.lab.lab import Lab
+    from ipseclab.pcap.keyfiles import read_ikev2_decryption_table
+
+    side_dir = tmp_path / "left"
+    side_dir.mkdir()
+    log = (IKE / "strongswan-charon.log").read_text()
+    driver = SimpleNamespace(ike_keys=lambda d: parse_charon_log(log))
+    lab = Lab.__new__(Lab)
+    lab.run_dir, lab.ike_rows, lab.xfrm = tmp_path, [], {}
+    lab.peers = {"left": SimpleNamespace(side="left", driver=driver, host=SimpleNamespace(dir=side_dir, alive=False))}
+    pcap = tmp_path / "left-right.pcap"
+    lab.captures = [SimpleNamespace(pcap=pcap)]
+    _cut(IKE / "left-right.pcap", 112, pcap)
+    lab._collect_keys()
+    assert len(read_ikev2_decryption_table(tmp_path / "ikev2_decryption_table")) == 1
+    shutil.copy(IKE / "left-right.pcap", pcap)
+    lab._collect_keys(live=False)
+    assert read_ikev2_decryption_table(tmp_path / "ikev2_decryption_table") == \
+        read_ikev2_decryption_table(IKE / "ikev2_decryption_table")
