@@ -2,15 +2,22 @@
 
 The record, ``steps.json`` in the run directory, is what a case's check reads beside the trace: each
 step with its host-clock start and end (the clock tcpdump stamps the captures with), what it saw
-(a ping's summary, how long the kernel kept SAs after a peer was killed, both sums of a TCP transfer),
-and each side's addresses as the other side and the links see them.  It is written after every step,
-so a step that fails still leaves the steps before it.
+(a ping's summary, when the wire showed a rekey done, how long the kernel kept SAs after a peer was
+killed, both sums of a TCP transfer), and each side's addresses as the other side and the links see
+them.  It is written after every step, so a step that fails still leaves the steps before it.
+
+Pings run in the background; once the steps are done, those still running are stopped (SIGINT), so a
+case whose steps end when the wire shows what it waits for (``Until``) is not held by a ping sized for the
+slowest run.  A stopped ping's entry says when it stopped and, from the echoes it got answers to, how many
+of those sent before the drain (half a second plus the round trip of any ``Delay``) were answered: the
+last ones' answers may still have been on their way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import threading
 import time
@@ -18,9 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ipseclab.testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
+from ipseclab.testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Until, Wait, WaitSasGone
 
 from .errors import LabError
+from .interop_wire import EVIDENCE, Wire, responder_link
 from .lab.lab import Lab, PeerRun
 from .lab.runtimes.docker import ContainerHost
 from .lab.runtimes.process import EndpointHost
@@ -28,6 +36,9 @@ from .lab.runtimes.uml import UmlHost
 
 STEPS_FILE = "steps.json"
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
+_PING_REPLY = re.compile(r"(?:icmp_)?seq=(\d+)")
+PING_DRAIN = 0.5  # seconds before a ping's stop whose echoes may still be unanswered, beside any Delay's round trip
+UNTIL_POLL = 0.1  # seconds between two reads of the capture while an Until waits
 
 
 class _Runner:
@@ -40,7 +51,10 @@ class _Runner:
                       for side, h in topo.hosts.items()},
             "steps": [],
         }
-        self.pings: list[tuple[dict[str, Any], tuple[PeerRun, str]]] = []
+        self.pings: list[tuple[dict[str, Any], tuple[PeerRun, str, str]]] = []
+        self.round_trip = 0.0  # what a Delay adds to a ping's round trip (both ways)
+        self.since = 0.0  # when the last Until's event was done: the next one waits for a later one
+        self.wire: Wire | None = None
 
     def write(self) -> None:
         self.path.write_text(json.dumps(self.record, indent=2) + "\n")
@@ -66,6 +80,8 @@ class _Runner:
         if isinstance(step, Wait):
             time.sleep(step.seconds)
             return {}
+        if isinstance(step, Until):
+            return self.until(step)
         if isinstance(step, Rekey):
             return self.rekey(step)
         if isinstance(step, StartChild):
@@ -84,6 +100,7 @@ class _Runner:
                     continue
                 peer.host.exec(f"modprobe sch_netem 2>/dev/null; tc qdisc replace dev {_transit_dev(peer)} root "
                                f"netem delay {step.ms}ms", timeout=30)
+            self.round_trip = 2 * step.ms / 1000
             return {}
         if isinstance(step, TcpTransfer):
             return self.tcp(step)
@@ -107,26 +124,57 @@ class _Runner:
         log = f"ping-{len(self.pings) + 1}.txt"
         # a guest's /ipl is its host directory; the endpoint's namespace shares the host's file system
         where = peer.host.dir if isinstance(peer.host, EndpointHost) else Path("/ipl")
-        peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 5 -I {src} {dst} "
-                       f"> {where / log} 2>&1 &", timeout=30)
-        self.pings.append((entry, (peer, log)))
+        _, out = peer.host.exec(f"ping -n -c {count} -i {step.interval} -s {step.size} -W 5 -I {src} {dst} "
+                                f"> {where / log} 2>&1 & echo $!", timeout=30)
+        pid = out.split()[-1] if out.split() else ""
+        self.pings.append((entry, (peer, log, pid if pid.isdigit() else "")))
         return {"src": src, "dst": dst, "count": count}
 
+    def until(self, step: Until) -> dict[str, Any]:
+        """Read the capture next to the responder until it shows ``step.event`` done, then settle; never raises
+        for a timeout (the record says ``seen: false``; the case's check names what is missing)."""
+        if step.event not in EVIDENCE:
+            raise LabError(f"unknown event {step.event!r} for Until (known: {', '.join(EVIDENCE)})")
+        if self.wire is None:
+            caps = {c.link.name: c.pcap for c in self.lab.captures}
+            if not caps:
+                raise LabError("Until needs the lab's captures, and there are none")
+            self.wire = Wire(caps[responder_link(list(caps))], self.record["sides"])
+        started = time.time()
+        done: float | None = None
+        while True:
+            self.wire.poll()
+            done = EVIDENCE[step.event](self.wire, step.side, self.since)
+            now = time.time()
+            if (done is not None and now >= done + step.settle) or now >= started + step.within:
+                break
+            time.sleep(UNTIL_POLL)
+        if done is not None:
+            self.since = done
+        return {"seen": done is not None, "done_at": done, "waited": round(time.time() - started, 2)}
+
     def finish_pings(self) -> None:
-        """Wait for every ping still running and record its summary (transmitted, received)."""
+        """Stop every ping still running and record each one's summary (transmitted, received); a stopped one's
+        also when it stopped and which of its echoes had time to be answered (module docstring)."""
         for entry, job in self.pings:
-            deadline = entry["start"] + entry["seconds"] + 20
-            text = ""
-            peer, log = job
+            peer, log, pid = job
             path = peer.host.dir / log
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if not _PING_SUMMARY.search(text) and pid and time.time() < entry["start"] + entry["seconds"]:
+                entry["stopped"] = time.time()
+                peer.host.exec(f"kill -INT {pid} 2>/dev/null", timeout=30, check=False)
+            deadline = (entry["stopped"] + 10) if "stopped" in entry else entry["start"] + entry["seconds"] + 20
             while time.time() < deadline:
                 text = path.read_text(errors="replace") if path.exists() else ""
                 if _PING_SUMMARY.search(text):
                     break
-                time.sleep(0.2)
+                time.sleep(0.1)
             m = _PING_SUMMARY.search(text)
             entry["transmitted"], entry["received"] = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
             entry["summary"] = m.group(0) if m else text.strip().splitlines()[-1:] or "no summary"
+            if "stopped" in entry:
+                entry.update(settled_echoes(text, entry["transmitted"], entry["interval"],
+                                            PING_DRAIN + self.round_trip))
         self.pings.clear()
         self.write()
 
@@ -202,6 +250,16 @@ class _Runner:
             f"sha256sum {blob}", timeout=90, check=False)
         return {"server": dst, "served_sha256": served.split()[0] if served.split() else "",
                 "client_output": got, "received_sha256": _sha_line(got), "received_bytes": _wc_line(got)}
+
+
+def settled_echoes(text: str, transmitted: int, interval: float, drain: float) -> dict[str, Any]:
+    """Of a ping stopped with ``transmitted`` echoes sent, those sent more than ``drain`` seconds before the
+    stop (every ``interval`` s, the last just before it) and how many of them ping printed an answer to."""
+    settled = max(0, transmitted - math.ceil(drain / interval))
+    answered = {int(n) for line in text.splitlines() if "bytes from" in line and "DUP!" not in line
+                for n in _PING_REPLY.findall(line)}
+    return {"drain": drain, "settled_transmitted": settled,
+            "settled_received": len({n for n in answered if n <= settled})}
 
 
 def _sha_line(text: str) -> str:

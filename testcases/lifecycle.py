@@ -4,7 +4,11 @@ lifetimes, an additional Child SA, TCP in transport mode behind a NAT.
 Each case declares per-side settings (short lifetimes so a cell takes seconds, not hours) and the
 steps the runner performs once the first Child SA is up; its check reads the decrypted trace and the
 steps' record (``lifecycle_checks``).  Timings: a Child SA rekey at lifetime - margin = 3 s after the SA
-came up (an IKE SA rekey at 4 s), pings every 0.2 s; a gap bound of 1 s is four missed pings in a row (the
+came up (the responder's at 4 s, Libreswan's 7.5 s), an IKE SA rekey at 3 s (the responder's at 4 s,
+Libreswan's 7 s); pings every 0.2 s.  A case does not wait a fixed time for its rekey: ``Until`` reads
+the clear headers of the capture as it grows until the rekey is answered, the old SA's Delete answered
+and ESP on new SPIs both ways, then lets the pings run 2 s more (``SETTLE``) and stops them; a rekey that
+never comes times out there and the check fails.  A gap bound of 1 s is four missed pings in a row (the
 daemons' make-before-break rekeys lost none here: the longest silence measured was 0.22 s), so an SA torn
 down before its successor carries traffic fails the case.
 """
@@ -34,7 +38,7 @@ from .lifecycle_checks import (
     traffic_span,
     view,
 )
-from .steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Wait, WaitSasGone
+from .steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Until, Wait, WaitSasGone
 
 
 def _esp_where(p: IpsecPacket) -> str:
@@ -42,22 +46,39 @@ def _esp_where(p: IpsecPacket) -> str:
 
 
 GAP_BOUND = 1.0  # seconds of silence allowed in one direction while pings run every 0.2 s
-REKEY_AT = 3  # seconds after establishment: lifetime 10 - margin 7 (each new Child SA again 3 s later)
-CHILD_SHORT = (("child_lifetime", 10), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
-# the IKE SA rekeys at lifetime 12 - margin 8 = 4 s, each new one again 4 s later: the initiator's Child SA
-# rekey goes out midway between two of its own (it queues its exchanges, so they cannot cross)
-IKE_REKEY_AT = 4
-IKE_SHORT = (("ike_lifetime", 12), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
-# the responder's IKE rekeys (lifetime 14 - margin 8 = 6 s, 12 s, ...; Libreswan: 10 s, then 16 s, each Delete
-# of the old SA 1 s later) could cross the initiator's Child SA rekey: it goes out at 13 s, a second or more
-# from any of them
-IKE_SHORT_RESPONDER = (("ike_lifetime", 14), ("ike_rekey_margin", 8), ("child_rekey_margin", 8))
-# pings from the SA's start to 4 s after the rekey: 15 on the old Child SA, 20 on the new one
-TRAFFIC = (Ping(7), Wait(7.5))
-# Libreswan 4.10 as the responder rekeys at lifetime - margin/2 (seen: 12.7 s after the SA came up with
-# lifetime 20, margin 14), strongSwan at lifetime - margin: the responder cases run long enough for both
-RESPONDER_REKEY_AT = 6.5
-RESPONDER_TRAFFIC = (Ping(10.5), Wait(11))
+# pings go on this long after the wire shows a rekey done: the gap check's window, which ends half a second
+# before they stop, covers 1.5 s past the old SA's Delete (the last moment a peer moves its traffic), and any
+# ESP on the old SA after the Delete would be seen
+SETTLE = 2.0
+UNTIL_WITHIN = 25.0  # the longest an Until waits for a rekey (seen: 3-5 s after the SA came up, a loaded host)
+PINGS = 30  # seconds at most: the pings stop once the steps are done
+# a Child SA rekey at lifetime 6 - margin 3 = 3 s after the SA came up, each new Child SA again 3 s later; the
+# initiator's pings start about 1 s after it came up, so the old SA carries some before; the old SA expires at
+# 6 s, 3 s after a rekey that a loaded host may slow down
+REKEY_AT = 3
+CHILD_SHORT = (("child_lifetime", 6), ("child_rekey_margin", 3), ("ike_rekey_margin", 3))
+# The responder's Child SA rekey, at lifetime 11 - margin 7 = 4 s: the initiator's pings start when its initiate
+# returns, up to 2.7 s after the responder installed the SA (seen: a Libreswan initiator on a loaded host).
+# Libreswan 4.10 as the responder of the Child SA rekeys it at lifetime - margin/2 (seen: 12.7 s after the SA came
+# up with lifetime 20, margin 14): 7.5 s, then every 4 s as the initiator of the new ones; it counts from when it
+# logs the SA up, about 1 s (under UML) after its kernel SA's lifetime started, so margin/2 must leave room: with
+# lifetime 5, margin 2 the kernel expired the SA as pluto began the rekey (seen).  (Libreswan takes one margin for
+# both SAs, hence the IKE margin.)
+RESPONDER_REKEY_AT = 4
+LIBRESWAN_RESPONDER_REKEY_AT = 7.5
+CHILD_SHORT_RESPONDER = (("child_lifetime", 11), ("child_rekey_margin", 7), ("ike_rekey_margin", 7))
+# the IKE SA rekeys at lifetime 6 - margin 3 = 3 s, each new one again 3 s later: the initiator's Child SA rekey
+# command follows the first once its Delete is answered (the initiator queues its own exchanges: they cannot cross)
+IKE_REKEY_AT = 3
+IKE_SHORT = (("ike_lifetime", 6), ("ike_rekey_margin", 3), ("child_rekey_margin", 3))
+# the responder's IKE SA rekeys at 10 - 6 = 4 s (Libreswan: 10 - 6/2 = 7 s, its Delete of the old SA 1 s later),
+# the next 4 s after: the initiator's Child SA rekey goes out at once after the first, 2 s or more from the next.
+# Libreswan's margin/2 is 3 s before the IKE SA expires: with lifetime 6, margin 2 a loaded host ran its rekey and
+# expiry events together and it reauthenticated instead (seen)
+IKE_REKEY_RESPONDER_AT = 4
+IKE_SHORT_RESPONDER = (("ike_lifetime", 10), ("ike_rekey_margin", 6), ("child_rekey_margin", 6))
+TRAFFIC = (Ping(PINGS), Until("child-rekey", "left", settle=SETTLE, within=UNTIL_WITHIN))
+RESPONDER_TRAFFIC = (Ping(PINGS), Until("child-rekey", "right", settle=SETTLE, within=UNTIL_WITHIN))
 
 
 @dataclass(frozen=True)
@@ -284,21 +305,26 @@ CHILD_REKEY_INITIATOR = ChildRekeyCase(
 )
 CHILD_REKEY_RESPONDER = ChildRekeyCase(
     name="child-rekey-responder",
-    description=f"the responder rekeys the Child SA {REKEY_AT} s after it came up (Libreswan as responder: "
-                f"{RESPONDER_REKEY_AT} s), pings across it",
-    right_settings=CHILD_SHORT, steps=RESPONDER_TRAFFIC, rekeyer="right",
+    description=f"the responder rekeys the Child SA {RESPONDER_REKEY_AT} s after it came up (Libreswan as "
+                f"responder: {LIBRESWAN_RESPONDER_REKEY_AT} s), pings across it",
+    right_settings=CHILD_SHORT_RESPONDER, steps=RESPONDER_TRAFFIC, rekeyer="right",
 )
 IKE_REKEY_INITIATOR = IkeRekeyCase(
     name="ike-rekey-initiator",
     description=f"the initiator rekeys the IKE SA (new SPIs, RFC 7296 1.3.2) {IKE_REKEY_AT} s after it came up; a "
                 "Child SA rekey then runs on the new IKE SA",
-    left_settings=IKE_SHORT, steps=(Ping(10), Wait(6), Rekey("left", "child"), Wait(3)), rekeyer="left",
+    left_settings=IKE_SHORT,
+    steps=(Ping(PINGS), Until("ike-rekey", "left", within=UNTIL_WITHIN), Rekey("left", "child"),
+           Until("child-rekey", "left", settle=SETTLE, within=UNTIL_WITHIN)),
+    rekeyer="left",
 )
 IKE_REKEY_RESPONDER = IkeRekeyCase(
     name="ike-rekey-responder",
-    description="the responder rekeys the IKE SA 6 s after it came up (Libreswan: 10 s); the initiator's Child SA "
-                "rekey then runs on the new IKE SA",
-    right_settings=IKE_SHORT_RESPONDER, steps=(Ping(16.5), Wait(13), Rekey("left", "child"), Wait(3)),
+    description=f"the responder rekeys the IKE SA {IKE_REKEY_RESPONDER_AT} s after it came up (Libreswan: "
+                f"{IKE_REKEY_RESPONDER_AT + 3} s); the initiator's Child SA rekey then runs on the new IKE SA",
+    right_settings=IKE_SHORT_RESPONDER,
+    steps=(Ping(PINGS), Until("ike-rekey", "right", within=UNTIL_WITHIN), Rekey("left", "child"),
+           Until("child-rekey", "left", settle=SETTLE, within=UNTIL_WITHIN)),
     rekeyer="right",
 )
 REKEY_COLLISION = ChildRekeyCase(
@@ -307,9 +333,11 @@ REKEY_COLLISION = ChildRekeyCase(
                 "cannot be set to fire together, Libreswan's responder rekeys at lifetime - margin/2); 2 s of delay "
                 "each way (netem in both guests; whack takes about 1 s under UML) makes the requests cross "
                 "(RFC 7296 2.8.1); traffic settles on one new Child SA",
-    # the pings' own end (the last of 14 s of pings plus its 4 s round trip) bounds the cell: the Deletes of the
-    # old and the redundant SA are through 2-4 s before it (measured); the last Wait only covers a quick rekey
-    steps=(Delay(2000), Ping(14), Wait(3), Rekey("both", "child"), Wait(5)), collision=True,
+    # pings go on 3.5 s after both Deletes are answered: a stopped ping's last 4.5 s (the 4 s round trip and half a
+    # second) are out of the gap check's window, which then ends a second after them
+    steps=(Delay(2000), Ping(PINGS + 10), Wait(1), Rekey("both", "child"),
+           Until("collision", settle=3.5, within=UNTIL_WITHIN)),
+    collision=True,
     # one path delay: the replies on the surviving SA start when its inbound half is in at the far end
     # (measured 0.89 s and 0.93 s, strongSwan and Libreswan each way)
     gap_bound=2.0,
@@ -320,15 +348,17 @@ DPD_DEAD_PEER = DeadPeerCase(
                 "(DPD every 1 s, retransmitted after 0.5, 1, 2 s) go unanswered and it clears the SAs",
     left_settings=(("dpd_delay", 1), ("dpd_action", "clear"), ("retransmit_timeout", 0.5),
                    ("retransmit_tries", 2)),
-    steps=(Ping(2), Wait(2.5), Kill("right"), WaitSasGone("left", within=40)),
+    # killed while the pings run (nothing is silent for a DPD delay before it), which end before the SAs go (a
+    # daemon that revives a connection it initiated would otherwise be sent traffic to acquire SAs with)
+    steps=(Ping(2), Kill("right"), WaitSasGone("left", within=40)),
     dead_within=20.0,
 )
 LIFETIME_BYTES = VolumeRekeyCase(
     name="lifetime-bytes",
-    description="the initiator's Child SA rekeys after 15,000 bytes (hard limit 30,000); 1,000-byte pings "
-                "every 0.2 s reach it in about 3 s, long before its time lifetime",
-    left_settings=(("child_rekey_bytes", 15_000), ("child_life_bytes", 30_000)),
-    steps=(Ping(7, size=1000), Wait(7.5)),
+    description="the initiator's Child SA rekeys after 15,000 bytes (hard limit 45,000); 1,000-byte pings "
+                "every 0.1 s reach it in about 1.5 s, long before its time lifetime",
+    left_settings=(("child_rekey_bytes", 15_000), ("child_life_bytes", 45_000)),
+    steps=(Ping(PINGS, size=1000, interval=0.1), Until("child-rekey", "left", settle=SETTLE, within=UNTIL_WITHIN)),
     min_bytes=15_000,
 )
 CHILD_ADDITIONAL = AdditionalChildCase(
@@ -337,7 +367,8 @@ CHILD_ADDITIONAL = AdditionalChildCase(
                 "CREATE_CHILD_SA under the IKE SA; both Child SAs carry pings",
     left_settings=(("extra_children", (("203.0.113.192/27", "203.0.113.224/27"),)),),
     right_settings=(("extra_children", (("203.0.113.224/27", "203.0.113.192/27"),)),),
-    steps=(StartChild("left", 1), Ping(3), Ping(3, child=1), Wait(4)),
+    # ten echoes through each Child SA: a second of pings every 0.1 s, their answers in before the Wait ends
+    steps=(StartChild("left", 1), Ping(1, interval=0.1), Ping(1, child=1, interval=0.1), Wait(1.3)),
 )
 TCP_TRANSPORT_NAT = TcpCase(
     name="tcp-transport-nat",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ipseclab.errors import CheckFailed
+from ipseclab.interop_wire import responder_link
 from ipseclab.pcap.trace import IpsecPacket, Trace
 from ipseclab.pcap.wireshark import WiresharkIkeRecord
 
@@ -60,7 +61,7 @@ class View:
 def view(trace: Trace) -> View:
     if not trace.links:
         fail(f"no captures in {trace.run_dir}")
-    name = next((n for n in sorted(trace.links) if n.endswith("right")), sorted(trace.links)[0])
+    name = responder_link(list(trace.links))
     link = trace.links[name]
     record = steps_record(trace)
     return View(name, sorted(link.ike, key=lambda r: r.time), sorted(link.ipsec, key=lambda p: p.time),
@@ -211,18 +212,25 @@ def check_gap(v: View, start: float, end: float, bound: float) -> float:
 
 
 def traffic_span(record: dict[str, Any], v: View) -> tuple[float, float]:
-    """From the first ping's start (plus a second to settle) to the end of the last ping's run."""
+    """From the first ping's start (plus a second to settle) to the end of the last ping's run: a second before
+    its last echo, or before a stopped ping's drain (its last echoes' answers may not have come)."""
     pings = step_entries(record, "Ping")
     if not pings:
         fail("the steps record has no Ping")
     start = min(p["start"] for p in pings) + 1.0
-    end = max(p["start"] + p["seconds"] for p in pings) - 1.0
+    end = max(p["stopped"] - p["drain"] if "stopped" in p else p["start"] + p["seconds"] - 1.0 for p in pings)
     return start, end
 
 
 def check_pings_answered(record: dict[str, Any], loss: float = 0.2) -> None:
+    """Every ping got answers to all but ``loss`` of its echoes; of a stopped ping, of those sent before its
+    drain (``interop_steps.settled_echoes``)."""
     for p in step_entries(record, "Ping"):
-        sent, got = p.get("transmitted", 0), p.get("received", 0)
+        if "stopped" in p:
+            sent, got = p.get("settled_transmitted", 0), p.get("settled_received", 0)
+            said = (f"{p.get('summary')}, stopped: {got} of the {sent} echoes sent {p.get('drain')} s or more "
+                    "before the stop answered")
+        else:
+            sent, got, said = p.get("transmitted", 0), p.get("received", 0), str(p.get("summary"))
         if not sent or got < sent * (1 - loss):
-            fail(f"ping {p.get('src')}->{p.get('dst')} from {p.get('side')}: {p.get('summary')} "
-                 f"(more than {loss:.0%} lost)")
+            fail(f"ping {p.get('src')}->{p.get('dst')} from {p.get('side')}: {said} (more than {loss:.0%} lost)")

@@ -20,8 +20,10 @@ Side = Literal["left", "right"]
 
 @dataclass(frozen=True)
 class Ping:
-    """Start pinging from ``side`` for ``seconds`` (every ``interval`` s, ``size`` bytes of payload) and go on
-    at once; through the first Child SA (``child=0``) or the additional one ``child=k``."""
+    """Start pinging from ``side`` for at most ``seconds`` (every ``interval`` s, ``size`` bytes of payload) and
+    go on at once; through the first Child SA (``child=0``) or the additional one ``child=k``.  A ping still
+    running when the steps are done is stopped then; the record says which of its echoes had time to be answered
+    (those sent half a second, plus the round trip of any ``Delay``, before the stop)."""
 
     seconds: float
     side: Side = "left"
@@ -38,6 +40,26 @@ class Wait:
     """Let time pass (the daemons' timers run: rekeys, DPD)."""
 
     seconds: float
+
+    def needs(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Until:
+    """Wait until the capture next to the responder shows ``event`` done after the previous ``Until``'s, then
+    ``settle`` seconds more (the traffic goes on: the check looks at it); at most ``within`` seconds in all.
+
+    Events (``ipseclab.interop_wire``, read off the clear headers): ``child-rekey`` (a Child SA rekey ``side``
+    started: answered, the old SA's Delete answered, ESP both ways on new SPIs), ``ike-rekey`` (an IKE SA rekey
+    ``side`` started, answered, the old SA's Delete answered), ``collision`` (both sides' rekeys answered, both
+    Deletes answered, the last ESP each way on new SPIs).  A timeout is recorded, not raised: the case's check
+    reads the decrypted trace and names what is missing."""
+
+    event: Literal["child-rekey", "ike-rekey", "collision"]
+    side: Side = "left"
+    settle: float = 0.0
+    within: float = 30.0
 
     def needs(self) -> dict[str, str]:
         return {}
@@ -109,4 +131,4 @@ class TcpTransfer:
         return {"left": "shell", "right": "shell"}
 
 
-Step = Ping | Wait | Rekey | StartChild | Kill | WaitSasGone | Delay | TcpTransfer
+Step = Ping | Wait | Until | Rekey | StartChild | Kill | WaitSasGone | Delay | TcpTransfer

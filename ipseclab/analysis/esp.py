@@ -71,7 +71,7 @@ class EspRecord:
         return esp_line(self, scapy)
 
 
-def _esp_of(pkt: IpPacket) -> tuple[bytes, bool] | None:
+def esp_of(pkt: IpPacket) -> tuple[bytes, bool] | None:
     """(ESP bytes, in UDP) of a captured packet, or None when it carries no ESP."""
     if pkt.proto == IPPROTO_ESP:
         return pkt.payload, False
@@ -89,7 +89,7 @@ def _esp_of(pkt: IpPacket) -> tuple[bytes, bool] | None:
 
 def carries_esp(pkt: IpPacket) -> bool:
     """Whether a packet is ESP, AH or ESP in UDP 4500 (what :meth:`EspDecryptor.packet` makes a record of)."""
-    return pkt.proto in (IPPROTO_ESP, IPPROTO_AH) or _esp_of(pkt) is not None
+    return pkt.proto in (IPPROTO_ESP, IPPROTO_AH) or esp_of(pkt) is not None
 
 
 class EspDecryptor:
@@ -124,7 +124,7 @@ class EspDecryptor:
         elif proto == IPPROTO_AH:
             return self._ah(pkt)
         else:
-            found = _esp_of(pkt)
+            found = esp_of(pkt)
             if found is None:
                 return None
             esp, udp = found

@@ -9,8 +9,9 @@
 
 Teardown runs on success, on exceptions, on SIGINT/SIGTERM (turned into LabInterrupted while
 the lab is up) and after a peer dies: keys are collected while the guests still run, then
-guests are halted, captures stopped and namespaces removed, and a final sweep for this run id
-catches anything left.  The run directory is kept in every case.
+guests are halted, captures stopped and namespaces removed, the keys collected again from the
+complete captures and logs (an SA a timer made as the cell ended), and a final sweep for this run
+id catches anything left.  The run directory is kept in every case.
 """
 
 from __future__ import annotations
@@ -255,6 +256,8 @@ class Lab:
             *((f"stopping the capture on {c.pcap.name}", partial(stop_capture, c)) for c in self.captures),
             ("removing the namespaces", partial(netns.destroy, self.topology)),
         ]
+        if cell_open:  # the captures, logs and monitors are complete now: rows for SAs made while the cell ended
+            steps.append(("collecting the keys again", partial(self._collect_keys, live=False)))
         for what, step in steps:
             try:
                 step()
@@ -513,7 +516,12 @@ class Lab:
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
 
-    def _collect_keys(self) -> None:
+    def _collect_keys(self, live: bool = True) -> None:
+        """The run's key tables from the captures, the peers' logs and their kernels' SAs.
+
+        ``live=False``, once the guests are halted and the captures stopped: again from the complete captures,
+        logs and ``ip xfrm monitor`` outputs (and the ``ip -s xfrm state`` the live collection saved), so an SA
+        that a timer made while the cell was ending (a rekey every few seconds) has its rows too."""
         messages = captured_ike_messages(self.captures)
         keysets = []
 
@@ -522,15 +530,19 @@ class Lab:
                 return None
             return peer.host.exec("ip -s xfrm state", check=False, timeout=15)[1]
 
-        states = self._each_peer(xfrm_state)
+        states = self._each_peer(xfrm_state) if live else {}
         for peer in self.peers.values():
             keysets += peer.driver.ike_keys(peer.host.dir)
             if isinstance(peer.host, EndpointHost):
                 continue  # no kernel SAs: the endpoint wrote its own key files into its directory
             self.xfrm[peer.side] = []
-            out = states[peer.side]
+            saved = peer.host.dir / "xfrm-state.txt"
+            out = states.get(peer.side)
             if out is not None:
-                (peer.host.dir / "xfrm-state.txt").write_text(out)
+                saved.write_text(out)
+            elif not live and saved.exists():
+                out = saved.read_text(errors="replace")
+            if out is not None:
                 self.xfrm[peer.side] = parse_xfrm_state(out)
             monitor = peer.host.dir / "xfrm-monitor.txt"
             if monitor.exists():  # SAs gone before the end (rekeyed, expired, a killed peer's flushed SAs)

@@ -57,7 +57,7 @@ def _lifecycle_variants():
     case = by_name("child-rekey-initiator")
     left, _ = case_configs(case, make_topology(case.topology, "render"))
     yield "lifetimes", left
-    yield "no-rekey-reauth-fuzz", replace(left, rekey=False, reauth=True, rekey_jitter=3)
+    yield "no-rekey-reauth-fuzz", replace(left, rekey=False, reauth=True, rekey_jitter=2)
     yield "volume-dpd-retransmit", replace(left, child_life_bytes=60_000, dpd_delay=2, dpd_action="restart",
                                            retransmit_timeout=0.5, retransmit_tries=2)
     yield "extra-child", replace(left, extra_children=(("203.0.113.192/27", "203.0.113.224/27"),))
