@@ -98,8 +98,10 @@ class _Runner:
                 if isinstance(peer.host, EndpointHost):  # the host kernel may lack netem: the endpoint holds its sends
                     peer.host.command({"cmd": "delay", "ms": step.ms})
                     continue
-                peer.host.exec(f"modprobe sch_netem 2>/dev/null; tc qdisc replace dev {_transit_dev(peer)} root "
+                dev = _transit_dev(peer)
+                peer.host.exec(f"modprobe sch_netem 2>/dev/null; tc qdisc replace dev {dev} root "
                                f"netem delay {step.ms}ms", timeout=30)
+                self.lab.shaped[side] = dev  # next_cell drops what netem still holds before its captures start
             self.round_trip = 2 * step.ms / 1000
             return {}
         if isinstance(step, TcpTransfer):

@@ -133,6 +133,7 @@ class Lab:
         self._stat_base: dict[str, dict[str, int]] = {}  # each guest's xfrm_stat when this cell began on it
         self.booted_in = self.run_dir  # the run directory of the cell that booted the hosts
         self._drops: dict[str, Path] = {}  # the drop (Reload) end_cell submitted on a side: its spool path
+        self.shaped: dict[str, str] = {}  # side -> the interface a lifecycle step put a netem delay on
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -357,6 +358,11 @@ class Lab:
         dropped = {side: self._dropped(side) for side in list(self._drops)}
         reloads = {side: plan for side, plan in reloads.items() if dropped.get(side)}
         self._each_peer(lambda peer: None if peer.side in reloads else _quiet(peer))  # before the captures start
+        # a netem delay (Delay step) still holds the cell before's last packets: sent after the next cell's
+        # captures start, they would be its frame 1 (seen: an ESP packet of rekey-collision's SA, 2 s late)
+        shaped, self.shaped = self.shaped, {}
+        self._each_peer(lambda peer: peer.side in shaped and peer.host.alive and peer.host.exec(
+            f"tc qdisc del dev {shaped[peer.side]} root 2>/dev/null; true", timeout=30, check=False))
         for link in self.topology.links:
             self.captures.append(start_capture(link, self.run_dir))
 
