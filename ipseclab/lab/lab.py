@@ -309,6 +309,10 @@ class Lab:
         self._finish_cell()
         for cap in self.captures:
             stop_capture(cap)
+        try:  # as down() does: rows for an SA a timer made after the first collection, before the captures stopped
+            self._collect_keys(live=False)
+        except Exception as exc:
+            (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
         for peer in self.peers.values():  # the SAs of a daemon next_cell may reload end now, unseen (see Reload)
             drop = getattr(peer.driver, "drop_script", None)
             if type(peer.host) is UmlHost and drop is not None and getattr(peer.driver, "reload", None) is not None \
