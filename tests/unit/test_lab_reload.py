@@ -4,6 +4,7 @@ with a fake guest: a thread that answers the spool as the UML agent would, so th
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from ipseclab.interop import case_configs
 from ipseclab.lab import lab as lab_module
 from ipseclab.lab.images import Image
-from ipseclab.lab.impls.libreswan import LibreswanDriver
+from ipseclab.lab.impls.libreswan import PLUTO_LOG, PLUTO_PID, WHACK, LibreswanDriver, add_conns
 from ipseclab.lab.impls.strongswan import StrongswanDriver, StrongswanLibipsecDriver
 from ipseclab.lab.lab import Lab, LabSpec, PeerRun
 from ipseclab.lab.runtimes.uml import RESET, UmlHost, keep_daemon_reset
@@ -56,7 +57,6 @@ def test_strongswan_reloads_only_into_the_same_strongswan_conf(tmp_path: Path):
     assert drv.reload(left, cert, old, other, TOPO.hosts["left"]) is None
     assert drv.reload(left, left, old, tmp_path / "missing", TOPO.hosts["left"]) is None
     assert StrongswanLibipsecDriver().reload(left, left, old, old, TOPO.hosts["left"]) is None
-    assert not hasattr(LibreswanDriver(), "reload")  # pluto cannot reopen its log in the new /ipl: restarted
 
 
 def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
@@ -80,6 +80,44 @@ def test_keep_daemon_reset_is_reset_but_for_the_daemon_and_its_run_files():
     assert "rm -rf /run/*" not in script and 'case $f in /run/charon.*) ;;' in script
 
 
+def test_libreswan_reloads_only_with_the_same_setup_and_no_certificates(tmp_path: Path):
+    _, tunnel = _configs("esp-tunnel", "libreswan")
+    _, transport = _configs("esp-transport", "libreswan")
+    _, cert = _configs("cert-rsa", "libreswan")
+    quiet = dataclasses.replace(transport, log_keys=False)
+    drv = LibreswanDriver()
+    dirs = {}
+    for name, cfg in (("a", tunnel), ("b", transport), ("c", cert), ("d", quiet)):
+        dirs[name] = tmp_path / name
+        drv.write_config(cfg, dirs[name])
+    plan = drv.reload(tunnel, transport, dirs["a"], dirs["b"], TOPO.hosts["right"])
+    assert plan is not None and plan.pidfile == PLUTO_PID and plan.keep == "/run/pluto|/run/nss"
+    lines = plan.load.splitlines()
+    # what start_script does once pluto runs: the forwarder into the new /ipl, the interfaces, the secrets, the conns
+    assert lines[1].startswith(f"tail -c +$((o + 1)) -F -s 0.05 {PLUTO_LOG} >> /ipl/pluto.log")
+    assert lines[3:] == [f"{WHACK} --listen", f"{WHACK} --rereadsecrets || exit 1", add_conns(transport).rstrip()]
+    back = drv.reload(transport, tunnel, dirs["b"], dirs["a"], TOPO.hosts["right"])
+    assert back is not None and back.load.startswith("ip route add ")
+    # certificates fill the NSS database; another plutodebug is another config setup: restarts
+    assert drv.reload(tunnel, cert, dirs["a"], dirs["c"], TOPO.hosts["right"]) is None
+    assert drv.reload(cert, tunnel, dirs["c"], dirs["a"], TOPO.hosts["right"]) is None
+    assert drv.reload(tunnel, quiet, dirs["a"], dirs["d"], TOPO.hosts["right"]) is None
+    assert drv.reload(tunnel, tunnel, dirs["a"], tmp_path / "missing", TOPO.hosts["right"]) is None
+
+
+def test_libreswan_drop_deletes_every_conn_unheard_and_waits_for_an_empty_pluto():
+    _, cfg = _configs("esp-tunnel", "libreswan")
+    cfg = dataclasses.replace(cfg, extra_children=((cfg.local_ts[0], cfg.remote_ts[0]),))
+    script = LibreswanDriver().drop_script(cfg)
+    # a pluto that died (a kill action) is restarted at once, not waited for
+    assert script.startswith(f'kill -0 "$(cat {PLUTO_PID} 2>/dev/null)" 2>/dev/null || {{ echo')
+    assert script.index("ip addr flush dev vec0 scope global") < script.index(
+        f"for c in {cfg.name} {cfg.name}-2; do {WHACK} --delete --name $c") < script.index("--showstates")
+    assert "*'Total IPsec connections: loaded 0,'*" in script and "exit 1" in script
+    # the cell's log is all in its /ipl before the drop ends
+    assert script.index("--showstates") < script.index(f"stat -c %s {PLUTO_LOG}") < script.index("pluto.log not copied")
+
+
 # --- the lab's order and fallbacks, on fake guests ---------------------------------------------
 
 
@@ -101,12 +139,12 @@ class FakeGuest(threading.Thread):
                 rc, out, rc_dir = 0, "", self.spool
                 if "mount -t hostfs" in text:
                     new = Path(re.search(r"-o (\S+)\n", text).group(1))  # type: ignore[union-attr]
-                    kind = "reload" if "d=$(cat /run/charon.pid" in text else "reset"
+                    kind = "reload" if "d=$(cat /run/" in text else "reset"
                     self.log.append(f"{kind} {self.host.name}")
                     out, rc_dir = "=== xfrm_stat\nXfrmInError 0\n", new / "cmd"
                     (new / "ready").touch()
                     self.spool = new / "cmd"
-                elif "swanctl --terminate" in text:
+                elif "swanctl --terminate" in text or "--delete --name" in text:
                     self.log.append(f"drop {self.host.name}")
                     rc = 1 if self.fail_drop else 0
                 run.with_suffix(".out").write_text(out)
@@ -169,9 +207,14 @@ def test_next_cell_drops_before_its_captures_and_reloads_strongswan(fake_lab, tm
     assert lab.timings.reloaded == [] and log[2] == "captures" and sorted(log[3:]) == ["reset left", "reset right"]
 
 
-def test_a_failed_drop_restarts_that_daemon_and_libreswan_always_restarts(fake_lab, tmp_path: Path):
+def test_a_failed_drop_restarts_that_daemon_only(fake_lab, tmp_path: Path):
     make, log = fake_lab
     lab = make("libreswan", fail_drop=True)
     _next(lab, tmp_path, "esp-transport")
-    assert log[0] == "drop left" and log[1] == "captures"  # pluto has no drop
-    assert lab.timings.reloaded == [] and sorted(log[2:]) == ["reset left", "reset right"]
+    assert sorted(log[:2]) == ["drop left", "drop right"] and log[2] == "captures"
+    # charon's drop failed: restarted; pluto's succeeded: reloaded
+    assert lab.timings.reloaded == ["right"] and sorted(log[3:]) == ["reload right", "reset left"]
+    # a certificate cell: pluto restarted too
+    log.clear()
+    _next(lab, tmp_path, "cert-rsa")
+    assert lab.timings.reloaded == [] and log[2] == "captures" and sorted(log[3:]) == ["reset left", "reset right"]

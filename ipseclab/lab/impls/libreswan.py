@@ -43,7 +43,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -426,9 +426,26 @@ def add_conns(cfg: PeerConfig) -> str:
     return f"{LIBEXEC}/addconn --ctlsocket {PLUTO_CTL} --config /ipl/ipsec.conf {' '.join(conn_names(cfg))} || exit 1\n"
 
 
+def forward_log() -> str:
+    """Shell lines that copy what pluto logs from now on into this cell's ``/ipl/pluto.log`` (see PLUTO_LOG)."""
+    return (f"o=$(stat -c %s {PLUTO_LOG} 2>/dev/null || echo 0); echo $o > {LOG_OFFSET}\n"
+            f"tail -c +$((o + 1)) -F -s 0.05 {PLUTO_LOG} >> /ipl/pluto.log 2>/dev/null < /dev/null &\n"
+            "unset o\n")
+
+
+def setup_section(conf: str) -> str:
+    """The ``config setup`` section of an ipsec.conf text: what pluto reads at start only."""
+    return conf.split("\nconn ", 1)[0]
+
+
 # --- the driver -----------------------------------------------------------------------------
 
 PLUTO_CTL = "/run/pluto/pluto.ctl"
+PLUTO_PID = "/run/pluto/pluto.pid"
+# pluto 4.10 cannot reopen its log file, so it writes one on the guest's tmpfs for as long as it runs, and a
+# forwarder (tail -F, killed with everything else at each reset) copies each cell's part into that cell's /ipl
+PLUTO_LOG = "/run/pluto/pluto.log"
+LOG_OFFSET = "/run/pluto/log.offset"  # where in PLUTO_LOG the current cell's /ipl/pluto.log begins
 LIBEXEC = "/usr/libexec/ipsec"  # where the ``ipsec`` wrapper finds the programs it execs
 PLUTO = f"{LIBEXEC}/pluto"
 WHACK = f"{LIBEXEC}/whack --ctlsocket {PLUTO_CTL}"
@@ -490,14 +507,57 @@ class LibreswanDriver:
             + f"mkdir -p /run/pluto {NSS_DIR}\n"
             + f"certutil -N -d sql:{NSS_DIR} --empty-password > /ipl/initnss.log 2>&1 || exit 1\n"
             + nss_lines(cfg)
+            + forward_log()
             + f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
-              "--secretsfile /ipl/ipsec.secrets --logfile /ipl/pluto.log"
+              f"--secretsfile /ipl/ipsec.secrets --logfile {PLUTO_LOG}"
             + (" --debug none" if cfg.log_keys else "") + " || exit 1\n"
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
             + f"{WHACK} --listen\n"
             + (f"{WHACK} {' '.join(f'--debug {c}' for c in KEY_DEBUG.split())} || exit 1\n" if cfg.log_keys else "")
             + add_conns(cfg)
         )
+
+    def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
+        """Delete the cell's conns (their states with them, so pluto cannot revive them), the guest's global
+        addresses gone first so that no Delete leaves it; then wait until pluto holds no state and no conn, and until
+        the forwarder has copied pluto's log of the cell into its /ipl."""
+        names = " ".join(conn_names(cfg))
+        return (f"kill -0 \"$(cat {PLUTO_PID} 2>/dev/null)\" 2>/dev/null || {{ echo 'no pluto'; exit 1; }}\n"
+                f"ip addr flush dev {dev} scope global\n"
+                f"for c in {names}; do {WHACK} --delete --name $c >/dev/null 2>&1; done\n"
+                "i=0; while :; do\n"
+                f"  s=$({WHACK} --showstates 2>&1); t=$({WHACK} --status 2>&1)\n"
+                "  [ -z \"$s\" ] && case \"$t\" in *'Total IPsec connections: loaded 0,'*) break;; esac\n"
+                "  [ $i -lt 40 ] || { echo 'pluto still holds states or conns'; exit 1; }; ipl_sleep 0.05; i=$((i+1))\n"
+                "done\n"
+                f"n=$(($(stat -c %s {PLUTO_LOG}) - $(cat {LOG_OFFSET}))); i=0\n"
+                "while [ \"$(stat -c %s /ipl/pluto.log 2>/dev/null || echo 0)\" -lt $n ]; do\n"
+                "  [ $i -lt 40 ] || { echo 'pluto.log not copied'; exit 1; }; ipl_sleep 0.05; i=$((i+1)); done\n"
+                "unset s t n i\n")
+
+    def reload(self, old: PeerConfig, new: PeerConfig, old_dir: Path, new_dir: Path, host: HostAddressing,
+               dev: str = "vec0") -> Reload | None:
+        """pluto keeps running from one cell to the next when what it read at start is the same: the ``config
+        setup`` section of the new ``ipsec.conf`` is the old one's (log and debug settings, secrets file), and neither
+        cell has certificates (the NSS database stays as ``certutil -N`` made it).  ``load`` then adds the new cell's
+        routes, starts the log forwarder, has pluto look at the interfaces again (the reset flushed and gave back
+        their addresses), rereads the secrets and adds the new conns: what ``start_script`` does after pluto
+        started."""
+        if nss_lines(old) or nss_lines(new):
+            return None
+        try:
+            same = setup_section((old_dir / "ipsec.conf").read_text()) == setup_section(
+                (new_dir / "ipsec.conf").read_text())
+        except OSError:
+            return None
+        if not same:
+            return None
+        load = (route_lines(new, host, dev)
+                + forward_log()
+                + f"{WHACK} --listen\n"
+                + f"{WHACK} --rereadsecrets || exit 1\n"
+                + add_conns(new))
+        return Reload(PLUTO_PID, "/run/pluto|/run/nss", load)
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         rc, out = host.exec(f"timeout {int(timeout)} {WHACK} --initiate --name {cfg.name}",
