@@ -144,6 +144,8 @@ class FakeGuest(threading.Thread):
                     out, rc_dir = "=== xfrm_stat\nXfrmInError 0\n", new / "cmd"
                     (new / "ready").touch()
                     self.spool = new / "cmd"
+                elif "tc qdisc del" in text:
+                    self.log.append(f"unshape {self.host.name}")
                 elif "swanctl --terminate" in text or "--delete --name" in text:
                     self.log.append(f"drop {self.host.name}")
                     rc = 1 if self.fail_drop else 0
@@ -218,3 +220,14 @@ def test_a_failed_drop_restarts_that_daemon_only(fake_lab, tmp_path: Path):
     log.clear()
     _next(lab, tmp_path, "cert-rsa")
     assert lab.timings.reloaded == [] and log[2] == "captures" and sorted(log[3:]) == ["reset left", "reset right"]
+
+
+def test_a_delay_steps_netem_is_emptied_before_the_next_cells_captures(fake_lab, tmp_path: Path):
+    """A Delay step's netem holds the cell's last packets for its delay: next_cell deletes it (dropping them)
+    before its captures start, else they are the next cell's first frames under the cell before's keys."""
+    make, log = fake_lab
+    lab = make("strongswan")
+    lab.shaped["right"] = "vec0"
+    _next(lab, tmp_path, "esp-transport")
+    assert "unshape right" in log and "unshape left" not in log
+    assert log.index("unshape right") < log.index("captures") and lab.shaped == {}
