@@ -11,14 +11,22 @@ echo "== pytest"
 if [ $# -gt 0 ] || [ "$(id -u)" != 0 ]; then
     $PY -m pytest "$@"
 else
-    # as root with no arguments: everything but the matrix, then the matrix three cells at a time (the tests
-    # that look for leftovers of any lab have run by then): on 2 cores, three workers took 8 min 41 s where
-    # two took 11 min 30 s (2026-11-30; lifecycle cells mostly wait), every cell passing both times. Each
-    # worker takes whole pairs (tests/interop/conftest.py: xdist loadgroup) and keeps a pair's peers booted
-    # between its plain cells
-    $PY -m pytest --ignore=tests/interop/test_matrix.py
-    echo "== the interop matrix (tests/interop/test_matrix.py, 3 workers)"
-    $PY -m pytest tests/interop/test_matrix.py -n 3 -q -rs
+    # as root with no arguments, in four runs (2026-12-01, 2 cores, no AMX: 20 min one test at a time before,
+    # about 9 min now for the first three):
+    # 1. the unit tests, two workers (CPU-bound: 78 s);
+    # 2. the interop tests that start labs of their own and look only at their own resources, three workers
+    #    (they mostly wait on guests: 5 min against 11.5 min one at a time; the kernel cross-check boots one
+    #    kernel peer per worker);
+    # 3. those that look for leftovers of any lab or container on the machine (teardown, the Docker runtime,
+    #    the remote engine), one at a time, after the parallel ones;
+    # 4. the matrix, cells in parallel: each worker takes whole pairs (tests/interop/conftest.py: xdist
+    #    loadgroup) and keeps a pair's peers booted between its cells
+    $PY -m pytest tests/unit -n 2
+    SERIAL=(tests/interop/test_docker_runtime.py tests/interop/test_remote_engine.py tests/interop/test_teardown.py)
+    $PY -m pytest tests/interop -n 3 --ignore=tests/interop/test_matrix.py "${SERIAL[@]/#/--ignore=}"
+    $PY -m pytest "${SERIAL[@]}"
+    echo "== the interop matrix (tests/interop/test_matrix.py, ${MATRIX_WORKERS:=4} workers)"
+    $PY -m pytest tests/interop/test_matrix.py -n "$MATRIX_WORKERS" -q -rs
 fi
 if [ "$(id -u)" = 0 ]; then
     # the plugin as another project uses it: examples/ has no conftest; a couple of cells, one pair

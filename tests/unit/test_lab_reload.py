@@ -7,15 +7,17 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from ipseclab.errors import LabError
 from ipseclab.interop import case_configs
 from ipseclab.lab import lab as lab_module
 from ipseclab.lab.images import Image
 from ipseclab.lab.impls.libreswan import PLUTO_LOG, PLUTO_PID, WHACK, LibreswanDriver, add_conns
-from ipseclab.lab.impls.strongswan import StrongswanDriver, StrongswanLibipsecDriver
+from ipseclab.lab.impls.strongswan import CHARON_PID, StrongswanDriver, StrongswanLibipsecDriver
 from ipseclab.lab.lab import Lab, LabSpec, PeerRun
 from ipseclab.lab.runtimes.uml import RESET, UmlHost, keep_daemon_reset
 from ipseclab.lab.topology import make_topology
@@ -62,6 +64,9 @@ def test_strongswan_reloads_only_into_the_same_strongswan_conf(tmp_path: Path):
 def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
     left, _ = _configs("esp-tunnel", "strongswan")
     script = StrongswanDriver().drop_script(left)
+    # a charon that died (a lifecycle Kill) has nothing to drop: the drop fails at once, so it is restarted, not
+    # reloaded (swanctl's refusals would read as "no SA left")
+    assert script.startswith(f'kill -0 "$(cat {CHARON_PID} 2>/dev/null)" 2>/dev/null || {{ echo')
     # the addresses go first: the Delete must not reach the other peer (it could act on it)
     assert script.index("ip addr flush dev vec0 scope global") < script.index(
         f"swanctl --terminate --ike {left.name} --force --uri") < script.index("--list-sas --raw")
@@ -125,9 +130,10 @@ class FakeGuest(threading.Thread):
     """Answers a UmlHost's spool as the agent would: a reset's status in the new /ipl (which becomes ready),
     everything else beside it; ``fail`` makes the drop fail.  ``log`` is what ran, in order."""
 
-    def __init__(self, host: UmlHost, log: list[str], fail_drop: bool = False) -> None:
+    def __init__(self, host: UmlHost, log: list[str], fail_drop: bool = False, gone: bool = False) -> None:
         super().__init__(daemon=True)
         self.host, self.log, self.fail_drop, self.done = host, log, fail_drop, threading.Event()
+        self.gone = gone  # the daemon died after its drop: a reload's clean stops before it moves /ipl
         self.spool = host.dir / "cmd"
 
     def run(self) -> None:
@@ -141,6 +147,10 @@ class FakeGuest(threading.Thread):
                     new = Path(re.search(r"-o (\S+)\n", text).group(1))  # type: ignore[union-attr]
                     kind = "reload" if "d=$(cat /run/" in text else "reset"
                     self.log.append(f"{kind} {self.host.name}")
+                    if kind == "reload" and self.gone:  # keep_daemon_reset's first line: no daemon, exit 1
+                        run.with_suffix(".out").write_text("no daemon\n")
+                        (self.spool / (sh.stem + ".rc")).write_text("1\n")
+                        continue
                     out, rc_dir = "=== xfrm_stat\nXfrmInError 0\n", new / "cmd"
                     (new / "ready").touch()
                     self.spool = new / "cmd"
@@ -163,7 +173,7 @@ def fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(lab_module, "captured_ike_messages", lambda captures: [])
     guests: list[FakeGuest] = []
 
-    def make(right: str, case: str = "esp-tunnel", fail_drop: bool = False) -> Lab:
+    def make(right: str, case: str = "esp-tunnel", fail_drop: bool = False, gone: bool = False) -> Lab:
         left_cfg, right_cfg = _configs(case, right)
         lab = Lab(LabSpec(left_cfg, right_cfg, "direct", "strongswan", right), run_dir=tmp_path / "cell1")
         lab._up = True
@@ -173,7 +183,7 @@ def fake_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             host.prepare("")
             drv.write_config(cfg, host.dir)
             lab.peers[side] = PeerRun(side, drv, cfg, host)
-            guest = FakeGuest(host, log, fail_drop=fail_drop and side == "left")
+            guest = FakeGuest(host, log, fail_drop=fail_drop and side == "left", gone=gone and side == "right")
             guest.start()
             guests.append(guest)
         return lab
@@ -231,3 +241,16 @@ def test_a_delay_steps_netem_is_emptied_before_the_next_cells_captures(fake_lab,
     _next(lab, tmp_path, "esp-transport")
     assert "unshape right" in log and "unshape left" not in log
     assert log.index("unshape right") < log.index("captures") and lab.shaped == {}
+
+
+def test_a_reset_that_stops_before_moving_ipl_fails_at_once(fake_lab, tmp_path: Path):
+    """A reload's clean finds its daemon gone and exits before REMOUNT: its status is in the old /ipl.  The reset
+    says so at once (the pool then boots the cell a lab of its own) instead of waiting 60 s for the new /ipl
+    (seen 2026-12-01: 76 s cells after dpd-dead-peer, whose Kill ended charon after its drop passed)."""
+    make, log = fake_lab
+    lab = make("strongswan", gone=True)
+    started = time.monotonic()
+    with pytest.raises(LabError, match=r"UML guest right: its reset stopped with status 1 before /ipl moved"):
+        _next(lab, tmp_path, "esp-transport")
+    assert time.monotonic() - started < 10, "the reset waited for a status the guest had already written"
+    assert "reload right" in log

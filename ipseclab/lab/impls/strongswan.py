@@ -368,6 +368,7 @@ def write_strongswan_config(peer: PeerConfig, directory: str | Path, *, vici_soc
 # --- the drivers ----------------------------------------------------------------------------
 
 VICI = "/run/charon.vici"
+CHARON_PID = "/run/charon.pid"
 
 
 class StrongswanDriver:
@@ -407,7 +408,10 @@ class StrongswanDriver:
         of it may act on it (Libreswan 4.10 as the initiator revives a connection whose IKE SA the responder
         deleted, seen 2026-11-30), and the other peer is itself dropped or restarted before the next cell."""
         uri = f"--uri unix://{VICI}"
-        return (f"ip addr flush dev {dev} scope global\n"
+        # a charon a lifecycle Kill ended holds nothing to drop, and a reload must not be tried on it: swanctl
+        # would only be refused, and the loop below take that for "no SA left"
+        return (f"kill -0 \"$(cat {CHARON_PID} 2>/dev/null)\" 2>/dev/null || {{ echo 'no charon'; exit 1; }}\n"
+                f"ip addr flush dev {dev} scope global\n"
                 f"swanctl --terminate --ike {cfg.name} --force {uri} >/dev/null 2>&1\n"
                 # an SA is a "list-sa event" of --raw; with none it prints only "list-sas reply {}"
                 "i=0; while :; do\n"
@@ -433,7 +437,7 @@ class StrongswanDriver:
                 + "export STRONGSWAN_CONF=/ipl/strongswan.conf\n"
                 f"swanctl --reload-settings {uri} || exit 1\n"
                 f"swanctl --load-all --clear --file /ipl/swanctl.conf {uri} || exit 1\n")
-        return Reload("/run/charon.pid", "/run/charon.*", load)
+        return Reload(CHARON_PID, "/run/charon.*", load)
 
     def initiate(self, host: UmlHost, cfg: PeerConfig, timeout: float) -> str:
         rc, out = host.exec(f"swanctl --initiate --child {cfg.name} --uri unix://{VICI} --timeout {int(timeout)}",

@@ -230,7 +230,14 @@ class UmlHost:
         base = self._submit(old, (RESET.replace("{dev}", dev) if clean is None else clean)
                             + REMOUNT.format(dir=shlex.quote(str(new_dir)))
                             + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\n: > /ipl/ready\n")
-        status = self._poll(lambda: _status(new_dir / "cmd" / f"{base.name}.rc"), timeout)
+        # a ``clean`` that stops before REMOUNT (its daemon gone) writes its status into the old directory
+        early = old / "cmd" / f"{base.name}.rc"
+        status = self._poll(lambda: _status(new_dir / "cmd" / f"{base.name}.rc")
+                            or (f"{s} before /ipl moved" if (s := _status(early)) is not None else None), timeout)
+        if status is not None and status.endswith("before /ipl moved"):
+            raise LabError(f"UML guest {self.name}: its reset stopped with status {status}",
+                           output=base.with_suffix(".out").read_text(errors="replace")[-2000:],
+                           hint=f"see {base.with_suffix('.out')}")
         if status is None:
             what = "died" if not self.alive else f"was not reset within {timeout:.0f} s"
             raise LabError(f"UML guest {self.name} {what}", output=tail(new_dir / "init.log"),
