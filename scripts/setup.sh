@@ -35,6 +35,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e ".[dev]"
     touch "$stamp"
 fi
+# Byte-compile the checkout as pip does an installed package: the project is installed editable, and where
+# PYTHONDONTWRITEBYTECODE is set (it is on these machines) every Python process the tests start (endpoints,
+# injectors, CLI runs, xdist workers) would otherwise compile each module it imports again (about 0.4 G
+# instructions for the decrypt command's imports, measured in tests/bench/bench_decrypt.py)
+.venv/bin/python -m compileall -q -j 0 ipseclab testcases tests examples conftest.py >/dev/null
 
 # The UML kernel the lab boots: bookworm's user-mode-linux (6.1) panics on CPUs with AMX, so the lab uses
 # Debian unstable's (with its own C library, in the cache; nothing of the host's apt or libc changes).

@@ -23,7 +23,7 @@ else
     #    loadgroup) and keeps a pair's peers booted between its cells
     $PY -m pytest tests/unit -n 2
     SERIAL=(tests/interop/test_docker_runtime.py tests/interop/test_remote_engine.py tests/interop/test_teardown.py)
-    $PY -m pytest tests/interop -n 3 --ignore=tests/interop/test_matrix.py "${SERIAL[@]/#/--ignore=}"
+    $PY -m pytest tests/interop -n 3 --durations=15 --ignore=tests/interop/test_matrix.py "${SERIAL[@]/#/--ignore=}"
     $PY -m pytest "${SERIAL[@]}"
     echo "== the interop matrix (tests/interop/test_matrix.py, ${MATRIX_WORKERS:=4} workers)"
     $PY -m pytest tests/interop/test_matrix.py -n "$MATRIX_WORKERS" -q -rs
