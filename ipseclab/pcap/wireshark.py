@@ -121,7 +121,13 @@ def tshark_pass(pcap: str | Path, options: list[str], visit: Callable[[Any, T], 
                 for pkt in cap:
                     visit(pkt, acc)
             finally:
-                cap.close()
+                try:
+                    cap.close()
+                except TSharkCrashException:
+                    # pyshark forgets the ended tshark only when close succeeds: its __del__ would close
+                    # again and raise once more, as an "exception ignored" warning at some later test
+                    cap._running_processes.clear()
+                    raise
         except TSharkCrashException as exc:
             if attempt == 2:
                 raise IpsecLabError(f"tshark failed twice on {pcap}: {str(exc).splitlines()[0]}") from None
