@@ -12,7 +12,7 @@ if [ $# -gt 0 ] || [ "$(id -u)" != 0 ]; then
     $PY -m pytest "$@"
 else
     # as root with no arguments, in four runs (2026-12-01, 2 cores, no AMX: 20 min one test at a time before,
-    # about 9 min now for the first three):
+    # 9-11 min now for the first three):
     # 1. the unit tests, two workers (CPU-bound: 78 s);
     # 2. the interop tests that start labs of their own and look only at their own resources, three workers
     #    (they mostly wait on guests: 5 min against 11.5 min one at a time; the kernel cross-check boots one

@@ -28,6 +28,13 @@ WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 1000 ]; do ipl_sleep 0.02; 
 """
 
 
+def require_daemon(pidfile: str, what: str) -> str:
+    """The first line of a drop: fail at once unless the daemon whose pid ``pidfile`` holds runs.  A daemon a
+    lifecycle Kill ended has nothing to drop and must not be reloaded (its control tool's refusals would read as
+    "no SA left")."""
+    return f"kill -0 \"$(cat {pidfile} 2>/dev/null)\" 2>/dev/null || {{ echo 'no {what}'; exit 1; }}\n"
+
+
 def route_lines(cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
     """Routes for tunnel mode: the remote protected subnets through ``dev``, from our protected address."""
     if cfg.mode != "tunnel":

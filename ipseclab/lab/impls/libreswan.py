@@ -43,7 +43,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, Reload, kernel_counters, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -522,7 +522,7 @@ class LibreswanDriver:
         addresses gone first so that no Delete leaves it; then wait until pluto holds no state and no conn, and until
         the forwarder has copied pluto's log of the cell into its /ipl."""
         names = " ".join(conn_names(cfg))
-        return (f"kill -0 \"$(cat {PLUTO_PID} 2>/dev/null)\" 2>/dev/null || {{ echo 'no pluto'; exit 1; }}\n"
+        return (require_daemon(PLUTO_PID, "pluto") +
                 f"ip addr flush dev {dev} scope global\n"
                 f"for c in {names}; do {WHACK} --delete --name $c >/dev/null 2>&1; done\n"
                 "i=0; while :; do\n"

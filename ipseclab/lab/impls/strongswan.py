@@ -30,7 +30,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, Reload, kernel_counters, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -408,9 +408,7 @@ class StrongswanDriver:
         of it may act on it (Libreswan 4.10 as the initiator revives a connection whose IKE SA the responder
         deleted, seen 2026-11-30), and the other peer is itself dropped or restarted before the next cell."""
         uri = f"--uri unix://{VICI}"
-        # a charon a lifecycle Kill ended holds nothing to drop, and a reload must not be tried on it: swanctl
-        # would only be refused, and the loop below take that for "no SA left"
-        return (f"kill -0 \"$(cat {CHARON_PID} 2>/dev/null)\" 2>/dev/null || {{ echo 'no charon'; exit 1; }}\n"
+        return (require_daemon(CHARON_PID, "charon") +
                 f"ip addr flush dev {dev} scope global\n"
                 f"swanctl --terminate --ike {cfg.name} --force {uri} >/dev/null 2>&1\n"
                 # an SA is a "list-sa event" of --raw; with none it prints only "list-sas reply {}"

@@ -230,14 +230,16 @@ class UmlHost:
         base = self._submit(old, (RESET.replace("{dev}", dev) if clean is None else clean)
                             + REMOUNT.format(dir=shlex.quote(str(new_dir)))
                             + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\n: > /ipl/ready\n")
-        # a ``clean`` that stops before REMOUNT (its daemon gone) writes its status into the old directory
-        early = old / "cmd" / f"{base.name}.rc"
-        status = self._poll(lambda: _status(new_dir / "cmd" / f"{base.name}.rc")
-                            or (f"{s} before /ipl moved" if (s := _status(early)) is not None else None), timeout)
-        if status is not None and status.endswith("before /ipl moved"):
-            raise LabError(f"UML guest {self.name}: its reset stopped with status {status}",
-                           output=base.with_suffix(".out").read_text(errors="replace")[-2000:],
-                           hint=f"see {base.with_suffix('.out')}")
+        # a ``clean`` that stops before REMOUNT (its daemon gone) writes its status into the old spool
+        moved, stayed = new_dir / "cmd" / f"{base.name}.rc", old / "cmd" / f"{base.name}.rc"
+
+        def ended() -> bool | None:
+            return True if _status(moved) is not None or _status(stayed) is not None else None
+
+        if self._poll(ended, timeout) and _status(moved) is None:
+            raise LabError(f"UML guest {self.name}: its reset stopped with status {_status(stayed)} before /ipl "
+                           "moved", output=tail(base.with_suffix(".out")), hint=f"see {base.with_suffix('.out')}")
+        status = _status(moved)
         if status is None:
             what = "died" if not self.alive else f"was not reset within {timeout:.0f} s"
             raise LabError(f"UML guest {self.name} {what}", output=tail(new_dir / "init.log"),
