@@ -25,6 +25,7 @@ from ...errors import LabError
 from ..images import Image
 from ..proc import in_netns, spawn, stop, tail
 from ..topology import HostAddressing
+from .uml_kernel import USERSPACE
 
 T = TypeVar("T")
 
@@ -143,14 +144,20 @@ def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kerne
         f"echo {hostname} > /proc/sys/kernel/hostname",
         "modprobe -a xfrm_user xfrm_algo esp4 ah4 esp6 ah6 xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 2>/dev/null || "
         "modprobe -a xfrm_user esp4 ah4",
-        # every crypto module, in the background: the first SA with an algorithm otherwise has the kernel run
-        # modprobe for each name it looks up (measured: an SA with rfc3686(ctr(aes)) or cbc(des3_ede) took
-        # 0.5-0.9 s to add the first time on a guest, 0.16-0.39 s with the modules loaded, 0.06 s the second
-        # time); loading all 98 in one modprobe takes 0.35 s.  Builtins only to list them (no fork)
+        # every crypto module (and IPComp's), in the background, then no module loaded on demand: with the
+        # modules in, each SA with an algorithm new to the guest still has the crypto API ask modprobe for every
+        # template name it looks up before it builds the instance ("crypto-rfc3686(ctr(aes))" and its "-all",
+        # 190 such runs of modprobe in one pair's 40 cells, each failing, each a fork and exec under UML): an
+        # SA with rfc3686(ctr(aes)) or cbc(camellia) took 0.6-1.0 s to add on each side.  With the kernel's
+        # modprobe path empty a lookup fails at once (kmod: -ENOENT); measured on one pair's 40 cells,
+        # initiate 0.90 -> 0.40 CPU-s a cell.  The path is emptied only when the loading is done (until then
+        # the kernel may still load on demand); a module outside these and the xfrm ones above is loaded by an
+        # explicit modprobe (as the Delay step does sch_netem).  Builtins only to list them (no fork)
         "read -r ipl_rel < /proc/sys/kernel/osrelease",
         'ipl_mods=(/lib/modules/"$ipl_rel"/kernel/crypto/*.ko* /lib/modules/"$ipl_rel"/kernel/lib/crypto/*.ko*)',
-        'ipl_mods=("${ipl_mods[@]##*/}"); ipl_mods=("${ipl_mods[@]%%.ko*}")',
-        '[ -e /lib/modules/"$ipl_rel"/kernel/crypto ] && modprobe -a "${ipl_mods[@]}" > /dev/null 2>&1 &',
+        'ipl_mods=("${ipl_mods[@]##*/}"); ipl_mods=("${ipl_mods[@]%%.ko*}" xfrm_ipcomp ipcomp ipcomp6)',
+        '[ -e /lib/modules/"$ipl_rel"/kernel/crypto ] && '
+        '{ modprobe -a "${ipl_mods[@]}" > /dev/null 2>&1; echo > /proc/sys/kernel/modprobe; } &',
         "unset ipl_rel ipl_mods",
     ] if kernel else []
     batch = [
@@ -192,7 +199,7 @@ class UmlHost:
         if self.image.kernel is None:
             raise LabError(f"the {self.image.impl} image of {self.name} was made without a UML kernel")
         return [str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
-                "rootfstype=hostfs", f"rootflags={root}", "rw", "init=/sbin/ipseclab-init", "con=null",
+                "rootfstype=hostfs", f"rootflags={root}", "rw", "init=/sbin/ipseclab-init", "con=null", USERSPACE,
                 "con0=null,fd:1", f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={ipl_dir}"]
 
     def prepare(self, init_script: str) -> None:

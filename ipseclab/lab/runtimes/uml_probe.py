@@ -28,7 +28,7 @@ from ...errors import LabError
 from ..images import cache_root
 from ..proc import spawn, stop
 from ..topology import LAB_PREFIX
-from .uml_kernel import INSTALL_HINT, UmlKernel
+from .uml_kernel import INSTALL_HINT, USERSPACE, UmlKernel
 
 MARK = "ipseclab-probe: init ran"
 PROBE_INIT = f"""#!/bin/sh
@@ -136,7 +136,7 @@ def _cache_file() -> Path:
 
 def _cache_key(kernel: UmlKernel, cpu: CpuInfo) -> str:
     flags = hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:12]
-    return f"{kernel.binary}|{kernel.build_id()}|{cpu.model}|flags:{flags}"
+    return f"{kernel.binary}|{kernel.build_id()}|{cpu.model}|flags:{flags}|{USERSPACE}"
 
 
 def _load_cache() -> dict[str, dict[str, object]]:
@@ -169,7 +169,8 @@ def boot_probe(kernel: UmlKernel, cpu: CpuInfo, timeout: float = 30) -> Verdict:
         init.chmod(0o755)
         console = Path(tmp) / "console.log"
         cmd = [str(kernel.binary), f"umid={LAB_PREFIX}probe-{os.getpid()}", "mem=64M", "root=/dev/root",
-               "rootfstype=hostfs", "rootflags=/", "ro", f"init={init}", "con=null", "con0=null,fd:1"]
+               "rootfstype=hostfs", "rootflags=/", "ro", f"init={init}", "con=null", "con0=null,fd:1",
+               USERSPACE]
         try:
             proc = spawn(cmd, console)
         except OSError as exc:
