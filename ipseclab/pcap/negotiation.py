@@ -3,22 +3,18 @@
 The IKE_SA_INIT response carries the chosen IKE proposal and the responder's KE payload in the
 clear; the IKE_AUTH response carries the first Child SA's chosen proposal under SK, which
 Wireshark decrypts with the run's ``ikev2_decryption_table``; a CREATE_CHILD_SA response carries
-a rekey's.  This module reads them from tshark's PDML (the dissection tree in order, so each
-transform keeps its own Key Length attribute) and so depends on neither ipseclab's codec nor on
-the key files' algorithm names: a test case compares them with what it declared, which proves
-what was negotiated from the packets themselves.
+a rekey's.  This module reads them from tshark's PDML of each IKE packet, kept from the trace's one
+tshark pass (the dissection tree in order, so each transform keeps its own Key Length attribute),
+and so depends on neither ipseclab's codec nor on the key files' algorithm names: a test case
+compares them with what it declared, which proves what was negotiated from the packets themselves.
 """
 
 from __future__ import annotations
 
-import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import PcapError
-from .keyfiles import IkeSaKeyRow, tshark_ikev2_options
-from .wireshark import tshark_path
 
 Transform = tuple[int, int, int | None]  # (transform type, id, Key Length attribute or None)
 
@@ -109,27 +105,20 @@ def _message(link: str, frame: int, isakmp: ET.Element) -> IkeNegotiation:
         proposals=tuple(proposals), ke_group=ke)
 
 
-def ike_negotiations(pcap: str | Path, rows: list[IkeSaKeyRow], link: str = "") -> list[IkeNegotiation]:
-    """Every IKEv2 message of ``pcap`` with its SA and KE payloads, decrypted with ``rows`` where Wireshark can."""
-    cmd = [tshark_path(), "-r", str(pcap), "-n", "-Y", "isakmp", "-T", "pdml", *tshark_ikev2_options(rows)]
+def packet_negotiations(pdml: bytes, link: str) -> list[IkeNegotiation]:
+    """The IKEv2 messages of one packet's PDML (one, or none for IKEv1 or a packet Wireshark could not read
+    as IKE) with their SA and KE payloads: ``wireshark.packet_pdml`` of a packet of the trace's tshark pass."""
     try:
-        out = subprocess.run(cmd, capture_output=True, check=True, timeout=300).stdout
-    except subprocess.CalledProcessError as exc:
-        raise PcapError(f"tshark could not read {pcap}: {exc.stderr.decode(errors='replace').strip()}") from None
-    except subprocess.TimeoutExpired:
-        raise PcapError(f"tshark took over 300 s on {pcap}") from None
-    try:
-        root = ET.fromstring(out)
+        packet = ET.fromstring(pdml)
     except ET.ParseError as exc:
-        raise PcapError(f"tshark's PDML for {pcap} is not XML: {exc}") from None
+        raise PcapError(f"tshark's PDML for {link} is not XML: {exc}") from None
+    frame = 0
     found = []
-    for packet in root.iter("packet"):
-        frame = 0
-        for proto in packet.iter("proto"):
-            if proto.get("name") == "frame":
-                frame = next((_int(_show(f)) for f in proto if f.get("name") == "frame.number"), 0)
-            elif proto.get("name") == "isakmp":
-                version = next((_show(f) for f in proto if f.get("name") == "isakmp.version"), "")
-                if version.startswith("0x2") or version.startswith("2"):
-                    found.append(_message(link or Path(pcap).stem, frame, proto))
+    for proto in packet.iter("proto"):
+        if proto.get("name") == "frame":
+            frame = next((_int(_show(f)) for f in proto if f.get("name") == "frame.number"), 0)
+        elif proto.get("name") == "isakmp":
+            version = next((_show(f) for f in proto if f.get("name") == "isakmp.version"), "")
+            if version.startswith("0x2") or version.startswith("2"):
+                found.append(_message(link, frame, proto))
     return found

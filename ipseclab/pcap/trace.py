@@ -13,8 +13,8 @@ from typing import Any
 
 from .esp_keyfiles import EspSaRow, read_esp_sa, tshark_esp_options
 from .keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, tshark_ikev2_options
-from .negotiation import IkeNegotiation, ike_negotiations
-from .wireshark import WiresharkIkeRecord, ike_record, tshark_pass
+from .negotiation import IkeNegotiation, packet_negotiations
+from .wireshark import WiresharkIkeRecord, ike_record, packet_pdml, tshark_pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ class LinkTrace:
     ike: list[WiresharkIkeRecord] = field(default_factory=list)
     ipsec: list[IpsecPacket] = field(default_factory=list)
     clear_icmp: list[ClearIcmp] = field(default_factory=list)
+    negotiations: list[IkeNegotiation] = field(default_factory=list)  # every IKEv2 message's SA and KE payloads
 
 
 def _int(value: object, default: int = 0) -> int:
@@ -106,21 +107,31 @@ def _icmp(pkt: object, names: list[str], start: int) -> tuple[int, int, int] | N
 
 def scan(pcap: str | Path, esp_rows: list[EspSaRow]) -> tuple[list[IpsecPacket], list[ClearIcmp]]:
     """One pass of Wireshark over a capture: its ESP/AH packets (as ipsec_packets) and its ICMP in the clear."""
-    _, out, clear = _one_pass(pcap, tshark_esp_options(esp_rows), ike=False)
+    _, out, clear, _ = _one_pass(pcap, tshark_esp_options(esp_rows), ike=False)
     return out, clear
 
 
-def _one_pass(pcap: str | Path, options: list[str], ike: bool
-              ) -> tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp]]:
-    """One tshark over a capture with ``options`` (the ESP SAs, and the IKE SAs' keys): its IKE records (with
-    ``ike``), its ESP/AH packets and its ICMP in the clear."""
-    def visit(pkt: Any, acc: tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp]]) -> None:
+_Pass = tuple[list[WiresharkIkeRecord], list[IpsecPacket], list[ClearIcmp], list[IkeNegotiation]]
+
+
+def _one_pass(pcap: str | Path, options: list[str], ike: bool) -> _Pass:
+    """One tshark over a capture with ``options`` (the ESP SAs, and the IKE SAs' keys): its IKE records and
+    the SA/KE payloads of its IKEv2 messages (with ``ike``), its ESP/AH packets and its ICMP in the clear.
+
+    One pass, as a tshark run costs ~0.22 CPU-s registering dissectors before its first packet (2026-12-01:
+    the SA/KE payloads' own pass was 0.19 CPU-s of a matrix cell's ~2.5)."""
+    link = Path(pcap).stem
+
+    def visit(pkt: Any, acc: _Pass) -> None:
         rec = ike_record(pkt) if ike else None
         if rec is not None:
             acc[0].append(rec)
+            pdml = packet_pdml(pkt)
+            if pdml is not None:
+                acc[3].extend(packet_negotiations(pdml, link))
         _ipsec_packet(pkt, acc[1], acc[2])
 
-    return tshark_pass(pcap, options, visit, lambda: ([], [], []))
+    return tshark_pass(pcap, options, visit, lambda: ([], [], [], []))
 
 
 def _ipsec_packet(pkt: Any, out: list[IpsecPacket], clear: list[ClearIcmp]) -> None:
@@ -194,8 +205,9 @@ class Trace:
         for pcap in sorted(run_dir.glob("*.pcap")):
             # one tshark per capture for both views: the ESP SAs' and the IKE SAs' keys do not touch each other's
             # dissection
-            ike, ipsec, clear = _one_pass(pcap, tshark_esp_options(esp_rows) + tshark_ikev2_options(ike_rows), ike=True)
-            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike, ipsec, clear)
+            ike, ipsec, clear, negotiations = _one_pass(
+                pcap, tshark_esp_options(esp_rows) + tshark_ikev2_options(ike_rows), ike=True)
+            links[pcap.stem] = LinkTrace(pcap.stem, pcap, ike, ipsec, clear, negotiations)
         return cls(run_dir, ike_rows, esp_rows, links)
 
     def ike(self) -> list[WiresharkIkeRecord]:
@@ -209,8 +221,8 @@ class Trace:
 
     def negotiations(self) -> list[IkeNegotiation]:
         """Every IKE message's SA and KE payloads on every link, decrypted with the run's key table where
-        Wireshark can (what was negotiated, read off the wire: ``pcap.negotiation``)."""
-        return [n for lt in self.links.values() for n in ike_negotiations(lt.pcap, self.ike_rows, lt.name)]
+        Wireshark can (what was negotiated, read off the wire: ``pcap.negotiation``), from the load's tshark pass."""
+        return [n for lt in self.links.values() for n in lt.negotiations]
 
     def tshark_ike_options(self) -> list[str]:
         return tshark_ikev2_options(self.ike_rows)

@@ -74,6 +74,15 @@ def ike_records(pcap: str | Path, rows: list[IkeSaKeyRow]) -> list[WiresharkIkeR
 _BAD_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+_ISAKMP_PROTO = b'<proto name="isakmp"'
+
+
+def packet_pdml(pkt: Any) -> bytes | None:
+    """The PDML text of an IKE packet of a :func:`tshark_pass` (its dissection tree in order, which pyshark's
+    flattened fields lose: ``pcap.negotiation`` reads the SA payloads' transforms from it), or None."""
+    return getattr(pkt, "ipseclab_pdml", None)
+
+
 def _fast_xml_cleaning() -> None:
     """Have pyshark clean each packet's PDML as it does, with one regular expression instead of its dict.
 
@@ -82,7 +91,8 @@ def _fast_xml_cleaning() -> None:
     is not (tshark shows the decrypted bytes as text): 5-10 ms for each 61 KB packet and 0.9 s for the
     3.3 MB reassembled HTTP response, 2.9 s of translate per capture of a tcp-transport-nat cell (2026-12-01).
     The expression deletes the same characters, so the text lxml parses is pyshark's exactly.  Installed once,
-    on the module function pyshark's parser looks up per packet."""
+    on the module function pyshark's parser looks up per packet.  An IKE packet keeps its cleaned PDML
+    (:func:`packet_pdml`), so the SA payloads are read in the same tshark pass as the rest."""
     from pyshark.tshark.output_parser import tshark_xml
 
     original = tshark_xml.packet_from_xml_packet
@@ -90,11 +100,17 @@ def _fast_xml_cleaning() -> None:
         return
 
     def packet_from_xml_packet(xml_pkt: Any, psml_structure: Any = None) -> Any:
+        pdml = None
         if isinstance(xml_pkt, bytes):
             clean = _BAD_XML_CHARS.sub("", xml_pkt.decode(errors="ignore")).encode("utf-8")
+            if _ISAKMP_PROTO in clean:
+                pdml = clean
             parser = tshark_xml.lxml.objectify.makeparser(huge_tree=True, recover=True, encoding="utf-8")
             xml_pkt = tshark_xml.lxml.objectify.fromstring(clean, parser)
-        return original(xml_pkt, psml_structure)
+        pkt = original(xml_pkt, psml_structure)
+        if pdml is not None:
+            pkt.ipseclab_pdml = pdml
+        return pkt
 
     packet_from_xml_packet.ipseclab_fast = True  # type: ignore[attr-defined]
     packet_from_xml_packet.original = original  # type: ignore[attr-defined]
