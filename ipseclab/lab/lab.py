@@ -38,7 +38,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
-from .impls.contract import Reload
+from .impls.contract import KERNEL_SNAPSHOT, Reload
 from .inject import Injector, macs_from_capture
 from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_stat, parse_xfrm_state
 from .peerconfig import PeerConfig
@@ -281,11 +281,22 @@ class Lab:
     def _finish_cell(self) -> None:
         """What every cell ends with while its peers still run: keys, counters, injectors closed."""
         self._cell_open = False
+
+        def snapshot(peer: PeerRun) -> str | None:  # one exec a kernel peer for its SAs' keys and its counters
+            if isinstance(peer.host, EndpointHost) or not peer.host.alive:
+                return None
+            return peer.host.exec(KERNEL_SNAPSHOT, check=False, timeout=15)[1]
+
         try:
-            self._collect_keys()
+            snapshots = self._each_peer(snapshot)
+        except Exception as exc:  # best effort on the way down: each part below then reads for itself
+            (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
+            snapshots = {}
+        try:
+            self._collect_keys(snapshots=snapshots)
         except Exception as exc:  # keys are best effort on the way down; the error is kept in the run dir
             (self.run_dir / "collect-keys.error").write_text(f"{type(exc).__name__}: {exc}\n")
-        self._save_counters()
+        self._save_counters(snapshots)
         for inj in self._injectors.values():
             inj.close()
         self._injectors.clear()
@@ -496,22 +507,23 @@ class Lab:
             inj = self._injectors[toward] = Injector(ns, iface, self.run_dir / f"inject-{other}-to-{toward}.log")
         return inj
 
-    def peer_counters(self, side: str) -> dict[str, Any]:
+    def peer_counters(self, side: str, snapshot: str | None = None) -> dict[str, Any]:
         """``side``'s own counters through its driver (kernel xfrm statistics, the endpoint's SA counters),
-        as the driver gives them (JSON-ready: what ``counters.json`` and ``probe.json`` hold)."""
+        as the driver gives them (JSON-ready: what ``counters.json`` and ``probe.json`` hold); a kernel peer's
+        from ``snapshot`` (KERNEL_SNAPSHOT's output) when given."""
         peer = self.peer(side)
-        counters = peer.driver.counters(peer.host)
+        counters = peer.driver.counters(peer.host, snapshot)
         base = self._stat_base.get(side)
         if base and isinstance(counters.get("xfrm_stat"), dict):  # a reused guest: this cell's part only
             counters["xfrm_stat"] = {k: v - base.get(k, 0) for k, v in counters["xfrm_stat"].items()}
         return counters
 
-    def _save_counters(self) -> None:
+    def _save_counters(self, snapshots: dict[str, str | None] | None = None) -> None:
         """Each running peer's counters into ``counters.json``, before the peers halt (best effort: a peer
-        that cannot answer gets its error instead)."""
+        that cannot answer gets its error instead); a kernel peer's from its ``snapshots`` entry if any."""
         def one(peer: PeerRun) -> dict[str, Any]:
             try:
-                return {"impl": peer.driver.impl, **self.peer_counters(peer.side)}
+                return {"impl": peer.driver.impl, **self.peer_counters(peer.side, (snapshots or {}).get(peer.side))}
             except Exception as exc:
                 return {"impl": peer.driver.impl, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -526,9 +538,10 @@ class Lab:
     def exec(self, side: str, script: str, timeout: float = 30, check: bool = True) -> tuple[int, str]:
         return self.peer(side).host.exec(script, timeout=timeout, check=check)
 
-    def _collect_keys(self, live: bool = True) -> None:
+    def _collect_keys(self, live: bool = True, snapshots: dict[str, str | None] | None = None) -> None:
         """The run's key tables from the captures, the peers' logs and their kernels' SAs.
 
+        ``snapshots``: each kernel peer's KERNEL_SNAPSHOT output, already read (else ``ip -s xfrm state`` is).
         ``live=False``, once the guests are halted and the captures stopped: again from the complete captures,
         logs and ``ip xfrm monitor`` outputs (and the ``ip -s xfrm state`` the live collection saved), so an SA
         that a timer made while the cell was ending (a rekey every few seconds) has its rows too."""
@@ -538,6 +551,9 @@ class Lab:
         def xfrm_state(peer: PeerRun) -> str | None:
             if isinstance(peer.host, EndpointHost) or not peer.host.alive:
                 return None
+            snap = (snapshots or {}).get(peer.side)
+            if snap is not None:
+                return snap.partition("=== xfrm_stat\n")[0]
             return peer.host.exec("ip -s xfrm state", check=False, timeout=15)[1]
 
         states = self._each_peer(xfrm_state) if live else {}

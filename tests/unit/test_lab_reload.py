@@ -5,7 +5,10 @@ with a fake guest: a thread that answers the spool as the UML agent would, so th
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ from ipseclab.errors import LabError
 from ipseclab.interop import case_configs
 from ipseclab.lab import lab as lab_module
 from ipseclab.lab.images import Image
+from ipseclab.lab.impls.contract import KERNEL_SNAPSHOT, kernel_counters_of, require_daemon
 from ipseclab.lab.impls.libreswan import PLUTO_LOG, PLUTO_PID, WHACK, LibreswanDriver, add_conns
 from ipseclab.lab.impls.strongswan import CHARON_PID, StrongswanDriver, StrongswanLibipsecDriver
 from ipseclab.lab.lab import Lab, LabSpec, PeerRun
@@ -66,17 +70,37 @@ def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
     script = StrongswanDriver().drop_script(left)
     # a charon that died (a lifecycle Kill) has nothing to drop: the drop fails at once, so it is restarted, not
     # reloaded (swanctl's refusals would read as "no SA left")
-    assert script.startswith(f'kill -0 "$(cat {CHARON_PID} 2>/dev/null)" 2>/dev/null || {{ echo')
+    assert script.startswith(require_daemon(CHARON_PID, "charon"))
     # the addresses go first: the Delete must not reach the other peer (it could act on it)
     assert script.index("ip addr flush dev vec0 scope global") < script.index(
         f"swanctl --terminate --ike {left.name} --force --uri") < script.index("--list-sas --raw")
     assert "*'list-sa event'*) ;; *) break;;" in script and "exit 1" in script
 
 
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_a_drop_goes_on_only_while_its_daemon_runs(tmp_path: Path, shell: str):
+    """require_daemon's lines in a real shell (the guests' bash; dash, a container's sh): a pid file naming a
+    running process lets the drop go on; a dead pid, an empty or a missing pid file ends it at once."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    pidfile = tmp_path / "daemon.pid"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for content, runs in ((f"{os.getpid()}\n", True), (f"{dead.pid}\n", False), ("", False), (None, False)):
+        if content is None:
+            pidfile.unlink(missing_ok=True)
+        else:
+            pidfile.write_text(content)
+        out = subprocess.run([shell, "-c", require_daemon(str(pidfile), "charon") + "echo going on"],
+                             capture_output=True, text=True, timeout=10)
+        assert (out.returncode, out.stdout) == ((0, "going on\n") if runs else (1, "no charon\n")), (content, out)
+        assert out.stderr == ""
+
+
 def test_keep_daemon_reset_is_reset_but_for_the_daemon_and_its_run_files():
     script = keep_daemon_reset("/run/charon.pid", "/run/charon.*", dev="vec0")
     first, rest = script.split("\n", 1)
-    assert first.startswith("d=$(cat /run/charon.pid 2>/dev/null)") and 'echo "no daemon"; exit 1' in first
+    assert first.startswith("d=; read -r d 2>/dev/null < /run/charon.pid;") and 'echo "no daemon"; exit 1' in first
     # both kill loops spare the daemon; every flush of RESET is still there
     assert rest.count('[ "$p" = "$d" ] ||') == 2
     for line in RESET.replace("{dev}", "vec0").splitlines():
@@ -115,7 +139,7 @@ def test_libreswan_drop_deletes_every_conn_unheard_and_waits_for_an_empty_pluto(
     cfg = dataclasses.replace(cfg, extra_children=((cfg.local_ts[0], cfg.remote_ts[0]),))
     script = LibreswanDriver().drop_script(cfg)
     # a pluto that died (a kill action) is restarted at once, not waited for
-    assert script.startswith(f'kill -0 "$(cat {PLUTO_PID} 2>/dev/null)" 2>/dev/null || {{ echo')
+    assert script.startswith(require_daemon(PLUTO_PID, "pluto"))
     assert script.index("ip addr flush dev vec0 scope global") < script.index(
         f"for c in {cfg.name} {cfg.name}-2; do {WHACK} --delete --name $c") < script.index("--showstates")
     assert "*'Total IPsec connections: loaded 0,'*" in script and "exit 1" in script
@@ -145,7 +169,7 @@ class FakeGuest(threading.Thread):
                 rc, out, rc_dir = 0, "", self.spool
                 if "mount -t hostfs" in text:
                     new = Path(re.search(r"-o (\S+)\n", text).group(1))  # type: ignore[union-attr]
-                    kind = "reload" if "d=$(cat /run/" in text else "reset"
+                    kind = "reload" if "read -r d 2>/dev/null < /run/" in text else "reset"
                     self.log.append(f"{kind} {self.host.name}")
                     if kind == "reload" and self.gone:  # keep_daemon_reset's first line: no daemon, exit 1
                         run.with_suffix(".out").write_text("no daemon\n")
@@ -254,3 +278,18 @@ def test_a_reset_that_stops_before_moving_ipl_fails_at_once(fake_lab, tmp_path: 
         _next(lab, tmp_path, "esp-transport")
     assert time.monotonic() - started < 10, "the reset waited for a status the guest had already written"
     assert "reload right" in log
+
+
+@pytest.mark.parametrize("shell", ["bash", "dash"])
+def test_the_kernel_snapshot_copies_xfrm_stat_whole(shell: str):
+    """KERNEL_SNAPSHOT run by a real shell on this host (its netns's /proc/net/xfrm_stat, which no lab touches):
+    the statistics part, copied with builtins, reads as the file itself does."""
+    stat = Path("/proc/net/xfrm_stat")
+    if shutil.which(shell) is None or shutil.which("ip") is None or not stat.exists():
+        pytest.skip(f"needs {shell}, iproute2 and /proc/net/xfrm_stat (the xfrm modules) on this host")
+    out = subprocess.run([shell, "-c", KERNEL_SNAPSHOT], capture_output=True, text=True, timeout=30).stdout
+    text = stat.read_text()
+    assert out.endswith("=== xfrm_stat\n" + text)
+    counters = kernel_counters_of(out)
+    assert counters["xfrm_stat"] == {line.split()[0]: int(line.split()[1]) for line in text.splitlines()}
+    assert len(counters["xfrm_stat"]) > 20  # XfrmInError ... XfrmOutStateInvalid, XfrmAcquireError, ...

@@ -147,7 +147,7 @@ class IpseclabDriver:
                            output=json.dumps(event), hint=f"see {host.dir}/events.jsonl")
         return f"ipseclab: CHILD_SA spi in {event.get('spi_in', 0):#010x} established although it was to be refused"
 
-    def counters(self, host: Any) -> dict[str, Any]:
+    def counters(self, host: Any, snapshot: str | None = None) -> dict[str, Any]:
         if not isinstance(host, EndpointHost):
             raise LabError("the ipseclab driver drives an EndpointHost")
         answer = host.command({"cmd": "status"})

@@ -43,7 +43,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, kernel_counters_of, require_daemon, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -530,10 +530,10 @@ class LibreswanDriver:
                 "  [ -z \"$s\" ] && case \"$t\" in *'Total IPsec connections: loaded 0,'*) break;; esac\n"
                 "  [ $i -lt 40 ] || { echo 'pluto still holds states or conns'; exit 1; }; ipl_sleep 0.05; i=$((i+1))\n"
                 "done\n"
-                f"n=$(($(stat -c %s {PLUTO_LOG}) - $(cat {LOG_OFFSET}))); i=0\n"
+                f"read -r o < {LOG_OFFSET}; n=$(($(stat -c %s {PLUTO_LOG}) - o)); i=0\n"
                 "while [ \"$(stat -c %s /ipl/pluto.log 2>/dev/null || echo 0)\" -lt $n ]; do\n"
                 "  [ $i -lt 40 ] || { echo 'pluto.log not copied'; exit 1; }; ipl_sleep 0.05; i=$((i+1)); done\n"
-                "unset s t n i\n")
+                "unset s t n i o\n")
 
     def reload(self, old: PeerConfig, new: PeerConfig, old_dir: Path, new_dir: Path, host: HostAddressing,
                dev: str = "vec0") -> Reload | None:
@@ -615,8 +615,8 @@ class LibreswanDriver:
     def ike_keys(self, directory: Path) -> list[StrongswanIkeKeys]:
         return []  # Libreswan's IKE keys: see docs/architecture.md (the strongSwan side supplies them)
 
-    def counters(self, host: Any) -> dict[str, Any]:
-        return kernel_counters(host)
+    def counters(self, host: Any, snapshot: str | None = None) -> dict[str, Any]:
+        return kernel_counters(host) if snapshot is None else kernel_counters_of(snapshot)
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # pluto installs the Child SA before it answers IKE_AUTH

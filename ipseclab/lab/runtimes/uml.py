@@ -116,7 +116,7 @@ def keep_daemon_reset(pidfile: str, keep: str, dev: str = "vec0") -> str:
     its control socket) by the cleaning of /run; everything else is as RESET does it.  The daemon must hold no SA by
     then (the driver's ``Reload.drop``), so flushing the kernel's SAs and policies takes nothing from it."""
     kill, rest = RESET.split("link=$(ip -force -batch", 1)
-    keep_pid = (f'd=$(cat {pidfile} 2>/dev/null); [ -n "$d" ] && [ -e /proc/$d/exe ] '
+    keep_pid = (f'd=; read -r d 2>/dev/null < {pidfile}; [ -n "$d" ] && [ -e /proc/$d/exe ] '
                 '|| { echo "no daemon"; exit 1; }\n')
     kill = kill.replace('[ "$p" = "$BASHPID" ] ||', '[ "$p" = "$BASHPID" ] || [ "$p" = "$d" ] ||')
     rest = rest.replace("rm -rf /run/* /tmp/* /var/tmp/*",
