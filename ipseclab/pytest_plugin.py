@@ -123,6 +123,27 @@ def cases(config: pytest.Config) -> list[TestCase]:
         raise pytest.UsageError(f"--ipseclab-case: {exc}") from None
 
 
+def cell_of_nodeid(nodeid: str) -> tuple[TestCase, str, str] | None:
+    """The (case, initiator, responder) of a test parametrised over ``ipseclab_case`` and ``ipseclab_pair`` and
+    nothing else, from its node id alone (``...[CASE-INIT-to-RESP]``, as :func:`pytest_generate_tests` names
+    them), or None: what a pytest-xdist scheduler, which sees node ids only, groups a pair's cells by."""
+    from .lab.impls import implementations
+    from .testcases import ALL_CASES
+
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    ident = nodeid[nodeid.rindex("[") + 1 : -1]
+    impls = implementations()
+    for case in sorted(ALL_CASES, key=lambda c: -len(c.name)):  # "esp-tunnel-nat" before "esp-tunnel"
+        if not ident.startswith(case.name + "-"):
+            continue
+        pair = ident[len(case.name) + 1 :]
+        for init in impls:
+            if pair.startswith(f"{init}-to-") and pair[len(init) + 4 :] in impls:
+                return case, init, pair[len(init) + 4 :]
+    return None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test that takes ``ipseclab_pair`` or ``ipseclab_case`` runs once per selected pair or case."""
     if "ipseclab_case" in metafunc.fixturenames:  # first, so ids read case-pair as the matrix does

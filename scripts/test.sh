@@ -19,8 +19,8 @@ else
     #    kernel peer per worker);
     # 3. those that look for leftovers of any lab or container on the machine (teardown, the Docker runtime,
     #    the remote engine), one at a time, after the parallel ones;
-    # 4. the matrix, cells in parallel: each worker takes whole pairs (tests/interop/conftest.py: xdist
-    #    loadgroup) and keeps a pair's peers booted between its cells
+    # 4. the matrix, cells in parallel: each worker takes whole groups of a pair's cells (tests/interop/conftest.py:
+    #    MatrixScheduling) and keeps the pair's peers booted between them
     $PY -m pytest tests/unit -n 2
     SERIAL=(tests/interop/test_docker_runtime.py tests/interop/test_remote_engine.py tests/interop/test_teardown.py)
     $PY -m pytest tests/interop -n 3 --durations=15 --ignore=tests/interop/test_matrix.py "${SERIAL[@]/#/--ignore=}"

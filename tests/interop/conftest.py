@@ -3,12 +3,10 @@ booted labs the matrix's cells share (``lab_pool``).
 
 The matrix's cells (tests/interop/test_matrix.py) run pair by pair, each pair's cells that may share booted peers
 (``interop.reusable``) one after another and by topology (``interop.cell_order``), so that a worker boots each
-pair once per topology; under pytest-xdist's default ``load`` distribution (``-n 3``) the session distributes by
-``loadgroup`` with those cells grouped by pair and ``interop.reuse_group`` (plain, probe and lifecycle cells of
-the direct topology, the NAT cells), so one worker keeps a group's cells on one boot (other tests are distributed
-one by one, as under ``load``).
+pair once per topology.  Under pytest-xdist (``-n N`` without ``--dist``, or ``--dist loadgroup``) the cells go
+out in groups (``MatrixScheduling``): a pair's cells of one ``interop.reuse_group`` (plain, probe and lifecycle
+cells of the direct topology, the NAT cells) to one worker, which keeps them on one boot; other tests one by one.
 """
-
 from __future__ import annotations
 
 import os
@@ -21,6 +19,7 @@ import pytest
 from ipseclab.interop import cell_order, reuse_group
 from ipseclab.lab.pool import LabPool
 from ipseclab.matrix import CaseResult, write_results
+from ipseclab.pytest_plugin import cell_of_nodeid
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,10 +43,41 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
 
 
-@pytest.hookimpl(tryfirst=True)  # before an xdist worker reads the groups off the items
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """pytest-xdist's hook: under ``loadgroup``, :class:`MatrixScheduling`."""
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MatrixScheduling(LoadScopeScheduling):
+        """Whole scopes to a worker, a scope being a matrix cell's group (:func:`matrix_group`) or else the test
+        itself.  Not xdist's own loadgroup: it names a test's group by appending it to the node id in the worker
+        (``item._nodeid``), which pytest 9.2's node ids no longer read, so every cell went out alone (a full matrix
+        booted 53 labs, 2026-12-01; pytest-xdist issue 1386).  Here the controller reads the group off the node id
+        pytest gives it."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return matrix_group(nodeid) or nodeid
+
+    return MatrixScheduling(config, log)
+
+
+def matrix_group(nodeid: str) -> str | None:
+    """The group of a matrix cell's node id: ``INIT-to-RESP-GROUP`` for a case with a ``reuse_group``, else None
+    (a cell that boots its own lab, or not a cell)."""
+    cell = cell_of_nodeid(nodeid)
+    if cell is None:
+        return None
+    case, init, resp = cell
+    group = reuse_group(case)
+    return f"{init}-to-{resp}-{group}" if group else None
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The matrix's cells pair by pair, each pair's reusable cells first, by topology, in one xdist group per
-    reuse group."""
+    """The matrix's cells pair by pair, each pair's reusable cells first, by topology and group (the order a
+    worker runs a group's cells in)."""
     slots = [n for n, item in enumerate(items) if _cell(item) is not None]
     if not slots:
         return
@@ -61,10 +91,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cells.sort(key=key)
     for n, item in zip(slots, cells, strict=True):
         items[n] = item
-        case, pair = _cell(item)  # type: ignore[misc]
-        group = reuse_group(case)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(f"{pair[0]}-to-{pair[1]}-{group}"))
 
 
 def _cell(item: pytest.Item) -> tuple[object, tuple[str, str]] | None:

@@ -100,6 +100,24 @@ def test_tests_taking_ipseclab_pair_and_case_run_once_per_selected_pair_and_case
                                  "*test_cell?esp-tunnel-nat-ipseclab-to-strongswan? PASSED*"])
 
 
+def test_a_cells_node_id_names_its_case_and_pair(pytester):
+    """What an xdist scheduler groups cells by (it sees node ids only): pytest's own node id of every case with
+    pairs whose implementation names hold dashes too reads back as that test's parameters."""
+    pytester.makepyfile("""
+        from ipseclab.pytest_plugin import cell_of_nodeid
+
+        def test_cell(ipseclab_case, ipseclab_pair, request):
+            case, init, resp = cell_of_nodeid(request.node.nodeid)
+            assert (case.name, (init, resp)) == (ipseclab_case.name, ipseclab_pair)
+
+        def test_not_a_cell(request):
+            assert cell_of_nodeid(request.node.nodeid) is None
+    """)
+    pairs = ["strongswan-libipsec:strongswan", "ipseclab:strongswan-libipsec", "libreswan:openiked"]
+    result = pytester.runpytest(*(arg for p in pairs for arg in ("--ipseclab-pair", p)))
+    result.assert_outcomes(passed=len(ALL_CASES) * len(pairs) + 1)
+
+
 def test_without_options_they_cover_the_main_matrix(pytester):
     pytester.makepyfile("def test_cell(ipseclab_case, ipseclab_pair):\n    pass\n")
     pytester.runpytest().assert_outcomes(passed=len(ALL_CASES) * len(DEFAULT_PAIRS))
