@@ -69,12 +69,13 @@ def in_netns(ns: str, cmd: Sequence[str]) -> list[str]:
 
 
 def spawn(cmd: Sequence[str], log: Path, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a long-running process in its own session (so its whole group can be stopped), output to ``log``."""
+          env: dict[str, str] | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start a long-running process in its own session (so its whole group can be stopped), output to ``log``;
+    ``pass_fds`` stay open in it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         return subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=env, start_new_session=True)
+                                cwd=cwd, env=env, start_new_session=True, pass_fds=tuple(pass_fds))
 
 
 def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 5.0) -> None:

@@ -33,9 +33,13 @@ class LocalGuest(UmlHost):
 
     root: Path = Path()
     fifo: Path = Path()
+    wake_fifo: Path | None = None  # stands for the guest's /dev/tty1 (the wake-up console) when set
 
     def start(self, init_script: str) -> None:
-        self.prepare(init_script)
+        if self.wake_fifo is not None:  # the host's end, as UmlHost.boot keeps it: never blocks
+            os.mkfifo(self.wake_fifo)
+            self._wake = os.open(self.wake_fifo, os.O_RDWR | os.O_NONBLOCK)
+        self.prepare(init_script, wake=self.wake_fifo is not None)
         init = self.dir / "init.sh"
         init.write_text(self.local(init.read_text()))
         self.root.symlink_to(self.dir)
@@ -47,7 +51,8 @@ class LocalGuest(UmlHost):
         self.wait_ready(10)
 
     def local(self, script: str) -> str:
-        return script.replace(IDLE_FIFO, str(self.fifo)).replace("/ipl", str(self.root))
+        script = script.replace(IDLE_FIFO, str(self.fifo)).replace("/ipl", str(self.root))
+        return script.replace("/dev/tty1", str(self.wake_fifo)) if self.wake_fifo is not None else script
 
     def _submit(self, spool: Path, script: str) -> Path:
         return UmlHost._submit(self, spool, self.local(script))
@@ -66,6 +71,7 @@ class LocalGuest(UmlHost):
                 os.kill(self.agent_pid(), signal.SIGKILL)
             self.proc.kill()
             self.proc.wait()
+        self._close_wake()
 
 
 @pytest.fixture
@@ -122,6 +128,38 @@ def test_the_idle_agent_runs_no_process(guest):
         time.sleep(0.01)
     assert not seen, f"the idle agent started processes {sorted(seen)}"
     assert Path(f"/proc/{guest.agent_pid()}/exe").resolve().name == "bash"
+
+
+def _switches(pid: int) -> int:
+    """How often ``pid`` has gone to sleep (voluntary context switches): once per wait of the agent."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+@pytest.mark.parametrize("woken", [False, True])
+def test_the_agent_sleeps_until_woken_where_the_host_can_wake_it(tmp_path, woken):
+    """With the wake-up console (a UML guest booted by UmlHost) the idle agent sleeps in one read until the host
+    hands it a command (0.5 s at most); without it (a container's guest) it looks for the next command every
+    10 ms for 2 s after one.  Commands run the same either way."""
+    g = LocalGuest("left", "ipl-test-left", None, "none", "vec0", tmp_path / "cell1",  # type: ignore[arg-type]
+                   root=tmp_path / "guest-root", fifo=tmp_path / "agent.fifo",
+                   wake_fifo=tmp_path / "wake.fifo" if woken else None)
+    try:
+        g.start("")
+        for n in range(5):
+            assert g.exec(f"echo {n}") == (0, f"{n}\n")
+        before = _switches(g.agent_pid())
+        time.sleep(1.0)
+        slept = _switches(g.agent_pid()) - before
+        if woken:
+            assert slept <= 4, f"the woken agent went to sleep {slept} times in 1 s: it polls"
+            started = time.monotonic()
+            assert g.exec("echo late") == (0, "late\n")
+            assert time.monotonic() - started < 0.4, "the command waited for the agent's 0.5 s timeout"
+        else:
+            assert slept >= 50, f"the polling agent went to sleep only {slept} times in 1 s"
+    finally:
+        g.stop()
 
 
 def test_ipl_sleep_waits_without_a_process_at_boot_and_in_commands(guest):

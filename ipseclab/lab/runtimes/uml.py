@@ -12,6 +12,7 @@ guest without a console or a management network.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import shutil
 import subprocess
@@ -49,21 +50,29 @@ ipl_sleep() {{ {{ read -t "$1" _ <> {IDLE_FIFO} || [ -p {IDLE_FIFO} ] || sleep "
 
 # The guest's half of the spool, the last lines of init.sh.  Command N is /ipl/cmd/N.sh (five digits),
 # which the host renames into place whole; the agent sources it in a subshell (a fork, no exec: `exit`
-# in a command ends that subshell only, and the idle FIFO's descriptor is closed there), its output
+# in a command ends that subshell only, and the agent's descriptors are closed there), its output
 # in N.out, then writes its status into N.rc with a builtin, in one write ending in a newline (the host
-# reads the status once that newline is there).  Between commands it waits on the FIFO, 10 ms at a time for
-# 2 s after a command, then 50 ms (each look costs a guest about half a millisecond of CPU under UML; where
-# no FIFO could be made, sleep(1) every 50 ms).  A name is resolved anew at each use, so a command that
+# reads the status once that newline is there).  A name is resolved anew at each use, so a command that
 # remounts /ipl (UmlHost.reset) has its status written into the new spool, where the next command is.
+#
+# Between commands the agent waits to be woken: a guest booted by UmlHost has its /dev/tty1 read from a pipe
+# the host writes a newline into after each command it hands over (WAKE_CONSOLE, ``ipl_wake`` set), so the
+# agent sleeps in a `read` until then (0.5 s at most, for a wake-up that never came).  It used to look for the
+# next file every 10 ms for 2 s after a command, then every 50 ms: each look costs a guest about half a
+# millisecond of CPU under UML, and as a cell's commands come less than 2 s apart its two guests looked 200
+# times a second the whole cell (15-25 % of a core on an Intel Xeon, 2026-12-01).  That is still how a guest
+# without the console waits (a container's): on the FIFO, or sleep(1) where no FIFO could be made.
 AGENT = f"""ipl_idle() {{ sleep 0.05; }}
 if [ -p {IDLE_FIFO} ] && exec 9<>{IDLE_FIFO}; then ipl_idle() {{ read -t "$1" -u 9 _; }}; fi
+ipl_wait() {{ ipl_idle $ipl_t; [ $((ipl_i+=1)) = 200 ] && ipl_t=0.05; }}
+if [ -n "$ipl_wake" ] && exec 8< /dev/tty1; then ipl_wait() {{ read -t 0.5 -u 8 _ || ipl_idle 0.01; }}; fi
 : > /ipl/ready
 ipl_n=1
 while :; do
   printf -v ipl_f /ipl/cmd/%05d "$ipl_n"
   ipl_i=0; ipl_t=0.01
-  until [ -e "$ipl_f.sh" ]; do ipl_idle $ipl_t; [ $((ipl_i+=1)) = 200 ] && ipl_t=0.05; done
-  ( . "$ipl_f.sh" ) 9>&- > "$ipl_f.out" 2>&1
+  until [ -e "$ipl_f.sh" ]; do ipl_wait; done
+  ( . "$ipl_f.sh" ) 8<&- 9>&- > "$ipl_f.out" 2>&1
   echo $? > "$ipl_f.rc"
   ipl_n=$((ipl_n+1))
 done
@@ -189,35 +198,53 @@ class UmlHost:
     booted_at: float = 0.0
     _seq: int = field(default=0)
     console: Path | None = None  # where the kernel's console goes (the directory of the cell that booted it)
+    _wake: int | None = field(default=None)  # the write end of the pipe the guest's /dev/tty1 reads (see AGENT)
 
     @property
     def console_log(self) -> Path:
         return self.console or self.dir / "console.log"
 
-    def kernel_command(self, root: Path, ipl_dir: Path) -> list[str]:
-        """The UML command line: the guest's root and the peer directory as the kernel sees them."""
+    def kernel_command(self, root: Path, ipl_dir: Path, wake_fd: int | None = None) -> list[str]:
+        """The UML command line: the guest's root and the peer directory as the kernel sees them; with ``wake_fd``
+        (a descriptor the kernel inherits) the guest's /dev/tty1 reads from it (the agent's wake-ups)."""
         if self.image.kernel is None:
             raise LabError(f"the {self.image.impl} image of {self.name} was made without a UML kernel")
         return [str(self.image.kernel.binary), f"umid={self.umid}", f"mem={self.mem}", "root=/dev/root",
                 "rootfstype=hostfs", f"rootflags={root}", "rw", "init=/sbin/ipseclab-init", "con=null", USERSPACE,
-                "con0=null,fd:1", f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={ipl_dir}"]
+                "con0=null,fd:1", *([f"con1=fd:{wake_fd},null"] if wake_fd is not None else []),
+                f"vec0:transport=raw,ifname={self.ifname},depth=128,gro=0", f"ipl_dir={ipl_dir}"]
 
-    def prepare(self, init_script: str) -> None:
-        """Write the guest's init script into a clean peer directory (stale results removed)."""
+    def prepare(self, init_script: str, wake: bool = False) -> None:
+        """Write the guest's init script into a clean peer directory (stale results removed); ``wake``: its agent
+        waits on /dev/tty1 for the host's wake-ups (see AGENT)."""
         # a reused run directory must not hand old command results to this guest's commands
         shutil.rmtree(self.dir / "cmd", ignore_errors=True)
         (self.dir / "cmd").mkdir(parents=True, exist_ok=True)
         for stale in ("ready", "init.log"):
             (self.dir / stale).unlink(missing_ok=True)
-        (self.dir / "init.sh").write_text(INIT_HEAD + init_script + AGENT)
+        (self.dir / "init.sh").write_text(INIT_HEAD + init_script + ("ipl_wake=1\n" if wake else "") + AGENT)
 
     def boot(self, init_script: str) -> None:
-        """Write the guest's init script and start the kernel in the side's namespace (see wait_ready)."""
-        self.prepare(init_script)
+        """Write the guest's init script and start the kernel in the side's namespace (see wait_ready), with a
+        pipe to its /dev/tty1 that :meth:`_submit` wakes the agent through."""
+        self._close_wake()
+        read_end, self._wake = os.pipe()
+        os.set_blocking(self._wake, False)  # a wake-up never holds the host up (a full pipe has one pending)
+        self.prepare(init_script, wake=True)
         self._seq = 0  # a new agent counts its commands from 1
         self.booted_at = time.monotonic()
         self.console = self.dir / "console.log"
-        self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir)), self.console)
+        try:
+            self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir, read_end)),
+                              self.console, pass_fds=(read_end,))
+        finally:
+            os.close(read_end)
+
+    def _close_wake(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._wake)
+            self._wake = None
 
     def reset(self, new_dir: Path, script: str, dev: str = "vec0", timeout: float = 60,
               clean: str | None = None) -> str:
@@ -284,6 +311,9 @@ class UmlHost:
         tmp.write_text(script + "\n")
         tmp.rename(base.with_suffix(".sh"))
         self._seq += 1
+        if self._wake is not None:  # after the rename: the agent that wakes finds the file
+            with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or the guest is gone
+                os.write(self._wake, b"\n")
         return base
 
     def _poll(self, probe: Callable[[], T | None], timeout: float) -> T | None:
@@ -334,6 +364,7 @@ class UmlHost:
         self.ask_to_halt(timeout)
         if self.proc is not None:
             stop(self.proc, grace=3)
+        self._close_wake()
 
     def ask_to_halt(self, timeout: float) -> None:
         """Have the guest halt itself through the spool, and wait up to ``timeout`` for its kernel to end."""
