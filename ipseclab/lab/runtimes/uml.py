@@ -62,6 +62,10 @@ ipl_sleep() {{ {{ read -t "$1" _ <> {IDLE_FIFO} || [ -p {IDLE_FIFO} ] || sleep "
 # millisecond of CPU under UML, and as a cell's commands come less than 2 s apart its two guests looked 200
 # times a second the whole cell (15-25 % of a core on an Intel Xeon, 2026-12-01).  That is still how a guest
 # without the console waits (a container's): on the FIFO, or sleep(1) where no FIFO could be made.
+# IPSECLAB_UML_WAKE=0: guests booted without the wake-up console, their agents polling (for a before/after,
+# tests/bench/bench_spool.py, or a UML kernel without fd channels)
+WAKE_ENV = "IPSECLAB_UML_WAKE"
+
 AGENT = f"""ipl_idle() {{ sleep 0.05; }}
 if [ -p {IDLE_FIFO} ] && exec 9<>{IDLE_FIFO}; then ipl_idle() {{ read -t "$1" -u 9 _; }}; fi
 ipl_wait() {{ ipl_idle $ipl_t; [ $((ipl_i+=1)) = 200 ] && ipl_t=0.05; }}
@@ -228,17 +232,20 @@ class UmlHost:
         """Write the guest's init script and start the kernel in the side's namespace (see wait_ready), with a
         pipe to its /dev/tty1 that :meth:`_submit` wakes the agent through."""
         self._close_wake()
-        read_end, self._wake = os.pipe()
-        os.set_blocking(self._wake, False)  # a wake-up never holds the host up (a full pipe has one pending)
-        self.prepare(init_script, wake=True)
+        read_end: int | None = None
+        if os.environ.get(WAKE_ENV, "1") != "0":  # else the agent polls its spool, as a container's guest does
+            read_end, self._wake = os.pipe()
+            os.set_blocking(self._wake, False)  # a wake-up never holds the host up (a full pipe has one pending)
+        self.prepare(init_script, wake=read_end is not None)
         self._seq = 0  # a new agent counts its commands from 1
         self.booted_at = time.monotonic()
         self.console = self.dir / "console.log"
         try:
             self.proc = spawn(in_netns(self.ns, self.kernel_command(self.image.path, self.dir, read_end)),
-                              self.console, pass_fds=(read_end,))
+                              self.console, pass_fds=() if read_end is None else (read_end,))
         finally:
-            os.close(read_end)
+            if read_end is not None:
+                os.close(read_end)
 
     def _close_wake(self) -> None:
         if self._wake is not None:
