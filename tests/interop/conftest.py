@@ -7,6 +7,7 @@ pair once per topology.  Under pytest-xdist (``-n N`` without ``--dist``, or ``-
 out in groups (``MatrixScheduling``): a pair's cells of one ``interop.reuse_group`` (plain, probe and lifecycle
 cells of the direct topology, the NAT cells) to one worker, which keeps them on one boot; other tests one by one.
 """
+
 from __future__ import annotations
 
 import os
