@@ -133,15 +133,17 @@ def cell_of_nodeid(nodeid: str) -> tuple[TestCase, str, str] | None:
     if not nodeid.endswith("]") or "[" not in nodeid:
         return None
     ident = nodeid[nodeid.rindex("[") + 1 : -1]
-    impls = implementations()
+    pairs = {pair_id(i, r): (i, r) for i in implementations() for r in implementations()}
     for case in sorted(ALL_CASES, key=lambda c: -len(c.name)):  # "esp-tunnel-nat" before "esp-tunnel"
-        if not ident.startswith(case.name + "-"):
-            continue
-        pair = ident[len(case.name) + 1 :]
-        for init in impls:
-            if pair.startswith(f"{init}-to-") and pair[len(init) + 4 :] in impls:
-                return case, init, pair[len(init) + 4 :]
+        pair = pairs.get(ident[len(case.name) + 1 :]) if ident.startswith(case.name + "-") else None
+        if pair is not None:
+            return case, *pair
     return None
+
+
+def pair_id(initiator: str, responder: str) -> str:
+    """A pair's parameter id (``INIT-to-RESP``)."""
+    return f"{initiator}-to-{responder}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -151,7 +153,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("ipseclab_case", selected, ids=[c.name for c in selected])
     if "ipseclab_pair" in metafunc.fixturenames:
         selected_pairs = pairs(metafunc.config)
-        metafunc.parametrize("ipseclab_pair", selected_pairs, ids=[f"{i}-to-{r}" for i, r in selected_pairs])
+        metafunc.parametrize("ipseclab_pair", selected_pairs, ids=[pair_id(i, r) for i, r in selected_pairs])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

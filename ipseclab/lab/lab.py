@@ -38,7 +38,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
-from .impls.contract import KERNEL_SNAPSHOT, Reload
+from .impls.contract import KERNEL_SNAPSHOT, Reload, split_snapshot
 from .inject import Injector, macs_from_capture
 from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_stat, parse_xfrm_state
 from .peerconfig import PeerConfig
@@ -553,7 +553,7 @@ class Lab:
                 return None
             snap = (snapshots or {}).get(peer.side)
             if snap is not None:
-                return snap.partition("=== xfrm_stat\n")[0]
+                return split_snapshot(snap)[0]
             return peer.host.exec("ip -s xfrm state", check=False, timeout=15)[1]
 
         states = self._each_peer(xfrm_state) if live else {}

@@ -20,7 +20,7 @@ import pytest
 from ipseclab.interop import cell_order, reuse_group
 from ipseclab.lab.pool import LabPool
 from ipseclab.matrix import CaseResult, write_results
-from ipseclab.pytest_plugin import cell_of_nodeid
+from ipseclab.pytest_plugin import cell_of_nodeid, pair_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def matrix_group(nodeid: str) -> str | None:
         return None
     case, init, resp = cell
     group = reuse_group(case)
-    return f"{init}-to-{resp}-{group}" if group else None
+    return f"{pair_id(init, resp)}-{group}" if group else None
 
 
 @pytest.hookimpl(tryfirst=True)

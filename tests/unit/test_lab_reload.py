@@ -19,7 +19,7 @@ from ipseclab.errors import LabError
 from ipseclab.interop import case_configs
 from ipseclab.lab import lab as lab_module
 from ipseclab.lab.images import Image
-from ipseclab.lab.impls.contract import KERNEL_SNAPSHOT, kernel_counters_of, require_daemon
+from ipseclab.lab.impls.contract import KERNEL_SNAPSHOT, kernel_counters, require_daemon
 from ipseclab.lab.impls.libreswan import PLUTO_LOG, PLUTO_PID, WHACK, LibreswanDriver, add_conns
 from ipseclab.lab.impls.strongswan import CHARON_PID, StrongswanDriver, StrongswanLibipsecDriver
 from ipseclab.lab.lab import Lab, LabSpec, PeerRun
@@ -290,6 +290,6 @@ def test_the_kernel_snapshot_copies_xfrm_stat_whole(shell: str):
     out = subprocess.run([shell, "-c", KERNEL_SNAPSHOT], capture_output=True, text=True, timeout=30).stdout
     text = stat.read_text()
     assert out.endswith("=== xfrm_stat\n" + text)
-    counters = kernel_counters_of(out)
+    counters = kernel_counters(None, out)
     assert counters["xfrm_stat"] == {line.split()[0]: int(line.split()[1]) for line in text.splitlines()}
     assert len(counters["xfrm_stat"]) > 20  # XfrmInError ... XfrmOutStateInvalid, XfrmAcquireError, ...

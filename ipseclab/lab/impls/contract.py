@@ -66,14 +66,6 @@ class Reload(NamedTuple):
     load: str
 
 
-def kernel_counters(host: Any) -> dict[str, Any]:
-    """A kernel IPsec peer's own counters, read in its guest: every SA's ``ip -s xfrm state`` statistics
-    (replay-window, replay, failed, the anti-replay context's seq/oseq, bytes and packets) and the whole
-    of ``/proc/net/xfrm_stat`` (XfrmInStateSeqError, XfrmInNoPols, XfrmInTmplMismatch, ...)."""
-    _, out = host.exec(KERNEL_SNAPSHOT, check=False, timeout=15)
-    return kernel_counters_of(out)
-
-
 # A kernel peer's SAs (keys and statistics) and its xfrm statistics in one exec: ``Lab`` reads the keys and the
 # counters of a cell's end from the same output.  The statistics file is copied with builtins (POSIX: a
 # container's sh is dash), no cat
@@ -81,9 +73,20 @@ KERNEL_SNAPSHOT = ("ip -s xfrm state; echo '=== xfrm_stat'\n"
                    "while IFS= read -r ipl_l; do printf '%s\\n' \"$ipl_l\"; done < /proc/net/xfrm_stat\n")
 
 
-def kernel_counters_of(out: str) -> dict[str, Any]:
-    """:func:`kernel_counters` from the output of :data:`KERNEL_SNAPSHOT`."""
+def split_snapshot(out: str) -> tuple[str, str]:
+    """KERNEL_SNAPSHOT's output as (``ip -s xfrm state``'s, ``/proc/net/xfrm_stat``'s)."""
     states, _, stat = out.partition("=== xfrm_stat\n")
+    return states, stat
+
+
+def kernel_counters(host: Any, snapshot: str | None = None) -> dict[str, Any]:
+    """A kernel IPsec peer's own counters, read in its guest: every SA's ``ip -s xfrm state`` statistics
+    (replay-window, replay, failed, the anti-replay context's seq/oseq, bytes and packets) and the whole
+    of ``/proc/net/xfrm_stat`` (XfrmInStateSeqError, XfrmInNoPols, XfrmInTmplMismatch, ...); from ``snapshot``
+    (KERNEL_SNAPSHOT's output the lab already read) when given, else from a KERNEL_SNAPSHOT run now."""
+    if snapshot is None:
+        snapshot = host.exec(KERNEL_SNAPSHOT, check=False, timeout=15)[1]
+    states, stat = split_snapshot(snapshot)
     return {
         "source": "kernel",
         "sas": [{"spi": f"0x{s.spi:08x}", "src": s.src, "dst": s.dst, "proto": s.proto, "mode": s.mode,

@@ -36,7 +36,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, kernel_counters_of, route_lines, write_private
+from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -208,7 +208,7 @@ class OpenikedDriver:
         return self.initiate(host, cfg, timeout)  # the wait for the Child SA's SAs runs its course
 
     def counters(self, host: Any, snapshot: str | None = None) -> dict[str, Any]:
-        return kernel_counters(host) if snapshot is None else kernel_counters_of(snapshot)
+        return kernel_counters(host, snapshot)
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         self._child_sas(host, timeout)  # iked answers IKE_AUTH, then installs the Child SA

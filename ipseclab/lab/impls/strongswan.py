@@ -30,7 +30,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, Reload, kernel_counters, kernel_counters_of, require_daemon, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, route_lines, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -471,7 +471,7 @@ class StrongswanDriver:
         return parse_charon_log(log.read_text(errors="replace")) if log.exists() else []
 
     def counters(self, host: Any, snapshot: str | None = None) -> dict[str, Any]:
-        return kernel_counters(host) if snapshot is None else kernel_counters_of(snapshot)
+        return kernel_counters(host, snapshot)
 
     def wait_installed(self, host: Any, cfg: PeerConfig, timeout: float) -> None:
         return None  # charon installs the Child SA before it answers IKE_AUTH

@@ -56,12 +56,13 @@ ipl_sleep() {{ {{ read -t "$1" _ <> {IDLE_FIFO} || [ -p {IDLE_FIFO} ] || sleep "
 # remounts /ipl (UmlHost.reset) has its status written into the new spool, where the next command is.
 #
 # Between commands the agent waits to be woken: a guest booted by UmlHost has its /dev/tty1 read from a pipe
-# the host writes a newline into after each command it hands over (WAKE_CONSOLE, ``ipl_wake`` set), so the
+# the host writes a newline into after each command it hands over (``con1``, ``ipl_wake`` set), so the
 # agent sleeps in a `read` until then (0.5 s at most, for a wake-up that never came).  It used to look for the
 # next file every 10 ms for 2 s after a command, then every 50 ms: each look costs a guest about half a
 # millisecond of CPU under UML, and as a cell's commands come less than 2 s apart its two guests looked 200
 # times a second the whole cell (13-25 % of a core on an Intel Xeon, 2026-12-01).  That is still how a guest
 # without the console waits (a container's): on the FIFO, or sleep(1) where no FIFO could be made.
+#
 # IPSECLAB_UML_WAKE=0: guests booted without the wake-up console, their agents polling (for a before/after,
 # tests/bench/bench_spool.py, or a UML kernel without fd channels)
 WAKE_ENV = "IPSECLAB_UML_WAKE"
