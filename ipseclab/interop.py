@@ -185,14 +185,15 @@ def reusable(case: TestCase) -> bool:
 def reuse_group(case: TestCase) -> str:
     """The part of a pair's cells ``case`` shares booted peers with when the matrix spreads cells over workers
     (tests/interop/conftest.py, run_matrix's order), "" when it boots its own: the NAT cells, and the direct
-    cells apart by kind (plain, probe, lifecycle), so that the long lifecycle cells of a pair are not one
-    worker's queue with everything else of it (a group boots once: a few seconds, against 10-15 s a
-    lifecycle cell)."""
+    cells apart by kind (plain and probe cells, lifecycle cells), so that the long lifecycle cells of a pair are
+    not one worker's queue with everything else of it (a group boots once: 3-4 CPU-s, against 10-15 s a lifecycle
+    cell).  The probe cells went apart too once; joined to the plain ones they save a boot a pair (2026-12-01:
+    six boots of the default matrix's 38)."""
     if not reusable(case):
         return ""
     if case.topology != "direct":
         return case.topology
-    return "probe" if case.probe else "lifecycle" if case.steps else "direct"
+    return "lifecycle" if case.steps else "direct"
 
 
 def cell_order(case: TestCase) -> tuple[bool, str, str]:

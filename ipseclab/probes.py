@@ -416,7 +416,7 @@ PROBES = {"replay": _replay, "tfc": _tfc, "access": _access}
 def prepare_probe(lab: Lab, victim: str = "right") -> None:
     """Start what a probe at ``victim`` needs before it runs, so that it overlaps other work (run_case calls it
     before the SA is negotiated): the injector's process and, in a thread, this process's import of Scapy (which
-    ``ping`` builds with), each ~0.5 s."""
+    ``ping`` builds with, ~0.5 s; once per process)."""
     lab.injector(victim)
     if "scapy.layers.inet" not in sys.modules:
         threading.Thread(target=importlib.import_module, args=("scapy.layers.inet",), daemon=True).start()

@@ -22,11 +22,14 @@ else
     # 4. the matrix, cells in parallel: each worker takes whole groups of a pair's cells (tests/interop/conftest.py:
     #    MatrixScheduling) and keeps the pair's peers booted between them
     $PY -m pytest tests/unit -n 2
+    # the interop tests use no Hypothesis: its pytest plugin took ~1 CPU-s of every worker's collection
+    NOHYP=(-p no:hypothesispytest)
     SERIAL=(tests/interop/test_docker_runtime.py tests/interop/test_remote_engine.py tests/interop/test_teardown.py)
-    $PY -m pytest tests/interop -n 3 --durations=15 --ignore=tests/interop/test_matrix.py "${SERIAL[@]/#/--ignore=}"
-    $PY -m pytest "${SERIAL[@]}"
+    $PY -m pytest "${NOHYP[@]}" tests/interop -n 3 --durations=15 --ignore=tests/interop/test_matrix.py \
+        "${SERIAL[@]/#/--ignore=}"
+    $PY -m pytest "${NOHYP[@]}" "${SERIAL[@]}"
     echo "== the interop matrix (tests/interop/test_matrix.py, ${MATRIX_WORKERS:=4} workers)"
-    $PY -m pytest tests/interop/test_matrix.py -n "$MATRIX_WORKERS" -q -rs
+    $PY -m pytest "${NOHYP[@]}" tests/interop/test_matrix.py -n "$MATRIX_WORKERS" -q -rs
 fi
 if [ "$(id -u)" = 0 ]; then
     # the plugin as another project uses it: examples/ has no conftest; a couple of cells, one pair

@@ -38,7 +38,7 @@ from .capture import Capture, start_capture, stop_capture
 from .esp_keys import write_run_esp_sa
 from .images import Image, build_image
 from .impls import PeerDriver, driver
-from .impls.contract import KERNEL_SNAPSHOT, Reload, split_snapshot
+from .impls.contract import KERNEL_SNAPSHOT, Reload, route_batch, split_snapshot
 from .inject import Injector, macs_from_capture
 from .keys import XfrmState, match_ike_keys, parse_xfrm_monitor, parse_xfrm_stat, parse_xfrm_state
 from .peerconfig import PeerConfig
@@ -46,7 +46,7 @@ from .proc import require_root, require_tool
 from .runtimes import RuntimeChoice, choose_runtime
 from .runtimes.docker import ContainerHost
 from .runtimes.process import EndpointHost
-from .runtimes.uml import UmlHost, keep_daemon_reset, network_script
+from .runtimes.uml import UmlHost, keep_daemon_reset, network_batch, network_script
 from .runtimes.uml_kernel import UmlKernel, select_kernel
 from .runtimes.uml_probe import Verdict, require_bootable
 from .topology import Topology, check_host_routes, make_topology
@@ -235,10 +235,11 @@ class Lab:
             host.boot(peer.driver.start_script(peer.config, addressing, dev=host.ifname))
             return
         if isinstance(host, ContainerHost) and not host.uml:  # the daemon on the host kernel, on the veth itself
-            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False) + XFRM_MONITOR
-                      + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
+            routes = route_batch(peer.config, addressing, host.ifname)
+            host.boot(network_script(addressing, peer.side, dev=host.ifname, kernel=False, routes=routes)
+                      + XFRM_MONITOR + peer.driver.start_script(peer.config, addressing, dev=host.ifname))
             return
-        host.boot(network_script(addressing, peer.side) + XFRM_MONITOR
+        host.boot(network_script(addressing, peer.side, routes=route_batch(peer.config, addressing)) + XFRM_MONITOR
                   + peer.driver.start_script(peer.config, addressing))
 
     def down(self) -> None:
@@ -385,12 +386,14 @@ class Lab:
                 peer.host.restart(new_dir, peer.driver.start_script(peer.config, addressing, dev=peer.host.ifname))
                 peer.host.wait_ready()
                 return time.monotonic() - started
-            network = network_script(addressing, peer.side, kernel=False) + XFRM_MONITOR
+            batch = network_batch(addressing, routes=route_batch(peer.config, addressing))
             plan = reloads.get(peer.side)
             if plan is not None:
-                stat = peer.host.reset(new_dir, network + plan.load, clean=keep_daemon_reset(plan.pidfile, plan.keep))
+                stat = peer.host.reset(new_dir, XFRM_MONITOR + plan.load, batch=batch,
+                                       clean=keep_daemon_reset(plan.pidfile, plan.keep))
             else:
-                stat = peer.host.reset(new_dir, network + peer.driver.start_script(peer.config, addressing))
+                stat = peer.host.reset(new_dir, XFRM_MONITOR + peer.driver.start_script(peer.config, addressing),
+                                       batch=batch)
             self._stat_base[peer.side] = parse_xfrm_stat(stat)
             return time.monotonic() - started
 
@@ -593,7 +596,7 @@ def _quiet(peer: PeerRun) -> None:
     endpoint's halt ends every process in its namespace, a capture there too, so it too goes first.  Not for a
     daemon next_cell reloads: its drop (end_cell) has ended all its SAs, so it has nothing left to send."""
     if isinstance(peer.host, EndpointHost):
-        peer.host.halt()
+        peer.host.halt(keep_zygote=True)  # it forks the next cell's endpoint
     elif peer.driver.daemon:
         peer.host.exec(f"kill -9 $(busybox pidof {peer.driver.daemon}) 2>/dev/null; true", timeout=30, check=False)
 

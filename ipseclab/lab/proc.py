@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from ..errors import LabError
 
@@ -78,8 +78,19 @@ def spawn(cmd: Sequence[str], log: Path, cwd: Path | None = None,
                                 cwd=cwd, env=env, start_new_session=True, pass_fds=tuple(pass_fds))
 
 
-def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
-    """Stop a process group started by :func:`spawn`: ``sig`` first, SIGKILL after ``grace`` seconds."""
+class GroupLeader(Protocol):
+    """What :func:`stop` needs of a process: a ``Popen``, or an endpoint the zygote forked (runtimes/process.py)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def stop(proc: GroupLeader, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+    """Stop a process group started by :func:`spawn` (or a session leader like it): ``sig`` first, SIGKILL after
+    ``grace`` seconds."""
     if proc.poll() is not None:
         return
     try:

@@ -4,8 +4,9 @@ booted labs the matrix's cells share (``lab_pool``).
 The matrix's cells (tests/interop/test_matrix.py) run pair by pair, each pair's cells that may share booted peers
 (``interop.reusable``) one after another and by topology (``interop.cell_order``), so that a worker boots each
 pair once per topology.  Under pytest-xdist (``-n N`` without ``--dist``, or ``--dist loadgroup``) the cells go
-out in groups (``MatrixScheduling``): a pair's cells of one ``interop.reuse_group`` (plain, probe and lifecycle
-cells of the direct topology, the NAT cells) to one worker, which keeps them on one boot; other tests one by one.
+out in groups (``MatrixScheduling``): a pair's cells of one ``interop.reuse_group`` (plain and probe cells of the
+direct topology, its lifecycle cells, the NAT cells) to one worker, which keeps them on one boot; other tests one by
+one.
 """
 
 from __future__ import annotations

@@ -53,12 +53,17 @@ def test_strongswan_reloads_only_into_the_same_strongswan_conf(tmp_path: Path):
     plan = drv.reload(left, transport, old, same, TOPO.hosts["left"])
     assert plan is not None and plan.pidfile == "/run/charon.pid" and plan.keep == "/run/charon.*"
     lines = plan.load.splitlines()
-    # no routes in transport mode; the settings (and so the log in the new /ipl) before the new configuration
-    assert lines == ["export STRONGSWAN_CONF=/ipl/strongswan.conf",
-                     "swanctl --reload-settings --uri unix:///run/charon.vici || exit 1",
-                     "swanctl --load-all --clear --file /ipl/swanctl.conf --uri unix:///run/charon.vici || exit 1"]
+    # the settings (and so the log in the new /ipl) before the new configuration; both through the one-plugin
+    # control configuration (a PSK cell's swanctl has nothing to parse); the routes are the lab's network batch
+    control = "STRONGSWAN_CONF=/ipl/swanctl-control.conf swanctl"
+    assert lines == [f"{control} --reload-settings --uri unix:///run/charon.vici || exit 1",
+                     f"{control} --load-all --clear --file /ipl/swanctl.conf --uri unix:///run/charon.vici || exit 1"]
+    assert (same / "swanctl-control.conf").read_text() == "swanctl {\n    load = nonce\n}\n"
     tunnel = drv.reload(transport, left, same, old, TOPO.hosts["left"])
-    assert tunnel is not None and tunnel.load.startswith("ip route add 203.0.113.64/26 dev vec0 src 203.0.113.1\n")
+    assert tunnel is not None and tunnel.load == plan.load
+    # a certificate cell's --load-all parses its files with strongswan.conf's swanctl plugins
+    assert "STRONGSWAN_CONF=/ipl/strongswan.conf swanctl --load-all" in drv.start_script(cert, TOPO.hosts["left"])
+    assert f"{control} --load-all" in drv.start_script(left, TOPO.hosts["left"])
     # a certificate cell loads pkcs8 into charon: another strongswan.conf, so a restart
     assert drv.reload(left, cert, old, other, TOPO.hosts["left"]) is None
     assert drv.reload(left, left, old, tmp_path / "missing", TOPO.hosts["left"]) is None
@@ -74,6 +79,7 @@ def test_strongswan_drop_ends_the_ike_sa_and_waits_until_charon_holds_none():
     # the addresses go first: the Delete must not reach the other peer (it could act on it)
     assert script.index("ip addr flush dev vec0 scope global") < script.index(
         f"swanctl --terminate --ike {left.name} --force --uri") < script.index("--list-sas --raw")
+    assert script.count("STRONGSWAN_CONF=/ipl/swanctl-control.conf swanctl") == 2
     assert "*'list-sa event'*) ;; *) break;;" in script and "exit 1" in script
 
 
@@ -124,9 +130,9 @@ def test_libreswan_reloads_only_with_the_same_setup_and_no_certificates(tmp_path
     lines = plan.load.splitlines()
     # what start_script does once pluto runs: the forwarder into the new /ipl, the interfaces, the secrets, the conns
     assert lines[1].startswith(f"tail -c +$((o + 1)) -F -s 0.05 {PLUTO_LOG} >> /ipl/pluto.log")
-    assert lines[3:] == [f"{WHACK} --listen", f"{WHACK} --rereadsecrets || exit 1", add_conns(transport).rstrip()]
+    assert lines[3:] == [f"{WHACK} --listen --rereadsecrets || exit 1", add_conns(transport).rstrip()]
     back = drv.reload(transport, tunnel, dirs["b"], dirs["a"], TOPO.hosts["right"])
-    assert back is not None and back.load.startswith("ip route add ")
+    assert back is not None and "route add" not in back.load  # the lab's network batch adds the routes
     # certificates fill the NSS database; another plutodebug is another config setup: restarts
     assert drv.reload(tunnel, cert, dirs["a"], dirs["c"], TOPO.hosts["right"]) is None
     assert drv.reload(cert, tunnel, dirs["c"], dirs["a"], TOPO.hosts["right"]) is None
@@ -141,10 +147,68 @@ def test_libreswan_drop_deletes_every_conn_unheard_and_waits_for_an_empty_pluto(
     # a pluto that died (a kill action) is restarted at once, not waited for
     assert script.startswith(require_daemon(PLUTO_PID, "pluto"))
     assert script.index("ip addr flush dev vec0 scope global") < script.index(
-        f"for c in {cfg.name} {cfg.name}-2; do {WHACK} --delete --name $c") < script.index("--showstates")
+        f"for c in {cfg.name} {cfg.name}-2; do {WHACK} --delete --name $c") < script.index("--status")
     assert "*'Total IPsec connections: loaded 0,'*" in script and "exit 1" in script
     # the cell's log is all in its /ipl before the drop ends
-    assert script.index("--showstates") < script.index(f"stat -c %s {PLUTO_LOG}") < script.index("pluto.log not copied")
+    assert script.index("--status") < script.index(f"stat -c %s {PLUTO_LOG}") < script.index("pluto.log not copied")
+
+
+# pluto 4.10's `whack --status` (its end) with an IKE SA and its Child SA, as a guest printed it (2026-12-01)
+STATUS_WITH_STATES = """000 Total IPsec connections: loaded 1, active 1
+000
+000 State Information: DDoS cookies not required, Accepting new IKE connections
+000 IKE SAs: total(1), half-open(0), open(0), authenticated(1), anonymous(0)
+000 IPsec SAs: total(1), authenticated(1), anonymous(0)
+000
+000 #1: "lab":500 STATE_V2_ESTABLISHED_IKE_SA (established IKE SA); REKEY in 14129s; newest; idle;
+000 #2: "lab":500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); REKEY in 3329s; IKE SA #1; idle;
+000
+000 Bare Shunt list:
+000
+"""
+STATUS_EMPTY = """000 Total IPsec connections: loaded 0, active 0
+000
+000 State Information: DDoS cookies not required, Accepting new IKE connections
+000 IKE SAs: total(0), half-open(0), open(0), authenticated(0), anonymous(0)
+000 IPsec SAs: total(0), authenticated(0), anonymous(0)
+000
+000 Bare Shunt list:
+000
+"""
+
+
+@pytest.mark.parametrize(("answers", "ends"), [
+    ([STATUS_EMPTY], "dropped"),
+    ([STATUS_WITH_STATES, STATUS_WITH_STATES, STATUS_EMPTY], "dropped"),
+    # a state left without its conn (pluto can hold one while it deletes): still waiting
+    ([STATUS_WITH_STATES.replace("loaded 1, active 1", "loaded 0, active 0")] * 50, "pluto still holds"),
+    ([STATUS_EMPTY.replace("loaded 0, active 0", "loaded 1, active 0")] * 50, "pluto still holds"),
+])
+def test_libreswan_drop_waits_in_bash_until_whack_status_shows_no_state_and_no_conn(tmp_path: Path, answers, ends):
+    """The drop's wait in the guests' shell (bash), whack standing in with pluto's own --status texts in turn:
+    it ends once no "#N:" state line is left and no conn is loaded, else gives up."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    _, cfg = _configs("esp-tunnel", "libreswan")
+    for i, text in enumerate(answers):
+        (tmp_path / f"status{i}").write_text(text)
+    whack = tmp_path / "whack"
+    whack.write_text(f"""#!/bin/bash
+case "$*" in *--status*) n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n
+  f={tmp_path}/status$n; [ -e $f ] || f={tmp_path}/status{len(answers) - 1}; cat $f;; esac
+""")
+    whack.chmod(0o755)
+    pid = tmp_path / "pluto.pid"
+    pid.write_text(f"{os.getpid()}\n")
+    script = LibreswanDriver().drop_script(cfg)
+    script = script[:script.index("read -r o <")]  # up to the log's copy (the forwarder's, not the wait's)
+    script = (script.replace(WHACK, str(whack)).replace(PLUTO_PID, str(pid))
+              .replace("ip addr flush dev vec0 scope global", ": the addresses"))
+    out = subprocess.run(["bash", "-c", "ipl_sleep() { :; }\n" + script + "echo dropped"], capture_output=True,
+                         text=True, timeout=30)
+    assert ends in out.stdout, out
+    looks = int((tmp_path / "n").read_text())
+    assert looks == (len(answers) if ends == "dropped" else 41), looks
 
 
 # --- the lab's order and fallbacks, on fake guests ---------------------------------------------

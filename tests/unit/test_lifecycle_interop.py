@@ -22,7 +22,7 @@ from ipseclab.lab.impls import driver
 from ipseclab.lab.impls import libreswan as lsw
 from ipseclab.lab.impls import openiked as iked
 from ipseclab.lab.impls import strongswan as ssw
-from ipseclab.lab.impls.contract import LIFECYCLE_ACTIONS, route_lines
+from ipseclab.lab.impls.contract import LIFECYCLE_ACTIONS, route_batch
 from ipseclab.lab.keys import parse_xfrm_monitor
 from ipseclab.lab.topology import make_topology
 from ipseclab.pcap.esp_keyfiles import read_esp_sa
@@ -99,9 +99,9 @@ def test_additional_children_in_both_daemons_and_their_routes():
     assert sections["conn lab-2"]["ike"] == sections["conn lab"]["ike"]
     assert cfg.mirrored().extra_children == tuple((r, loc) for loc, r in cfg.extra_children)
     host = make_topology("direct", "t").hosts["left"]
-    lines = route_lines(cfg, host)
-    assert "ip addr add 203.0.113.193/32 dev lo\n" in lines
-    assert "ip route add 203.0.113.224/27 dev vec0 src 203.0.113.193\n" in lines
+    lines = route_batch(cfg, host)
+    assert "addr add 203.0.113.193/32 dev lo" in lines
+    assert "route add 203.0.113.224/27 dev vec0 src 203.0.113.193" in lines
     assert "--config /ipl/ipsec.conf lab lab-2 || exit 1\n" in driver("libreswan").start_script(cfg, host)
 
 

@@ -237,7 +237,11 @@ def test_reset_clears_the_cell_and_moves_the_spool(guest, tmp_path, monkeypatch)
 
     new = tmp_path / "cell2"
     n = f"{guest._seq + 1:05d}"  # the reset's command: read from the old spool, its status in the new one
-    stat = guest.reset(new, net + "echo second cell\n", dev="vec0", timeout=20)
+    # the network comes back in RESET's own batch (as Lab.next_cell gives it network_batch's lines)
+    batch = ["link set vec0 up", "link set lo up", "addr add 198.51.100.10/24 dev vec0",
+             "addr add 203.0.113.1/32 dev lo",
+             "addr add 2001:db8:1::10/64 dev vec0 nodad"]
+    stat = guest.reset(new, "echo second cell\n", dev="vec0", timeout=20, batch=batch)
     assert guest.dir == new and (new / "ready").exists()
     assert "second cell" in (new / "init.log").read_text()
     assert [line.split()[0] for line in stat.splitlines()][:2] == ["XfrmInError", "XfrmInBufferError"], stat

@@ -43,7 +43,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import Identity, IPNetwork, PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, route_lines, write_private
+from .contract import WAIT_FOR, Reload, kernel_counters, require_daemon, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -496,15 +496,15 @@ class LibreswanDriver:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
-        """Routes, the NSS database, pluto, its listening sockets and the conns: the programs themselves, not the
+        """The NSS database, pluto, its listening sockets and the conns (the lab's network batch has added the
+        routes): the programs themselves, not the
         ``ipsec`` wrapper scripts (under UML every fork and exec costs tens of milliseconds, and ``ipsec auto --add``
         is three shell scripts before it execs addconn; ``ipsec initnss`` is ``certutil -N --empty-password``).
         With ``log_keys`` pluto starts with ``--debug none`` (after ``--config``, so it overrides ``plutodebug``) and
         whack turns the key-logging debug on once it listens: at start-up pluto runs its algorithms' self-tests, whose
         crypt/private dump is some 4,700 log lines on hostfs (0.6 s of a 1 s start, seen 2026-11-30)."""
         return (
-            route_lines(cfg, host, dev)
-            + f"mkdir -p /run/pluto {NSS_DIR}\n"
+            f"mkdir -p /run/pluto {NSS_DIR}\n"
             + f"certutil -N -d sql:{NSS_DIR} --empty-password > /ipl/initnss.log 2>&1 || exit 1\n"
             + nss_lines(cfg)
             + forward_log()
@@ -525,24 +525,24 @@ class LibreswanDriver:
         return (require_daemon(PLUTO_PID, "pluto") +
                 f"ip addr flush dev {dev} scope global\n"
                 f"for c in {names}; do {WHACK} --delete --name $c >/dev/null 2>&1; done\n"
+                # one whack a look: --status lists every state (a "000 #N:" line) and counts the conns
                 "i=0; while :; do\n"
-                f"  s=$({WHACK} --showstates 2>&1); t=$({WHACK} --status 2>&1)\n"
-                "  [ -z \"$s\" ] && case \"$t\" in *'Total IPsec connections: loaded 0,'*) break;; esac\n"
+                f"  t=$({WHACK} --status 2>&1)\n"
+                "  case \"$t\" in *$'\\n'\"000 #\"*) ;; *'Total IPsec connections: loaded 0,'*) break;; esac\n"
                 "  [ $i -lt 40 ] || { echo 'pluto still holds states or conns'; exit 1; }; ipl_sleep 0.05; i=$((i+1))\n"
                 "done\n"
                 f"read -r o < {LOG_OFFSET}; n=$(($(stat -c %s {PLUTO_LOG}) - o)); i=0\n"
                 "while [ \"$(stat -c %s /ipl/pluto.log 2>/dev/null || echo 0)\" -lt $n ]; do\n"
                 "  [ $i -lt 40 ] || { echo 'pluto.log not copied'; exit 1; }; ipl_sleep 0.05; i=$((i+1)); done\n"
-                "unset s t n i o\n")
+                "unset t n i o\n")
 
     def reload(self, old: PeerConfig, new: PeerConfig, old_dir: Path, new_dir: Path, host: HostAddressing,
                dev: str = "vec0") -> Reload | None:
         """pluto keeps running from one cell to the next when what it read at start is the same: the ``config
         setup`` section of the new ``ipsec.conf`` is the old one's (log and debug settings, secrets file), and neither
-        cell has certificates (the NSS database stays as ``certutil -N`` made it).  ``load`` then adds the new cell's
-        routes, starts the log forwarder, has pluto look at the interfaces again (the reset flushed and gave back
-        their addresses), rereads the secrets and adds the new conns: what ``start_script`` does after pluto
-        started."""
+        cell has certificates (the NSS database stays as ``certutil -N`` made it).  ``load`` then starts the log
+        forwarder, has pluto look at the interfaces again (the reset flushed and gave back their addresses), rereads
+        the secrets and adds the new conns: what ``start_script`` does after pluto started."""
         if nss_lines(old) or nss_lines(new):
             return None
         try:
@@ -552,10 +552,10 @@ class LibreswanDriver:
             return None
         if not same:
             return None
-        load = (route_lines(new, host, dev)
-                + forward_log()
-                + f"{WHACK} --listen\n"
-                + f"{WHACK} --rereadsecrets || exit 1\n"
+        load = (forward_log()
+                # one whack for both (a message carries every request; pluto 4.10's --listen rereads the
+                # secrets itself too): an exec of whack costs a UML guest ~20 CPU-ms
+                + f"{WHACK} --listen --rereadsecrets || exit 1\n"
                 + add_conns(new))
         return Reload(PLUTO_PID, "/run/pluto|/run/nss", load)
 

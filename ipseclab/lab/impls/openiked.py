@@ -36,7 +36,7 @@ from ...errors import ConfigError, LabError
 from ..keys import StrongswanIkeKeys
 from ..peerconfig import PeerConfig, psk_text
 from ..topology import HostAddressing
-from .contract import WAIT_FOR, kernel_counters, route_lines, write_private
+from .contract import WAIT_FOR, kernel_counters, write_private
 
 if TYPE_CHECKING:
     from ..runtimes.uml import UmlHost
@@ -186,10 +186,9 @@ class OpenikedDriver:
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return (
-            route_lines(cfg, host, dev)
             # a UML guest loads af_key itself; on a host kernel (docker, kernel IPsec "host") it is there already
             # (the host_ipsec probe's PF_KEY socket loads it) or cannot be loaded from the container
-            + "[ -e /proc/net/pfkey ] || modprobe af_key || { echo 'no PF_KEY (af_key) in this kernel'; exit 1; }\n"
+            "[ -e /proc/net/pfkey ] || modprobe af_key || { echo 'no PF_KEY (af_key) in this kernel'; exit 1; }\n"
             + "mkdir -p /var/lib/openiked/empty /run\n"
             # -d: foreground, log to stderr; -vv: exchanges and SAs in the log
             + f"iked -d -vv -f /ipl/iked.conf -s {IKED_SOCK} > /ipl/iked.log 2>&1 &\n"

@@ -9,6 +9,11 @@ process boundary, so ``lab/`` does not import the engine: the spec is plain JSON
 ``EndpointHost`` offers what the lab uses of a ``UmlHost`` (``boot``, ``wait_ready``, ``alive``,
 ``halt``, ``dir``, ``exec``: commands run in the side's namespace, whose traffic the endpoint's TUN
 device carries) plus ``command``; its peer driver is ``impls/ipseclab.py``.
+
+Each endpoint is forked by a zygote the host starts once in the namespace (``endpoint/zygote.py``: the
+modules imported once, ~0.3 CPU-s an endpoint saved on a booted pair's every cell);
+``IPSECLAB_ENDPOINT_ZYGOTE=0`` starts each one as ``python -m ipseclab.endpoint`` instead (for a before/after,
+``tests/bench/bench_endpoint_start.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import contextlib
 import json
 import os
 import queue
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,13 +32,90 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ...errors import LabError
 from ..proc import in_netns, require_tool, run, stop, tail
 from ..topology import HostAddressing
 
 SPEC = "endpoint.json"  # the endpoint's JSON spec in its directory, written by impls/ipseclab.py
+ZYGOTE_ENV = "IPSECLAB_ENDPOINT_ZYGOTE"  # "0": every endpoint a process of its own, started from scratch
+
+
+class ForkedEndpoint:
+    """An endpoint the zygote forked: what the lab uses of a ``Popen`` (``pid``, ``stdin``, ``stdout``, ``poll``,
+    ``wait``, ``kill``), its end seen through a pidfd (it is the zygote's child, not ours; the zygote keeps its
+    status, so ``returncode`` is -1 once it ended)."""
+
+    def __init__(self, pid: int, stdin: IO[str], stdout: IO[str]) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self.returncode = -1
+            os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"endpoint {self.pid}", timeout or 0.0)
+            self.poll()
+        return -1
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
+class Zygote:
+    """The zygote process in a namespace (``endpoint/zygote.py``) and the socket it takes requests on."""
+
+    def __init__(self, ns: str, log: Path) -> None:
+        """Start it in namespace ``ns`` ("": this process's), its own output into ``log``."""
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [sys.executable, "-m", "ipseclab.endpoint.zygote", str(theirs.fileno())]
+        try:
+            with open(log, "a") as fh:
+                self.proc = subprocess.Popen(
+                    in_netns(ns, cmd) if ns else cmd,
+                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, spec: Path, stderr: Path, timeout: float = 30) -> ForkedEndpoint:
+        """A new endpoint running ``spec``, its stderr into the file ``stderr``; LabError if the zygote is gone."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        with open(stderr, "w") as err:
+            try:
+                self.sock.settimeout(timeout)
+                socket.send_fds(self.sock, [json.dumps({"spec": str(spec)}).encode()], [in_r, out_w, err.fileno()])
+                answer = json.loads(self.sock.recv(4096) or b"{}")
+            except (OSError, ValueError) as exc:
+                for fd in (in_w, out_r):
+                    os.close(fd)
+                raise LabError(f"the endpoint zygote did not answer: {exc}") from None
+            finally:
+                os.close(in_r)
+                os.close(out_w)
+        if "pid" not in answer:
+            for fd in (in_w, out_r):
+                os.close(fd)
+            raise LabError(f"the endpoint zygote refused: {answer.get('error', 'it is gone')}")
+        return ForkedEndpoint(int(answer["pid"]), os.fdopen(in_w, "w"), os.fdopen(out_r, "r"))
+
+    def close(self) -> None:
+        self.sock.close()  # the zygote ends on it
+        stop(self.proc, grace=2)
 
 
 @dataclass(slots=True)
@@ -43,7 +127,8 @@ class EndpointHost:
     ifname: str
     addressing: HostAddressing
     dir: Path
-    proc: subprocess.Popen[str] | None = None
+    proc: subprocess.Popen[str] | ForkedEndpoint | None = None
+    zygote: Zygote | None = None
     lines: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     events: list[dict[str, Any]] = field(default_factory=list)
     booted_at: float = 0.0
@@ -69,6 +154,8 @@ class EndpointHost:
         if self.addressing.gateway4:
             with NetNS(self.ns) as nsr:
                 nsr.route("add", dst="0.0.0.0/0", gateway=self.addressing.gateway4)
+        if os.environ.get(ZYGOTE_ENV, "1") != "0":
+            self.zygote = Zygote(self.ns, self.dir / "zygote.log")
         self._start(init_script)
 
     def restart(self, new_dir: Path, init_script: str = "") -> None:
@@ -86,10 +173,13 @@ class EndpointHost:
         if init_script:  # the driver's start_script: shell lines in the namespace before the endpoint starts
             self.exec(init_script, timeout=30)
         self.booted_at = time.monotonic()
-        cmd = in_netns(self.ns, [sys.executable, "-m", "ipseclab.endpoint", str(self.dir / SPEC)])
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     stderr=open(self.dir / "endpoint.stderr", "w"),  # noqa: SIM115
-                                     start_new_session=True)
+        if self.zygote is not None and self.zygote.alive:
+            self.proc = self.zygote.fork(self.dir / SPEC, self.dir / "endpoint.stderr")
+        else:
+            cmd = in_netns(self.ns, [sys.executable, "-m", "ipseclab.endpoint", str(self.dir / SPEC)])
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         stderr=open(self.dir / "endpoint.stderr", "w"),  # noqa: SIM115
+                                         start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -176,8 +266,12 @@ class EndpointHost:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def halt(self, timeout: float = 5) -> None:
-        """Ask the endpoint to quit, then stop it; never raises for a dead process."""
+    def halt(self, timeout: float = 5, keep_zygote: bool = False) -> None:
+        """Ask the endpoint to quit, then stop it and whatever else runs in the namespace, the zygote too unless
+        ``keep_zygote`` (between two cells); never raises for a dead process."""
+        if not keep_zygote and self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
         if self.proc is None:
             return
         if self.alive and self.proc.stdin is not None:
@@ -193,6 +287,9 @@ class EndpointHost:
         stop(self.proc, grace=2)
         # what ``exec`` left running in the namespace (a listener, a background transfer): the lab started it
         pids = run(["ip", "netns", "pids", self.ns], timeout=10, check=False).stdout.split()
+        spare = str(self.zygote.proc.pid) if self.zygote is not None else ""
         for pid in pids:
+            if pid == spare:
+                continue
             with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
                 os.kill(int(pid), signal.SIGKILL)

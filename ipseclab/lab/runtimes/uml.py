@@ -17,7 +17,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -85,11 +85,13 @@ done
 
 # Between two cells on a booted guest (``UmlHost.reset``, run by the agent): every process but the agent
 # ends (the daemon, ``ip xfrm monitor``, a listener), the kernel forgets the cell's SAs, policies, routes,
-# rules, addresses, neighbours and qdisc, and /run and /tmp are emptied; network_script then sets the
-# addresses up again.  Builtins in the loops (a kernel thread or a zombie has no exe; the command's own
+# rules, addresses, neighbours and qdisc, and /run and /tmp are emptied; the next cell's network
+# batch sets the addresses up again.  Builtins in the loops (a kernel thread or a zombie has no exe; the command's own
 # process is $BASHPID, the agent $$ or 1); the `ip` commands in two batches, one per family where the
 # family matters (an unqualified `rule` or `route ... table` is IPv4): every rule but `local` goes, and the
-# boot's `main` and `default` rules come back (IPv6 has no `default` rule).  A batch goes on past a
+# boot's `main` and `default` rules come back (IPv6 has no `default` rule); the first batch goes on with the next
+# cell's network (``{batch}``: network_batch's lines, UmlHost.reset fills them in), so that neither network_script
+# nor a route costs an exec of its own.  A batch goes on past a
 # failing line (-force).  `tc` runs only when the transit interface's root qdisc is not of the kernel's
 # default kind (a cell's netem).  The start script runs after it in the same shell: its variables go.
 RESET = """for p in /proc/[0-9]*; do p=${p#/proc/}
@@ -108,7 +110,7 @@ addr flush dev {dev} scope global
 addr flush dev lo scope global
 route flush table main
 neigh flush all
-link show dev {dev}
+{batch}link show dev {dev}
 EOF
 )
 ip -6 -force -batch - <<'EOF'
@@ -138,21 +140,41 @@ def keep_daemon_reset(pidfile: str, keep: str, dev: str = "vec0") -> str:
                         'set -- "$@" "$f";; esac; done; [ $# = 0 ] || rm -rf "$@"')
     return (keep_pid + kill + "link=$(ip -force -batch" + rest + "unset d\n").replace("{dev}", dev)
 
-# How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted)
-REMOUNT = "umount -l /ipl; mount -t hostfs none /ipl -o {dir}\n"
+# How UmlHost.reset moves /ipl to the next cell's directory (``{dir}``, quoted): mounted over the cell before's,
+# which stays beneath it (a daemon kept for a reload may hold a file open there) until the guest halts.  One exec
+# instead of an `umount -l` and a `mount` (~20 CPU-ms each in a guest); a booted guest's few dozen cells leave as
+# many mounts, a few hundred bytes of kernel memory each.
+REMOUNT = "mount -t hostfs none /ipl -o {dir}\n"
 
 # The host's half: the first look at a result file after a short sleep, the sleeps doubling up to POLL_MAX
 # (a look is a stat); whether the guest still runs every ALIVE_EVERY seconds (a container's is an API call)
 POLL_FIRST, POLL_MAX, ALIVE_EVERY = 0.001, 0.005, 0.25
 
 
-def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kernel: bool = True) -> str:
+def network_batch(host: HostAddressing, dev: str = "vec0", routes: Sequence[str] = ()) -> list[str]:
+    """The ``ip -batch`` lines that give the peer its interfaces, addresses and ``routes`` (more batch lines: a
+    case's tunnel routes, ``contract.route_batch``)."""
+    lines = [
+        "link set lo up",
+        f"link set {dev} up",
+        f"addr add {host.transit4} dev {dev}",
+        f"addr add {host.protected_addr}/32 dev lo",
+    ]
+    if host.transit6:
+        lines.append(f"addr add {host.transit6} dev {dev} nodad")
+    if host.gateway4:
+        lines.append(f"route add default via {host.gateway4}")
+    return lines + list(routes)
+
+
+def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kernel: bool = True,
+                   routes: Sequence[str] = ()) -> str:
     """Shell lines that give the peer its modules (a kernel of its own), interfaces, addresses and routes.
 
     ``dev`` is the transit interface: a UML guest's ``vec0``, or the veth end itself for a
     daemon in a container on the host kernel (``kernel=False``: no modules to load, the
-    container's hostname set by its engine).  The ``ip`` lines are one batch (a fork and exec
-    cost milliseconds under UML) that goes on past a failing line, as separate commands would.
+    container's hostname set by its engine).  The ``ip`` lines (network_batch, with ``routes``) are one batch
+    (a fork and exec cost milliseconds under UML) that goes on past a failing line, as separate commands would.
     """
     lines = [
         f"echo {hostname} > /proc/sys/kernel/hostname",
@@ -174,17 +196,7 @@ def network_script(host: HostAddressing, hostname: str, dev: str = "vec0", kerne
         '{ modprobe -a "${ipl_mods[@]}" > /dev/null 2>&1; echo > /proc/sys/kernel/modprobe; } &',
         "unset ipl_rel ipl_mods",
     ] if kernel else []
-    batch = [
-        "link set lo up",
-        f"link set {dev} up",
-        f"addr add {host.transit4} dev {dev}",
-        f"addr add {host.protected_addr}/32 dev lo",
-    ]
-    if host.transit6:
-        batch.append(f"addr add {host.transit6} dev {dev} nodad")
-    if host.gateway4:
-        batch.append(f"route add default via {host.gateway4}")
-    lines += ["ip -force -batch - <<'EOF'", *batch, "EOF"]
+    lines += ["ip -force -batch - <<'EOF'", *network_batch(host, dev, routes), "EOF"]
     return "\n".join(lines) + "\n"
 
 
@@ -255,21 +267,23 @@ class UmlHost:
             self._wake = None
 
     def reset(self, new_dir: Path, script: str, dev: str = "vec0", timeout: float = 60,
-              clean: str | None = None) -> str:
-        """Make the running guest as a fresh boot would leave it, for the next cell (see RESET), with
-        ``new_dir`` as its ``/ipl``; then run ``script`` (network and daemon start) there, its output in
-        ``init.log`` as at boot.  Returns ``/proc/net/xfrm_stat`` as the reset left it (the kernel's counters
-        run from boot: the cell's are what it adds); LabError if the script failed.
+              clean: str | None = None, batch: Sequence[str] = ()) -> str:
+        """Make the running guest as a fresh boot would leave it, for the next cell (see RESET), its network
+        set up again by ``batch`` (network_batch's lines), with ``new_dir`` as its ``/ipl``; then run ``script``
+        (the daemon's start or reload) there, its output in ``init.log`` as at boot.  Returns
+        ``/proc/net/xfrm_stat`` as the reset left it (the kernel's counters run from boot: the cell's are what it
+        adds); LabError if the script failed.
 
         The spool moves with ``/ipl``: the command is read from the old directory and its status is
-        written into the new one (its output stays in the old directory).  ``clean`` replaces RESET (a
-        daemon kept for a reload: ``keep_daemon_reset``).
+        written into the new one (its output stays in the old directory, with what the batch printed).
+        ``clean`` replaces RESET (a daemon kept for a reload: ``keep_daemon_reset``).
         """
         old = self.dir
         self.dir = new_dir
         self.prepare(script)
         (new_dir / "init.sh").write_text((new_dir / "init.sh").read_text().removesuffix(AGENT))
-        base = self._submit(old, (RESET.replace("{dev}", dev) if clean is None else clean)
+        lines = "".join(f"{line}\n" for line in batch)
+        base = self._submit(old, (RESET.replace("{dev}", dev) if clean is None else clean).replace("{batch}", lines)
                             + REMOUNT.format(dir=shlex.quote(str(new_dir)))
                             + "exec > /ipl/init.log 2>&1\n. /ipl/init.sh\n: > /ipl/ready\n")
         # a ``clean`` that stops before REMOUNT (its daemon gone) writes its status into the old spool
