@@ -25,10 +25,12 @@ import traceback
 from . import runner
 
 
-def _child(spec: str, fds: list[int], ctl: socket.socket) -> int:
-    """In the forked child: become the endpoint on ``fds`` (stdin, stdout, stderr)."""
+def _child(spec: str, fds: list[int], ctl: socket.socket, started: int) -> int:
+    """In the forked child: become the endpoint on ``fds`` (stdin, stdout, stderr), in a session of its own before
+    the zygote answers (it waits for ``started``, the write end of a pipe, to close)."""
     ctl.close()
     os.setsid()
+    os.close(started)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
     for target, fd in enumerate(fds):
@@ -72,9 +74,14 @@ def serve(ctl: socket.socket) -> None:
             continue
         sys.stdout.flush()
         sys.stderr.flush()
+        wait, started = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os._exit(_child(spec, fds, ctl))
+            os.close(wait)
+            os._exit(_child(spec, fds, ctl, started))
+        os.close(started)
+        os.read(wait, 1)  # end of file once the child is its session's leader: the lab may stop its group at once
+        os.close(wait)
         for fd in fds:
             os.close(fd)
         ctl.send(json.dumps({"pid": pid}).encode())
