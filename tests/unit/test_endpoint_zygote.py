@@ -16,13 +16,25 @@ from pathlib import Path
 import pytest
 
 from ipseclab.errors import LabError
-from ipseclab.lab.runtimes.process import Zygote
+from ipseclab.lab.runtimes.process import ForkedEndpoint, Zygote
 
 
 @pytest.fixture
 def zygote(tmp_path: Path):
+    """A zygote whose endpoints are killed at the end whatever the test did (one held in its FIFO outlives a
+    failed assertion otherwise: seen once, blocked for good)."""
     z = Zygote("", tmp_path / "zygote.log")
+    forked: list[ForkedEndpoint] = []
+    fork = z.fork
+
+    def tracked(*args, **kwargs) -> ForkedEndpoint:
+        forked.append(fork(*args, **kwargs))
+        return forked[-1]
+
+    z.fork = tracked  # type: ignore[method-assign]
     yield z
+    for ep in forked:
+        ep.kill()
     z.close()
 
 
