@@ -12,7 +12,7 @@ import dataclasses
 import ipaddress
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +194,38 @@ def reuse_group(case: TestCase) -> str:
     if case.topology != "direct":
         return case.topology
     return "lifecycle" if case.steps else "direct"
+
+
+WAITS, COMPUTES = "waits", "computes"
+
+
+def cell_kind(case: TestCase) -> str:
+    """What a cell of ``case`` spends its seconds on: WAITS for a case with lifecycle steps (a rekey 3-7 s after
+    the SA came up and 2 s of pings after it, a dead peer's DPD: the daemons' timers), COMPUTES for the others
+    (a reset, a negotiation, a few pings and tshark: CPU-bound under UML)."""
+    return WAITS if case.steps else COMPUTES
+
+
+def worker_kind(computing: int, cores: int) -> str:
+    """The kind of cells a pytest-xdist worker takes first, ``computing`` workers having COMPUTES already: as
+    many computing workers as the machine has cores, the others on the waiting cells."""
+    return COMPUTES if computing < max(1, cores) else WAITS
+
+
+def next_scope(queue: Iterable[str], kinds: Mapping[str, str], worker: str) -> str | None:
+    """The scope (a group of cells, tests/interop/conftest.py) a worker of kind ``worker`` takes next from
+    ``queue`` (in its order), ``kinds`` giving each scope's kind (:func:`cell_kind`; "" for a test that is no
+    matrix cell): one of its own kind, else one that is no cell, else (a computing worker) a waiting one; None
+    when nothing is left for it.  A waiting worker never takes computing cells: with a computing worker per
+    core already, one more computing makes every cell slower and the matrix hardly sooner (2026-12-01, 2 cores:
+    three computing workers 1.5-1.7 s a median cell, two 1.2-1.3 s, the matrix as soon)."""
+    order = (worker, "", WAITS) if worker == COMPUTES else (WAITS, "")
+    pending = list(queue)
+    for kind in order:
+        scope = next((s for s in pending if kinds.get(s, "") == kind), None)
+        if scope is not None:
+            return scope
+    return None
 
 
 def cell_order(case: TestCase) -> tuple[bool, str, str]:

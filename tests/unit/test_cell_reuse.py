@@ -8,7 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipseclab.interop import RESET_CLEARS, case_configs, cell_order, reusable, reuse_group
+from ipseclab.interop import (
+    COMPUTES,
+    RESET_CLEARS,
+    WAITS,
+    case_configs,
+    cell_kind,
+    cell_order,
+    next_scope,
+    reusable,
+    reuse_group,
+    worker_kind,
+)
 from ipseclab.testcases import ALL_CASES, by_name
 from ipseclab.testcases import steps as step_types
 
@@ -99,3 +110,29 @@ def test_next_cell_ends_the_daemons_then_captures_then_resets_then_empties_the_r
     assert sorted(events[4:6]) == ["left: reset", "right: reset"]
     assert events[6:] == ["conntrack nat"]
     assert (tmp_path / "two" / "right" / "ipsec.conf").exists()  # the new cell's configuration, in its directory
+
+
+def test_cells_that_wait_on_timers_are_the_lifecycle_ones() -> None:
+    assert {c.name for c in ALL_CASES if cell_kind(c) == WAITS} == {c.name for c in ALL_CASES if c.steps}
+    assert cell_kind(by_name("rekey-collision")) == WAITS and cell_kind(by_name("replay")) == COMPUTES
+
+
+def test_one_computing_worker_per_core_and_the_others_wait() -> None:
+    kinds = []
+    for _ in range(5):
+        kinds.append(worker_kind(kinds.count(COMPUTES), cores=2))
+    assert kinds == [COMPUTES, COMPUTES, WAITS, WAITS, WAITS]
+    assert worker_kind(0, cores=0) == COMPUTES  # a machine that reports no core still computes
+
+
+def test_a_worker_takes_its_own_kind_first_and_a_waiting_one_never_computes() -> None:
+    kinds = {"a-direct": COMPUTES, "a-lifecycle": WAITS, "b-direct": COMPUTES, "test_x": ""}
+    queue = ["a-direct", "test_x", "a-lifecycle", "b-direct"]
+    assert next_scope(queue, kinds, COMPUTES) == "a-direct"
+    assert next_scope(queue, kinds, WAITS) == "a-lifecycle"
+    # once its kind is gone: a test that is no cell, then (only a computing worker) the other kind
+    assert next_scope(["b-direct", "test_x"], kinds, WAITS) == "test_x"
+    assert next_scope(["b-direct"], kinds, WAITS) is None
+    assert next_scope(["a-lifecycle", "test_x"], kinds, COMPUTES) == "test_x"
+    assert next_scope(["a-lifecycle"], kinds, COMPUTES) == "a-lifecycle"
+    assert next_scope([], kinds, COMPUTES) is None
