@@ -65,7 +65,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         lifecycle cells, which mostly wait on the daemons' timers, and stop when those are done
         (``interop.next_scope``).  xdist's own order (the scopes with most tests first, any worker) had four
         workers take 3:15 with a median cell of 1.5 s, six 2:31 and 2.2 s; two computing and three waiting take
-        2:33 and 1.2 s (2026-12-01, 2 cores with AMX)."""
+        2:33 and 1.2 s (2026-12-01, 2 cores with AMX).  ``IPSECLAB_MATRIX_SCHEDULE=groups`` hands out groups in
+        xdist's order, to any worker (the reference ``tests/bench/bench_matrix.py`` measures beside this)."""
 
         def __init__(self, config: pytest.Config, log: object) -> None:
             super().__init__(config, log)
@@ -82,6 +83,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return scope
 
         def _assign_work_unit(self, node: object) -> None:
+            if os.environ.get("IPSECLAB_MATRIX_SCHEDULE") == "groups":  # the reference of bench_matrix
+                super()._assign_work_unit(node)
+                return
             if node not in self.worker_kinds:
                 self.worker_kinds[node] = worker_kind(list(self.worker_kinds.values()).count(COMPUTES), self.cores)
             scope = next_scope(self.workqueue, self.kinds, self.worker_kinds[node])
