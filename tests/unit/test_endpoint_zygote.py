@@ -16,25 +16,15 @@ from pathlib import Path
 import pytest
 
 from ipseclab.errors import LabError
-from ipseclab.lab.runtimes.process import ForkedEndpoint, Zygote
+from ipseclab.lab.runtimes.process import Zygote
 
 
 @pytest.fixture
 def zygote(tmp_path: Path):
-    """A zygote whose endpoints are killed at the end whatever the test did (one held in its FIFO outlives a
-    failed assertion otherwise: seen once, blocked for good)."""
+    """A zygote, closed at the end whatever the test did: its close kills the endpoints it forked (one held in its
+    FIFO outlived a failed assertion before it did: seen once, blocked for good)."""
     z = Zygote("", tmp_path / "zygote.log")
-    forked: list[ForkedEndpoint] = []
-    fork = z.fork
-
-    def tracked(*args, **kwargs) -> ForkedEndpoint:
-        forked.append(fork(*args, **kwargs))
-        return forked[-1]
-
-    z.fork = tracked  # type: ignore[method-assign]
     yield z
-    for ep in forked:
-        ep.kill()
     z.close()
 
 
@@ -86,3 +76,17 @@ def test_the_zygote_ends_with_the_lab_s_socket_and_a_fork_then_fails(tmp_path: P
     with pytest.raises(LabError, match="zygote"):
         z.fork(tmp_path / "missing.json", tmp_path / "endpoint.stderr")
     z.close()
+
+
+def test_closing_the_zygote_kills_the_endpoints_it_forked_that_still_run(tmp_path: Path):
+    """The lab stops each endpoint itself; a lab or test that failed half-way leaves that to the close."""
+    z = Zygote("", tmp_path / "zygote.log")
+    spec = tmp_path / "spec.json"
+    os.mkfifo(spec)
+    held = [z.fork(spec, tmp_path / f"endpoint{n}.stderr") for n in range(2)]  # both block opening the FIFO
+    ended = z.fork(tmp_path / "missing.json", tmp_path / "ended.stderr")
+    ended.wait(10)
+    assert [ep.poll() for ep in held] == [None, None]
+    z.close()
+    assert [ep.wait(10) for ep in held] == [-1, -1]
+    assert not z.alive

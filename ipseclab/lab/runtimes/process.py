@@ -72,10 +72,13 @@ class ForkedEndpoint:
 
 
 class Zygote:
-    """The zygote process in a namespace (``endpoint/zygote.py``) and the socket it takes requests on."""
+    """The zygote process in a namespace (``endpoint/zygote.py``) and the socket it takes requests on; ``close``
+    kills whatever endpoint it forked that still runs (the lab stops each one itself first: this is for a lab or
+    a test that failed half-way)."""
 
     def __init__(self, ns: str, log: Path) -> None:
         """Start it in namespace ``ns`` ("": this process's), its own output into ``log``."""
+        self.forked: list[ForkedEndpoint] = []
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "ipseclab.endpoint.zygote", str(theirs.fileno())]
         try:
@@ -111,9 +114,14 @@ class Zygote:
             for fd in (in_w, out_r):
                 os.close(fd)
             raise LabError(f"the endpoint zygote refused: {answer.get('error', 'it is gone')}")
-        return ForkedEndpoint(int(answer["pid"]), os.fdopen(in_w, "w"), os.fdopen(out_r, "r"))
+        self.forked = [ep for ep in self.forked if ep.poll() is None]
+        self.forked.append(ForkedEndpoint(int(answer["pid"]), os.fdopen(in_w, "w"), os.fdopen(out_r, "r")))
+        return self.forked[-1]
 
     def close(self) -> None:
+        for ep in self.forked:
+            ep.kill()
+        self.forked.clear()
         self.sock.close()  # the zygote ends on it
         stop(self.proc, grace=2)
 
