@@ -37,7 +37,7 @@ from .matrix import (
 )
 from .pcap.trace import Trace
 from .testcases.base import TestCase
-from .testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Until, Wait, WaitSasGone
+from .testcases.steps import Delay, Kill, Ping, Rekey, Revive, StartChild, TcpTransfer, Until, Wait, WaitSasGone
 
 # the main job's matrix: the two daemons each way, and ipseclab's own endpoint against each, both roles
 DEFAULT_PAIRS = [("strongswan", "libreswan"), ("libreswan", "strongswan"),
@@ -164,9 +164,10 @@ def check_ipseclab_decrypts(run_dir: Path, probed: frozenset[tuple[int, int]] = 
 #                       (a new daemon); the endpoint's: a new process
 #   Kill          the daemon is gone and the SAs flushed already; a killed endpoint is not running, so Lab.reusable()
 #                 tears that lab down (its namespace keeps what the kill left: rp_filter, no TUN device)
+#   Revive        a daemon started again: killed like any (a new daemon); a revived endpoint: a new process
 #   Delay         netem on vec0 (its root qdisc deleted); the endpoint's own delay (a new process)
 #   TcpTransfer   busybox httpd (killed), its files in /run and /tmp (emptied) or the cell's own directory
-RESET_CLEARS = (Ping, Wait, Until, Rekey, StartChild, Kill, WaitSasGone, Delay, TcpTransfer)
+RESET_CLEARS = (Ping, Wait, Until, Rekey, StartChild, Kill, Revive, WaitSasGone, Delay, TcpTransfer)
 
 
 def reusable(case: TestCase) -> bool:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ipseclab.testcases.steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Until, Wait, WaitSasGone
+from ipseclab.testcases.steps import Delay, Kill, Ping, Rekey, Revive, StartChild, TcpTransfer, Until, Wait, WaitSasGone
 
 from .errors import LabError
 from .interop_wire import EVIDENCE, Wire, responder_link
@@ -90,6 +90,8 @@ class _Runner:
             return {"output": peer.driver.initiate_child(peer.host, peer.config, name, 30)}
         if isinstance(step, Kill):
             return self.kill(self.lab.peer(step.side))
+        if isinstance(step, Revive):  # Lab.peer() refuses a peer that is not running: this one was killed
+            return self.revive(self.lab.peers[step.side])
         if isinstance(step, WaitSasGone):
             return self.wait_sas_gone(self.lab.peer(step.side), step.within)
         if isinstance(step, Delay):
@@ -212,6 +214,15 @@ class _Runner:
         _, out = peer.host.exec(f"kill -9 $(busybox pidof {daemon}); ip xfrm state flush; ip xfrm policy flush; "
                                 f"busybox pidof {daemon} || echo {daemon} gone", timeout=30, check=False)
         return {"killed": daemon, "output": out}
+
+    def revive(self, peer: PeerRun) -> dict[str, Any]:
+        """The killed peer started again (its driver's revive_script in its guest; a new endpoint process)."""
+        if isinstance(peer.host, EndpointHost):
+            peer.host.revive()
+            return {"revived": "the endpoint process", "ready_in": round(peer.host.wait_ready(), 2)}
+        addressing = self.lab.topology.hosts[peer.side]
+        _, out = peer.host.exec(peer.driver.revive_script(peer.config, addressing), timeout=60)
+        return {"revived": peer.driver.daemon, "output": out}
 
     def wait_sas_gone(self, peer: PeerRun, within: float) -> dict[str, Any]:
         """Poll the guest's kernel (inside the guest: one exec) until it holds no SA; when it went, host time.

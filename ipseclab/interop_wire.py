@@ -18,6 +18,8 @@ The evidence, on the capture's clock (the host's, as the steps record's):
 * a collision: a CREATE_CHILD_SA request from each side, both answered; two INFORMATIONAL exchanges after the
   first answer, each answered (the old SA's Delete and the redundant one's, RFC 7296 2.8.1); the last ESP each
   way on SPIs not seen before the first request.
+* a restart (after a dead peer): an IKE_AUTH request from the side on a new IKE SA, answered; ESP both ways on
+  SPIs not seen before it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .packets.natt import IKE_PORT, NATT_PORT, ike_from_udp
 from .pcap.reader import BadFrame, PcapFollower, udp_of
 
 CREATE_CHILD_SA = int(ExchangeType.CREATE_CHILD_SA)
+IKE_AUTH = int(ExchangeType.IKE_AUTH)
 INFORMATIONAL = int(ExchangeType.INFORMATIONAL)
 
 
@@ -192,8 +195,23 @@ def collision_done(wire: Wire, side: str, since: float) -> float | None:
     return max(moved, *(r.time for r in deletes if r is not None))
 
 
+def restart_done(wire: Wire, side: str, since: float) -> float | None:
+    """When ``side`` had set up a new IKE SA after ``since`` (an IKE_AUTH request under an initiator SPI other
+    than the capture's first IKE SA's, answered) and ESP ran both ways on SPIs not seen before that request."""
+    first = wire.ike[0].spis[0] if wire.ike else None
+    for req in requests(wire.ike, IKE_AUTH, since, wire.side, side):
+        resp = answer(wire.ike, req)
+        if req.spis[0] == first or resp is None:
+            continue
+        moved = _new_both_ways(wire.esp, {p.spi for p in wire.esp if p.time < req.time}, resp.time)
+        if moved is not None:
+            return moved
+    return None
+
+
 EVIDENCE: dict[str, Callable[[Wire, str, float], float | None]] = {
     "child-rekey": child_rekey_done,
     "ike-rekey": ike_rekey_done,
     "collision": collision_done,
+    "restart": restart_done,
 }

@@ -32,13 +32,14 @@ from .lifecycle_checks import (
     esp_spis,
     fail,
     ike_rekeys,
+    liveness_checks,
     response_to,
     step_entries,
     steps_record,
     traffic_span,
     view,
 )
-from .steps import Delay, Kill, Ping, Rekey, StartChild, TcpTransfer, Until, Wait, WaitSasGone
+from .steps import Delay, Kill, Ping, Rekey, Revive, StartChild, TcpTransfer, Until, Wait, WaitSasGone
 
 
 def _esp_where(p: IpsecPacket) -> str:
@@ -183,17 +184,7 @@ class DeadPeerCase(TestCase):
         if not kills or not gone:
             fail("the steps record lacks the Kill or the WaitSasGone step")
         killed = kills[0]["end"]
-        probes = [r for r in v.ike if r.exchange == 37 and not r.response and r.time > killed
-                  and v.side(r.src) == "left"]
-        if not probes:
-            fail(f"no INFORMATIONAL request from the left peer after the right one was killed at {killed:.3f}")
-        empty = [r for r in probes if r.decrypted and r.payloads == (46,)]
-        if not empty:
-            fail(f"the left peer's INFORMATIONAL requests after the kill are not empty liveness checks: frames "
-                 f"{', '.join(str(r.frame) for r in probes[:5])} payloads {probes[0].payloads}")
-        same = [r for r in probes if r.message_id == empty[0].message_id]
-        if len(same) < 2:
-            fail(f"the liveness check {empty[0].frame} #{empty[0].message_id} was never retransmitted")
+        liveness_checks(v, killed)
         answers = [r for r in v.ike if r.response and r.time > killed and r.exchange == 37]
         if answers:
             fail(f"the killed peer answered frame {answers[0].frame}")
@@ -203,6 +194,36 @@ class DeadPeerCase(TestCase):
         took = gone[0]["gone_at"] - killed
         if took > self.dead_within:
             fail(f"the left peer took {took:.1f} s to give the dead peer up (bound {self.dead_within} s)")
+
+
+@dataclass(frozen=True)
+class DeadPeerRestartCase(TestCase):
+    """The responder's daemon is killed and started again (it knows no IKE SA); the initiator's DPD finds the old
+    IKE SA dead and, with ``dpd_action`` restart, sets up a new IKE SA and Child SA with it, which carry pings."""
+
+    def check(self, trace: Trace) -> None:
+        check_keys_cover_every_sa(trace)
+        v = view(trace)
+        kills = step_entries(steps_record(trace), "Kill")
+        if not kills:
+            fail("the steps record lacks the Kill step")
+        killed = kills[0]["end"]
+        old = {r.spi_i for r in v.ike if r.time <= killed}
+        tries = liveness_checks(v, killed, on=old)
+        auths = [r for r in v.ike if r.exchange == 35 and not r.response and r.time > killed
+                 and r.spi_i not in old and v.side(r.src) == "left"]
+        if not auths:
+            fail("the left peer set up no new IKE SA after the kill (no IKE_AUTH request on new SPIs): "
+                 "dpd_action restart did not act")
+        if auths[0].time < tries[-1].time:
+            fail(f"the new IKE SA (IKE_AUTH frame {auths[0].frame}) came before the liveness check's last "
+                 f"retransmission (frame {tries[-1].frame}): the peer was not found dead first")
+        resp = answered(v, auths[0], "the new IKE SA's IKE_AUTH")
+        new = set(auths[0].spis) | set(resp.spis)
+        carried = {(p.src, p.dst) for p in v.esp if p.time > resp.time and p.spi in new and "icmp" in p.inner}
+        if len(carried) < 2:
+            fail(f"the new Child SA (SPIs {sorted(hex(x) for x in new)}) did not carry pings both ways after frame "
+                 f"{resp.frame}; it carried {sorted(carried) or 'nothing'}")
 
 
 @dataclass(frozen=True)
@@ -353,6 +374,16 @@ DPD_DEAD_PEER = DeadPeerCase(
     steps=(Ping(2), Kill("right"), WaitSasGone("left", within=40)),
     dead_within=20.0,
 )
+DPD_RESTART = DeadPeerRestartCase(
+    name="dpd-restart",
+    description="the responder's daemon is killed (its kernel SAs flushed) and started again at once; the "
+                "initiator's liveness checks (DPD every 1 s, retransmitted after 0.5 and 1 s) go unanswered on the "
+                "old IKE SA, and with dpd_action restart it sets up a new IKE SA and Child SA that carry the pings",
+    left_settings=(("dpd_delay", 1), ("dpd_action", "restart"), ("retransmit_timeout", 0.5),
+                   ("retransmit_tries", 2)),
+    # the pings run throughout: lost while the responder is down, answered through the new Child SA after
+    steps=(Ping(PINGS), Kill("right"), Revive("right"), Until("restart", "left", settle=1.0, within=UNTIL_WITHIN)),
+)
 LIFETIME_BYTES = VolumeRekeyCase(
     name="lifetime-bytes",
     description="the initiator's Child SA rekeys after 15,000 bytes (hard limit 45,000); 1,000-byte pings "
@@ -379,4 +410,5 @@ TCP_TRANSPORT_NAT = TcpCase(
 )
 
 CASES: list[TestCase] = [CHILD_REKEY_INITIATOR, CHILD_REKEY_RESPONDER, IKE_REKEY_INITIATOR, IKE_REKEY_RESPONDER,
-                         REKEY_COLLISION, DPD_DEAD_PEER, LIFETIME_BYTES, CHILD_ADDITIONAL, TCP_TRANSPORT_NAT]
+                         REKEY_COLLISION, DPD_DEAD_PEER, DPD_RESTART, LIFETIME_BYTES, CHILD_ADDITIONAL,
+                         TCP_TRANSPORT_NAT]

@@ -234,3 +234,21 @@ def check_pings_answered(record: dict[str, Any], loss: float = 0.2) -> None:
             sent, got, said = p.get("transmitted", 0), p.get("received", 0), str(p.get("summary"))
         if not sent or got < sent * (1 - loss):
             fail(f"ping {p.get('src')}->{p.get('dst')} from {p.get('side')}: {said} (more than {loss:.0%} lost)")
+
+
+def liveness_checks(v: View, killed: float, on: set[int] | None = None) -> list[WiresharkIkeRecord]:
+    """Every transmission of the left peer's first liveness check (an empty INFORMATIONAL request) after the right
+    one was killed at ``killed`` (on the IKE SAs whose initiator SPI is in ``on``, if given); fails unless there
+    is one and it was retransmitted."""
+    probes = [r for r in v.ike if r.exchange == 37 and not r.response and r.time > killed
+              and v.side(r.src) == "left" and (on is None or r.spi_i in on)]
+    if not probes:
+        fail(f"no INFORMATIONAL request from the left peer after the right one was killed at {killed:.3f}")
+    empty = [r for r in probes if r.decrypted and r.payloads == (46,)]
+    if not empty:
+        fail(f"the left peer's INFORMATIONAL requests after the kill are not empty liveness checks: frames "
+             f"{', '.join(str(r.frame) for r in probes[:5])} payloads {probes[0].payloads}")
+    same = [r for r in probes if r.message_id == empty[0].message_id]
+    if len(same) < 2:
+        fail(f"the liveness check {empty[0].frame} #{empty[0].message_id} was never retransmitted")
+    return same

@@ -53,10 +53,11 @@ class Until:
     Events (``ipseclab.interop_wire``, read off the clear headers): ``child-rekey`` (a Child SA rekey ``side``
     started: answered, the old SA's Delete answered, ESP both ways on new SPIs), ``ike-rekey`` (an IKE SA rekey
     ``side`` started, answered, the old SA's Delete answered), ``collision`` (both sides' rekeys answered, both
-    Deletes answered, the last ESP each way on new SPIs).  A timeout is recorded, not raised: the case's check
-    reads the decrypted trace and names what is missing."""
+    Deletes answered, the last ESP each way on new SPIs), ``restart`` (a new IKE SA ``side`` set up, its IKE_AUTH
+    answered, ESP both ways on new SPIs).  A timeout is recorded, not raised: the case's check reads the
+    decrypted trace and names what is missing."""
 
-    event: Literal["child-rekey", "ike-rekey", "collision"]
+    event: Literal["child-rekey", "ike-rekey", "collision", "restart"]
     side: Side = "left"
     settle: float = 0.0
     within: float = 30.0
@@ -100,6 +101,17 @@ class Kill:
 
 
 @dataclass(frozen=True)
+class Revive:
+    """Start ``side``'s daemon (or endpoint) again after a Kill, with the cell's configuration and nothing of its
+    SAs: a peer back from a crash, which knows no IKE SA."""
+
+    side: Side = "right"
+
+    def needs(self) -> dict[str, str]:
+        return {self.side: "revive"}
+
+
+@dataclass(frozen=True)
 class WaitSasGone:
     """Wait up to ``within`` seconds for ``side``'s kernel to hold no SA (its daemon gave the peer up)."""
 
@@ -131,4 +143,4 @@ class TcpTransfer:
         return {"left": "shell", "right": "shell"}
 
 
-Step = Ping | Wait | Until | Rekey | StartChild | Kill | WaitSasGone | Delay | TcpTransfer
+Step = Ping | Wait | Until | Rekey | StartChild | Kill | Revive | WaitSasGone | Delay | TcpTransfer

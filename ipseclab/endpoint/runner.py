@@ -59,8 +59,8 @@ from ..esp.iphdr import PROTO_AH, PROTO_ESP
 from ..ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection, IkeSaEstablished, IkeSaKeysDerived
 from ..ike.events import ChildSaOutbound, Event, IkeSaDeleted, IkeSaFailed
 from ..packets.natt import IKE_PORT, KEEPALIVE, NATT_PORT, NON_ESP_MARKER
-from ..pcap.esp_keyfiles import EspSaRow, write_esp_sa
-from ..pcap.keyfiles import IkeSaKeyRow, write_ikev2_decryption_table
+from ..pcap.esp_keyfiles import EspSaRow, read_esp_sa, write_esp_sa
+from ..pcap.keyfiles import IkeSaKeyRow, read_ikev2_decryption_table, write_ikev2_decryption_table
 from . import auth_spec
 from .dataplane import DataPlane, Pair, selector_networks
 from .sessions import Child, Sessions
@@ -96,6 +96,7 @@ class EndpointSpec:
     children: tuple[Child, ...] = ()
     cookie_threshold: int | None = 10
     half_open_limit: int = 1000
+    dpd_action: str = "clear"  # or "restart" (an initiator): Sessions.restart_dead
 
     @classmethod
     def from_json(cls, text: str) -> EndpointSpec:
@@ -118,7 +119,8 @@ class EndpointSpec:
         return cls(IkeConfig(**ike), raw["local"], raw.get("remote"), bool(raw["initiator"]),
                    Path(raw["out_dir"]), int(raw.get("port", IKE_PORT)), bool(raw.get("encap", False)),
                    str(raw.get("tun", "ipsec0")), int(raw.get("replay_window", 64)), int(raw.get("tfc_padding", 0)),
-                   children, None if threshold is None else int(threshold), int(raw.get("half_open_limit", 1000)))
+                   children, None if threshold is None else int(threshold), int(raw.get("half_open_limit", 1000)),
+                   _dpd_action(raw.get("dpd_action", "clear")))
 
     def to_json(self) -> str:
         ike = {f.name: getattr(self.ike, f.name) for f in dataclasses.fields(self.ike)}
@@ -130,7 +132,8 @@ class EndpointSpec:
                            "replay_window": self.replay_window, "tfc_padding": self.tfc_padding,
                            "children": [{"name": n, "local_ts": list(lo), "remote_ts": list(re)}
                                         for n, lo, re in self.children],
-                           "cookie_threshold": self.cookie_threshold, "half_open_limit": self.half_open_limit},
+                           "cookie_threshold": self.cookie_threshold, "half_open_limit": self.half_open_limit,
+                           "dpd_action": self.dpd_action},
                           indent=2)
 
     def engine_config(self) -> IkeConfig:
@@ -138,6 +141,12 @@ class EndpointSpec:
         if self.encap:
             return dataclasses.replace(self.ike, local_endpoint=(self.local, 0))
         return self.ike
+
+
+def _dpd_action(value: object) -> str:
+    if value not in ("clear", "restart"):
+        raise ValueError(f"dpd_action must be 'clear' or 'restart', not {value!r}")
+    return str(value)
 
 
 def jsonable(value: Any) -> Any:
@@ -163,10 +172,13 @@ class Endpoint:
         self.spec = spec
         self.out = out
         self.ike = Sessions(spec.engine_config(), spec.initiator, spec.children, spec.cookie_threshold,
-                            spec.half_open_limit)
+                            spec.half_open_limit, spec.dpd_action)
         self.dp = DataPlane(spec.local, replay_window=spec.replay_window, tfc_padding=spec.tfc_padding)
-        self.ike_rows: list[IkeSaKeyRow] = []
-        self.esp_rows: list[EspSaRow] = []
+        # an endpoint started again in its directory (the lab's Revive step after a Kill) keeps the key rows of
+        # the SAs it had before: the capture holds their traffic too
+        ike_table, esp_table = spec.out_dir / "ikev2_decryption_table", spec.out_dir / "esp_sa"
+        self.ike_rows: list[IkeSaKeyRow] = read_ikev2_decryption_table(ike_table) if ike_table.exists() else []
+        self.esp_rows: list[EspSaRow] = read_esp_sa(esp_table) if esp_table.exists() else []
         # where the peer's ESP goes: its address as the engine verified it (or as configured), and its
         # UDP 4500 port (a NAT's mapping) as the last ESP-in-UDP packet an SA accepted came from
         self.peer_ip = spec.remote
@@ -308,6 +320,8 @@ class Endpoint:
             self._send(self.natt if d.natt else self.udp, d.payload(), to, now)
         for conn, event in self.ike.events():
             self._on_event(event, conn)
+        if self.ike.restart_dead(now):  # dpd_action "restart": the new IKE_SA_INIT goes out now
+            self._flush(now)
 
     def _send(self, sock: socket.socket, data: bytes, to: tuple[str, int], now: float) -> None:
         """Send now, or hold it ``delay`` seconds (in order) when the ``delay`` command asked for that."""

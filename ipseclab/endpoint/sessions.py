@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from ..errors import IpsecLabError, LocalProtocolError
 from ..ike import IkeConfig, IkeConnection
 from ..ike.connection import Datagram
-from ..ike.events import Event
+from ..ike.events import DeadPeer, Event
 from ..ike.responder import Responder
 from ..ike.state import IkeState
 from .dataplane import DataPlane, Pair
@@ -43,8 +43,10 @@ class Sessions:
     children: tuple[Child, ...] = ()
     cookie_threshold: int | None = 10
     half_open_limit: int = 1000
+    dpd_action: str = "clear"  # "restart": an initiator whose peer was found dead starts a new IKE SA at once
     engine: IkeConnection | Responder = field(init=False)
     owner: dict[int, IkeConnection] = field(default_factory=dict)
+    _dead: bool = False  # a DeadPeer of the initiator's connection, not yet restarted
 
     def __post_init__(self) -> None:
         cfg = engine_config(self.config, self.children)
@@ -82,11 +84,26 @@ class Sessions:
     def events(self) -> Iterator[tuple[IkeConnection | None, Event]]:
         """Every event so far, with the connection it is about (None: the listener's own)."""
         if isinstance(self.engine, IkeConnection):
-            while (event := self.engine.next_event()) is not None:
-                yield self.engine, event
+            conn = self.engine
+            while (event := conn.next_event()) is not None:
+                self._dead = self._dead or isinstance(event, DeadPeer)
+                yield conn, event
         else:
             while (item := self.engine.next_event()) is not None:
                 yield item.conn, item.event
+
+    def restart_dead(self, now: float) -> bool:
+        """With ``dpd_action`` "restart": once the initiator's connection has reported its peer dead (``DeadPeer``,
+        then ``IkeSaFailed``: its pairs released by the driver), a new connection from the same configuration
+        starts IKE_SA_INIT (strongSwan's ``dpd_action = restart``, Libreswan's ``dpdaction=restart``); True when
+        it did, so the driver sends its first request."""
+        if not self._dead or self.dpd_action != "restart" or not isinstance(self.engine, IkeConnection) \
+                or self.engine.state != IkeState.FAILED:
+            return False
+        self._dead = False
+        self.engine = IkeConnection(engine_config(self.config, self.children), initiator=True)
+        self.engine.initiate(now)
+        return True
 
     def get_timer(self) -> float | None:
         return self.engine.get_timer()

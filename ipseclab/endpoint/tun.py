@@ -20,6 +20,7 @@ its old value back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import os
@@ -100,8 +101,11 @@ class Tun:
         try:
             self.ipr.rule("add", **kw)
         except Exception as exc:  # pyroute2's NetlinkError, or its encoder refusing a value
-            self.close()
-            raise IpsecLabError(f"cannot add the routing rule {kw} for the TUN device: {exc}") from None
+            # the same rule already there: an endpoint killed in this namespace left it (a lab's Kill, then
+            # Revive); it is taken over, and removed at close like the others
+            if getattr(exc, "code", None) != errno.EEXIST:
+                self.close()
+                raise IpsecLabError(f"cannot add the routing rule {kw} for the TUN device: {exc}") from None
         self.rules.append(kw)
 
     def read(self) -> bytes | None:

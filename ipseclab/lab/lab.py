@@ -308,11 +308,11 @@ class Lab:
         """Whether the next cell of the same pair and topology can run on these hosts (next_cell): every host
         is a UML guest or the ipseclab endpoint process, and each is still running.  Not a container: it has no
         reset (its own layer keeps what the cell wrote, its namespace is the container's); not an endpoint that
-        was killed (a lifecycle Kill): its namespace keeps what the kill left (rp_filter, no TUN device).  Either
-        topology: next_cell empties the NAT router's connection tracking."""
+        was killed (a lifecycle Kill), revived or not: its namespace keeps what the kill left (rp_filter, the TUN
+        device's routing rules).  Either topology: next_cell empties the NAT router's connection tracking."""
         return (self._up and bool(self.peers)
                 and all((type(p.host) is UmlHost or isinstance(p.host, EndpointHost)) and p.host.alive
-                        for p in self.peers.values()))
+                        and not (isinstance(p.host, EndpointHost) and p.host.killed) for p in self.peers.values()))
 
     def end_cell(self) -> None:
         """End this cell as down() would (keys, counters, captures stopped, lab.json final) but keep the hosts

@@ -139,7 +139,7 @@ def test_the_lab_driver_passes_lifetimes_volume_dpd_retransmissions_and_addition
 
 @pytest.mark.parametrize(("kw", "why"), [
     (dict(reauth=True), "reauthentication (reauth)"),
-    (dict(dpd_delay=5, dpd_action="restart"), "dpd_action='restart'"),
+    (dict(dpd_delay=5, dpd_action="hold"), "dpd_action='hold'"),
 ])
 def test_the_lab_driver_names_the_lifecycle_settings_the_endpoint_cannot_do(kw, why):
     cfg = PeerConfig("lab", "198.51.100.10", "198.51.100.20", "k", **kw)

@@ -15,7 +15,7 @@ from ipseclab.endpoint.runner import EndpointSpec
 from ipseclab.endpoint.sessions import Sessions
 from ipseclab.errors import IpsecLabError
 from ipseclab.ike import ChildSaDeleted, ChildSaEstablished, IkeConfig, IkeConnection
-from ipseclab.ike.events import ChildSaOutbound, IkeSaDeleted, IkeSaFailed, IkeSaRekeyed
+from ipseclab.ike.events import ChildSaOutbound, DeadPeer, IkeSaDeleted, IkeSaFailed, IkeSaRekeyed
 from ipseclab.ike.responder import Responder
 
 LEFT, RIGHT = "198.51.100.10", "198.51.100.20"
@@ -199,3 +199,51 @@ def test_the_responder_asks_for_a_cookie_above_its_half_open_threshold_and_the_i
     assert (counters.cookies_sent, counters.cookies_accepted) == (1, 1)
     assert len(left.dp.pairs) == len(right.dp.pairs) == 1
     ping(left, right, "203.0.113.1", "203.0.113.65")
+
+
+def _run_timers(left: Side, right: Side, start: float, end: float, step: float = 0.25) -> None:
+    """Time passes: each side's due timers, and what they send delivered, every ``step`` seconds."""
+    now = start
+    while now <= end:
+        for side in (left, right):
+            side.s.handle_timer(now)
+        pump(left, right, now)
+        left.s.restart_dead(now)
+        pump(left, right, now)
+        now += step
+
+
+@pytest.mark.parametrize("action", ["restart", "clear"])
+def test_a_dead_peer_is_restarted_with_a_new_ike_sa_only_when_dpd_action_says_so(action):
+    """The responder crashes (a fresh one, which knows no IKE SA, takes its place): the initiator's liveness checks
+    go unanswered, it reports the peer dead, and with dpd_action "restart" a new IKE SA and Child SA carry traffic
+    with the new responder's keys; with "clear" it stays down."""
+    cfg = replace(_config(LEFT, RIGHT, "203.0.113.0/26", "203.0.113.64/26"), dpd_delay=1.0, retransmit_timeout=0.5,
+                  retransmit_base=2.0, retransmit_tries=3)
+    left = Side(Sessions(cfg, True, dpd_action=action), LEFT)
+    right = Side(Sessions(_config(RIGHT, LEFT, "203.0.113.64/26", "203.0.113.0/26"), False), RIGHT)
+    assert isinstance(left.s.engine, IkeConnection)
+    first = left.s.engine
+    first.initiate(0.0)
+    pump(left, right, 0.0)
+    old_pairs = set(left.dp.pairs)
+    assert len(old_pairs) == 1
+    right = Side(Sessions(_config(RIGHT, LEFT, "203.0.113.64/26", "203.0.113.0/26"), False), RIGHT)  # the crash
+    _run_timers(left, right, 0.5, 12.0)
+    assert left.of(DeadPeer) and left.of(IkeSaFailed) and str(first.state) == "failed"
+    assert not old_pairs & set(left.dp.pairs)  # the dead IKE SA's pair went with it
+    if action == "clear":
+        assert left.s.engine is first and not left.dp.pairs and not right.dp.pairs
+        return
+    assert left.s.engine is not first and str(left.s.state) == "established"
+    assert len(left.dp.pairs) == len(right.dp.pairs) == 1
+    ping(left, right, "203.0.113.1", "203.0.113.65")
+    ping(right, left, "203.0.113.65", "203.0.113.1")
+
+
+def test_the_spec_carries_dpd_action_and_refuses_an_unknown_one(tmp_path):
+    spec = EndpointSpec(_config(LEFT, RIGHT, "203.0.113.0/26", "203.0.113.64/26"), LEFT, RIGHT, True, tmp_path,
+                        dpd_action="restart")
+    assert EndpointSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(ValueError, match="dpd_action must be 'clear' or 'restart', not 'hold'"):
+        EndpointSpec.from_json(spec.to_json().replace('"restart"', '"hold"'))

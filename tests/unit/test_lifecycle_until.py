@@ -1,9 +1,11 @@
 """The lifecycle steps that end on evidence: ``Until`` reading a capture's clear headers as it grows, pings
 stopped once the steps are done (their last echoes left out of the loss count), and the checks on such
-records.  The captures are two lab runs' (``tests/vectors/lifecycle_child_rekey``: strongSwan rekeying the
+records.  The captures are three lab runs' (``tests/vectors/lifecycle_child_rekey``: strongSwan rekeying the
 Child SA twice, frames 73-76 and 135-138; ``lifecycle_ike_rekey``: an IKE SA rekey, frames 77-82, then a
-Child SA rekey on the new IKE SA, frames 113-116); Wireshark's reading of them is the oracle for where
-each exchange is, and a capture cut before an exchange must not show it done."""
+Child SA rekey on the new IKE SA, frames 113-116; ``lifecycle_dpd_restart``: strongSwan's liveness checks to a
+Libreswan killed and started again, frames 21, 25 and 34, then its new IKE SA, frames 45-48, and ESP on new
+SPIs from frames 49 and 50); Wireshark's reading of them is the oracle for where each exchange is, and a
+capture cut before an exchange must not show it done."""
 
 from __future__ import annotations
 
@@ -16,13 +18,21 @@ import pytest
 
 from ipseclab.errors import CheckFailed
 from ipseclab.interop_steps import settled_echoes
-from ipseclab.interop_wire import Wire, child_rekey_done, collision_done, ike_rekey_done, responder_link
-from ipseclab.testcases.lifecycle import CHILD_REKEY_INITIATOR
+from ipseclab.interop_wire import (
+    Wire,
+    child_rekey_done,
+    collision_done,
+    ike_rekey_done,
+    responder_link,
+    restart_done,
+)
+from ipseclab.testcases.lifecycle import CHILD_REKEY_INITIATOR, DPD_RESTART
 from ipseclab.testcases.lifecycle_checks import check_pings_answered, traffic_span
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 CHILD = VECTORS / "lifecycle_child_rekey"
 IKE = VECTORS / "lifecycle_ike_rekey"
+RESTART = VECTORS / "lifecycle_dpd_restart"
 SIDES = {"left": ["198.51.100.10"], "right": ["198.51.100.20"]}
 
 
@@ -198,3 +208,24 @@ def test_keys_collected_again_after_the_cell_cover_an_ike_sa_that_came_up_as_it_
     lab._collect_keys(live=False)
     assert read_ikev2_decryption_table(tmp_path / "ikev2_decryption_table") == \
         read_ikev2_decryption_table(IKE / "ikev2_decryption_table")
+
+
+def test_a_restart_is_done_when_a_new_ike_sa_carries_esp_both_ways_and_the_first_ike_sa_is_not_one(tmp_path: Path):
+    pcap = RESTART / "left-right.pcap"
+    assert restart_done(_wire(pcap), "left", 0.0) == _time(pcap, 50)  # the first IKE SA's IKE_AUTH (frame 8) is not
+    assert restart_done(_wire(pcap), "right", 0.0) is None
+    for frames in (44, 48, 49):  # before the new IKE SA; its IKE_AUTH answered, no ESP yet; ESP one way only
+        assert restart_done(_wire(_cut(pcap, frames, tmp_path / f"cut{frames}.pcap")), "left", 0.0) is None
+
+
+def test_the_dpd_restart_check_passes_on_the_run_and_fails_on_it_cut_before_the_new_ike_sa(tmp_path: Path):
+    from ipseclab.pcap.trace import Trace
+
+    DPD_RESTART.check(Trace.load(RESTART))
+    for name in ("esp_sa", "ikev2_decryption_table", "steps.json"):
+        shutil.copy(RESTART / name, tmp_path / name)
+    for frames, pattern in ((46, "set up no new IKE SA after the kill"), (24, "was never retransmitted"),
+                            (49, "did not carry pings both ways")):
+        _cut(RESTART / "left-right.pcap", frames, tmp_path / "left-right.pcap")
+        with pytest.raises(CheckFailed, match=pattern):
+            DPD_RESTART.check(Trace.load(tmp_path))

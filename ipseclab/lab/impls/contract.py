@@ -19,8 +19,8 @@ from ..topology import HostAddressing
 
 PLACEMENTS = ("kernel", "container", "process")
 # what a lifecycle case's steps may ask of a driver (testcases/steps.py): rekey now, start an additional
-# Child SA, kill the daemon, run shell commands on its host
-LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "shell")
+# Child SA, kill the daemon, start it again after that, run shell commands on its host
+LIFECYCLE_ACTIONS = ("rekey", "child", "kill", "revive", "shell")
 
 # shell lines that wait (20 s at most) for a daemon's unix socket, or fail the init script
 WAIT_FOR = """i=0; while [ ! -S {path} ] && [ $i -lt 1000 ]; do ipl_sleep 0.02; i=$((i+1)); done
@@ -142,6 +142,11 @@ class PeerDriver(Protocol):
     def write_config(self, cfg: PeerConfig, directory: Path) -> None: ...
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str: ...
+
+    def revive_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        """Shell lines that start the daemon again in its guest after a Kill (action "revive"): what a crash
+        left (pid file, control socket) removed, then as ``start_script`` with the cell's configuration, its log
+        appended to (the keys it logged before the kill stay in the run directory)."""
 
     def initiate(self, host: Any, cfg: PeerConfig, timeout: float) -> str: ...
 

@@ -50,7 +50,7 @@ def endpoint_spec(cfg: PeerConfig, directory: Path) -> dict[str, Any]:
                 for i, (local, remote) in enumerate(cfg.extra_children)]
     return {"ike": ike, "local": local, "remote": remote, "initiator": cfg.role == "initiator",
             "out_dir": str(directory), "encap": cfg.encap, "replay_window": cfg.replay_window,
-            "tfc_padding": cfg.tfc_padding, "children": children}
+            "tfc_padding": cfg.tfc_padding, "children": children, "dpd_action": cfg.dpd_action}
 
 
 def lifecycle_json(cfg: PeerConfig) -> dict[str, Any]:
@@ -87,7 +87,7 @@ class IpseclabDriver:
     daemon: str | None = None  # "kill" ends the endpoint process itself
     # rekey, child: its line protocol's commands; shell commands run in its namespace, whose traffic its TUN
     # device carries (EndpointHost.exec)
-    actions = frozenset({"rekey", "child", "kill", "shell"})
+    actions = frozenset({"rekey", "child", "kill", "revive", "shell"})
     # its table gets each IKE SA's row once IKE_SA_INIT gave the keys (IkeSaKeysDerived), so also a refused one's
     # IkeConfig checks its own certificate when the connection is made (crypto.x509.check_local)
     expired_cert_refusal = "the ipseclab endpoint refuses an expired certificate of its own before anything starts"
@@ -103,9 +103,9 @@ class IpseclabDriver:
         if cfg.reauth:
             why.append("reauthentication (reauth): the engine has it (ike/reauth.py, make-before-break) but the "
                        "endpoint's loop drives one IkeConnection as the initiator, not a Reauthentication")
-        if cfg.dpd_action != "clear":
-            why.append(f"dpd_action={cfg.dpd_action!r}: a dead peer's SAs are cleared (the engine's IkeSaFailed), "
-                       "never held or restarted")
+        if cfg.dpd_action == "hold":
+            why.append("dpd_action='hold': a dead peer's SAs are cleared (the engine's IkeSaFailed) or, with "
+                       "'restart', a new IKE SA started; there is no trap policy to hold traffic on")
         if why:
             raise ConfigError(f"the ipseclab endpoint does not do {', '.join(why)} yet")
         expired = validity_problem(cfg.credentials.certificate) if cfg.auth == "pubkey" and cfg.credentials else ""
@@ -116,6 +116,9 @@ class IpseclabDriver:
         self.check_supported(cfg)
         # it holds the PSK and, with certificates, the private key
         write_private(directory / SPEC, json.dumps(endpoint_spec(cfg, directory), indent=2) + "\n")
+
+    def revive_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        return ""  # the endpoint is the process itself: EndpointHost.revive starts a new one
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         # each additional Child SA's own address on lo (the endpoint routes the remote subnet into its TUN device)

@@ -467,7 +467,7 @@ class LibreswanDriver:
                                 "... SEC_ERROR_EXPIRED_CERTIFICATE\", then \"deleting state (STATE_V2_PARENT_I2) ... "
                                 "and NOT sending notification\"), so no AUTHENTICATION_FAILED reaches the trace")
     daemon: str | None = "pluto"
-    actions = frozenset({"rekey", "child", "kill", "shell"})
+    actions = frozenset({"rekey", "child", "kill", "revive", "shell"})
 
     def check_topology(self, kind: str) -> None:
         return None  # direct and NAT: both daemons do NAT-T
@@ -508,7 +508,19 @@ class LibreswanDriver:
             + f"certutil -N -d sql:{NSS_DIR} --empty-password > /ipl/initnss.log 2>&1 || exit 1\n"
             + nss_lines(cfg)
             + forward_log()
-            + f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
+            + self._launch(cfg)
+        )
+
+    def revive_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        """pluto again after a kill, on the NSS database it had (``certutil -N`` refuses one that exists) and with
+        the log forwarder still running (it follows PLUTO_LOG, which pluto appends to): its lock file and
+        control socket removed first (pluto refuses to start while the lock file is there)."""
+        return f"rm -f {PLUTO_PID} {PLUTO_CTL}\n" + self._launch(cfg)
+
+    def _launch(self, cfg: PeerConfig) -> str:
+        """pluto's start, once its NSS database is made: listening, key logging, the conns added."""
+        return (
+            f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
               f"--secretsfile /ipl/ipsec.secrets --logfile {PLUTO_LOG}"
             + (" --debug none" if cfg.log_keys else "") + " || exit 1\n"
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")

@@ -184,6 +184,10 @@ class OpenikedDriver:
     def write_config(self, cfg: PeerConfig, directory: Path) -> None:
         write_iked_conf(cfg, directory)
 
+    def revive_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        # not in ``actions``: a case with a Revive of this side is UNSUPPORTED before anything runs
+        raise ConfigError("OpenIKED is not started again after a kill here: its driver offers no 'revive' action")
+
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
         return (
             # a UML guest loads af_key itself; on a host kernel (docker, kernel IPsec "host") it is there already

@@ -150,7 +150,8 @@ def render_strongswan_conf(peer: PeerConfig, *, vici_socket: str | Path, log_pat
         "    filelog {",
         "        ipseclab {",
         f"            path = {log_path}",
-        "            append = no",
+        # appended to: a charon started again in the same cell (a Revive step) keeps the keys logged before
+        "            append = yes",
         "            flush_line = yes",
         "            ike_name = yes",
         "            time_format = %H:%M:%S",
@@ -395,7 +396,7 @@ class StrongswanDriver:
     gives_ike_keys = True  # charon logs them at level 4
     probe_refusal = ""  # the guest kernel's xfrm counters
     daemon: str | None = "charon"
-    actions = frozenset({"rekey", "child", "kill", "shell"})
+    actions = frozenset({"rekey", "child", "kill", "revive", "shell"})
     libipsec = False  # kernel-libipsec (userspace ESP through a TUN device) instead of the kernel's XFRM
 
     def check_topology(self, kind: str) -> None:
@@ -414,6 +415,11 @@ class StrongswanDriver:
             + WAIT_FOR.format(path=VICI, what="charon")
             + swanctl("--load-all --file /ipl/swanctl.conf", cfg) + " || exit 1\n"
         )
+
+    def revive_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
+        """charon again after a kill: its pid file and vici socket removed first (WAIT_FOR would take the dead
+        one's socket for the new one's)."""
+        return f"rm -f {VICI} {CHARON_PID}\n" + self.start_script(cfg, host, dev)
 
     def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
         """End the cell's IKE SA (and its Child SAs) at once, without telling the other peer, then wait until charon

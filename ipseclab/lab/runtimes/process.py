@@ -98,7 +98,7 @@ class Zygote:
         """A new endpoint running ``spec``, its stderr into the file ``stderr``; LabError if the zygote is gone."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
-        with open(stderr, "w") as err:
+        with open(stderr, "a") as err:  # a revived endpoint's after the killed one's
             try:
                 self.sock.settimeout(timeout)
                 socket.send_fds(self.sock, [json.dumps({"spec": str(spec)}).encode()], [in_r, out_w, err.fileno()])
@@ -140,6 +140,7 @@ class EndpointHost:
     lines: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     events: list[dict[str, Any]] = field(default_factory=list)
     booted_at: float = 0.0
+    killed: bool = False  # by a lifecycle Kill: its namespace keeps what the kill left, even once revived
 
     def boot(self, init_script: str = "") -> None:
         """Give the namespace's veth end the side's address and start the endpoint (see wait_ready)."""
@@ -177,6 +178,11 @@ class EndpointHost:
                   timeout=30)
         self._start(init_script)
 
+    def revive(self) -> None:
+        """A new endpoint in the same directory after ``kill`` (a lifecycle Revive): it starts with the cell's spec
+        and no SA, keeps the key files' rows (``endpoint.runner``), and its output goes on in the same logs."""
+        self._start("")
+
     def _start(self, init_script: str) -> None:
         if init_script:  # the driver's start_script: shell lines in the namespace before the endpoint starts
             self.exec(init_script, timeout=30)
@@ -186,13 +192,13 @@ class EndpointHost:
         else:
             cmd = in_netns(self.ns, [sys.executable, "-m", "ipseclab.endpoint", str(self.dir / SPEC)])
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                         stderr=open(self.dir / "endpoint.stderr", "w"),  # noqa: SIM115
+                                         stderr=open(self.dir / "endpoint.stderr", "a"),  # noqa: SIM115
                                          start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        with open(self.dir / "endpoint.stdout", "w") as log:
+        with open(self.dir / "endpoint.stdout", "a") as log:  # a revived endpoint's after the killed one's
             for line in self.proc.stdout:
                 log.write(line)
                 log.flush()
@@ -270,6 +276,7 @@ class EndpointHost:
 
     def kill(self) -> None:
         """End the endpoint at once (SIGKILL), as a crashed peer: no Delete, no goodbye."""
+        self.killed = True
         if self.proc is not None and self.alive:
             self.proc.kill()
             self.proc.wait(timeout=10)
