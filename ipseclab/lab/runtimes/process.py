@@ -281,13 +281,16 @@ class EndpointHost:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def _close_zygote(self, keep: bool) -> None:
+        if not keep and self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
     def halt(self, timeout: float = 5, keep_zygote: bool = False) -> None:
         """Ask the endpoint to quit, then stop it and whatever else runs in the namespace, the zygote too unless
         ``keep_zygote`` (between two cells); never raises for a dead process."""
-        if not keep_zygote and self.zygote is not None:
-            self.zygote.close()
-            self.zygote = None
         if self.proc is None:
+            self._close_zygote(keep_zygote)
             return
         if self.alive and self.proc.stdin is not None:
             try:
@@ -300,6 +303,8 @@ class EndpointHost:
             while self.alive and time.monotonic() < deadline:
                 time.sleep(0.05)
         stop(self.proc, grace=2)
+        # after the endpoint's own exit (its counters.json): the zygote's close kills any endpoint still running
+        self._close_zygote(keep_zygote)
         # what ``exec`` left running in the namespace (a listener, a background transfer): the lab started it
         pids = run(["ip", "netns", "pids", self.ns], timeout=10, check=False).stdout.split()
         spare = str(self.zygote.proc.pid) if self.zygote is not None else ""
