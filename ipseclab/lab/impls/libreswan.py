@@ -496,10 +496,10 @@ class LibreswanDriver:
         write_libreswan_config(cfg, directory, log_path="/ipl/pluto.log")
 
     def start_script(self, cfg: PeerConfig, host: HostAddressing, dev: str = "vec0") -> str:
-        """The NSS database, pluto, its listening sockets and the conns (the lab's network batch has added the
-        routes): the programs themselves, not the
-        ``ipsec`` wrapper scripts (under UML every fork and exec costs tens of milliseconds, and ``ipsec auto --add``
-        is three shell scripts before it execs addconn; ``ipsec initnss`` is ``certutil -N --empty-password``).
+        """The NSS database, pluto (which adds the conns itself, see ``_launch``) and its listening sockets (the
+        lab's network batch has added the routes): the programs themselves, not the ``ipsec`` wrapper scripts
+        (under UML every fork and exec costs tens of milliseconds, and ``ipsec auto --add`` is three shell scripts
+        before it execs addconn; ``ipsec initnss`` is ``certutil -N --empty-password``).
         With ``log_keys`` pluto starts with ``--debug none`` (after ``--config``, so it overrides ``plutodebug``) and
         whack turns the key-logging debug on once it listens: at start-up pluto runs its algorithms' self-tests, whose
         crypt/private dump is some 4,700 log lines on hostfs (0.6 s of a 1 s start, seen 2026-11-30)."""
@@ -518,7 +518,11 @@ class LibreswanDriver:
         return f"rm -f {PLUTO_PID} {PLUTO_CTL}\n" + self._launch(cfg)
 
     def _launch(self, cfg: PeerConfig) -> str:
-        """pluto's start, once its NSS database is made: listening, key logging, the conns added."""
+        """pluto's start, once its NSS database is made: listening, key logging.  pluto 4.10 adds the ``auto=add``
+        conns of its ``--config`` itself as it starts, before it takes whack's requests; an ``addconn`` of them
+        after that replaced each one ("terminating SAs using this connection"), which once killed an IKE SA the
+        other peer had set up on the conn pluto added (a CI run, 2026-12-01), so the start adds none (a reload,
+        whose drop deleted them, does)."""
         return (
             f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
               f"--secretsfile /ipl/ipsec.secrets --logfile {PLUTO_LOG}"
@@ -526,7 +530,6 @@ class LibreswanDriver:
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
             + f"{WHACK} --listen\n"
             + (f"{WHACK} {' '.join(f'--debug {c}' for c in KEY_DEBUG.split())} || exit 1\n" if cfg.log_keys else "")
-            + add_conns(cfg)
         )
 
     def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
