@@ -102,7 +102,10 @@ def test_additional_children_in_both_daemons_and_their_routes():
     lines = route_batch(cfg, host)
     assert "addr add 203.0.113.193/32 dev lo" in lines
     assert "route add 203.0.113.224/27 dev vec0 src 203.0.113.193" in lines
-    assert "--config /ipl/ipsec.conf lab lab-2 || exit 1\n" in driver("libreswan").start_script(cfg, host)
+    # pluto adds both conns itself as it starts (auto=add); a reload's addconn names both
+    assert sections["conn lab"]["auto"] == sections["conn lab-2"]["auto"] == "add"
+    assert "addconn" not in driver("libreswan").start_script(cfg, host)
+    assert lsw.add_conns(cfg).endswith("--config /ipl/ipsec.conf lab lab-2 || exit 1\n")
 
 
 @pytest.mark.parametrize(("kw", "pattern"), [
