@@ -18,7 +18,7 @@ unit:
 
 # the main job (root): build the peer images if needed, run every test case both ways, print the matrix
 interop: setup
-	.venv/bin/ipseclab interop
+	.venv/bin/ipseclab interop --jobs auto
 
 bench: setup
 	$(PY) -m tests.bench.bench_ike_codec

@@ -141,7 +141,14 @@ def cmd_interop(args: argparse.Namespace) -> int:
 
         kernel = select_kernel()  # before the first case: a kernel that cannot boot here stops the run
         print(f"kernel: {kernel.describe()}: {require_bootable(kernel).summary()}")
-    results = run_matrix(cases, pairs, out, runtime=runtime.name, shard=shard)
+    jobs = _jobs(args.jobs)
+    if jobs > 1:
+        from .interop_parallel import run_matrix_parallel
+
+        print(f"jobs: {jobs} worker processes, one per core on the computing cells, the others on the lifecycle cells")
+        results = run_matrix_parallel(cases, pairs, out, jobs, runtime=runtime.name, shard=shard)
+    else:
+        results = run_matrix(cases, pairs, out, runtime=runtime.name, shard=shard)
     print()
     print(matrix_markdown(results))
     if junit:
@@ -149,6 +156,15 @@ def cmd_interop(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.md'}, {out / 'results.json'} and {junit or out / 'results.xml'} (JUnit)")
     bad = [r for r in results if r.status not in (PASSED, UNSUPPORTED)]
     return 1 if bad else 0
+
+
+def _jobs(value: str) -> int:
+    """``--jobs``: a number of worker processes, or "auto" (the cores + 3, as scripts/test.sh's matrix)."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) + 3
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"--jobs {value}: give a number of worker processes (1 or more) or 'auto'")
+    return int(value)
 
 
 def _runs_remotely(runtime: str | None) -> bool:
@@ -176,6 +192,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
         out += ["--shard", args.shard]
     if args.kernel_ipsec:
         out += ["--kernel-ipsec", args.kernel_ipsec]
+    if args.jobs != "1":
+        out += ["--jobs", args.jobs]
     return out
 
 
@@ -208,6 +226,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--list", action="store_true",
                    help="print each case, what it needs and which implementations do it, then exit (no root)")
     p.add_argument("--shard", metavar="I/N", help=SHARD_HELP)
+    p.add_argument("--jobs", default="1", metavar="N",
+                   help="run the cells on N worker processes, or 'auto' (the cores + 3): one per core takes the "
+                        "computing cells, the others the lifecycle cells, which mostly wait (default: 1)")
     p.add_argument("--out", help="directory for the runs and the results matrix")
     p.add_argument("--junit", metavar="FILE", help="also write the matrix as JUnit XML here (always: OUT/results.xml)")
     p.add_argument("--runtime", choices=RUNTIMES, help=RUNTIME_HELP)

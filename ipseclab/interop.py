@@ -30,6 +30,7 @@ from .matrix import (
     PASSED,
     UNSUPPORTED,
     CaseResult,
+    Cell,
     Selection,
     Shard,
     order,
@@ -424,6 +425,18 @@ def progress_line(k: int, n: int, res: CaseResult) -> str:
             f"{res.seconds:.1f}s{reason}")
 
 
+def run_order(cases: list[TestCase], pairs: list[tuple[str, str]], shard: Shard | None = None
+              ) -> tuple[dict[str, TestCase], Selection, list[Cell]]:
+    """The cases by name, the selection, and its cells (``shard``'s only) in the order they run: pair by pair,
+    each pair's by :func:`cell_order`."""
+    by_name = {c.name: c for c in cases}
+    selection = Selection(tuple(by_name), tuple(pairs))
+    rank = {pair: n for n, pair in enumerate(selection.pairs)}
+    cells = sorted(selection.cells(shard),
+                   key=lambda c: (rank[(c.initiator, c.responder)], cell_order(by_name[c.case])))
+    return by_name, selection, cells
+
+
 def run_matrix(cases: list[TestCase], pairs: list[tuple[str, str]], out_dir: Path, progress: bool = True,
                runtime: str = "", shard: Shard | None = None,
                report: Callable[[str], None] | None = None) -> list[CaseResult]:
@@ -433,11 +446,7 @@ def run_matrix(cases: list[TestCase], pairs: list[tuple[str, str]], out_dir: Pat
     The cells run pair by pair, each pair's :func:`reusable` cells first and by topology, on peers a LabPool keeps
     booted between them (the other cells boot their own)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_name = {c.name: c for c in cases}
-    selection = Selection(tuple(by_name), tuple(pairs))
-    rank = {pair: n for n, pair in enumerate(selection.pairs)}
-    cells = sorted(selection.cells(shard),
-                   key=lambda c: (rank[(c.initiator, c.responder)], cell_order(by_name[c.case])))
+    by_name, selection, cells = run_order(cases, pairs, shard)
     results: list[CaseResult] = []
     with LabPool() as pool:
         for k, cell in enumerate(cells, 1):

@@ -30,10 +30,10 @@ def test_the_runner_is_not_a_peer_image():
 
 def test_the_remote_run_gets_the_same_selection_and_chooses_its_own_out():
     args = argparse.Namespace(case=["esp-tunnel", "ah-transport"], pair=["strongswan:libreswan"], shard="2/3",
-                              kernel_ipsec="uml", out="/somewhere/here")
+                              kernel_ipsec="uml", out="/somewhere/here", jobs="auto")
     assert _forwarded(args) == ["--case", "esp-tunnel", "--case", "ah-transport", "--pair", "strongswan:libreswan",
-                                "--shard", "2/3", "--kernel-ipsec", "uml"]
-    none = argparse.Namespace(case=None, pair=None, shard=None, kernel_ipsec=None, out=None)
+                                "--shard", "2/3", "--kernel-ipsec", "uml", "--jobs", "auto"]
+    none = argparse.Namespace(case=None, pair=None, shard=None, kernel_ipsec=None, out=None, jobs="1")
     assert _forwarded(none) == []
 
 
