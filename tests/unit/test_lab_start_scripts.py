@@ -23,8 +23,12 @@ def test_libreswan_starts_its_programs_without_the_ipsec_wrapper():
     skip = ("i=0", "[ -S", "ip ", "mkdir", "o=", "unset")
     programs = [line.split()[0] for line in lines if not line.startswith(skip)]
     # no addconn: pluto adds the auto=add conns of its --config as it starts, and adding them again replaced them
-    # (terminating an SA set up on them meanwhile)
+    # (terminating an SA set up on them meanwhile); the start waits until whack --status counts them
+    skip += ("  case", "  [ $i", "  i=$((i+1))")
+    programs = [line.split()[0] for line in lines if not line.startswith(skip)]
     assert programs == ["certutil", "tail", f"{LIBEXEC}/pluto", f"{LIBEXEC}/whack", f"{LIBEXEC}/whack"]
+    assert f"$({LIBEXEC}/whack --ctlsocket {PLUTO_CTL} --status 2>&1)" in lines[-3]
+    assert "*'Total IPsec connections: loaded 1,'*) break;;" in lines[-3]
     assert not any(line.startswith("ipsec ") for line in lines)
     # pluto starts without its debug (its self-tests would be dumped), whack turns the key logging on once it listens
     pluto = next(line for line in lines if line.startswith(f"{LIBEXEC}/pluto"))

@@ -104,7 +104,8 @@ def test_additional_children_in_both_daemons_and_their_routes():
     assert "route add 203.0.113.224/27 dev vec0 src 203.0.113.193" in lines
     # pluto adds both conns itself as it starts (auto=add); a reload's addconn names both
     assert sections["conn lab"]["auto"] == sections["conn lab-2"]["auto"] == "add"
-    assert "addconn" not in driver("libreswan").start_script(cfg, host)
+    start = driver("libreswan").start_script(cfg, host)
+    assert "addconn" not in start and "*'Total IPsec connections: loaded 2,'*) break;;" in start  # waits for both
     assert lsw.add_conns(cfg).endswith("--config /ipl/ipsec.conf lab lab-2 || exit 1\n")
 
 

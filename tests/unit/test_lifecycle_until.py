@@ -1,10 +1,12 @@
 """The lifecycle steps that end on evidence: ``Until`` reading a capture's clear headers as it grows, pings
 stopped once the steps are done (their last echoes left out of the loss count), and the checks on such
-records.  The captures are three lab runs' (``tests/vectors/lifecycle_child_rekey``: strongSwan rekeying the
+records.  The captures are four lab runs' (``tests/vectors/lifecycle_child_rekey``: strongSwan rekeying the
 Child SA twice, frames 73-76 and 135-138; ``lifecycle_ike_rekey``: an IKE SA rekey, frames 77-82, then a
 Child SA rekey on the new IKE SA, frames 113-116; ``lifecycle_dpd_restart``: strongSwan's liveness checks to a
 Libreswan killed and started again, frames 21, 25 and 34, then its new IKE SA, frames 45-48, and ESP on new
-SPIs from frames 49 and 50); Wireshark's reading of them is the oracle for where each exchange is, and a
+SPIs from frames 49 and 50; ``lifecycle_dpd_restart_libreswan``: Libreswan restarting toward a strongSwan
+killed and started again, its new IKE SA in frames 50-53 and a second Child SA on it at once, frames 54-55,
+which carries the pings); Wireshark's reading of them is the oracle for where each exchange is, and a
 capture cut before an exchange must not show it done."""
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 CHILD = VECTORS / "lifecycle_child_rekey"
 IKE = VECTORS / "lifecycle_ike_rekey"
 RESTART = VECTORS / "lifecycle_dpd_restart"
+RESTART_CHILD = VECTORS / "lifecycle_dpd_restart_libreswan"
 SIDES = {"left": ["198.51.100.10"], "right": ["198.51.100.20"]}
 
 
@@ -225,7 +228,16 @@ def test_the_dpd_restart_check_passes_on_the_run_and_fails_on_it_cut_before_the_
     for name in ("esp_sa", "ikev2_decryption_table", "steps.json"):
         shutil.copy(RESTART / name, tmp_path / name)
     for frames, pattern in ((46, "set up no new IKE SA after the kill"), (24, "was never retransmitted"),
-                            (49, "did not carry pings both ways")):
+                            (49, "Child SAs .* did not carry pings both ways")):
         _cut(RESTART / "left-right.pcap", frames, tmp_path / "left-right.pcap")
         with pytest.raises(CheckFailed, match=pattern):
             DPD_RESTART.check(Trace.load(tmp_path))
+
+
+def test_the_dpd_restart_check_takes_the_pings_on_any_child_sa_of_the_new_ike_sa():
+    """Libreswan 4.10 as the initiator made a second Child SA on its new IKE SA at once and moved the pings there."""
+    from ipseclab.pcap.trace import Trace
+
+    DPD_RESTART.check(Trace.load(RESTART_CHILD))
+    pcap = RESTART_CHILD / "left-right.pcap"
+    assert restart_done(_wire(pcap), "left", 0.0) == _time(pcap, 57)  # new ESP both ways: frames 56 and 57

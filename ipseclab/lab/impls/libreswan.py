@@ -518,11 +518,14 @@ class LibreswanDriver:
         return f"rm -f {PLUTO_PID} {PLUTO_CTL}\n" + self._launch(cfg)
 
     def _launch(self, cfg: PeerConfig) -> str:
-        """pluto's start, once its NSS database is made: listening, key logging.  pluto 4.10 adds the ``auto=add``
-        conns of its ``--config`` itself as it starts, before it takes whack's requests; an ``addconn`` of them
-        after that replaced each one ("terminating SAs using this connection"), which once killed an IKE SA the
-        other peer had set up on the conn pluto added (a CI run, 2026-12-01), so the start adds none (a reload,
-        whose drop deleted them, does)."""
+        """pluto's start, once its NSS database is made: listening, key logging, and a wait until it holds the
+        conns.  pluto 4.10 adds the ``auto=add`` conns of its ``--config`` itself as it starts, and already takes
+        whack's requests meanwhile (its control socket comes first): an ``addconn`` of them replaced each one
+        ("terminating SAs using this connection"), which once killed an IKE SA the other peer had set up on the conn
+        pluto added (a CI run, 2026-12-01), and without a wait the lab's ``whack --initiate`` once came before pluto
+        had added them ("no connection named"); so the start adds none and waits for ``whack --status`` to count
+        them (one look as a rule; a reload, whose drop deleted them, adds them)."""
+        n = len(conn_names(cfg))
         return (
             f"{PLUTO} --config /ipl/ipsec.conf --nssdir {NSS_DIR} --rundir /run/pluto "
               f"--secretsfile /ipl/ipsec.secrets --logfile {PLUTO_LOG}"
@@ -530,6 +533,10 @@ class LibreswanDriver:
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
             + f"{WHACK} --listen\n"
             + (f"{WHACK} {' '.join(f'--debug {c}' for c in KEY_DEBUG.split())} || exit 1\n" if cfg.log_keys else "")
+            + "i=0; while :; do\n"
+            f"  case \"$({WHACK} --status 2>&1)\" in *'Total IPsec connections: loaded {n},'*) break;; esac\n"
+            "  [ $i -lt 200 ] || { echo 'pluto did not add its conns (see pluto.log)'; exit 1; }; ipl_sleep 0.05\n"
+            "  i=$((i+1)); done; unset i\n"
         )
 
     def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
