@@ -177,6 +177,20 @@ STATUS_EMPTY = """000 Total IPsec connections: loaded 0, active 0
 """
 
 
+def _fake_whack(tmp_path: Path, answers: list[str]) -> Path:
+    """A whack that prints ``answers`` in turn for --status (the last one again after that), counting the looks in
+    ``tmp_path/n``."""
+    for i, text in enumerate(answers):
+        (tmp_path / f"status{i}").write_text(text)
+    whack = tmp_path / "whack"
+    whack.write_text(f"""#!/bin/bash
+case "$*" in *--status*) n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n
+  f={tmp_path}/status$n; [ -e $f ] || f={tmp_path}/status{len(answers) - 1}; cat $f;; esac
+""")
+    whack.chmod(0o755)
+    return whack
+
+
 @pytest.mark.parametrize(("answers", "ends"), [
     ([STATUS_EMPTY], "dropped"),
     ([STATUS_WITH_STATES, STATUS_WITH_STATES, STATUS_EMPTY], "dropped"),
@@ -190,14 +204,7 @@ def test_libreswan_drop_waits_in_bash_until_whack_status_shows_no_state_and_no_c
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     _, cfg = _configs("esp-tunnel", "libreswan")
-    for i, text in enumerate(answers):
-        (tmp_path / f"status{i}").write_text(text)
-    whack = tmp_path / "whack"
-    whack.write_text(f"""#!/bin/bash
-case "$*" in *--status*) n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n
-  f={tmp_path}/status$n; [ -e $f ] || f={tmp_path}/status{len(answers) - 1}; cat $f;; esac
-""")
-    whack.chmod(0o755)
+    whack = _fake_whack(tmp_path, answers)
     pid = tmp_path / "pluto.pid"
     pid.write_text(f"{os.getpid()}\n")
     script = LibreswanDriver().drop_script(cfg)
@@ -209,6 +216,27 @@ case "$*" in *--status*) n=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n 
     assert ends in out.stdout, out
     looks = int((tmp_path / "n").read_text())
     assert looks == (len(answers) if ends == "dropped" else 41), looks
+
+
+@pytest.mark.parametrize(("answers", "ends"), [
+    ([STATUS_EMPTY.replace("loaded 0,", "loaded 1,")], "started"),
+    # pluto answers whack before it has added the conns of its --config (seen: an initiate found none)
+    ([STATUS_EMPTY, STATUS_EMPTY, STATUS_WITH_STATES], "started"),
+    ([STATUS_EMPTY] * 3, "pluto did not add its conns"),
+])
+def test_libreswan_start_waits_in_bash_until_whack_status_counts_its_conns(tmp_path: Path, answers, ends):
+    """The start's wait in the guests' shell, whack standing in with pluto's own --status texts in turn: it goes
+    on once the conns are loaded (pluto adds them itself), else gives up naming why."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    _, cfg = _configs("esp-tunnel", "libreswan")
+    whack = _fake_whack(tmp_path, answers)
+    launch = LibreswanDriver()._launch(cfg)
+    wait = launch[launch.index("i=0; while :; do"):].replace(WHACK, str(whack))
+    out = subprocess.run(["bash", "-c", "ipl_sleep() { :; }\n" + wait + "echo started"], capture_output=True,
+                         text=True, timeout=30)
+    assert ends in out.stdout, out
+    assert int((tmp_path / "n").read_text()) == (len(answers) if ends == "started" else 201)
 
 
 # --- the lab's order and fallbacks, on fake guests ---------------------------------------------
