@@ -33,7 +33,9 @@ from .matrix import (
     Cell,
     Selection,
     Shard,
+    cell_id,
     order,
+    pair_id,
     write_results,
 )
 from .pcap.trace import Trace
@@ -208,6 +210,19 @@ def cell_kind(case: TestCase) -> str:
     return WAITS if case.steps else COMPUTES
 
 
+def group_scope(case: TestCase, initiator: str, responder: str) -> str | None:
+    """The scope a parallel run hands out a cell of ``case`` in, as one: ``INIT-to-RESP-GROUP`` for a pair's cells
+    of one :func:`reuse_group`, None for a cell that boots its own lab (a scope of its own)."""
+    group = reuse_group(case)
+    return f"{pair_id(initiator, responder)}-{group}" if group else None
+
+
+def joined_kind(before: str | None, kind: str) -> str:
+    """A scope's kind once a cell of ``kind`` joined cells of kind ``before`` (None: the first): it waits only
+    if all its cells do (a pair's NAT cells, a plain one and a TCP download, compute)."""
+    return kind if before in (None, kind) else COMPUTES
+
+
 def worker_kind(computing: int, cores: int) -> str:
     """The kind of cells a pytest-xdist worker takes first, ``computing`` workers having COMPUTES already: as
     many computing workers as the machine has cores, the others on the waiting cells."""
@@ -242,7 +257,7 @@ def run_case(case: TestCase, initiator: str, responder: str, out_dir: Path, runt
 
     With a ``pool`` a :func:`reusable` cell runs on the pair's peers as the pool keeps them booted from the
     cell before, and leaves them there (a cell that does not pass makes the next one boot afresh)."""
-    run_dir = out_dir / f"{case.name}--{initiator}-to-{responder}"
+    run_dir = out_dir / cell_id(case.name, initiator, responder)
     started = time.monotonic()
 
     def result(status: str, reason: str = "") -> CaseResult:

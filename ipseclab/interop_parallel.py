@@ -18,32 +18,36 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from .interop import COMPUTES, cell_kind, next_scope, progress_line, reuse_group, run_case, run_order, worker_kind
+from .interop import (
+    COMPUTES,
+    cell_kind,
+    group_scope,
+    joined_kind,
+    next_scope,
+    progress_line,
+    run_case,
+    run_order,
+    worker_kind,
+)
 from .lab.pool import LabPool
-from .matrix import ERROR, CaseResult, Cell, Shard, order, write_results
+from .matrix import ERROR, CaseResult, Cell, Shard, cell_id, order, write_results
 from .testcases.base import TestCase
 
 Runner = Callable[..., CaseResult]  # run_case's signature: (case, initiator, responder, out_dir, runtime, pool)
 
 
 def scopes(cells: list[Cell], by_name: dict[str, TestCase]) -> dict[str, tuple[str, list[Cell]]]:
-    """Each scope's kind and cells, in the order their first cells come in ``cells``: ``INIT:RESP:GROUP`` for a
-    pair's cells of one reuse group, the cell itself for one that boots its own lab.  A scope computes unless
-    every cell of it waits (a pair's NAT cells: a plain one and a TCP download)."""
+    """Each scope's kind and cells, in the order their first cells come in ``cells``: a pair's cells of one reuse
+    group (``interop.group_scope``), or a cell that boots its own lab alone; kinds joined by
+    ``interop.joined_kind``."""
     out: dict[str, tuple[str, list[Cell]]] = {}
     for cell in cells:
         case = by_name[cell.case]
-        group = reuse_group(case)
-        name = (f"{cell.initiator}:{cell.responder}:{group}" if group
-                else f"{cell.initiator}:{cell.responder}:{cell.case}")
-        kind = cell_kind(case)
+        name = (group_scope(case, cell.initiator, cell.responder)
+                or cell_id(cell.case, cell.initiator, cell.responder))
         before = out.get(name)
-        if before is None:
-            out[name] = (kind, [cell])
-        else:
-            before[1].append(cell)
-            if before[0] != kind:
-                out[name] = (COMPUTES, before[1])
+        members = before[1] if before is not None else []
+        out[name] = (joined_kind(before[0] if before is not None else None, cell_kind(case)), [*members, cell])
     return out
 
 
@@ -108,7 +112,7 @@ def run_matrix_parallel(cases: list[TestCase], pairs: list[tuple[str, str]], out
             conn.close()
     done = {(r.case, r.initiator, r.responder) for r in results}
     lost = [CaseResult(c.case, c.initiator, c.responder, ERROR, "the worker process running it ended before it did",
-                       str(out_dir / f"{c.case}--{c.initiator}-to-{c.responder}"), 0.0)
+                       str(out_dir / cell_id(c.case, c.initiator, c.responder)), 0.0)
             for c in cells if (c.case, c.initiator, c.responder) not in done]
     if lost:
         results += lost

@@ -86,6 +86,16 @@ class Shard:
         return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
 
 
+def pair_id(initiator: str, responder: str) -> str:
+    """A pair's name in ids, run directories and scopes (``INIT-to-RESP``)."""
+    return f"{initiator}-to-{responder}"
+
+
+def cell_id(case: str, initiator: str, responder: str) -> str:
+    """A cell's run directory name (``CASE--INIT-to-RESP``)."""
+    return f"{case}--{pair_id(initiator, responder)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """The cases and pairs a run was asked for, in matrix order (cases as rows, pairs as columns)."""
@@ -162,7 +172,7 @@ def junit_xml(results: Sequence[CaseResult], suite: str = "ipseclab-interop") ->
                        time=f"{sum(r.seconds for r in results):.1f}")
     for r in results:
         tc = ET.SubElement(ts, "testcase", classname=f"interop.{r.case}",
-                           name=f"{r.case}[{r.initiator}-to-{r.responder}]", time=f"{r.seconds:.1f}")
+                           name=f"{r.case}[{pair_id(r.initiator, r.responder)}]", time=f"{r.seconds:.1f}")
         props = ET.SubElement(tc, "properties")
         ET.SubElement(props, "property", name="run_dir", value=r.run_dir)
         for path in artifacts(r.run_dir):

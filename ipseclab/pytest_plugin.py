@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .lab.runtimes import KERNEL_IPSEC_ENV, KERNEL_IPSEC_MODES, RUNTIMES  # stdlib imports only: cheap at start-up
+from .matrix import pair_id  # a pair's parameter id; stdlib imports only too
 
 if TYPE_CHECKING:
     from .ike.loopback import Pair
@@ -139,11 +140,6 @@ def cell_of_nodeid(nodeid: str) -> tuple[TestCase, str, str] | None:
         if pair is not None:
             return case, *pair
     return None
-
-
-def pair_id(initiator: str, responder: str) -> str:
-    """A pair's parameter id (``INIT-to-RESP``)."""
-    return f"{initiator}-to-{responder}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

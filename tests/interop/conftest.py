@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from ipseclab.interop import COMPUTES, cell_kind, cell_order, next_scope, reuse_group, worker_kind
+from ipseclab.interop import COMPUTES, cell_kind, cell_order, group_scope, joined_kind, next_scope, worker_kind
 from ipseclab.lab.pool import LabPool
 from ipseclab.matrix import CaseResult, write_results
-from ipseclab.pytest_plugin import cell_of_nodeid, pair_id
+from ipseclab.pytest_plugin import cell_of_nodeid
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,9 +77,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         def _split_scope(self, nodeid: str) -> str:
             scope = matrix_group(nodeid) or nodeid
             cell = cell_of_nodeid(nodeid)
-            kind = cell_kind(cell[0]) if cell is not None else ""
-            # a group waits if all its cells do (a pair's NAT cells: one plain, one TCP download)
-            self.kinds[scope] = kind if self.kinds.get(scope, kind) == kind else COMPUTES
+            self.kinds[scope] = joined_kind(self.kinds.get(scope), cell_kind(cell[0])) if cell is not None else ""
             return scope
 
         def _assign_work_unit(self, node: object) -> None:
@@ -102,11 +100,7 @@ def matrix_group(nodeid: str) -> str | None:
     """The group of a matrix cell's node id: ``INIT-to-RESP-GROUP`` for a case with a ``reuse_group``, else None
     (a cell that boots its own lab, or not a cell)."""
     cell = cell_of_nodeid(nodeid)
-    if cell is None:
-        return None
-    case, init, resp = cell
-    group = reuse_group(case)
-    return f"{pair_id(init, resp)}-{group}" if group else None
+    return group_scope(*cell) if cell is not None else None
 
 
 @pytest.hookimpl(tryfirst=True)

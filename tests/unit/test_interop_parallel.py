@@ -29,13 +29,13 @@ def _fake_run(case, initiator, responder, out_dir, runtime, pool):
 def test_a_scope_is_a_pairs_reuse_group_and_waits_only_if_all_its_cells_do():
     by_name_ = {c.name: c for c in CASES}
     got = scopes(Selection(tuple(by_name_), tuple(PAIRS)).cells(), by_name_)
-    assert got["strongswan:libreswan:direct"] == (COMPUTES, [c for c in Selection(("esp-tunnel", "esp-transport",
+    assert got["strongswan-to-libreswan-direct"] == (COMPUTES, [c for c in Selection(("esp-tunnel", "esp-transport",
                                                                                     "replay"), (PAIRS[0],)).cells()])
-    assert got["strongswan:libreswan:lifecycle"][0] == WAITS
-    assert [c.case for c in got["strongswan:libreswan:lifecycle"][1]] == ["child-rekey-initiator", "dpd-restart"]
+    assert got["strongswan-to-libreswan-lifecycle"][0] == WAITS
+    assert [c.case for c in got["strongswan-to-libreswan-lifecycle"][1]] == ["child-rekey-initiator", "dpd-restart"]
     # the NAT group: a plain cell (computes) and a TCP download (a lifecycle step): it computes
     assert cell_kind(by_name("tcp-transport-nat")) == WAITS and reuse_group(by_name("tcp-transport-nat")) == "nat"
-    assert got["strongswan:libreswan:nat"][0] == COMPUTES
+    assert got["strongswan-to-libreswan-nat"][0] == COMPUTES
 
 
 def test_every_cell_runs_once_a_scope_on_one_worker_and_the_matrix_files_are_the_serial_ones(tmp_path: Path,

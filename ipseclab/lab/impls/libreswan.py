@@ -433,6 +433,16 @@ def forward_log() -> str:
             "unset o\n")
 
 
+def wait_status(arms: str, tries: int, failure: str) -> str:
+    """Shell lines that look at ``whack --status`` (one whack a look, its text in ``$t``) every 50 ms until one of
+    the ``case`` ``arms`` breaks out, else after ``tries`` more looks print ``failure`` and exit 1."""
+    return ("i=0; while :; do\n"
+            f"  t=$({WHACK} --status 2>&1)\n"
+            f"  case \"$t\" in {arms} esac\n"
+            f"  [ $i -lt {tries} ] || {{ echo '{failure}'; exit 1; }}; ipl_sleep 0.05; i=$((i+1))\n"
+            "done; unset t i\n")
+
+
 def setup_section(conf: str) -> str:
     """The ``config setup`` section of an ipsec.conf text: what pluto reads at start only."""
     return conf.split("\nconn ", 1)[0]
@@ -533,10 +543,8 @@ class LibreswanDriver:
             + WAIT_FOR.format(path=PLUTO_CTL, what="pluto")
             + f"{WHACK} --listen\n"
             + (f"{WHACK} {' '.join(f'--debug {c}' for c in KEY_DEBUG.split())} || exit 1\n" if cfg.log_keys else "")
-            + "i=0; while :; do\n"
-            f"  case \"$({WHACK} --status 2>&1)\" in *'Total IPsec connections: loaded {n},'*) break;; esac\n"
-            "  [ $i -lt 200 ] || { echo 'pluto did not add its conns (see pluto.log)'; exit 1; }; ipl_sleep 0.05\n"
-            "  i=$((i+1)); done; unset i\n"
+            + wait_status(f"*'Total IPsec connections: loaded {n},'*) break;;", 200,
+                          "pluto did not add its conns (see pluto.log)")
         )
 
     def drop_script(self, cfg: PeerConfig, dev: str = "vec0") -> str:
@@ -547,12 +555,9 @@ class LibreswanDriver:
         return (require_daemon(PLUTO_PID, "pluto") +
                 f"ip addr flush dev {dev} scope global\n"
                 f"for c in {names}; do {WHACK} --delete --name $c >/dev/null 2>&1; done\n"
-                # one whack a look: --status lists every state (a "000 #N:" line) and counts the conns
-                "i=0; while :; do\n"
-                f"  t=$({WHACK} --status 2>&1)\n"
-                "  case \"$t\" in *$'\\n'\"000 #\"*) ;; *'Total IPsec connections: loaded 0,'*) break;; esac\n"
-                "  [ $i -lt 40 ] || { echo 'pluto still holds states or conns'; exit 1; }; ipl_sleep 0.05; i=$((i+1))\n"
-                "done\n"
+                # --status lists every state (a "000 #N:" line) and counts the conns
+                + wait_status("*$'\\n'\"000 #\"*) ;; *'Total IPsec connections: loaded 0,'*) break;;", 40,
+                              "pluto still holds states or conns") +
                 f"read -r o < {LOG_OFFSET}; n=$(($(stat -c %s {PLUTO_LOG}) - o)); i=0\n"
                 "while [ \"$(stat -c %s /ipl/pluto.log 2>/dev/null || echo 0)\" -lt $n ]; do\n"
                 "  [ $i -lt 40 ] || { echo 'pluto.log not copied'; exit 1; }; ipl_sleep 0.05; i=$((i+1)); done\n"
